@@ -1,0 +1,218 @@
+//! Size-prefixed framing, request encoding and response decoding.
+//!
+//! Every Kafka frame starts with a 4-byte big-endian size. The size comes from
+//! the wire and is never trusted: [`FrameDecoder`] checks it against a cap before
+//! reserving any memory for the frame (rskafka's `frame.rs` does the same).
+
+use std::io::IoSlice;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use super::{api_name, ProtocolError};
+
+/// Default cap on one response frame: well above the 50 MiB a default Fetch may
+/// return, far below anything that would hurt the process.
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 128 * 1024 * 1024;
+
+/// At most this many slices are handed to one `writev` (Linux `IOV_MAX` is 1024).
+const MAX_IOVECS: usize = 512;
+
+/// Splits a byte stream into frames without copying them: each frame is a
+/// `split_to` of the read buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameDecoder {
+    max_frame: usize,
+}
+
+impl FrameDecoder {
+    /// A decoder that rejects frames above `max_frame` bytes (size prefix excluded).
+    pub fn new(max_frame: usize) -> Self {
+        Self { max_frame }
+    }
+
+    /// The cap this decoder enforces.
+    pub fn max_frame(&self) -> usize {
+        self.max_frame
+    }
+
+    /// Takes one complete frame (without its size prefix) off the front of `buf`.
+    ///
+    /// Returns `Ok(None)` when more bytes are needed; in that case `buf` has been
+    /// given capacity for the whole frame, so the next read lands where it belongs.
+    /// The announced size is validated before that reservation.
+    pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<Bytes>, ProtocolError> {
+        if buf.len() < 4 {
+            buf.reserve(4 - buf.len());
+            return Ok(None);
+        }
+        let size = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+        if size < 0 {
+            return Err(ProtocolError::NegativeFrameSize { size });
+        }
+        let size = size as usize;
+        if size > self.max_frame {
+            return Err(ProtocolError::FrameTooLarge {
+                limit: self.max_frame,
+                actual: size,
+            });
+        }
+        if buf.len() < 4 + size {
+            buf.reserve(4 + size - buf.len());
+            return Ok(None);
+        }
+        buf.advance(4);
+        Ok(Some(buf.split_to(size).freeze()))
+    }
+}
+
+/// Encodes `header + body` of request `R` at `version`, size prefix included.
+pub fn encode_request<R: Request>(
+    correlation_id: i32,
+    client_id: &str,
+    version: i16,
+    body: &R,
+) -> Result<Bytes, ProtocolError> {
+    let err = |e: anyhow::Error| ProtocolError::Encode {
+        api: api_name(R::KEY),
+        version,
+        reason: format!("{e:#}"),
+    };
+    let header = RequestHeader::default()
+        .with_request_api_key(R::KEY)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_string(client_id.to_owned())));
+    let header_version = R::header_version(version);
+    let size = header.compute_size(header_version).map_err(err)? + body.compute_size(version).map_err(err)?;
+    let mut buf = BytesMut::with_capacity(4 + size);
+    buf.put_i32(size as i32);
+    header.encode(&mut buf, header_version).map_err(err)?;
+    body.encode(&mut buf, version).map_err(err)?;
+    debug_assert_eq!(buf.len(), 4 + size);
+    Ok(buf.freeze())
+}
+
+/// Reads the correlation id at the start of a response frame (size prefix already removed).
+pub fn response_correlation_id(frame: &[u8]) -> Result<i32, ProtocolError> {
+    match frame.get(0..4) {
+        Some(b) => Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]])),
+        None => Err(ProtocolError::ShortFrame { len: frame.len() }),
+    }
+}
+
+/// Decodes a response frame (size prefix removed) of request `R` sent at `version`.
+///
+/// Byte fields of the body (a Fetch response's records) are `Bytes` slices of
+/// `frame`: decoding copies no payload.
+pub fn decode_response<R: Request>(
+    mut frame: Bytes,
+    version: i16,
+) -> Result<(ResponseHeader, R::Response), ProtocolError> {
+    let err = |e: anyhow::Error| ProtocolError::Decode {
+        api: api_name(R::KEY),
+        version,
+        reason: format!("{e:#}"),
+    };
+    let header_version = <R::Response as HeaderVersion>::header_version(version);
+    let header = ResponseHeader::decode(&mut frame, header_version).map_err(err)?;
+    let body = <R::Response as Decodable>::decode(&mut frame, version).map_err(err)?;
+    if !frame.is_empty() {
+        return Err(ProtocolError::TrailingBytes {
+            api: api_name(R::KEY),
+            version,
+            extra: frame.len(),
+        });
+    }
+    Ok((header, body))
+}
+
+/// Writes `chunks` in order with vectored writes, never joining them into one buffer.
+pub async fn write_chunks<W: AsyncWrite + Unpin + ?Sized>(
+    writer: &mut W,
+    chunks: &[Bytes],
+) -> std::io::Result<()> {
+    let mut idx = 0; // first chunk not fully written
+    let mut offset = 0; // bytes of chunks[idx] already written
+    while idx < chunks.len() {
+        let end = (idx + MAX_IOVECS).min(chunks.len());
+        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(end - idx);
+        slices.push(IoSlice::new(&chunks[idx][offset..]));
+        for c in &chunks[idx + 1..end] {
+            slices.push(IoSlice::new(c));
+        }
+        let mut n = writer.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 && idx < chunks.len() {
+            let left = chunks[idx].len() - offset;
+            if n >= left {
+                n -= left;
+                idx += 1;
+                offset = 0;
+            } else {
+                offset += n;
+                n = 0;
+            }
+        }
+        // skip empty chunks so the first slice is never empty
+        while idx < chunks.len() && chunks[idx].len() == offset {
+            idx += 1;
+            offset = 0;
+        }
+    }
+    writer.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oversized_frame_is_rejected_before_allocation() {
+        let dec = FrameDecoder::new(1024);
+        let mut buf = BytesMut::new();
+        buf.put_i32(i32::MAX);
+        let cap_before = buf.capacity();
+        let err = dec.decode(&mut buf).unwrap_err();
+        assert_eq!(
+            err,
+            ProtocolError::FrameTooLarge {
+                limit: 1024,
+                actual: i32::MAX as usize
+            }
+        );
+        assert_eq!(buf.capacity(), cap_before, "no memory reserved for the announced size");
+    }
+
+    #[test]
+    fn negative_frame_is_rejected() {
+        let dec = FrameDecoder::new(1024);
+        let mut buf = BytesMut::from(&[0xff, 0xff, 0xff, 0xfe][..]);
+        assert!(matches!(dec.decode(&mut buf), Err(ProtocolError::NegativeFrameSize { size: -2 })));
+    }
+
+    #[test]
+    fn partial_frames_wait_for_more_bytes() {
+        let dec = FrameDecoder::new(1024);
+        let mut buf = BytesMut::new();
+        buf.put_i32(5);
+        buf.put_slice(b"abc");
+        assert_eq!(dec.decode(&mut buf).unwrap(), None);
+        assert!(buf.capacity() >= 9);
+        buf.put_slice(b"de");
+        buf.put_i32(0);
+        assert_eq!(dec.decode(&mut buf).unwrap().as_deref(), Some(&b"abcde"[..]));
+        assert_eq!(dec.decode(&mut buf).unwrap().as_deref(), Some(&b""[..]));
+        assert_eq!(dec.decode(&mut buf).unwrap(), None);
+    }
+
+    #[test]
+    fn short_frame_has_no_correlation_id() {
+        assert_eq!(response_correlation_id(&[1, 2]), Err(ProtocolError::ShortFrame { len: 2 }));
+        assert_eq!(response_correlation_id(&[0, 0, 1, 2, 9]), Ok(258));
+    }
+}
