@@ -5,4 +5,6 @@
 #![deny(unsafe_code)]
 #![warn(missing_debug_implementations)]
 
+pub mod batch;
+pub mod client;
 pub mod protocol;

@@ -1,0 +1,202 @@
+//! Views over Kafka record batches held in `Bytes`, without copying them.
+//!
+//! Batch v2 header layout (`DefaultRecordBatch.java`):
+//! `0 baseOffset i64 | 8 length i32 | 12 partitionLeaderEpoch i32 | 16 magic i8 |
+//! 17 crc u32 | 21 attributes i16 | 23 lastOffsetDelta i32 | 27 baseTimestamp i64 |
+//! 35 maxTimestamp i64 | 43 producerId i64 | 51 producerEpoch i16 |
+//! 53 baseSequence i32 | 57 recordCount i32 | 61 records`.
+//! `length` counts the bytes after itself; CRC-32C covers byte 21 to the end.
+
+use bytes::Bytes;
+
+/// Size of the v2 batch header.
+pub const V2_HEADER_LEN: usize = 61;
+/// Offset of the `length` field; a batch occupies `12 + length` bytes.
+const LOG_OVERHEAD: usize = 12;
+
+/// Errors reading a records blob.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BatchError {
+    /// A batch announced a length that cannot hold its header.
+    #[error("record batch at byte {position} announces length {length}, below the minimum for magic {magic}")]
+    BadLength { position: usize, length: i32, magic: i8 },
+    /// A batch with an unknown magic byte.
+    #[error("record batch at byte {position} has unknown magic {magic}")]
+    BadMagic { position: usize, magic: i8 },
+}
+
+/// One record batch (any magic) as a zero-copy slice of a Fetch response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawBatch {
+    bytes: Bytes,
+}
+
+impl RawBatch {
+    /// The whole batch, header included.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+    /// Consumes the view, returning the batch bytes.
+    pub fn into_bytes(self) -> Bytes {
+        self.bytes
+    }
+    fn i64_at(&self, at: usize) -> i64 {
+        i64::from_be_bytes(self.bytes[at..at + 8].try_into().expect("8 bytes"))
+    }
+    fn i32_at(&self, at: usize) -> i32 {
+        i32::from_be_bytes(self.bytes[at..at + 4].try_into().expect("4 bytes"))
+    }
+    /// `baseOffset` (for magic 0/1: the offset of the wrapper message).
+    pub fn base_offset(&self) -> i64 {
+        self.i64_at(0)
+    }
+    /// Magic byte (0, 1 or 2).
+    pub fn magic(&self) -> i8 {
+        self.bytes[16] as i8
+    }
+    /// Length of the batch in bytes.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+    /// Never true: a batch always holds its header.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+    /// v2 `attributes` (0 for magic 0/1).
+    pub fn attributes(&self) -> i16 {
+        if self.magic() < 2 {
+            return 0;
+        }
+        i16::from_be_bytes([self.bytes[21], self.bytes[22]])
+    }
+    /// Compression codec id: 0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd.
+    pub fn codec(&self) -> u8 {
+        if self.magic() < 2 {
+            return self.bytes[LOG_OVERHEAD + 5] & 0x07; // magic 0/1 attributes byte
+        }
+        (self.attributes() & 0x07) as u8
+    }
+    /// True for transaction control batches (commit/abort markers).
+    pub fn is_control(&self) -> bool {
+        self.magic() >= 2 && self.attributes() & 0x20 != 0
+    }
+    /// True when the batch belongs to a transaction.
+    pub fn is_transactional(&self) -> bool {
+        self.magic() >= 2 && self.attributes() & 0x10 != 0
+    }
+    /// v2 `lastOffsetDelta`.
+    pub fn last_offset_delta(&self) -> i32 {
+        self.i32_at(23)
+    }
+    /// Offset of the last record (v2: base + lastOffsetDelta).
+    pub fn last_offset(&self) -> i64 {
+        if self.magic() < 2 {
+            return self.base_offset();
+        }
+        self.base_offset() + self.last_offset_delta() as i64
+    }
+    /// v2 `producerId`.
+    pub fn producer_id(&self) -> i64 {
+        self.i64_at(43)
+    }
+    /// v2 `recordCount`.
+    pub fn record_count(&self) -> i32 {
+        self.i32_at(57)
+    }
+    /// v2 stored CRC-32C.
+    pub fn crc(&self) -> u32 {
+        u32::from_be_bytes(self.bytes[17..21].try_into().expect("4 bytes"))
+    }
+}
+
+/// Splits a Fetch response's records blob into batches, zero-copy.
+///
+/// Returns the complete batches and the number of trailing bytes that form an
+/// incomplete batch: brokers cut a response at `max_bytes`, so a truncated last
+/// batch is normal and means "fetch again from its offset", not an error.
+pub fn split_batches(records: &Bytes) -> Result<(Vec<RawBatch>, usize), BatchError> {
+    let mut out = Vec::new();
+    let mut pos = 0usize;
+    while records.len() - pos >= 17 {
+        let length = i32::from_be_bytes(records[pos + 8..pos + 12].try_into().expect("4 bytes"));
+        let magic = records[pos + 16] as i8;
+        let min = match magic {
+            2 => (V2_HEADER_LEN - LOG_OVERHEAD) as i32,
+            0 | 1 => 14, // crc + magic + attributes + key len + value len
+            _ => return Err(BatchError::BadMagic { position: pos, magic }),
+        };
+        if length < min {
+            return Err(BatchError::BadLength { position: pos, length, magic });
+        }
+        let end = pos + LOG_OVERHEAD + length as usize;
+        if end > records.len() {
+            break;
+        }
+        out.push(RawBatch {
+            bytes: records.slice(pos..end),
+        });
+        pos = end;
+    }
+    Ok((out, records.len() - pos))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::{BufMut, BytesMut};
+    use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+
+    fn batch(n: i64, codec: Compression) -> Bytes {
+        let records: Vec<Record> = (0..n)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i,
+                sequence: i as i32,
+                timestamp: 1_700_000_000_000 + i,
+                key: Some(Bytes::from(format!("k{i}"))),
+                value: Some(Bytes::from(vec![b'v'; 100])),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: codec }).unwrap();
+        buf.freeze()
+    }
+
+    #[test]
+    fn splits_batches_zero_copy_and_reports_truncated_tail() {
+        let a = batch(3, Compression::None);
+        let b = batch(5, Compression::Lz4);
+        let mut blob = BytesMut::new();
+        blob.put_slice(&a);
+        blob.put_slice(&b);
+        blob.put_slice(&b[..30]); // truncated third batch
+        let blob = blob.freeze();
+        let (batches, rest) = split_batches(&blob).unwrap();
+        assert_eq!(batches.len(), 2);
+        assert_eq!(rest, 30);
+        assert_eq!(batches[0].bytes(), &a);
+        assert_eq!(batches[1].bytes(), &b);
+        assert_eq!(batches[1].codec(), 3);
+        assert_eq!(batches[1].record_count(), 5);
+        assert_eq!(batches[1].last_offset_delta(), 4);
+        assert_eq!(batches[0].bytes().as_ptr(), blob.as_ptr(), "slices share the fetch buffer");
+    }
+
+    #[test]
+    fn rejects_garbage_lengths_and_magic() {
+        let mut a = BytesMut::from(&batch(1, Compression::None)[..]);
+        a[16] = 7;
+        assert!(matches!(split_batches(&a.clone().freeze()), Err(BatchError::BadMagic { position: 0, magic: 7 })));
+        a[16] = 2;
+        a[8..12].copy_from_slice(&(-5i32).to_be_bytes());
+        assert!(matches!(split_batches(&a.freeze()), Err(BatchError::BadLength { length: -5, .. })));
+    }
+}

@@ -1,0 +1,428 @@
+//! One pipelined connection to one broker.
+//!
+//! Many requests may be in flight; responses are matched to waiters by
+//! correlation id in a reader task (rskafka's `messenger.rs` follows the same
+//! shape). A writer task owns the write half, so a caller that gives up (a
+//! dropped future) can never leave half a request on the wire. Any I/O or
+//! framing error, and any request timeout (as in the Java client's
+//! `NetworkClient`), poisons the connection: every waiter fails with the same
+//! error and later requests fail at once, so the pool opens a new one.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse, ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::{Request, StrBytes};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use super::{ClientError, Result};
+use crate::protocol::produce::{encode_produce, ProduceTopic};
+use crate::protocol::{
+    api_name, decode_response, encode_request, response_correlation_id, write_chunks, ApiVersionTable,
+    FrameDecoder, DEFAULT_MAX_FRAME_BYTES,
+};
+
+/// Settings of one connection.
+#[derive(Debug, Clone)]
+pub struct ConnectionConfig {
+    /// `client.id` sent in every request header.
+    pub client_id: String,
+    /// How long to wait for each response before closing the connection.
+    pub request_timeout: Duration,
+    /// Largest response frame accepted; checked before allocating.
+    pub max_frame_bytes: usize,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        Self {
+            client_id: "strait".to_string(),
+            request_timeout: Duration::from_secs(30),
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+        }
+    }
+}
+
+/// A response that carries a broker throttle time (KIP-219: the client must
+/// hold back further requests on this connection for that long).
+pub trait Throttled {
+    /// `throttle_time_ms` of the response, 0 when absent.
+    fn throttle_time_ms(&self) -> i32;
+}
+
+macro_rules! throttled {
+    ($($t:ty),* $(,)?) => {$(
+        impl Throttled for $t {
+            fn throttle_time_ms(&self) -> i32 { self.throttle_time_ms }
+        }
+    )*};
+}
+throttled!(
+    kafka_protocol::messages::ProduceResponse,
+    kafka_protocol::messages::FetchResponse,
+    kafka_protocol::messages::ListOffsetsResponse,
+    kafka_protocol::messages::MetadataResponse,
+    kafka_protocol::messages::OffsetCommitResponse,
+    kafka_protocol::messages::OffsetFetchResponse,
+    kafka_protocol::messages::FindCoordinatorResponse,
+    kafka_protocol::messages::ApiVersionsResponse,
+    kafka_protocol::messages::CreateTopicsResponse,
+    kafka_protocol::messages::DeleteTopicsResponse,
+    kafka_protocol::messages::InitProducerIdResponse,
+    kafka_protocol::messages::DescribeConfigsResponse,
+    kafka_protocol::messages::IncrementalAlterConfigsResponse,
+    kafka_protocol::messages::CreatePartitionsResponse,
+    kafka_protocol::messages::AddPartitionsToTxnResponse,
+    kafka_protocol::messages::AddOffsetsToTxnResponse,
+    kafka_protocol::messages::EndTxnResponse,
+    kafka_protocol::messages::TxnOffsetCommitResponse,
+    kafka_protocol::messages::DescribeGroupsResponse,
+    kafka_protocol::messages::ListGroupsResponse,
+);
+
+type Waiter = oneshot::Sender<Result<Bytes>>;
+
+#[derive(Debug, Default)]
+struct State {
+    pending: HashMap<i32, Waiter>,
+    failed: Option<ClientError>,
+    throttle_until: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    broker: String,
+    state: Mutex<State>,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave State inconsistent
+        // (every update is a single insert/remove), so poisoning is ignored.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Poisons the connection: fails every waiter with `err`; later requests fail at once.
+    fn fail(&self, err: ClientError) {
+        let waiters: Vec<Waiter> = {
+            let mut st = self.lock();
+            if st.failed.is_none() {
+                st.failed = Some(err.clone());
+            }
+            st.pending.drain().map(|(_, w)| w).collect()
+        };
+        if !waiters.is_empty() {
+            debug!(broker = %self.broker, failed = waiters.len(), error = %err, "connection failed");
+        }
+        for w in waiters {
+            let _ = w.send(Err(err.clone()));
+        }
+    }
+}
+
+/// A pipelined connection to one broker, with its negotiated API versions.
+#[derive(Debug)]
+pub struct Connection {
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Vec<Bytes>>,
+    next_id: AtomicI32,
+    config: ConnectionConfig,
+    versions: ApiVersionTable,
+    tasks: [AbortHandle; 2],
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Connection {
+    /// Takes over an established byte stream (TCP, TLS, an in-memory pipe), starts
+    /// the reader and writer tasks and negotiates API versions.
+    pub async fn handshake<S>(stream: S, broker: impl Into<String>, config: ConnectionConfig) -> Result<Self>
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let broker = broker.into();
+        let (rd, wr) = tokio::io::split(stream);
+        let shared = Arc::new(Shared {
+            broker: broker.clone(),
+            state: Mutex::new(State::default()),
+        });
+        let (tx, rx) = mpsc::channel(128);
+        let reader = tokio::spawn(read_loop(rd, shared.clone(), FrameDecoder::new(config.max_frame_bytes)));
+        let writer = tokio::spawn(write_loop(wr, rx, shared.clone()));
+        let mut conn = Connection {
+            shared,
+            tx,
+            next_id: AtomicI32::new(1),
+            config,
+            versions: ApiVersionTable::default(),
+            tasks: [reader.abort_handle(), writer.abort_handle()],
+        };
+        conn.versions = conn.negotiate_versions().await?;
+        Ok(conn)
+    }
+
+    /// ApiVersions v3 (KIP-511), falling back to v0 for brokers that refuse it.
+    async fn negotiate_versions(&self) -> Result<ApiVersionTable> {
+        let req = ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("strait"))
+            .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+        let mut resp: ApiVersionsResponse = self.request_at(3, &req).await?;
+        if resp.error_code == 35 {
+            // UNSUPPORTED_VERSION: the broker answered in v0 format; ask again at v0.
+            resp = self.request_at(0, &ApiVersionsRequest::default()).await?;
+        }
+        if resp.error_code != 0 {
+            return Err(ClientError::kafka("ApiVersions", &self.shared.broker, "connection", resp.error_code, None));
+        }
+        Ok(ApiVersionTable::from_response(&resp))
+    }
+
+    /// The broker this connection talks to (`host:port`).
+    pub fn broker(&self) -> &str {
+        &self.shared.broker
+    }
+
+    /// The API versions the broker announced.
+    pub fn versions(&self) -> &ApiVersionTable {
+        &self.versions
+    }
+
+    /// The error that closed this connection, if it is closed.
+    pub fn failure(&self) -> Option<ClientError> {
+        self.shared.lock().failed.clone()
+    }
+
+    /// True once an error has closed this connection.
+    pub fn is_failed(&self) -> bool {
+        self.shared.lock().failed.is_some()
+    }
+
+    /// Closes the connection: in-flight requests fail, later ones fail at once.
+    pub fn close(&self) {
+        self.shared.fail(ClientError::Closed {
+            broker: self.shared.broker.clone(),
+        });
+    }
+
+    /// The highest version of `R` both sides support.
+    pub fn version_of<R: Request>(&self) -> Result<i16> {
+        self.versions.negotiate::<R>().map_err(|source| ClientError::Protocol {
+            broker: self.shared.broker.clone(),
+            source,
+        })
+    }
+
+    /// Sends `body` at the negotiated version and waits for its response.
+    pub async fn request<R>(&self, body: &R) -> Result<R::Response>
+    where
+        R: Request,
+        R::Response: Throttled,
+    {
+        let version = self.version_of::<R>()?;
+        self.request_at(version, body).await
+    }
+
+    /// Sends `body` at an explicit `version` and waits for its response.
+    pub async fn request_at<R>(&self, version: i16, body: &R) -> Result<R::Response>
+    where
+        R: Request,
+        R::Response: Throttled,
+    {
+        let frame = self
+            .roundtrip(R::KEY, |id| {
+                encode_request(id, &self.config.client_id, version, body).map(|b| vec![b])
+            })
+            .await?;
+        let (_, resp) = decode_response::<R>(frame, version).map_err(|source| self.protocol_error(source))?;
+        self.note_throttle(resp.throttle_time_ms());
+        Ok(resp)
+    }
+
+    /// Sends a Produce request built by the zero-copy encoder: record batches go to
+    /// the socket from their original buffers. `acks` must be -1 or 1 (acks=0 has
+    /// no response and is never used by strait).
+    pub async fn produce(
+        &self,
+        version: i16,
+        transactional_id: Option<&str>,
+        acks: i16,
+        timeout_ms: i32,
+        topics: &[ProduceTopic],
+    ) -> Result<ProduceResponse> {
+        if acks == 0 {
+            return Err(ClientError::Invalid {
+                what: "acks",
+                reason: "acks=0 gets no response and can lose data; use -1 (all)".into(),
+            });
+        }
+        let frame = self
+            .roundtrip(ProduceRequest::KEY_I16, |id| {
+                encode_produce(id, &self.config.client_id, version, transactional_id, acks, timeout_ms, topics)
+                    .map(|f| f.chunks)
+            })
+            .await?;
+        let (_, resp) = decode_response::<ProduceRequest>(frame, version).map_err(|source| self.protocol_error(source))?;
+        self.note_throttle(resp.throttle_time_ms);
+        Ok(resp)
+    }
+
+    fn protocol_error(&self, source: crate::protocol::ProtocolError) -> ClientError {
+        ClientError::Protocol {
+            broker: self.shared.broker.clone(),
+            source,
+        }
+    }
+
+    fn note_throttle(&self, ms: i32) {
+        if ms > 0 {
+            debug!(broker = %self.shared.broker, throttle_ms = ms, "broker throttled us");
+            let until = Instant::now() + Duration::from_millis(ms as u64);
+            let mut st = self.shared.lock();
+            if st.throttle_until.is_none_or(|t| t < until) {
+                st.throttle_until = Some(until);
+            }
+        }
+    }
+
+    /// Registers a waiter, hands the encoded frame to the writer, and waits.
+    async fn roundtrip<F>(&self, api_key: i16, encode: F) -> Result<Bytes>
+    where
+        F: FnOnce(i32) -> std::result::Result<Vec<Bytes>, crate::protocol::ProtocolError>,
+    {
+        let throttle = self.shared.lock().throttle_until;
+        if let Some(until) = throttle {
+            tokio::time::sleep_until(until).await;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) & i32::MAX;
+        let chunks = encode(id).map_err(|source| self.protocol_error(source))?;
+        let (wtx, wrx) = oneshot::channel();
+        {
+            let mut st = self.shared.lock();
+            if let Some(err) = &st.failed {
+                return Err(err.clone());
+            }
+            st.pending.insert(id, wtx);
+        }
+        if self.tx.send(chunks).await.is_err() {
+            let err = self.failure().unwrap_or(ClientError::Closed {
+                broker: self.shared.broker.clone(),
+            });
+            self.shared.lock().pending.remove(&id);
+            return Err(err);
+        }
+        match tokio::time::timeout(self.config.request_timeout, wrx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(self.failure().unwrap_or(ClientError::Closed {
+                broker: self.shared.broker.clone(),
+            })),
+            Err(_) => {
+                let err = ClientError::Timeout {
+                    broker: self.shared.broker.clone(),
+                    api: api_name(api_key),
+                    timeout_ms: self.config.request_timeout.as_millis() as u64,
+                };
+                warn!(broker = %self.shared.broker, api = api_name(api_key), "request timed out; closing the connection");
+                self.shared.fail(err.clone());
+                Err(err)
+            }
+        }
+    }
+}
+
+/// Convenience: the API key of a request type as `i16`.
+trait KeyI16 {
+    const KEY_I16: i16;
+}
+impl<R: Request> KeyI16 for R {
+    const KEY_I16: i16 = R::KEY;
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(mut rd: R, shared: Arc<Shared>, decoder: FrameDecoder) {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    loop {
+        match decoder.decode(&mut buf) {
+            Ok(Some(frame)) => {
+                let id = match response_correlation_id(&frame) {
+                    Ok(id) => id,
+                    Err(source) => {
+                        shared.fail(ClientError::Protocol {
+                            broker: shared.broker.clone(),
+                            source,
+                        });
+                        return;
+                    }
+                };
+                let waiter = shared.lock().pending.remove(&id);
+                match waiter {
+                    Some(w) => {
+                        let _ = w.send(Ok(frame));
+                    }
+                    None => debug!(broker = %shared.broker, correlation_id = id, "response nobody waits for"),
+                }
+            }
+            Ok(None) => {
+                if buf.capacity() - buf.len() < 4096 {
+                    buf.reserve(64 * 1024);
+                }
+                match rd.read_buf(&mut buf).await {
+                    Ok(0) => {
+                        shared.fail(ClientError::Closed {
+                            broker: shared.broker.clone(),
+                        });
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        shared.fail(ClientError::Io {
+                            broker: shared.broker.clone(),
+                            kind: e.kind(),
+                            reason: e.to_string(),
+                        });
+                        return;
+                    }
+                }
+            }
+            Err(source) => {
+                shared.fail(ClientError::Protocol {
+                    broker: shared.broker.clone(),
+                    source,
+                });
+                return;
+            }
+        }
+    }
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::Receiver<Vec<Bytes>>, shared: Arc<Shared>) {
+    while let Some(mut chunks) = rx.recv().await {
+        // Coalesce requests already queued into one vectored write.
+        while chunks.len() < 256 {
+            match rx.try_recv() {
+                Ok(more) => chunks.extend(more),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = write_chunks(&mut wr, &chunks).await {
+            shared.fail(ClientError::Io {
+                broker: shared.broker.clone(),
+                kind: e.kind(),
+                reason: e.to_string(),
+            });
+            return;
+        }
+    }
+    let _ = wr.shutdown().await;
+}

@@ -1,0 +1,357 @@
+//! The broker pool and metadata cache of one cluster: [`Client`].
+//!
+//! One connection per broker, opened lazily on first use and reopened after it
+//! fails, with exponential backoff and jitter between failed attempts so a dead
+//! broker is not hammered. The metadata cache is refreshed when a caller reports
+//! an error that means routing went stale (see [`super::classify`]).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{MetadataRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::conn::{Connection, ConnectionConfig};
+use super::metadata::Metadata;
+use super::{ClientError, ErrorClass, Result};
+
+/// Exponential backoff with ±20 % jitter.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    /// Delay after the first failure.
+    pub initial: Duration,
+    /// Upper bound of the delay.
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Backoff {
+    /// Delay before attempt number `failures + 1`, given `failures` consecutive failures.
+    pub fn delay(&self, failures: u32) -> Duration {
+        if failures == 0 {
+            return Duration::ZERO;
+        }
+        let exp = self.initial.saturating_mul(1u32 << (failures - 1).min(20));
+        let base = exp.min(self.max);
+        base.mul_f64(0.8 + 0.4 * fastrand::f64())
+    }
+}
+
+/// Settings of a [`Client`].
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `host:port` addresses to bootstrap from.
+    pub bootstrap: Vec<String>,
+    /// Per-connection settings.
+    pub connection: ConnectionConfig,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// Backoff between failed connection attempts to one broker.
+    pub backoff: Backoff,
+}
+
+impl ClientConfig {
+    /// Config for a comma-separated bootstrap list with defaults elsewhere.
+    pub fn new(bootstrap: &str) -> Self {
+        Self {
+            bootstrap: bootstrap
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
+            connection: ConnectionConfig::default(),
+            connect_timeout: Duration::from_secs(10),
+            backoff: Backoff::default(),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    conn: Option<Arc<Connection>>,
+    failures: u32,
+    retry_at: Option<Instant>,
+}
+
+/// A handle on one Kafka cluster: broker pool plus metadata cache. Cheap to share (`Arc`).
+#[derive(Debug)]
+pub struct Client {
+    config: ClientConfig,
+    slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Slot>>>>,
+    metadata: RwLock<Metadata>,
+    stale: AtomicBool,
+}
+
+impl Client {
+    /// A client that has not connected yet (connections open on first use).
+    pub fn new(config: ClientConfig) -> Result<Self> {
+        if config.bootstrap.is_empty() {
+            return Err(ClientError::Invalid {
+                what: "bootstrap servers",
+                reason: "the list is empty".into(),
+            });
+        }
+        for addr in &config.bootstrap {
+            if addr.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
+                return Err(ClientError::Invalid {
+                    what: "bootstrap server",
+                    reason: format!("{addr:?} is not host:port"),
+                });
+            }
+        }
+        Ok(Self {
+            config,
+            slots: Mutex::new(HashMap::new()),
+            metadata: RwLock::new(Metadata::default()),
+            stale: AtomicBool::new(true),
+        })
+    }
+
+    /// Creates a client and fetches broker metadata, proving the cluster is reachable.
+    pub async fn connect(config: ClientConfig) -> Result<Self> {
+        let client = Self::new(config)?;
+        let md = client.refresh_metadata(Some(&[])).await?;
+        info!(
+            cluster_id = md.cluster_id.as_deref().unwrap_or("?"),
+            brokers = md.brokers.len(),
+            "connected to cluster"
+        );
+        Ok(client)
+    }
+
+    /// The client's settings.
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// The connection to `addr`, opening it (after any backoff still due) if needed.
+    pub async fn connection(&self, addr: &str) -> Result<Arc<Connection>> {
+        let slot = {
+            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            slots.entry(addr.to_string()).or_default().clone()
+        };
+        let mut slot = slot.lock().await;
+        if let Some(conn) = &slot.conn {
+            if !conn.is_failed() {
+                return Ok(conn.clone());
+            }
+            debug!(broker = addr, "reconnecting after connection failure");
+            slot.conn = None;
+        }
+        if let Some(at) = slot.retry_at {
+            tokio::time::sleep_until(at).await;
+        }
+        match self.open(addr).await {
+            Ok(conn) => {
+                let conn = Arc::new(conn);
+                slot.conn = Some(conn.clone());
+                slot.failures = 0;
+                slot.retry_at = None;
+                Ok(conn)
+            }
+            Err(e) => {
+                slot.failures += 1;
+                let delay = self.config.backoff.delay(slot.failures);
+                slot.retry_at = Some(Instant::now() + delay);
+                warn!(broker = addr, failures = slot.failures, retry_in_ms = delay.as_millis() as u64, error = %e, "connection attempt failed");
+                Err(e)
+            }
+        }
+    }
+
+    async fn open(&self, addr: &str) -> Result<Connection> {
+        let connect_err = |reason: String| ClientError::Connect {
+            broker: addr.to_string(),
+            reason,
+        };
+        let stream = tokio::time::timeout(self.config.connect_timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| connect_err(format!("no answer within {} ms", self.config.connect_timeout.as_millis())))?
+            .map_err(|e| connect_err(e.to_string()))?;
+        stream.set_nodelay(true).map_err(|e| connect_err(e.to_string()))?;
+        // The ApiVersions exchange must also finish within the connect timeout: a
+        // server that accepts TCP but does not speak Kafka must not hang us.
+        tokio::time::timeout(
+            self.config.connect_timeout,
+            Connection::handshake(stream, addr, self.config.connection.clone()),
+        )
+        .await
+        .map_err(|_| connect_err("no ApiVersions answer: is this a Kafka listener?".into()))?
+    }
+
+    /// The connection to broker `node`, by its id in the metadata.
+    pub async fn broker(&self, node: i32) -> Result<Arc<Connection>> {
+        let addr = self.broker_address(node);
+        let addr = match addr {
+            Some(a) => a,
+            None => {
+                self.refresh_metadata(Some(&[])).await?;
+                self.broker_address(node).ok_or(ClientError::UnknownBroker { node })?
+            }
+        };
+        self.connection(&addr).await
+    }
+
+    fn broker_address(&self, node: i32) -> Option<String> {
+        self.read_md().brokers.get(&node).map(|b| b.address())
+    }
+
+    /// A connection to any reachable broker: known brokers first, then bootstrap servers.
+    pub async fn any_broker(&self) -> Result<Arc<Connection>> {
+        let mut candidates: Vec<String> = self.read_md().brokers.values().map(|b| b.address()).collect();
+        candidates.sort();
+        if !candidates.is_empty() {
+            let k = fastrand::usize(..candidates.len());
+            candidates.rotate_left(k);
+        }
+        for b in &self.config.bootstrap {
+            if !candidates.contains(b) {
+                candidates.push(b.clone());
+            }
+        }
+        let mut last: Option<ClientError> = None;
+        for addr in &candidates {
+            match self.connection(addr).await {
+                Ok(c) => return Ok(c),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(ClientError::NoBrokerReachable {
+            servers: self.config.bootstrap.join(","),
+            last_error: last.map(|e| e.to_string()).unwrap_or_default(),
+        })
+    }
+
+    fn read_md(&self) -> std::sync::RwLockReadGuard<'_, Metadata> {
+        self.metadata.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A copy of the cached metadata.
+    pub fn cached_metadata(&self) -> Metadata {
+        self.read_md().clone()
+    }
+
+    /// Asks the cluster for metadata: `None` = all topics, `Some(&[])` = brokers only.
+    /// The cache is updated; the fresh snapshot is returned.
+    pub async fn refresh_metadata(&self, topics: Option<&[String]>) -> Result<Metadata> {
+        let req = MetadataRequest::default()
+            .with_topics(topics.map(|ts| {
+                ts.iter()
+                    .map(|t| MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(t.clone())))))
+                    .collect()
+            }))
+            .with_allow_auto_topic_creation(false);
+        let conn = self.any_broker().await?;
+        let resp = conn.request(&req).await?;
+        let fresh = Metadata::from_response(&resp);
+        {
+            let mut md = self.metadata.write().unwrap_or_else(|p| p.into_inner());
+            md.merge(fresh.clone());
+        }
+        if topics.is_none() || topics.is_some_and(|t| !t.is_empty()) {
+            self.stale.store(false, Ordering::Relaxed);
+        }
+        Ok(fresh)
+    }
+
+    /// Leader broker id and leader epoch of a partition, refreshing the cache when
+    /// it is stale or does not know the partition.
+    pub async fn leader(&self, topic: &str, partition: i32) -> Result<(i32, i32)> {
+        let cached = if self.stale.load(Ordering::Relaxed) {
+            None
+        } else {
+            self.read_md().partition(topic, partition).cloned()
+        };
+        let p = match cached {
+            Some(p) if p.leader >= 0 => p,
+            _ => {
+                let md = self.refresh_metadata(Some(&[topic.to_string()])).await?;
+                let t = md.topics.get(topic).ok_or_else(|| ClientError::UnknownPartition {
+                    topic: topic.into(),
+                    partition,
+                })?;
+                if t.error_code != 0 {
+                    return Err(ClientError::kafka("Metadata", "cluster", topic, t.error_code, None));
+                }
+                md.partition(topic, partition).cloned().ok_or_else(|| ClientError::UnknownPartition {
+                    topic: topic.into(),
+                    partition,
+                })?
+            }
+        };
+        if p.leader < 0 {
+            return Err(ClientError::NoLeader {
+                topic: topic.into(),
+                partition,
+            });
+        }
+        Ok((p.leader, p.leader_epoch))
+    }
+
+    /// Marks the metadata cache stale: the next [`leader`](Self::leader) asks the cluster.
+    pub fn invalidate_metadata(&self) {
+        self.stale.store(true, Ordering::Relaxed);
+    }
+
+    /// Reports an error seen by a caller; routing errors mark the cache stale.
+    /// Returns the error's class so the caller can decide to retry.
+    pub fn note_error(&self, err: &ClientError) -> ErrorClass {
+        let class = err.class();
+        if class == ErrorClass::RefreshMetadata {
+            self.invalidate_metadata();
+        }
+        class
+    }
+
+    /// Like [`note_error`](Self::note_error) for a bare Kafka error code.
+    pub fn note_error_code(&self, code: i16) -> ErrorClass {
+        let class = super::classify(code);
+        if class == ErrorClass::RefreshMetadata {
+            self.invalidate_metadata();
+        }
+        class
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let b = Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(2),
+        };
+        assert_eq!(b.delay(0), Duration::ZERO);
+        let d1 = b.delay(1);
+        assert!(d1 >= Duration::from_millis(80) && d1 <= Duration::from_millis(120), "{d1:?}");
+        let d3 = b.delay(3);
+        assert!(d3 >= Duration::from_millis(320) && d3 <= Duration::from_millis(480), "{d3:?}");
+        for n in 6..40 {
+            assert!(b.delay(n) <= Duration::from_millis(2400));
+        }
+    }
+
+    #[test]
+    fn bad_bootstrap_is_rejected_with_the_address() {
+        let err = Client::new(ClientConfig::new("localhost")).unwrap_err();
+        assert!(err.to_string().contains("\"localhost\" is not host:port"), "{err}");
+        assert!(Client::new(ClientConfig::new(" , ")).is_err());
+    }
+}
