@@ -74,6 +74,33 @@ fn topic_name(v: &str) -> TopicName {
 }
 
 impl Client {
+    /// Runs `op` until it succeeds, fails with a fatal error, or the request timeout
+    /// passes; retriable errors back off, routing errors also refresh metadata.
+    /// Coordinators answer COORDINATOR_NOT_AVAILABLE / LOAD_IN_PROGRESS for a while
+    /// after a cluster starts or a coordinator moves.
+    pub async fn retrying<T, F, Fut>(&self, mut op: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.config().connection.request_timeout;
+        let mut failures = 0;
+        loop {
+            match op().await {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    let class = self.note_error(&e);
+                    if class == super::ErrorClass::Fatal || tokio::time::Instant::now() >= deadline {
+                        return Err(e);
+                    }
+                    failures += 1;
+                    tracing::debug!(error = %e, failures, "retrying");
+                    tokio::time::sleep(self.config().backoff.delay(failures).min(std::time::Duration::from_secs(1))).await;
+                }
+            }
+        }
+    }
+
     /// Creates topics. A topic that already exists is not an error when `if_not_exists`.
     pub async fn create_topics(&self, topics: &[NewTopic], timeout_ms: i32, if_not_exists: bool) -> Result<()> {
         let req = CreateTopicsRequest::default().with_timeout_ms(timeout_ms).with_topics(
@@ -106,14 +133,50 @@ impl Client {
                 ));
             }
         }
-        Ok(())
+        let names: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
+        self.wait_for_partitions(&names, None, timeout_ms).await
+    }
+
+    /// Waits until every partition of `topics` has a leader in the metadata (and, with
+    /// `count`, until there are that many partitions): topic creation and partition
+    /// increases return before the new partitions are served.
+    pub async fn wait_for_partitions(&self, topics: &[String], count: Option<usize>, timeout_ms: i32) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(timeout_ms.max(0) as u64);
+        loop {
+            let md = self.refresh_metadata(Some(topics)).await?;
+            let pending = topics.iter().find(|t| match md.topics.get(*t) {
+                Some(tm) => {
+                    tm.error_code != 0
+                        || tm.partitions.is_empty()
+                        || count.is_some_and(|n| tm.partitions.len() < n)
+                        || tm.partitions.iter().any(|p| p.leader < 0 || p.error_code != 0)
+                }
+                None => true,
+            });
+            let Some(t) = pending else { return Ok(()) };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ClientError::Timeout {
+                    broker: "cluster".into(),
+                    api: "Metadata",
+                    timeout_ms: timeout_ms as u64,
+                })
+                .map_err(|e| {
+                    tracing::warn!(topic = %t, "partitions not served in time");
+                    e
+                });
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     /// Raises the partition count of `topic` to `total`.
     pub async fn create_partitions(&self, topic: &str, total: i32, timeout_ms: i32) -> Result<()> {
         let req = CreatePartitionsRequest::default()
             .with_timeout_ms(timeout_ms)
-            .with_topics(vec![CreatePartitionsTopic::default().with_name(topic_name(topic)).with_count(total)]);
+            .with_topics(vec![CreatePartitionsTopic::default()
+                .with_name(topic_name(topic))
+                .with_count(total)
+                .with_assignments(None)]);
         let conn = self.any_broker().await?;
         let resp = conn.request(&req).await?;
         for r in &resp.results {
@@ -121,7 +184,7 @@ impl Client {
                 return Err(ClientError::kafka("CreatePartitions", conn.broker(), format!("topic {topic}"), r.error_code, r.error_message.as_deref()));
             }
         }
-        Ok(())
+        self.wait_for_partitions(&[topic.to_string()], Some(total as usize), timeout_ms).await
     }
 
     /// Describes the configs of topics.
@@ -212,6 +275,10 @@ impl Client {
 
     /// The coordinator of a group (`key_type` 0) or transactional id (`key_type` 1).
     pub async fn find_coordinator(&self, key: &str, key_type: i8) -> Result<Arc<Connection>> {
+        self.retrying(|| self.find_coordinator_once(key, key_type)).await
+    }
+
+    async fn find_coordinator_once(&self, key: &str, key_type: i8) -> Result<Arc<Connection>> {
         let conn = self.any_broker().await?;
         let version = conn.version_of::<FindCoordinatorRequest>()?;
         let mut req = FindCoordinatorRequest::default().with_key_type(key_type);
@@ -237,6 +304,10 @@ impl Client {
     /// Commits offsets for a group with no active members (generation -1), as admin tools do.
     /// `offsets`: (topic, partition, next offset to consume).
     pub async fn commit_offsets(&self, group: &str, offsets: &[(String, i32, i64)]) -> Result<()> {
+        self.retrying(|| self.commit_offsets_once(group, offsets)).await
+    }
+
+    async fn commit_offsets_once(&self, group: &str, offsets: &[(String, i32, i64)]) -> Result<()> {
         let mut by_topic: HashMap<&str, Vec<OffsetCommitRequestPartition>> = HashMap::new();
         for (t, p, o) in offsets {
             by_topic.entry(t.as_str()).or_default().push(
@@ -272,6 +343,10 @@ impl Client {
 
     /// Committed offsets of a group for the given topics' partitions; -1 where none.
     pub async fn fetch_offsets(&self, group: &str, topics: &[(String, Vec<i32>)]) -> Result<Vec<(String, i32, i64)>> {
+        self.retrying(|| self.fetch_offsets_once(group, topics)).await
+    }
+
+    async fn fetch_offsets_once(&self, group: &str, topics: &[(String, Vec<i32>)]) -> Result<Vec<(String, i32, i64)>> {
         let conn = self.find_coordinator(group, 0).await?;
         let version = conn.version_of::<OffsetFetchRequest>()?;
         let mut req = OffsetFetchRequest::default();
@@ -326,6 +401,10 @@ impl Client {
     /// Gets a producer id and epoch: idempotent (`transactional_id` None, any broker)
     /// or transactional (sent to the transaction coordinator).
     pub async fn init_producer_id(&self, transactional_id: Option<&str>, txn_timeout_ms: i32) -> Result<(i64, i16)> {
+        self.retrying(|| self.init_producer_id_once(transactional_id, txn_timeout_ms)).await
+    }
+
+    async fn init_producer_id_once(&self, transactional_id: Option<&str>, txn_timeout_ms: i32) -> Result<(i64, i16)> {
         let conn = match transactional_id {
             Some(t) => self.find_coordinator(t, 1).await?,
             None => self.any_broker().await?,

@@ -1,0 +1,176 @@
+//! Rust side of the real-broker harness: starts Apache Kafka KRaft clusters with
+//! `protocol-tests/harness/kafka.sh` (jars resolved from Maven Central by `mvn`,
+//! cached in `~/.cache/strait`) and stops them when dropped, or, for clusters
+//! shared by every test of a binary, when the test process exits (the script's
+//! owner-pid watchdog). Cluster directories with broker logs live under
+//! `target/test-clusters/`; those of failed tests are kept and their path printed.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// Kafka 4.x version the acceptance tests run against.
+pub const KAFKA_4: &str = "4.1.1";
+/// Kafka 3.9.x version for cross-version tests.
+pub const KAFKA_3: &str = "3.9.1";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn script() -> PathBuf {
+    repo().join("protocol-tests/harness/kafka.sh")
+}
+
+/// A running cluster.
+#[derive(Debug)]
+pub struct KafkaCluster {
+    /// Directory holding configs, data and logs of every node.
+    pub dir: PathBuf,
+    /// `host:port,...` of every node.
+    pub bootstrap: String,
+    /// Kafka version.
+    pub version: String,
+    /// Number of nodes.
+    pub nodes: usize,
+    shared: bool,
+}
+
+impl KafkaCluster {
+    /// Starts a cluster of `nodes` combined broker+controller nodes.
+    pub fn start(version: &str, nodes: usize) -> Result<Self, String> {
+        let root = repo().join("target/test-clusters");
+        std::fs::create_dir_all(&root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
+        remove_stale_dirs(&root);
+        let pid = std::process::id();
+        let name = format!("kafka-{version}-{nodes}n-{pid}-{}", unique());
+        let dir = root.join(name);
+        run(Command::new("bash").arg(script()).args(["fetch", version]))?;
+        let out = run(Command::new("bash")
+            .arg(script())
+            .arg("start")
+            .arg(&dir)
+            .args(["--version", version, "--nodes", &nodes.to_string(), "--owner-pid", &pid.to_string()]))?;
+        let bootstrap = out.trim().to_string();
+        if bootstrap.is_empty() {
+            return Err(format!("kafka.sh start printed no bootstrap servers; see {}", dir.display()));
+        }
+        Ok(Self {
+            dir,
+            bootstrap,
+            version: version.to_string(),
+            nodes,
+            shared: false,
+        })
+    }
+
+    /// SIGKILLs node `i` (0-based).
+    pub fn kill_node(&self, i: usize) -> Result<(), String> {
+        run(Command::new("bash").arg(script()).arg("kill-node").arg(&self.dir).arg(i.to_string())).map(|_| ())
+    }
+
+    /// Restarts node `i` and waits until it serves again.
+    pub fn start_node(&self, i: usize) -> Result<(), String> {
+        run(Command::new("bash").arg(script()).arg("start-node").arg(&self.dir).arg(i.to_string())).map(|_| ())
+    }
+
+    /// Runs a Kafka Java tool class against this cluster's classpath; returns stdout.
+    pub fn tool(&self, class: &str, args: &[&str]) -> Result<String, String> {
+        run(Command::new("bash").arg(script()).arg("tool").arg(&self.dir).arg(class).args(args))
+    }
+
+    /// Bootstrap address of node `i`.
+    pub fn node_address(&self, i: usize) -> String {
+        self.bootstrap.split(',').nth(i).unwrap_or_default().to_string()
+    }
+}
+
+impl Drop for KafkaCluster {
+    fn drop(&mut self) {
+        if self.shared {
+            return;
+        }
+        let _ = Command::new("bash").arg(script()).arg("stop").arg(&self.dir).output();
+        if std::thread::panicking() || std::env::var_os("STRAIT_KEEP_CLUSTERS").is_some() {
+            eprintln!("broker logs kept in {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Deletes cluster directories of earlier test processes that are gone, except
+/// the newest few (the logs of the last failed run stay readable).
+fn remove_stale_dirs(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else { return };
+    let mut stale: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            let pid: u32 = name.split('-').nth(3)?.parse().ok()?;
+            let alive = Path::new(&format!("/proc/{pid}")).exists();
+            (!alive).then(|| (e.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH), e.path()))
+        })
+        .collect();
+    stale.sort();
+    let keep = 4;
+    let n = stale.len().saturating_sub(keep);
+    for (_, p) in stale.into_iter().take(n) {
+        let _ = std::fs::remove_dir_all(p);
+    }
+}
+
+fn run(cmd: &mut Command) -> Result<String, String> {
+    let out = cmd.output().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{cmd:?} failed with {}:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).to_string())
+}
+
+fn shared(cell: &'static OnceLock<Result<KafkaCluster, String>>, version: &str, nodes: usize) -> &'static KafkaCluster {
+    let r = cell.get_or_init(|| {
+        let t = std::time::Instant::now();
+        let c = KafkaCluster::start(version, nodes).map(|mut c| {
+            c.shared = true;
+            c
+        });
+        if let Ok(c) = &c {
+            eprintln!("Kafka {version} ({nodes} node) up in {:.1} s at {} ({})", t.elapsed().as_secs_f64(), c.bootstrap, c.dir.display());
+        }
+        c
+    });
+    match r {
+        Ok(c) => c,
+        // Never skip: without brokers the acceptance tests fail, loudly.
+        Err(e) => panic!("cannot start Kafka {version} ({nodes} node): {e}"),
+    }
+}
+
+/// The single-node Kafka 4.x cluster shared by the tests of this binary.
+pub fn kafka4() -> &'static KafkaCluster {
+    static C: OnceLock<Result<KafkaCluster, String>> = OnceLock::new();
+    shared(&C, KAFKA_4, 1)
+}
+
+/// The single-node Kafka 3.9.x cluster shared by the tests of this binary.
+pub fn kafka3() -> &'static KafkaCluster {
+    static C: OnceLock<Result<KafkaCluster, String>> = OnceLock::new();
+    shared(&C, KAFKA_3, 1)
+}
+
+/// A topic name unique to this process and call.
+pub fn unique_topic(prefix: &str) -> String {
+    format!("{prefix}-{}-{}-{}", std::process::id(), unique(), fastrand::u32(..))
+}
