@@ -48,6 +48,8 @@ async fn client(cluster: &KafkaCluster) -> Client {
     Client::connect(ClientConfig::new(&cluster.bootstrap)).await.expect("connect")
 }
 
+/// Creates a topic and waits until its leader serves Fetch for every partition
+/// (metadata names a leader a moment before the leader accepts requests).
 async fn create_topic(c: &Client, name: &str, partitions: i32) {
     c.create_topics(
         &[NewTopic {
@@ -61,6 +63,19 @@ async fn create_topic(c: &Client, name: &str, partitions: i32) {
     )
     .await
     .expect("create topic");
+    let id = c.refresh_metadata(Some(&[name.to_string()])).await.unwrap().topics[name].id;
+    for p in 0..partitions {
+        c.retrying(|| async {
+            let (leader, _) = c.leader(name, p).await?;
+            let resp = fetch(&*c.broker(leader).await?, name, id, p, 0, 0).await?;
+            match resp.responses[0].partitions[0].error_code {
+                0 => Ok(()),
+                code => Err(ClientError::kafka("Fetch", "leader", name, code, None)),
+            }
+        })
+        .await
+        .expect("partition served");
+    }
 }
 
 async fn negotiates_versions(cluster: &KafkaCluster) {
@@ -370,21 +385,13 @@ async fn group_offsets_and_producer_ids(cluster: &KafkaCluster) {
     got.sort();
     assert_eq!(got, vec![(topic.clone(), 0, 0), (topic.clone(), 1, 5)]);
     // The Java consumer-group tool sees the same committed offsets.
-    let out = cluster.tool(group_tool(cluster), &["--bootstrap-server", &cluster.bootstrap, "--describe", "--group", &group]).unwrap();
+    let out = cluster.tool("org.apache.kafka.tools.consumer.group.ConsumerGroupCommand", &["--bootstrap-server", &cluster.bootstrap, "--describe", "--group", &group]).unwrap();
     let line = out.lines().find(|l| l.contains(&topic) && l.split_whitespace().nth(2) == Some("1")).unwrap_or_else(|| panic!("{out}"));
     assert_eq!(line.split_whitespace().nth(3), Some("5"), "{line}");
     let (pid, epoch) = c.init_producer_id(None, 60_000).await.unwrap();
     assert!(pid >= 0 && epoch >= 0);
     let (tpid, tepoch) = c.init_producer_id(Some(&unique_topic("txn")), 60_000).await.unwrap();
     assert!(tpid >= 0 && tepoch >= 0 && tpid != pid);
-}
-
-fn group_tool(cluster: &KafkaCluster) -> &'static str {
-    if cluster.version.starts_with('3') {
-        "kafka.admin.ConsumerGroupCommand"
-    } else {
-        "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand"
-    }
 }
 
 /// A TCP proxy that can cut a connection in the middle of a response.

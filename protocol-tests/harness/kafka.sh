@@ -14,12 +14,13 @@
 #       when PID exits.
 #   kafka.sh stop DIR                 SIGTERM all nodes (SIGKILL after 15 s).
 #   kafka.sh kill-node DIR I          SIGKILL node I.
-#   kafka.sh start-node DIR I         Restart node I, wait until it is up.
+#   kafka.sh start-node DIR I [J...]  Restart node(s) with existing config and
+#                                     data, wait until they are up.
 #   kafka.sh tool DIR CLASS ARGS...   Run a Kafka Java tool on the cluster's
 #                                     classpath (log output: WARN to stderr).
 #
 # Env: STRAIT_CACHE_DIR, KAFKA_START_TIMEOUT (s, default 120),
-#      KAFKA_JVM_OPTS (extra JVM flags for brokers).
+#      KAFKA_JVM_OPTS (extra JVM flags for brokers), KAFKA_STOP_GRACE (s, 15).
 # Progress goes to stderr; stdout only carries the documented result.
 set -euo pipefail
 
@@ -94,6 +95,13 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))
 EOF
 }
 
+# Shell snippet closing every inherited fd > 2 (except bash's own script fd
+# 255). Detached children must not keep a caller's pipe open: a Rust test
+# reading our stdout until EOF would hang forever.
+# shellcheck disable=SC2016
+# (No redirection on the loop: bash would park fd 2 on a high fd we then close.)
+CLOSE_FDS='for _fd in /proc/$$/fd/*; do _fd=${_fd##*/}; if [[ $_fd -gt 2 && $_fd -ne 255 && -e /proc/$$/fd/$_fd ]]; then eval "exec $_fd>&-"; fi; done; '
+
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # Process exists and is not a zombie (detached JVMs are reaped by init, which
@@ -102,6 +110,30 @@ alive() { # PID
   local st
   st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
   [[ -n $st && $st != Z && $st != X ]]
+}
+
+# How many (unfenced) brokers does the broker on PORT list in a Metadata
+# response? Minimal Kafka protocol client: Metadata v4 (valid on 3.x and 4.x,
+# which dropped v0-v3), no topics. Prints 0 on any error.
+brokers_seen() { # PORT
+  python3 - "$1" <<'EOF' 2>/dev/null || echo 0
+import socket, struct, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)
+cid = b"strait-harness"
+body = struct.pack(">hhih", 3, 4, 7, len(cid)) + cid + struct.pack(">ib", 0, 0)
+s.sendall(struct.pack(">i", len(body)) + body)
+def read(n):
+    b = b""
+    while len(b) < n:
+        c = s.recv(n - len(b))
+        if not c: raise EOFError
+        b += c
+    return b
+n, = struct.unpack(">i", read(4))
+resp = read(n)
+corr, throttle, count = struct.unpack(">iii", resp[:12])
+print(count if corr == 7 else 0)
+EOF
 }
 
 # Is PID still a broker JVM of this cluster? (guards against PID reuse)
@@ -146,16 +178,20 @@ EOF
 
 # Launch node I detached (own session, stdio away from the caller's pipes).
 # The pid is written by the wrapper shell itself right before exec'ing java.
+# JIT: C1 only (-XX:TieredStopAtLevel=1). Measured on 2 cores: start ~2.6 s vs
+# ~2.85 s, same produce/consume throughput, ~40% less broker CPU (no C2
+# compiles). KAFKA_JVM_OPTS=-XX:TieredStopAtLevel=4 restores the full JIT.
 launch_node() { # DIR I
   local dir=$1 i=$2 nd="$1/node-$2" libs
   libs=$(libs_of "$dir")
+  mkdir -p "$nd/tmp"   # JVM temp dir (lz4/snappy/zstd native libs land here, not in /tmp)
   # shellcheck disable=SC2086
-  setsid bash -c 'echo $$ >"$0/pid"; exec "$@"' "$nd" \
-    java -Xmx"$HEAP" -Xms64m -XX:+UseSerialGC ${KAFKA_JVM_OPTS:-} \
+  setsid bash -c "$CLOSE_FDS"'echo $$ >"$0/pid"; exec "$@"' "$nd" \
+    java -Xmx"$HEAP" -Xms64m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 ${KAFKA_JVM_OPTS:-} \
     -Djava.awt.headless=true \
     -Dlog4j.configuration="file:$nd/log4j.properties" \
     -Dlog4j2.configurationFile="$nd/log4j2.properties" \
-    -Dkafka.logs.dir="$nd" \
+    -Dkafka.logs.dir="$nd" -Djava.io.tmpdir="$nd/tmp" \
     -cp "$libs/*" kafka.Kafka "$nd/server.properties" \
     </dev/null >>"$nd/server.out" 2>&1 9>&- &
 }
@@ -176,6 +212,27 @@ wait_node() { # DIR I OFFSET DEADLINE
       log "node $i (pid $pid) exited during startup"; return 1
     fi
     (( SECONDS < deadline )) || { log "node $i not up after ${START_TIMEOUT}s"; return 1; }
+    sleep 0.2
+  done
+}
+
+# "Kafka Server started" does not mean unfenced: the broker is unfenced by a
+# later heartbeat, and until then Metadata omits it (RF=3 topic creation
+# would fail). So wait until every running node lists every running node.
+wait_brokers() { # DIR DEADLINE
+  local dir=$1 deadline=$2 nd pid port want=0 ok seen
+  local -a ports=()
+  for nd in "$dir"/node-*; do
+    pid=$(cat "$nd/pid" 2>/dev/null || true)
+    if alive "${pid:-0}"; then ports+=("$(cat "$nd/port")"); want=$((want + 1)); fi
+  done
+  while :; do
+    ok=1
+    for port in "${ports[@]}"; do
+      seen=$(brokers_seen "$port"); [[ $seen == "$want" ]] || { ok=0; break; }
+    done
+    ((ok)) && return 0
+    ((SECONDS < deadline)) || { log "brokers not all visible after ${START_TIMEOUT}s (port $port sees $seen/$want)"; return 1; }
     sleep 0.2
   done
 }
@@ -298,6 +355,7 @@ EOF
   for ((i = 1; i <= nodes; i++)); do
     wait_node "$dir" "$i" 0 "$deadline" || { ok=0; break; }
   done
+  ((ok)) && { wait_brokers "$dir" "$deadline" || ok=0; }
   write_nodes_file "$dir"
   if ((!ok)); then
     dump_logs "$dir"; cmd_stop "$dir" || true
@@ -309,25 +367,40 @@ EOF
 }
 
 # ----------------------------------------------------------------- stop ----
+# SIGTERM all nodes at once; SIGKILL whatever is left after the grace period
+# (KAFKA_STOP_GRACE, default 15 s). Shortcut: when the whole quorum stops
+# together, the last controller sits ~5 s in Raft's graceful shutdown waiting
+# for voters that are already gone. Once every live node has logged its
+# broker part as "shut down completed" (partition logs closed cleanly), the
+# rest is only the metadata quorum, so we SIGKILL right away.
 cmd_stop() { # DIR
-  local dir=${1:?usage: kafka.sh stop DIR} nd pid live
+  local dir=${1:?usage: kafka.sh stop DIR} nd pid live grace=${KAFKA_STOP_GRACE:-15}
   [[ -d $dir ]] || die "no such dir $dir"
   dir=$(cd "$dir" && pwd)
-  local -a pids=()
+  local -a pids=() nds=() offs=()
   for nd in "$dir"/node-*; do
     [[ -d $nd ]] || continue
     pid=$(cat "$nd/pid" 2>/dev/null || true)
-    if is_node_pid "$pid" "$nd"; then pids+=("$pid"); kill -TERM "$pid" 2>/dev/null || true; fi
+    if is_node_pid "$pid" "$nd"; then
+      pids+=("$pid"); nds+=("$nd"); offs+=("$(stat -c %s "$nd/server.log" 2>/dev/null || echo 0)")
+      kill -TERM "$pid" 2>/dev/null || true
+    fi
   done
-  local deadline=$((SECONDS + 15))
+  local deadline=$((SECONDS + grace)) k brokers_done
   while ((${#pids[@]})); do
-    live=()
-    for pid in "${pids[@]}"; do alive "$pid" && live+=("$pid"); done
-    pids=(${live[@]+"${live[@]}"})
-    ((${#pids[@]})) || break
-    if ((SECONDS >= deadline)); then
-      log "SIGKILL ${pids[*]} after 15s"; kill -KILL "${pids[@]}" 2>/dev/null || true
-      sleep 0.2; break
+    live=0; brokers_done=1
+    for k in "${!pids[@]}"; do
+      alive "${pids[k]}" || continue
+      live=1
+      tail -c +"$((offs[k] + 1))" "${nds[k]}/server.log" 2>/dev/null \
+        | grep -q 'BrokerServer id=[0-9]*\] shut down completed' || brokers_done=0
+    done
+    ((live)) || break
+    if ((brokers_done || SECONDS >= deadline)); then
+      ((brokers_done)) || log "SIGKILL after ${grace}s: ${pids[*]}"
+      kill -KILL "${pids[@]}" 2>/dev/null || true
+      for pid in "${pids[@]}"; do while alive "$pid"; do sleep 0.05; done; done
+      break
     fi
     sleep 0.1
   done
@@ -345,21 +418,33 @@ cmd_kill_node() { # DIR I
   log "node $i (pid $pid) killed"
 }
 
-cmd_start_node() { # DIR I
-  local dir=${1:?usage: kafka.sh start-node DIR I} i=${2:?node index} nd pid off
-  dir=$(cd "$dir" && pwd); nd="$dir/node-$i"
-  [[ -f $nd/server.properties ]] || die "no node $i in $dir"
-  pid=$(cat "$nd/pid" 2>/dev/null || true)
-  ! is_node_pid "$pid" "$nd" || die "node $i is still running (pid $pid)"
+# Several indexes may be given: they are launched together, then awaited
+# (needed to restart a whole 3-node quorum, which cannot elect a leader and
+# hence never reports "started" while only one node runs).
+cmd_start_node() { # DIR I [J...]
+  local dir=${1:?usage: kafka.sh start-node DIR I [J...]} i nd pid
+  shift; (($#)) || die "usage: kafka.sh start-node DIR I [J...]"
+  dir=$(cd "$dir" && pwd)
   HEAP=$(cat "$dir/heap" 2>/dev/null || echo 256m)
-  off=$(stat -c %s "$nd/server.log" 2>/dev/null || echo 0)
-  rm -f "$nd/pid"
-  launch_node "$dir" "$i"
-  if ! wait_node "$dir" "$i" "$off" $((SECONDS + START_TIMEOUT)); then
-    write_nodes_file "$dir"; dump_logs "$dir"; die "node $i failed to restart"
-  fi
+  local -A off=()
+  for i in "$@"; do
+    nd="$dir/node-$i"
+    [[ -f $nd/server.properties ]] || die "no node $i in $dir"
+    pid=$(cat "$nd/pid" 2>/dev/null || true)
+    ! is_node_pid "$pid" "$nd" || die "node $i is still running (pid $pid)"
+    off[$i]=$(stat -c %s "$nd/server.log" 2>/dev/null || echo 0)
+  done
+  rm -f "$dir/stopped"
+  for i in "$@"; do rm -f "$dir/node-$i/pid"; launch_node "$dir" "$i"; done
+  local deadline=$((SECONDS + START_TIMEOUT))
+  for i in "$@"; do
+    if ! wait_node "$dir" "$i" "${off[$i]}" "$deadline"; then
+      write_nodes_file "$dir"; dump_logs "$dir"; die "node $i failed to restart"
+    fi
+  done
+  wait_brokers "$dir" "$deadline" || { write_nodes_file "$dir"; dump_logs "$dir"; die "restart of node(s) $* failed"; }
   write_nodes_file "$dir"
-  log "node $i up again (pid $(cat "$nd/pid"))"
+  log "node(s) $* up again"
 }
 
 # ----------------------------------------------------------------- tool ----
@@ -395,6 +480,7 @@ EOF
 # Internal: runs detached; stops the cluster once OWNER is gone (or a zombie).
 cmd_watchdog() { # DIR OWNER
   local dir=$1 owner=$2
+  eval "$CLOSE_FDS"
   while [[ ! -e $dir/stopped ]]; do
     if ! alive "$owner"; then
       echo "$(date -Is) owner $owner gone, stopping cluster"
@@ -412,5 +498,5 @@ case ${1:-} in
   start-node) shift; cmd_start_node "$@" ;;
   tool) shift; cmd_tool "$@" ;;
   __watchdog) shift; cmd_watchdog "$@" ;;
-  *) sed -n '2,24p' "$SELF" >&2; exit 2 ;;
+  *) sed -n '2,/^# Progress/p' "$SELF" >&2; exit 2 ;;
 esac

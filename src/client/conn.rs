@@ -251,6 +251,13 @@ impl Connection {
         Ok(resp)
     }
 
+    /// Sends `body` at `version` and returns the raw response frame (size prefix
+    /// removed), for golden-frame capture and diagnostics.
+    pub async fn request_frame<R: Request>(&self, version: i16, body: &R) -> Result<Bytes> {
+        self.roundtrip(R::KEY, |id| encode_request(id, &self.config.client_id, version, body).map(|b| vec![b]))
+            .await
+    }
+
     /// Sends a Produce request built by the zero-copy encoder: record batches go to
     /// the socket from their original buffers. `acks` must be -1 or 1 (acks=0 has
     /// no response and is never used by strait).
@@ -425,4 +432,121 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::Receiver<Vec
         }
     }
     let _ = wr.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::api_versions_response::ApiVersion;
+    use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader};
+    use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
+    use tokio::io::DuplexStream;
+
+    /// Reads one request frame; returns (header, body bytes).
+    async fn read_request(s: &mut DuplexStream) -> Option<(RequestHeader, Bytes)> {
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).await.ok()?;
+        let mut buf = vec![0u8; i32::from_be_bytes(len) as usize];
+        s.read_exact(&mut buf).await.ok()?;
+        let mut b = Bytes::from(buf);
+        let key = i16::from_be_bytes([b[0], b[1]]);
+        let version = i16::from_be_bytes([b[2], b[3]]);
+        let hv = ApiKey::try_from(key).unwrap().request_header_version(version);
+        let h = RequestHeader::decode(&mut b, hv).unwrap();
+        Some((h, b))
+    }
+
+    fn response<T: Encodable + HeaderVersion>(corr: i32, version: i16, body: &T) -> Vec<u8> {
+        let mut b = BytesMut::new();
+        ResponseHeader::default().with_correlation_id(corr).encode(&mut b, T::header_version(version)).unwrap();
+        body.encode(&mut b, version).unwrap();
+        let mut out = (b.len() as i32).to_be_bytes().to_vec();
+        out.extend_from_slice(&b);
+        out
+    }
+
+    /// A fake broker end: answers the ApiVersions handshake, returns the stream.
+    async fn fake_broker(config: ConnectionConfig) -> (Connection, DuplexStream) {
+        let (client, mut server) = tokio::io::duplex(1 << 20);
+        let handshake = tokio::spawn(Connection::handshake(client, "fake:9092", config));
+        let (h, _) = read_request(&mut server).await.unwrap();
+        let resp = ApiVersionsResponse::default().with_api_keys(vec![ApiVersion::default()
+            .with_api_key(ApiKey::Metadata as i16)
+            .with_min_version(0)
+            .with_max_version(12)]);
+        server.write_all(&response(h.correlation_id, h.request_api_version, &resp)).await.unwrap();
+        (handshake.await.unwrap().unwrap(), server)
+    }
+
+    #[tokio::test]
+    async fn responses_out_of_order_reach_their_callers() {
+        let (conn, mut server) = fake_broker(ConnectionConfig::default()).await;
+        let conn = Arc::new(conn);
+        let mut calls = Vec::new();
+        for _ in 0..3 {
+            let c = conn.clone();
+            calls.push(tokio::spawn(async move { c.request(&MetadataRequest::default()).await.unwrap() }));
+        }
+        let mut reqs = Vec::new();
+        for _ in 0..3 {
+            reqs.push(read_request(&mut server).await.unwrap().0);
+        }
+        for h in reqs.iter().rev() {
+            let body = MetadataResponse::default().with_cluster_id(Some(StrBytes::from_string(format!("c{}", h.correlation_id))));
+            server.write_all(&response(h.correlation_id, h.request_api_version, &body)).await.unwrap();
+        }
+        let mut seen: Vec<String> = Vec::new();
+        for c in calls {
+            seen.push(c.await.unwrap().cluster_id.unwrap().to_string());
+        }
+        let mut expected: Vec<String> = reqs.iter().map(|h| format!("c{}", h.correlation_id)).collect();
+        assert_eq!(seen, expected, "each caller got the response to its own request");
+        expected.dedup();
+        assert_eq!(expected.len(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn timeout_closes_the_connection_and_fails_every_waiter() {
+        let cfg = ConnectionConfig { request_timeout: Duration::from_millis(500), ..Default::default() };
+        let (conn, _server) = fake_broker(cfg).await;
+        let conn = Arc::new(conn);
+        let c2 = conn.clone();
+        let other = tokio::spawn(async move { c2.request(&MetadataRequest::default()).await });
+        let err = conn.request(&MetadataRequest::default()).await.unwrap_err();
+        assert!(matches!(err, ClientError::Timeout { api: "Metadata", timeout_ms: 500, .. }), "{err:?}");
+        assert!(other.await.unwrap().is_err());
+        assert!(conn.is_failed());
+        let again = conn.request(&MetadataRequest::default()).await.unwrap_err();
+        assert!(matches!(again, ClientError::Timeout { .. }), "later requests fail at once: {again:?}");
+    }
+
+    #[tokio::test]
+    async fn oversized_frame_fails_in_flight_requests_without_allocating() {
+        let cfg = ConnectionConfig { max_frame_bytes: 1024, ..Default::default() };
+        let (conn, mut server) = fake_broker(cfg).await;
+        let conn = Arc::new(conn);
+        let c2 = conn.clone();
+        let call = tokio::spawn(async move { c2.request(&MetadataRequest::default()).await });
+        let _ = read_request(&mut server).await.unwrap();
+        server.write_all(&1_000_000_000i32.to_be_bytes()).await.unwrap();
+        let err = call.await.unwrap().unwrap_err();
+        assert!(
+            matches!(err, ClientError::Protocol { source: crate::protocol::ProtocolError::FrameTooLarge { limit: 1024, actual: 1_000_000_000 }, .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("fake:9092"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn broker_closing_fails_in_flight_requests() {
+        let (conn, mut server) = fake_broker(ConnectionConfig::default()).await;
+        let conn = Arc::new(conn);
+        let c2 = conn.clone();
+        let call = tokio::spawn(async move { c2.request(&MetadataRequest::default()).await });
+        let (h, _) = read_request(&mut server).await.unwrap();
+        let full = response(h.correlation_id, h.request_api_version, &MetadataResponse::default());
+        server.write_all(&full[..full.len() / 2]).await.unwrap(); // half a response
+        drop(server);
+        assert!(matches!(call.await.unwrap().unwrap_err(), ClientError::Closed { .. }));
+    }
 }
