@@ -47,14 +47,20 @@ impl KafkaCluster {
         let name = format!("kafka-{version}-{nodes}n-{pid}-{}", unique());
         let dir = root.join(name);
         run(Command::new("bash").arg(script()).args(["fetch", version]))?;
-        let out = run(Command::new("bash")
-            .arg(script())
-            .arg("start")
-            .arg(&dir)
-            .args(["--version", version, "--nodes", &nodes.to_string(), "--owner-pid", &pid.to_string()]))?;
+        let out = run(Command::new("bash").arg(script()).arg("start").arg(&dir).args([
+            "--version",
+            version,
+            "--nodes",
+            &nodes.to_string(),
+            "--owner-pid",
+            &pid.to_string(),
+        ]))?;
         let bootstrap = out.trim().to_string();
         if bootstrap.is_empty() {
-            return Err(format!("kafka.sh start printed no bootstrap servers; see {}", dir.display()));
+            return Err(format!(
+                "kafka.sh start printed no bootstrap servers; see {}",
+                dir.display()
+            ));
         }
         Ok(Self {
             dir,
@@ -67,17 +73,32 @@ impl KafkaCluster {
 
     /// SIGKILLs node `i` (0-based).
     pub fn kill_node(&self, i: usize) -> Result<(), String> {
-        run(Command::new("bash").arg(script()).arg("kill-node").arg(&self.dir).arg(i.to_string())).map(|_| ())
+        run(Command::new("bash")
+            .arg(script())
+            .arg("kill-node")
+            .arg(&self.dir)
+            .arg(i.to_string()))
+        .map(|_| ())
     }
 
     /// Restarts node `i` and waits until it serves again.
     pub fn start_node(&self, i: usize) -> Result<(), String> {
-        run(Command::new("bash").arg(script()).arg("start-node").arg(&self.dir).arg(i.to_string())).map(|_| ())
+        run(Command::new("bash")
+            .arg(script())
+            .arg("start-node")
+            .arg(&self.dir)
+            .arg(i.to_string()))
+        .map(|_| ())
     }
 
     /// Runs a Kafka Java tool class against this cluster's classpath; returns stdout.
     pub fn tool(&self, class: &str, args: &[&str]) -> Result<String, String> {
-        run(Command::new("bash").arg(script()).arg("tool").arg(&self.dir).arg(class).args(args))
+        run(Command::new("bash")
+            .arg(script())
+            .arg("tool")
+            .arg(&self.dir)
+            .arg(class)
+            .args(args))
     }
 
     /// Bootstrap address of node `i`.
@@ -109,14 +130,21 @@ fn unique() -> u64 {
 /// Deletes cluster directories of earlier test processes that are gone, except
 /// the newest few (the logs of the last failed run stay readable).
 fn remove_stale_dirs(root: &Path) {
-    let Ok(entries) = std::fs::read_dir(root) else { return };
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
     let mut stale: Vec<(std::time::SystemTime, PathBuf)> = entries
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().to_string();
             let pid: u32 = name.split('-').nth(3)?.parse().ok()?;
             let alive = Path::new(&format!("/proc/{pid}")).exists();
-            (!alive).then(|| (e.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH), e.path()))
+            (!alive).then(|| {
+                (
+                    e.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH),
+                    e.path(),
+                )
+            })
         })
         .collect();
     stale.sort();
@@ -147,7 +175,12 @@ fn shared(cell: &'static OnceLock<Result<KafkaCluster, String>>, version: &str, 
             c
         });
         if let Ok(c) = &c {
-            eprintln!("Kafka {version} ({nodes} node) up in {:.1} s at {} ({})", t.elapsed().as_secs_f64(), c.bootstrap, c.dir.display());
+            eprintln!(
+                "Kafka {version} ({nodes} node) up in {:.1} s at {} ({})",
+                t.elapsed().as_secs_f64(),
+                c.bootstrap,
+                c.dir.display()
+            );
         }
         c
     });

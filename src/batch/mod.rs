@@ -127,7 +127,11 @@ pub fn split_batches(records: &Bytes) -> Result<(Vec<RawBatch>, usize), BatchErr
             _ => return Err(BatchError::BadMagic { position: pos, magic }),
         };
         if length < min {
-            return Err(BatchError::BadLength { position: pos, length, magic });
+            return Err(BatchError::BadLength {
+                position: pos,
+                length,
+                magic,
+            });
         }
         let end = pos + LOG_OVERHEAD + length as usize;
         if end > records.len() {
@@ -166,7 +170,15 @@ mod tests {
             })
             .collect();
         let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: codec }).unwrap();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression: codec,
+            },
+        )
+        .unwrap();
         buf.freeze()
     }
 
@@ -187,16 +199,26 @@ mod tests {
         assert_eq!(batches[1].codec(), 3);
         assert_eq!(batches[1].record_count(), 5);
         assert_eq!(batches[1].last_offset_delta(), 4);
-        assert_eq!(batches[0].bytes().as_ptr(), blob.as_ptr(), "slices share the fetch buffer");
+        assert_eq!(
+            batches[0].bytes().as_ptr(),
+            blob.as_ptr(),
+            "slices share the fetch buffer"
+        );
     }
 
     #[test]
     fn rejects_garbage_lengths_and_magic() {
         let mut a = BytesMut::from(&batch(1, Compression::None)[..]);
         a[16] = 7;
-        assert!(matches!(split_batches(&a.clone().freeze()), Err(BatchError::BadMagic { position: 0, magic: 7 })));
+        assert!(matches!(
+            split_batches(&a.clone().freeze()),
+            Err(BatchError::BadMagic { position: 0, magic: 7 })
+        ));
         a[16] = 2;
         a[8..12].copy_from_slice(&(-5i32).to_be_bytes());
-        assert!(matches!(split_batches(&a.freeze()), Err(BatchError::BadLength { length: -5, .. })));
+        assert!(matches!(
+            split_batches(&a.freeze()),
+            Err(BatchError::BadLength { length: -5, .. })
+        ));
     }
 }

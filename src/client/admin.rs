@@ -11,7 +11,9 @@ use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
-use kafka_protocol::messages::offset_fetch_request::{OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics};
+use kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+};
 use kafka_protocol::messages::{
     BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DescribeConfigsRequest, FindCoordinatorRequest, GroupId,
     IncrementalAlterConfigsRequest, InitProducerIdRequest, ListOffsetsRequest, OffsetCommitRequest, OffsetFetchRequest,
@@ -95,7 +97,13 @@ impl Client {
                     }
                     failures += 1;
                     tracing::debug!(error = %e, failures, "retrying");
-                    tokio::time::sleep(self.config().backoff.delay(failures).min(std::time::Duration::from_secs(1))).await;
+                    tokio::time::sleep(
+                        self.config()
+                            .backoff
+                            .delay(failures)
+                            .min(std::time::Duration::from_secs(1)),
+                    )
+                    .await;
                 }
             }
         }
@@ -155,14 +163,9 @@ impl Client {
             });
             let Some(t) = pending else { return Ok(()) };
             if tokio::time::Instant::now() >= deadline {
-                return Err(ClientError::Timeout {
-                    broker: "cluster".into(),
-                    api: "Metadata",
-                    timeout_ms: timeout_ms as u64,
-                })
-                .map_err(|e| {
-                    tracing::warn!(topic = %t, "partitions not served in time");
-                    e
+                return Err(ClientError::Invalid {
+                    what: "topic state",
+                    reason: format!("partitions of topic {t} have no leader {timeout_ms} ms after the request"),
                 });
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -181,10 +184,17 @@ impl Client {
         let resp = conn.request(&req).await?;
         for r in &resp.results {
             if r.error_code != 0 {
-                return Err(ClientError::kafka("CreatePartitions", conn.broker(), format!("topic {topic}"), r.error_code, r.error_message.as_deref()));
+                return Err(ClientError::kafka(
+                    "CreatePartitions",
+                    conn.broker(),
+                    format!("topic {topic}"),
+                    r.error_code,
+                    r.error_message.as_deref(),
+                ));
             }
         }
-        self.wait_for_partitions(&[topic.to_string()], Some(total as usize), timeout_ms).await
+        self.wait_for_partitions(&[topic.to_string()], Some(total as usize), timeout_ms)
+            .await
     }
 
     /// Describes the configs of topics.
@@ -192,7 +202,11 @@ impl Client {
         let req = DescribeConfigsRequest::default().with_resources(
             topics
                 .iter()
-                .map(|t| DescribeConfigsResource::default().with_resource_type(RESOURCE_TOPIC).with_resource_name(s(t)))
+                .map(|t| {
+                    DescribeConfigsResource::default()
+                        .with_resource_type(RESOURCE_TOPIC)
+                        .with_resource_name(s(t))
+                })
                 .collect(),
         );
         let conn = self.any_broker().await?;
@@ -200,7 +214,13 @@ impl Client {
         let mut out = HashMap::new();
         for r in resp.results {
             if r.error_code != 0 {
-                return Err(ClientError::kafka("DescribeConfigs", conn.broker(), format!("topic {}", r.resource_name), r.error_code, r.error_message.as_deref()));
+                return Err(ClientError::kafka(
+                    "DescribeConfigs",
+                    conn.broker(),
+                    format!("topic {}", r.resource_name),
+                    r.error_code,
+                    r.error_message.as_deref(),
+                ));
             }
             let entries = r
                 .configs
@@ -239,7 +259,13 @@ impl Client {
         let resp = conn.request(&req).await?;
         for r in &resp.responses {
             if r.error_code != 0 {
-                return Err(ClientError::kafka("IncrementalAlterConfigs", conn.broker(), format!("topic {topic}"), r.error_code, r.error_message.as_deref()));
+                return Err(ClientError::kafka(
+                    "IncrementalAlterConfigs",
+                    conn.broker(),
+                    format!("topic {topic}"),
+                    r.error_code,
+                    r.error_message.as_deref(),
+                ));
             }
         }
         Ok(())
@@ -253,22 +279,31 @@ impl Client {
         let req = ListOffsetsRequest::default()
             .with_replica_id(BrokerId(-1))
             .with_isolation_level(read_committed as i8)
-            .with_topics(vec![ListOffsetsTopic::default().with_name(topic_name(topic)).with_partitions(vec![
-                ListOffsetsPartition::default()
+            .with_topics(vec![ListOffsetsTopic::default()
+                .with_name(topic_name(topic))
+                .with_partitions(vec![ListOffsetsPartition::default()
                     .with_partition_index(partition)
                     .with_current_leader_epoch(epoch)
-                    .with_timestamp(timestamp),
-            ])]);
+                    .with_timestamp(timestamp)])]);
         let resp = conn.request(&req).await?;
         let p = resp
             .topics
             .iter()
             .flat_map(|t| t.partitions.iter())
             .find(|p| p.partition_index == partition)
-            .ok_or_else(|| ClientError::UnknownPartition { topic: topic.into(), partition })?;
+            .ok_or_else(|| ClientError::UnknownPartition {
+                topic: topic.into(),
+                partition,
+            })?;
         if p.error_code != 0 {
             self.note_error_code(p.error_code);
-            return Err(ClientError::kafka("ListOffsets", conn.broker(), format!("{topic}-{partition}"), p.error_code, None));
+            return Err(ClientError::kafka(
+                "ListOffsets",
+                conn.broker(),
+                format!("{topic}-{partition}"),
+                p.error_code,
+                None,
+            ));
         }
         Ok(p.offset)
     }
@@ -289,13 +324,34 @@ impl Client {
         }
         let resp = conn.request_at(version, &req).await?;
         let (code, msg, node, host, port) = if version >= 4 {
-            let c = resp.coordinators.first().ok_or_else(|| ClientError::kafka("FindCoordinator", conn.broker(), key, -1, Some("empty response")))?;
-            (c.error_code, c.error_message.clone(), c.node_id.0, c.host.to_string(), c.port)
+            let c = resp
+                .coordinators
+                .first()
+                .ok_or_else(|| ClientError::kafka("FindCoordinator", conn.broker(), key, -1, Some("empty response")))?;
+            (
+                c.error_code,
+                c.error_message.clone(),
+                c.node_id.0,
+                c.host.to_string(),
+                c.port,
+            )
         } else {
-            (resp.error_code, resp.error_message.clone(), resp.node_id.0, resp.host.to_string(), resp.port)
+            (
+                resp.error_code,
+                resp.error_message.clone(),
+                resp.node_id.0,
+                resp.host.to_string(),
+                resp.port,
+            )
         };
         if code != 0 {
-            return Err(ClientError::kafka("FindCoordinator", conn.broker(), format!("coordinator of {key}"), code, msg.as_deref()));
+            return Err(ClientError::kafka(
+                "FindCoordinator",
+                conn.broker(),
+                format!("coordinator of {key}"),
+                code,
+                msg.as_deref(),
+            ));
         }
         let _ = node;
         self.connection(&format!("{host}:{port}")).await
@@ -325,7 +381,11 @@ impl Client {
             .with_topics(
                 by_topic
                     .into_iter()
-                    .map(|(t, ps)| OffsetCommitRequestTopic::default().with_name(topic_name(t)).with_partitions(ps))
+                    .map(|(t, ps)| {
+                        OffsetCommitRequestTopic::default()
+                            .with_name(topic_name(t))
+                            .with_partitions(ps)
+                    })
                     .collect(),
             );
         let conn = self.find_coordinator(group, 0).await?;
@@ -334,7 +394,13 @@ impl Client {
             for p in &t.partitions {
                 if p.error_code != 0 {
                     self.note_error_code(p.error_code);
-                    return Err(ClientError::kafka("OffsetCommit", conn.broker(), format!("group {group} {}-{}", t.name.0, p.partition_index), p.error_code, None));
+                    return Err(ClientError::kafka(
+                        "OffsetCommit",
+                        conn.broker(),
+                        format!("group {group} {}-{}", t.name.0, p.partition_index),
+                        p.error_code,
+                        None,
+                    ));
                 }
             }
         }
@@ -351,17 +417,27 @@ impl Client {
         let version = conn.version_of::<OffsetFetchRequest>()?;
         let mut req = OffsetFetchRequest::default();
         if version >= 8 {
-            req = req.with_groups(vec![OffsetFetchRequestGroup::default().with_group_id(GroupId(s(group))).with_topics(Some(
-                topics
-                    .iter()
-                    .map(|(t, ps)| OffsetFetchRequestTopics::default().with_name(topic_name(t)).with_partition_indexes(ps.clone()))
-                    .collect(),
-            ))]);
+            req = req.with_groups(vec![OffsetFetchRequestGroup::default()
+                .with_group_id(GroupId(s(group)))
+                .with_topics(Some(
+                    topics
+                        .iter()
+                        .map(|(t, ps)| {
+                            OffsetFetchRequestTopics::default()
+                                .with_name(topic_name(t))
+                                .with_partition_indexes(ps.clone())
+                        })
+                        .collect(),
+                ))]);
         } else {
             req = req.with_group_id(GroupId(s(group))).with_topics(Some(
                 topics
                     .iter()
-                    .map(|(t, ps)| OffsetFetchRequestTopic::default().with_name(topic_name(t)).with_partition_indexes(ps.clone()))
+                    .map(|(t, ps)| {
+                        OffsetFetchRequestTopic::default()
+                            .with_name(topic_name(t))
+                            .with_partition_indexes(ps.clone())
+                    })
                     .collect(),
             ));
         }
@@ -376,7 +452,10 @@ impl Client {
                 for t in &g.topics {
                     for p in &t.partitions {
                         if p.error_code != 0 {
-                            return Err(fail(p.error_code, format!("group {group} {}-{}", t.name.0, p.partition_index)));
+                            return Err(fail(
+                                p.error_code,
+                                format!("group {group} {}-{}", t.name.0, p.partition_index),
+                            ));
                         }
                         out.push((t.name.0.to_string(), p.partition_index, p.committed_offset));
                     }
@@ -389,7 +468,10 @@ impl Client {
             for t in &resp.topics {
                 for p in &t.partitions {
                     if p.error_code != 0 {
-                        return Err(fail(p.error_code, format!("group {group} {}-{}", t.name.0, p.partition_index)));
+                        return Err(fail(
+                            p.error_code,
+                            format!("group {group} {}-{}", t.name.0, p.partition_index),
+                        ));
                     }
                     out.push((t.name.0.to_string(), p.partition_index, p.committed_offset));
                 }
@@ -401,7 +483,8 @@ impl Client {
     /// Gets a producer id and epoch: idempotent (`transactional_id` None, any broker)
     /// or transactional (sent to the transaction coordinator).
     pub async fn init_producer_id(&self, transactional_id: Option<&str>, txn_timeout_ms: i32) -> Result<(i64, i16)> {
-        self.retrying(|| self.init_producer_id_once(transactional_id, txn_timeout_ms)).await
+        self.retrying(|| self.init_producer_id_once(transactional_id, txn_timeout_ms))
+            .await
     }
 
     async fn init_producer_id_once(&self, transactional_id: Option<&str>, txn_timeout_ms: i32) -> Result<(i64, i16)> {
@@ -416,7 +499,13 @@ impl Client {
             .with_producer_epoch(-1);
         let resp = conn.request(&req).await?;
         if resp.error_code != 0 {
-            return Err(ClientError::kafka("InitProducerId", conn.broker(), transactional_id.unwrap_or("idempotent producer"), resp.error_code, None));
+            return Err(ClientError::kafka(
+                "InitProducerId",
+                conn.broker(),
+                transactional_id.unwrap_or("idempotent producer"),
+                resp.error_code,
+                None,
+            ));
         }
         Ok((resp.producer_id.0, resp.producer_epoch))
     }

@@ -25,8 +25,8 @@ use tracing::{debug, warn};
 use super::{ClientError, Result};
 use crate::protocol::produce::{encode_produce, ProduceTopic};
 use crate::protocol::{
-    api_name, decode_response, encode_request, response_correlation_id, write_chunks, ApiVersionTable,
-    FrameDecoder, DEFAULT_MAX_FRAME_BYTES,
+    api_name, decode_response, encode_request, response_correlation_id, write_chunks, ApiVersionTable, FrameDecoder,
+    DEFAULT_MAX_FRAME_BYTES,
 };
 
 /// Settings of one connection.
@@ -185,7 +185,13 @@ impl Connection {
             resp = self.request_at(0, &ApiVersionsRequest::default()).await?;
         }
         if resp.error_code != 0 {
-            return Err(ClientError::kafka("ApiVersions", &self.shared.broker, "connection", resp.error_code, None));
+            return Err(ClientError::kafka(
+                "ApiVersions",
+                &self.shared.broker,
+                "connection",
+                resp.error_code,
+                None,
+            ));
         }
         Ok(ApiVersionTable::from_response(&resp))
     }
@@ -254,8 +260,10 @@ impl Connection {
     /// Sends `body` at `version` and returns the raw response frame (size prefix
     /// removed), for golden-frame capture and diagnostics.
     pub async fn request_frame<R: Request>(&self, version: i16, body: &R) -> Result<Bytes> {
-        self.roundtrip(R::KEY, |id| encode_request(id, &self.config.client_id, version, body).map(|b| vec![b]))
-            .await
+        self.roundtrip(R::KEY, |id| {
+            encode_request(id, &self.config.client_id, version, body).map(|b| vec![b])
+        })
+        .await
     }
 
     /// Sends a Produce request built by the zero-copy encoder: record batches go to
@@ -277,11 +285,20 @@ impl Connection {
         }
         let frame = self
             .roundtrip(ProduceRequest::KEY_I16, |id| {
-                encode_produce(id, &self.config.client_id, version, transactional_id, acks, timeout_ms, topics)
-                    .map(|f| f.chunks)
+                encode_produce(
+                    id,
+                    &self.config.client_id,
+                    version,
+                    transactional_id,
+                    acks,
+                    timeout_ms,
+                    topics,
+                )
+                .map(|f| f.chunks)
             })
             .await?;
-        let (_, resp) = decode_response::<ProduceRequest>(frame, version).map_err(|source| self.protocol_error(source))?;
+        let (_, resp) =
+            decode_response::<ProduceRequest>(frame, version).map_err(|source| self.protocol_error(source))?;
         self.note_throttle(resp.throttle_time_ms);
         Ok(resp)
     }
@@ -377,7 +394,9 @@ async fn read_loop<R: AsyncRead + Unpin>(mut rd: R, shared: Arc<Shared>, decoder
                     Some(w) => {
                         let _ = w.send(Ok(frame));
                     }
-                    None => debug!(broker = %shared.broker, correlation_id = id, "response nobody waits for"),
+                    None => {
+                        debug!(broker = %shared.broker, correlation_id = id, "response nobody waits for")
+                    }
                 }
             }
             Ok(None) => {
@@ -458,7 +477,10 @@ mod tests {
 
     fn response<T: Encodable + HeaderVersion>(corr: i32, version: i16, body: &T) -> Vec<u8> {
         let mut b = BytesMut::new();
-        ResponseHeader::default().with_correlation_id(corr).encode(&mut b, T::header_version(version)).unwrap();
+        ResponseHeader::default()
+            .with_correlation_id(corr)
+            .encode(&mut b, T::header_version(version))
+            .unwrap();
         body.encode(&mut b, version).unwrap();
         let mut out = (b.len() as i32).to_be_bytes().to_vec();
         out.extend_from_slice(&b);
@@ -474,7 +496,10 @@ mod tests {
             .with_api_key(ApiKey::Metadata as i16)
             .with_min_version(0)
             .with_max_version(12)]);
-        server.write_all(&response(h.correlation_id, h.request_api_version, &resp)).await.unwrap();
+        server
+            .write_all(&response(h.correlation_id, h.request_api_version, &resp))
+            .await
+            .unwrap();
         (handshake.await.unwrap().unwrap(), server)
     }
 
@@ -485,15 +510,21 @@ mod tests {
         let mut calls = Vec::new();
         for _ in 0..3 {
             let c = conn.clone();
-            calls.push(tokio::spawn(async move { c.request(&MetadataRequest::default()).await.unwrap() }));
+            calls.push(tokio::spawn(async move {
+                c.request(&MetadataRequest::default()).await.unwrap()
+            }));
         }
         let mut reqs = Vec::new();
         for _ in 0..3 {
             reqs.push(read_request(&mut server).await.unwrap().0);
         }
         for h in reqs.iter().rev() {
-            let body = MetadataResponse::default().with_cluster_id(Some(StrBytes::from_string(format!("c{}", h.correlation_id))));
-            server.write_all(&response(h.correlation_id, h.request_api_version, &body)).await.unwrap();
+            let body = MetadataResponse::default()
+                .with_cluster_id(Some(StrBytes::from_string(format!("c{}", h.correlation_id))));
+            server
+                .write_all(&response(h.correlation_id, h.request_api_version, &body))
+                .await
+                .unwrap();
         }
         let mut seen: Vec<String> = Vec::new();
         for c in calls {
@@ -507,22 +538,41 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn timeout_closes_the_connection_and_fails_every_waiter() {
-        let cfg = ConnectionConfig { request_timeout: Duration::from_millis(500), ..Default::default() };
+        let cfg = ConnectionConfig {
+            request_timeout: Duration::from_millis(500),
+            ..Default::default()
+        };
         let (conn, _server) = fake_broker(cfg).await;
         let conn = Arc::new(conn);
         let c2 = conn.clone();
         let other = tokio::spawn(async move { c2.request(&MetadataRequest::default()).await });
         let err = conn.request(&MetadataRequest::default()).await.unwrap_err();
-        assert!(matches!(err, ClientError::Timeout { api: "Metadata", timeout_ms: 500, .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                ClientError::Timeout {
+                    api: "Metadata",
+                    timeout_ms: 500,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         assert!(other.await.unwrap().is_err());
         assert!(conn.is_failed());
         let again = conn.request(&MetadataRequest::default()).await.unwrap_err();
-        assert!(matches!(again, ClientError::Timeout { .. }), "later requests fail at once: {again:?}");
+        assert!(
+            matches!(again, ClientError::Timeout { .. }),
+            "later requests fail at once: {again:?}"
+        );
     }
 
     #[tokio::test]
     async fn oversized_frame_fails_in_flight_requests_without_allocating() {
-        let cfg = ConnectionConfig { max_frame_bytes: 1024, ..Default::default() };
+        let cfg = ConnectionConfig {
+            max_frame_bytes: 1024,
+            ..Default::default()
+        };
         let (conn, mut server) = fake_broker(cfg).await;
         let conn = Arc::new(conn);
         let c2 = conn.clone();
@@ -531,7 +581,16 @@ mod tests {
         server.write_all(&1_000_000_000i32.to_be_bytes()).await.unwrap();
         let err = call.await.unwrap().unwrap_err();
         assert!(
-            matches!(err, ClientError::Protocol { source: crate::protocol::ProtocolError::FrameTooLarge { limit: 1024, actual: 1_000_000_000 }, .. }),
+            matches!(
+                err,
+                ClientError::Protocol {
+                    source: crate::protocol::ProtocolError::FrameTooLarge {
+                        limit: 1024,
+                        actual: 1_000_000_000
+                    },
+                    ..
+                }
+            ),
             "{err:?}"
         );
         assert!(err.to_string().contains("fake:9092"), "{err}");

@@ -103,7 +103,11 @@ mod tests {
                 }
             }
         }
-        assert_eq!(classify(2), ErrorClass::Retriable, "CORRUPT_MESSAGE is refetched and retried");
+        assert_eq!(
+            classify(2),
+            ErrorClass::Retriable,
+            "CORRUPT_MESSAGE is refetched and retried"
+        );
         assert_eq!(error_name(6), "NotLeaderOrFollower");
     }
 }

@@ -75,14 +75,23 @@ pub enum ClientError {
 
 impl ClientError {
     /// Builds a [`ClientError::Kafka`] from an error code; `message` is the broker's error message, if any.
-    pub fn kafka(api: &'static str, broker: &str, resource: impl Into<String>, code: i16, message: Option<&str>) -> Self {
+    pub fn kafka(
+        api: &'static str,
+        broker: &str,
+        resource: impl Into<String>,
+        code: i16,
+        message: Option<&str>,
+    ) -> Self {
         ClientError::Kafka {
             api,
             broker: broker.to_string(),
             resource: resource.into(),
             code,
             name: error_name(code),
-            message: message.filter(|m| !m.is_empty()).map(|m| format!(": {m}")).unwrap_or_default(),
+            message: message
+                .filter(|m| !m.is_empty())
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default(),
         }
     }
 

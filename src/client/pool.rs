@@ -168,7 +168,11 @@ impl Client {
                 slot.failures += 1;
                 let delay = self.config.backoff.delay(slot.failures);
                 slot.retry_at = Some(Instant::now() + delay);
-                warn!(broker = addr, failures = slot.failures, retry_in_ms = delay.as_millis() as u64, error = %e, "connection attempt failed");
+                if slot.failures >= 3 {
+                    warn!(broker = addr, failures = slot.failures, retry_in_ms = delay.as_millis() as u64, error = %e, "connection attempts keep failing");
+                } else {
+                    debug!(broker = addr, failures = slot.failures, retry_in_ms = delay.as_millis() as u64, error = %e, "connection attempt failed");
+                }
                 Err(e)
             }
         }
@@ -181,7 +185,12 @@ impl Client {
         };
         let stream = tokio::time::timeout(self.config.connect_timeout, TcpStream::connect(addr))
             .await
-            .map_err(|_| connect_err(format!("no answer within {} ms", self.config.connect_timeout.as_millis())))?
+            .map_err(|_| {
+                connect_err(format!(
+                    "no answer within {} ms",
+                    self.config.connect_timeout.as_millis()
+                ))
+            })?
             .map_err(|e| connect_err(e.to_string()))?;
         stream.set_nodelay(true).map_err(|e| connect_err(e.to_string()))?;
         // The ApiVersions exchange must also finish within the connect timeout: a
@@ -252,7 +261,9 @@ impl Client {
         let req = MetadataRequest::default()
             .with_topics(topics.map(|ts| {
                 ts.iter()
-                    .map(|t| MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(t.clone())))))
+                    .map(|t| {
+                        MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(t.clone()))))
+                    })
                     .collect()
             }))
             .with_allow_auto_topic_creation(false);
@@ -288,10 +299,12 @@ impl Client {
                 if t.error_code != 0 {
                     return Err(ClientError::kafka("Metadata", "cluster", topic, t.error_code, None));
                 }
-                md.partition(topic, partition).cloned().ok_or_else(|| ClientError::UnknownPartition {
-                    topic: topic.into(),
-                    partition,
-                })?
+                md.partition(topic, partition)
+                    .cloned()
+                    .ok_or_else(|| ClientError::UnknownPartition {
+                        topic: topic.into(),
+                        partition,
+                    })?
             }
         };
         if p.leader < 0 {
@@ -340,9 +353,15 @@ mod tests {
         };
         assert_eq!(b.delay(0), Duration::ZERO);
         let d1 = b.delay(1);
-        assert!(d1 >= Duration::from_millis(80) && d1 <= Duration::from_millis(120), "{d1:?}");
+        assert!(
+            d1 >= Duration::from_millis(80) && d1 <= Duration::from_millis(120),
+            "{d1:?}"
+        );
         let d3 = b.delay(3);
-        assert!(d3 >= Duration::from_millis(320) && d3 <= Duration::from_millis(480), "{d3:?}");
+        assert!(
+            d3 >= Duration::from_millis(320) && d3 <= Duration::from_millis(480),
+            "{d3:?}"
+        );
         for n in 6..40 {
             assert!(b.delay(n) <= Duration::from_millis(2400));
         }

@@ -130,10 +130,7 @@ pub fn decode_response<R: Request>(
 }
 
 /// Writes `chunks` in order with vectored writes, never joining them into one buffer.
-pub async fn write_chunks<W: AsyncWrite + Unpin + ?Sized>(
-    writer: &mut W,
-    chunks: &[Bytes],
-) -> std::io::Result<()> {
+pub async fn write_chunks<W: AsyncWrite + Unpin + ?Sized>(writer: &mut W, chunks: &[Bytes]) -> std::io::Result<()> {
     let mut idx = 0; // first chunk not fully written
     let mut offset = 0; // bytes of chunks[idx] already written
     while idx < chunks.len() {
@@ -192,7 +189,10 @@ mod tests {
     fn negative_frame_is_rejected() {
         let dec = FrameDecoder::new(1024);
         let mut buf = BytesMut::from(&[0xff, 0xff, 0xff, 0xfe][..]);
-        assert!(matches!(dec.decode(&mut buf), Err(ProtocolError::NegativeFrameSize { size: -2 })));
+        assert!(matches!(
+            dec.decode(&mut buf),
+            Err(ProtocolError::NegativeFrameSize { size: -2 })
+        ));
     }
 
     #[test]
@@ -211,6 +211,7 @@ mod tests {
     }
 
     proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
         /// Any sequence of frames, cut into arbitrary read sizes, comes back whole and in order.
         #[test]
         fn framing_round_trips(frames in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..3000), 0..20),
@@ -261,7 +262,10 @@ mod tests {
 
     #[test]
     fn short_frame_has_no_correlation_id() {
-        assert_eq!(response_correlation_id(&[1, 2]), Err(ProtocolError::ShortFrame { len: 2 }));
+        assert_eq!(
+            response_correlation_id(&[1, 2]),
+            Err(ProtocolError::ShortFrame { len: 2 })
+        );
         assert_eq!(response_correlation_id(&[0, 0, 1, 2, 9]), Ok(258));
     }
 }

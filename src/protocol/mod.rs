@@ -10,8 +10,7 @@ pub mod produce;
 pub mod versions;
 
 pub use frame::{
-    decode_response, encode_request, response_correlation_id, write_chunks, FrameDecoder,
-    DEFAULT_MAX_FRAME_BYTES,
+    decode_response, encode_request, response_correlation_id, write_chunks, FrameDecoder, DEFAULT_MAX_FRAME_BYTES,
 };
 pub use produce::{ProducePartition, ProduceRequestFrame, ProduceTopic};
 pub use versions::ApiVersionTable;

@@ -180,14 +180,23 @@ mod tests {
                 name: "alpha".into(),
                 topic_id: Uuid::from_u128(0x1234),
                 partitions: vec![
-                    ProducePartition { partition: 0, records: Bytes::from(vec![7u8; 300]) },
-                    ProducePartition { partition: 3, records: Bytes::from_static(b"xyz") },
+                    ProducePartition {
+                        partition: 0,
+                        records: Bytes::from(vec![7u8; 300]),
+                    },
+                    ProducePartition {
+                        partition: 3,
+                        records: Bytes::from_static(b"xyz"),
+                    },
                 ],
             },
             ProduceTopic {
                 name: "beta".into(),
                 topic_id: Uuid::from_u128(0x5678),
-                partitions: vec![ProducePartition { partition: 1, records: Bytes::from(vec![1u8; 70_000]) }],
+                partitions: vec![ProducePartition {
+                    partition: 1,
+                    records: Bytes::from(vec![1u8; 70_000]),
+                }],
             },
         ]
     }
@@ -207,7 +216,11 @@ mod tests {
                             .with_partition_data(
                                 t.partitions
                                     .into_iter()
-                                    .map(|p| PartitionProduceData::default().with_index(p.partition).with_records(Some(p.records)))
+                                    .map(|p| {
+                                        PartitionProduceData::default()
+                                            .with_index(p.partition)
+                                            .with_records(Some(p.records))
+                                    })
                                     .collect(),
                             )
                     })
@@ -223,7 +236,11 @@ mod tests {
                 let frame = encode_produce(42, "strait-test", version, txn, -1, 30_000, &topics()).unwrap();
                 let joined: Vec<u8> = frame.chunks.iter().flat_map(|c| c.iter().copied()).collect();
                 assert_eq!(joined.len(), frame.len);
-                assert_eq!(&joined[..], &reference(version, txn)[..], "Produce v{version} txn={txn:?}");
+                assert_eq!(
+                    &joined[..],
+                    &reference(version, txn)[..],
+                    "Produce v{version} txn={txn:?}"
+                );
             }
         }
     }
@@ -235,7 +252,10 @@ mod tests {
         let originals: Vec<&Bytes> = t.iter().flat_map(|t| t.partitions.iter().map(|p| &p.records)).collect();
         for orig in originals {
             assert!(
-                frame.chunks.iter().any(|c| c.as_ptr() == orig.as_ptr() && c.len() == orig.len()),
+                frame
+                    .chunks
+                    .iter()
+                    .any(|c| c.as_ptr() == orig.as_ptr() && c.len() == orig.len()),
                 "batch of {} bytes was copied",
                 orig.len()
             );

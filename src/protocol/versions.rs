@@ -88,14 +88,26 @@ mod tests {
             (ApiKey::OffsetCommit as i16, 0, 50),
             (ApiKey::InitProducerId as i16, 0, 50),
         ]);
-        assert_eq!(t.negotiate::<OffsetCommitRequest>().unwrap(), OffsetCommitRequest::VERSIONS.max);
-        assert_eq!(t.negotiate::<InitProducerIdRequest>().unwrap(), InitProducerIdRequest::VERSIONS.max);
+        assert_eq!(
+            t.negotiate::<OffsetCommitRequest>().unwrap(),
+            OffsetCommitRequest::VERSIONS.max
+        );
+        assert_eq!(
+            t.negotiate::<InitProducerIdRequest>().unwrap(),
+            InitProducerIdRequest::VERSIONS.max
+        );
     }
 
     #[test]
     fn disjoint_ranges_and_missing_api_are_errors() {
         let t = ApiVersionTable::from_ranges([(ApiKey::Produce as i16, 0, 2)]);
-        assert!(matches!(t.negotiate::<ProduceRequest>(), Err(ProtocolError::NoCommonVersion { api: "Produce", .. })));
-        assert_eq!(t.negotiate::<FetchRequest>(), Err(ProtocolError::ApiNotSupported { api: "Fetch" }));
+        assert!(matches!(
+            t.negotiate::<ProduceRequest>(),
+            Err(ProtocolError::NoCommonVersion { api: "Produce", .. })
+        ));
+        assert_eq!(
+            t.negotiate::<FetchRequest>(),
+            Err(ProtocolError::ApiNotSupported { api: "Fetch" })
+        );
     }
 }
