@@ -9,6 +9,16 @@
 
 use bytes::Bytes;
 
+pub mod crc;
+pub mod filter;
+pub mod patch;
+pub mod reencode;
+pub mod varint;
+
+pub use filter::{BatchFilter, Disposition, SkipReason};
+pub use patch::{crc_is_valid, patch_for_produce, PatchedBatch, ProducerStamp};
+pub use reencode::{reencode_contiguous, Reencoded};
+
 /// Size of the v2 batch header.
 pub const V2_HEADER_LEN: usize = 61;
 /// Offset of the `length` field; a batch occupies `12 + length` bytes.
@@ -24,15 +34,33 @@ pub enum BatchError {
     /// A batch with an unknown magic byte.
     #[error("record batch at byte {position} has unknown magic {magic}")]
     BadMagic { position: usize, magic: i8 },
+    /// The stored CRC-32C does not match the batch bytes.
+    #[error("record batch at offset {base_offset} fails its CRC-32C check (corrupted in transit or on disk)")]
+    CrcMismatch { base_offset: i64 },
+    /// The records inside a batch cannot be parsed.
+    #[error("record batch at offset {base_offset} is malformed: {reason}")]
+    Malformed { base_offset: i64, reason: String },
 }
 
 /// One record batch (any magic) as a zero-copy slice of a Fetch response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawBatch {
-    bytes: Bytes,
+    pub(crate) bytes: Bytes,
 }
 
 impl RawBatch {
+    /// Wraps bytes already known to hold exactly one batch (e.g. from [`split_batches`]).
+    pub fn from_single(bytes: Bytes) -> Result<Self, BatchError> {
+        let (mut v, rest) = split_batches(&bytes)?;
+        if v.len() != 1 || rest != 0 {
+            return Err(BatchError::Malformed {
+                base_offset: -1,
+                reason: "not exactly one batch".into(),
+            });
+        }
+        Ok(v.remove(0))
+    }
+
     /// The whole batch, header included.
     pub fn bytes(&self) -> &Bytes {
         &self.bytes

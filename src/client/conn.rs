@@ -567,6 +567,39 @@ mod tests {
         );
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn throttle_time_delays_the_next_request() {
+        let (conn, mut server) = fake_broker(ConnectionConfig::default()).await;
+        let conn = Arc::new(conn);
+        let c2 = conn.clone();
+        let first = tokio::spawn(async move { c2.request(&MetadataRequest::default()).await });
+        let (h, _) = read_request(&mut server).await.unwrap();
+        let throttled = MetadataResponse::default().with_throttle_time_ms(700);
+        server
+            .write_all(&response(h.correlation_id, h.request_api_version, &throttled))
+            .await
+            .unwrap();
+        first.await.unwrap().unwrap();
+        let start = Instant::now();
+        let c3 = conn.clone();
+        let second = tokio::spawn(async move { c3.request(&MetadataRequest::default()).await });
+        let (h, _) = read_request(&mut server).await.unwrap();
+        assert!(
+            start.elapsed() >= Duration::from_millis(700),
+            "sent after {:?}",
+            start.elapsed()
+        );
+        server
+            .write_all(&response(
+                h.correlation_id,
+                h.request_api_version,
+                &MetadataResponse::default(),
+            ))
+            .await
+            .unwrap();
+        second.await.unwrap().unwrap();
+    }
+
     #[tokio::test]
     async fn oversized_frame_fails_in_flight_requests_without_allocating() {
         let cfg = ConnectionConfig {

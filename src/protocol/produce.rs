@@ -265,6 +265,65 @@ mod tests {
         assert!(framing < 100, "framing bytes: {framing}");
     }
 
+    /// An AsyncWrite that records the address of every slice handed to writev.
+    struct RecordingWriter {
+        seen: Vec<(usize, usize)>,
+    }
+
+    impl tokio::io::AsyncWrite for RecordingWriter {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            self.seen.push((buf.as_ptr() as usize, buf.len()));
+            std::task::Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_write_vectored(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            bufs: &[std::io::IoSlice<'_>],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            let mut n = 0;
+            for b in bufs {
+                self.seen.push((b.as_ptr() as usize, b.len()));
+                n += b.len();
+            }
+            std::task::Poll::Ready(Ok(n))
+        }
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn socket_receives_the_original_batch_buffers() {
+        let t = topics();
+        let frame = encode_produce(1, "c", 11, None, -1, 1000, &t).unwrap();
+        let mut w = RecordingWriter { seen: Vec::new() };
+        crate::protocol::write_chunks(&mut w, &frame.chunks).await.unwrap();
+        for p in t.iter().flat_map(|t| &t.partitions) {
+            assert!(
+                w.seen.contains(&(p.records.as_ptr() as usize, p.records.len())),
+                "batch of {} bytes reached the socket from its original buffer",
+                p.records.len()
+            );
+        }
+        assert_eq!(w.seen.iter().map(|s| s.1).sum::<usize>(), frame.len);
+    }
+
     #[test]
     fn unsupported_versions_are_refused() {
         assert!(encode_produce(1, "c", 2, None, -1, 1000, &topics()).is_err());

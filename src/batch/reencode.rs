@@ -1,0 +1,125 @@
+//! The slow path: re-encode a compacted batch with contiguous offsets.
+//!
+//! The broker rejects produced batches whose `lastOffsetDelta + 1 != recordCount`
+//! (`LogValidator`), which compaction leaves behind. Each record is copied byte
+//! for byte (attributes, timestamp delta, key, value and every header, duplicate
+//! keys included) except its offset delta, which becomes its index; the records
+//! are compressed again with the batch's own codec. Records are never decoded
+//! into `kafka-protocol` types, whose header map would merge duplicate keys.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::compression::{self as codec, Compressor, Decompressor};
+
+use super::patch::crc_is_valid;
+use super::varint::{put_varint, read_varint, read_varlong};
+use super::{BatchError, RawBatch, V2_HEADER_LEN};
+
+/// A re-encoded batch and, for each record, its offset delta in the source batch.
+#[derive(Debug, Clone)]
+pub struct Reencoded {
+    /// A valid v2 batch (fresh CRC) with offsets `0..recordCount`.
+    pub batch: RawBatch,
+    /// Source offset delta of record `i` (for the source→destination offset map).
+    pub source_deltas: Vec<i32>,
+}
+
+/// Re-encodes `b` with contiguous offset deltas. The source CRC is checked first:
+/// a fresh CRC is computed only over bytes whose old CRC was verified.
+pub fn reencode_contiguous(b: &RawBatch) -> Result<Reencoded, BatchError> {
+    let at = b.base_offset();
+    let bad = |reason: String| BatchError::Malformed {
+        base_offset: at,
+        reason,
+    };
+    if !crc_is_valid(b) {
+        return Err(BatchError::CrcMismatch { base_offset: at });
+    }
+    let codec_id = b.codec();
+    let plain =
+        decompress(codec_id, b.bytes().slice(V2_HEADER_LEN..)).map_err(|e| bad(format!("cannot decompress: {e:#}")))?;
+    let mut input = &plain[..];
+    let mut out = Vec::with_capacity(plain.len());
+    let mut deltas = Vec::with_capacity(b.record_count().max(0) as usize);
+    let mut scratch = Vec::new();
+    while !input.is_empty() {
+        let len = read_varint(&mut input).ok_or_else(|| bad("bad record length".into()))?;
+        if len < 0 || len as usize > input.len() {
+            return Err(bad(format!("record length {len} exceeds the batch")));
+        }
+        let (mut rec, rest) = input.split_at(len as usize);
+        input = rest;
+        let attributes = *rec.first().ok_or_else(|| bad("empty record".into()))?;
+        rec = &rec[1..];
+        let ts_start = rec;
+        read_varlong(&mut rec).ok_or_else(|| bad("bad timestamp delta".into()))?;
+        let ts_bytes = &ts_start[..ts_start.len() - rec.len()];
+        let delta = read_varint(&mut rec).ok_or_else(|| bad("bad offset delta".into()))?;
+        deltas.push(delta);
+        scratch.clear();
+        scratch.push(attributes);
+        scratch.extend_from_slice(ts_bytes);
+        put_varint(&mut scratch, (deltas.len() - 1) as i32);
+        scratch.extend_from_slice(rec); // key, value, headers: untouched
+        put_varint(&mut out, scratch.len() as i32);
+        out.extend_from_slice(&scratch);
+    }
+    if deltas.len() as i64 != b.record_count() as i64 {
+        return Err(bad(format!(
+            "header says {} records, found {}",
+            b.record_count(),
+            deltas.len()
+        )));
+    }
+    let body = compress(codec_id, &out).map_err(|e| bad(format!("cannot compress: {e:#}")))?;
+    let mut h = BytesMut::with_capacity(V2_HEADER_LEN + body.len());
+    h.put_slice(&b.bytes()[..V2_HEADER_LEN]);
+    let length = (V2_HEADER_LEN - 12 + body.len()) as i32;
+    h[8..12].copy_from_slice(&length.to_be_bytes());
+    h[23..27].copy_from_slice(&((deltas.len() as i32) - 1).to_be_bytes());
+    h.put_slice(&body);
+    let crc = crc32c::crc32c(&h[21..]);
+    h[17..21].copy_from_slice(&crc.to_be_bytes());
+    Ok(Reencoded {
+        batch: RawBatch { bytes: h.freeze() },
+        source_deltas: deltas,
+    })
+}
+
+fn decompress(codec_id: u8, mut payload: Bytes) -> anyhow::Result<Bytes> {
+    fn all<B: Buf>(b: &mut B) -> anyhow::Result<Bytes> {
+        Ok(b.copy_to_bytes(b.remaining()))
+    }
+    match codec_id {
+        0 => Ok(payload),
+        1 => codec::Gzip::decompress(&mut payload, all),
+        2 => codec::Snappy::decompress(&mut payload, all),
+        3 => codec::Lz4::decompress(&mut payload, all),
+        4 => codec::Zstd::decompress(&mut payload, all),
+        c => anyhow::bail!("unknown compression codec {c}"),
+    }
+}
+
+fn compress(codec_id: u8, plain: &[u8]) -> anyhow::Result<Bytes> {
+    let mut out = BytesMut::with_capacity(plain.len() / 2 + 64);
+    match codec_id {
+        0 => out.put_slice(plain),
+        1 => codec::Gzip::compress(&mut out, |b| {
+            b.put_slice(plain);
+            Ok(())
+        })?,
+        2 => codec::Snappy::compress(&mut out, |b| {
+            b.put_slice(plain);
+            Ok(())
+        })?,
+        3 => codec::Lz4::compress(&mut out, |b| {
+            b.put_slice(plain);
+            Ok(())
+        })?,
+        4 => codec::Zstd::compress(&mut out, |b| {
+            b.put_slice(plain);
+            Ok(())
+        })?,
+        c => anyhow::bail!("unknown compression codec {c}"),
+    }
+    Ok(out.freeze())
+}
