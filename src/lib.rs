@@ -7,4 +7,5 @@
 
 pub mod batch;
 pub mod client;
+pub mod config;
 pub mod protocol;

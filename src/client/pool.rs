@@ -65,6 +65,25 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
+    /// Checks the bootstrap list: non-empty, every entry `host:port`.
+    pub fn validate(&self) -> Result<()> {
+        if self.bootstrap.is_empty() {
+            return Err(ClientError::Invalid {
+                what: "bootstrap servers",
+                reason: "the list is empty".into(),
+            });
+        }
+        for addr in &self.bootstrap {
+            if addr.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
+                return Err(ClientError::Invalid {
+                    what: "bootstrap server",
+                    reason: format!("{addr:?} is not host:port"),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Config for a comma-separated bootstrap list with defaults elsewhere.
     pub fn new(bootstrap: &str) -> Self {
         Self {
@@ -100,20 +119,7 @@ pub struct Client {
 impl Client {
     /// A client that has not connected yet (connections open on first use).
     pub fn new(config: ClientConfig) -> Result<Self> {
-        if config.bootstrap.is_empty() {
-            return Err(ClientError::Invalid {
-                what: "bootstrap servers",
-                reason: "the list is empty".into(),
-            });
-        }
-        for addr in &config.bootstrap {
-            if addr.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
-                return Err(ClientError::Invalid {
-                    what: "bootstrap server",
-                    reason: format!("{addr:?} is not host:port"),
-                });
-            }
-        }
+        config.validate()?;
         Ok(Self {
             config,
             slots: Mutex::new(HashMap::new()),

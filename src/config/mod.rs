@@ -1,0 +1,468 @@
+//! Typed configuration of a replication, read from TOML.
+//!
+//! Vocabulary follows MirrorMaker 2 where it has a word for the thing
+//! (`topics`, `topics_exclude`, source/destination clusters, replication
+//! policy). Defaults live in one place: the `default_*` functions below. Unknown
+//! keys and bad values are rejected with the key, the line and what is allowed.
+
+use std::path::Path;
+use std::time::Duration;
+
+use regex::Regex;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::client::{Backoff, ClientConfig, ConnectionConfig};
+
+/// Errors reading or validating a config file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read config file {path}: {reason}")]
+    Read { path: String, reason: String },
+    /// TOML syntax, an unknown key or a value of the wrong type (the message names key and line).
+    #[error("config {path}: {message}")]
+    Parse { path: String, message: String },
+    /// A value that parses but is not allowed.
+    #[error("config {path}, line {line}: `{key}` {problem}")]
+    Invalid {
+        path: String,
+        line: usize,
+        key: String,
+        problem: String,
+    },
+}
+
+/// Connection settings of one cluster.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Short name of the cluster, used by `rename = "prefix"` (MM2's cluster alias).
+    #[serde(default = "default_alias")]
+    pub alias: String,
+    /// Comma-separated `host:port` list.
+    pub bootstrap_servers: Spanned<String>,
+    /// `client.id` sent to the brokers.
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+    /// Time to wait for any response before the connection is closed and the request retried.
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// TCP connect + ApiVersions handshake timeout.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Largest response frame accepted, checked before allocating.
+    #[serde(default = "default_max_frame_bytes")]
+    pub max_frame_bytes: usize,
+}
+
+/// Where to start a partition that has no checkpoint yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartFrom {
+    /// The oldest retained record (default).
+    Earliest,
+    /// Only records produced after strait starts.
+    Latest,
+}
+
+/// How destination topic names derive from source names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rename {
+    /// Same name (default).
+    Identity,
+    /// `{source alias}.{topic}` (MM2's DefaultReplicationPolicy).
+    Prefix,
+    /// A template with `{topic}` and optionally `{source}`.
+    Template(String),
+}
+
+impl Rename {
+    /// Destination name of `topic`.
+    pub fn apply(&self, source_alias: &str, topic: &str) -> String {
+        match self {
+            Rename::Identity => topic.to_string(),
+            Rename::Prefix => format!("{source_alias}.{topic}"),
+            Rename::Template(t) => t.replace("{source}", source_alias).replace("{topic}", topic),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default = "default_name")]
+    name: Spanned<String>,
+    source: ClusterConfig,
+    destination: ClusterConfig,
+    #[serde(default = "default_topics")]
+    topics: Vec<Spanned<String>>,
+    #[serde(default)]
+    topics_exclude: Vec<Spanned<String>>,
+    #[serde(default = "default_rename")]
+    rename: Spanned<String>,
+    #[serde(default = "default_start_from")]
+    start_from: StartFrom,
+    #[serde(default = "default_refresh_interval_ms")]
+    refresh_interval_ms: u64,
+    #[serde(default = "default_checkpoint_interval_ms")]
+    checkpoint_interval_ms: u64,
+    #[serde(default = "default_max_buffered_bytes")]
+    max_buffered_bytes: Spanned<usize>,
+    #[serde(default = "default_fetch_max_bytes")]
+    fetch_max_bytes: Spanned<usize>,
+    #[serde(default = "default_fetch_partition_max_bytes")]
+    fetch_partition_max_bytes: usize,
+    #[serde(default = "default_fetch_max_wait_ms")]
+    fetch_max_wait_ms: u64,
+    #[serde(default = "default_max_in_flight")]
+    max_in_flight_per_partition: Spanned<usize>,
+    #[serde(default = "default_max_request_bytes")]
+    max_request_bytes: usize,
+    #[serde(default = "default_replication_factor")]
+    replication_factor: i16,
+    #[serde(default = "default_true")]
+    sync_topic_configs: bool,
+}
+
+/// A validated replication config.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Replication name: checkpoint group `strait-{name}`, offset-map topic `__strait.{name}.offsets`.
+    pub name: String,
+    /// Source cluster.
+    pub source: ClusterConfig,
+    /// Destination cluster.
+    pub destination: ClusterConfig,
+    /// Topics to replicate: a source topic is replicated when one regex matches its whole name.
+    pub topics: Vec<Regex>,
+    /// Topics never replicated, even when matched by `topics`.
+    pub topics_exclude: Vec<Regex>,
+    /// Destination naming.
+    pub rename: Rename,
+    /// Start of partitions without a checkpoint.
+    pub start_from: StartFrom,
+    /// How often source topics are listed and destination topics reconciled.
+    pub refresh_interval: Duration,
+    /// How often acknowledged positions are committed to the destination.
+    pub checkpoint_interval: Duration,
+    /// Cap on record bytes held between fetch and destination acknowledgement.
+    pub max_buffered_bytes: usize,
+    /// `max_bytes` of one Fetch request.
+    pub fetch_max_bytes: usize,
+    /// Per-partition `partition_max_bytes` of a Fetch request.
+    pub fetch_partition_max_bytes: usize,
+    /// Fetch long-poll wait.
+    pub fetch_max_wait: Duration,
+    /// Produce batches of one partition in flight at once (the broker's idempotence window is 5).
+    pub max_in_flight_per_partition: usize,
+    /// Target size of one Produce request.
+    pub max_request_bytes: usize,
+    /// Replication factor of topics strait creates (-1: the destination's default).
+    pub replication_factor: i16,
+    /// Copy topic configs and their changes from source to destination.
+    pub sync_topic_configs: bool,
+}
+
+fn default_alias() -> String {
+    "source".into()
+}
+fn default_client_id() -> String {
+    "strait".into()
+}
+fn default_request_timeout_ms() -> u64 {
+    30_000
+}
+fn default_connect_timeout_ms() -> u64 {
+    10_000
+}
+fn default_max_frame_bytes() -> usize {
+    crate::protocol::DEFAULT_MAX_FRAME_BYTES
+}
+fn default_name() -> Spanned<String> {
+    Spanned::new(0..0, "strait".into())
+}
+fn default_topics() -> Vec<Spanned<String>> {
+    vec![Spanned::new(0..0, ".*".into())]
+}
+fn default_rename() -> Spanned<String> {
+    Spanned::new(0..0, "identity".into())
+}
+fn default_start_from() -> StartFrom {
+    StartFrom::Earliest
+}
+fn default_refresh_interval_ms() -> u64 {
+    10_000
+}
+fn default_checkpoint_interval_ms() -> u64 {
+    1_000
+}
+fn default_max_buffered_bytes() -> Spanned<usize> {
+    Spanned::new(0..0, 64 * 1024 * 1024)
+}
+fn default_fetch_max_bytes() -> Spanned<usize> {
+    Spanned::new(0..0, 16 * 1024 * 1024)
+}
+fn default_fetch_partition_max_bytes() -> usize {
+    4 * 1024 * 1024
+}
+fn default_fetch_max_wait_ms() -> u64 {
+    200
+}
+fn default_max_in_flight() -> Spanned<usize> {
+    Spanned::new(0..0, 5)
+}
+fn default_max_request_bytes() -> usize {
+    8 * 1024 * 1024
+}
+fn default_replication_factor() -> i16 {
+    -1
+}
+fn default_true() -> bool {
+    true
+}
+
+impl ClusterConfig {
+    /// Client settings for this cluster.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new(self.bootstrap_servers.get_ref());
+        c.connection = ConnectionConfig {
+            client_id: self.client_id.clone(),
+            request_timeout: Duration::from_millis(self.request_timeout_ms),
+            max_frame_bytes: self.max_frame_bytes,
+        };
+        c.connect_timeout = Duration::from_millis(self.connect_timeout_ms);
+        c.backoff = Backoff::default();
+        c
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates config text; `path` is used in error messages.
+    pub fn parse(text: &str, path: &str) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_string(),
+            message: e.to_string().trim_end().replace('\n', "\n  "),
+        })?;
+        let invalid = |span: std::ops::Range<usize>, key: &str, problem: String| ConfigError::Invalid {
+            path: path.to_string(),
+            line: line_of(text, span.start),
+            key: key.to_string(),
+            problem,
+        };
+        let regexes = |list: &[Spanned<String>], key: &str| -> Result<Vec<Regex>, ConfigError> {
+            list.iter()
+                .map(|s| {
+                    Regex::new(&format!("^(?:{})$", s.get_ref()))
+                        .map_err(|e| invalid(s.span(), key, format!("has an invalid regex {:?}: {e}", s.get_ref())))
+                })
+                .collect()
+        };
+        let topics = regexes(&raw.topics, "topics")?;
+        let topics_exclude = regexes(&raw.topics_exclude, "topics_exclude")?;
+        let rename = match raw.rename.get_ref().as_str() {
+            "identity" => Rename::Identity,
+            "prefix" => Rename::Prefix,
+            t if t.contains("{topic}") => Rename::Template(t.to_string()),
+            other => {
+                return Err(invalid(
+                    raw.rename.span(),
+                    "rename",
+                    format!("is {other:?}; allowed: \"identity\", \"prefix\", or a template containing {{topic}} (and optionally {{source}})"),
+                ))
+            }
+        };
+        let name = raw.name.get_ref().clone();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+            return Err(invalid(
+                raw.name.span(),
+                "name",
+                format!("is {name:?}; allowed: letters, digits, '.', '_', '-'"),
+            ));
+        }
+        for (key, c) in [("source", &raw.source), ("destination", &raw.destination)] {
+            ClientConfig::new(c.bootstrap_servers.get_ref())
+                .validate()
+                .map_err(|e| {
+                    invalid(
+                        c.bootstrap_servers.span(),
+                        &format!("{key}.bootstrap_servers"),
+                        format!("is invalid: {e}"),
+                    )
+                })?;
+        }
+        if !(1..=5).contains(raw.max_in_flight_per_partition.get_ref()) {
+            return Err(invalid(
+                raw.max_in_flight_per_partition.span(),
+                "max_in_flight_per_partition",
+                format!(
+                    "is {}; allowed: 1 to 5 (the broker's idempotent-producer window)",
+                    raw.max_in_flight_per_partition.get_ref()
+                ),
+            ));
+        }
+        let buffered = *raw.max_buffered_bytes.get_ref();
+        let fetch = *raw.fetch_max_bytes.get_ref();
+        if buffered < 1024 * 1024 {
+            return Err(invalid(
+                raw.max_buffered_bytes.span(),
+                "max_buffered_bytes",
+                format!("is {buffered}; allowed: at least 1048576"),
+            ));
+        }
+        if fetch > buffered {
+            return Err(invalid(
+                raw.fetch_max_bytes.span(),
+                "fetch_max_bytes",
+                format!("is {fetch}, above max_buffered_bytes ({buffered}); allowed: at most max_buffered_bytes"),
+            ));
+        }
+        Ok(Config {
+            name,
+            source: raw.source,
+            destination: raw.destination,
+            topics,
+            topics_exclude,
+            rename,
+            start_from: raw.start_from,
+            refresh_interval: Duration::from_millis(raw.refresh_interval_ms.max(100)),
+            checkpoint_interval: Duration::from_millis(raw.checkpoint_interval_ms.max(10)),
+            max_buffered_bytes: buffered,
+            fetch_max_bytes: fetch,
+            fetch_partition_max_bytes: raw.fetch_partition_max_bytes.min(fetch),
+            fetch_max_wait: Duration::from_millis(raw.fetch_max_wait_ms),
+            max_in_flight_per_partition: *raw.max_in_flight_per_partition.get_ref(),
+            max_request_bytes: raw.max_request_bytes.max(64 * 1024),
+            replication_factor: raw.replication_factor,
+            sync_topic_configs: raw.sync_topic_configs,
+        })
+    }
+
+    /// The consumer group on the destination that holds strait's source positions.
+    pub fn checkpoint_group(&self) -> String {
+        format!("strait-{}", self.name)
+    }
+
+    /// The destination topic holding the source→destination offset map.
+    pub fn offset_map_topic(&self) -> String {
+        format!("__strait.{}.offsets", self.name)
+    }
+
+    /// True when source topic `name` is to be replicated. Internal topics and every
+    /// topic whose name starts with `__` (Kafka's and strait's own) never are.
+    pub fn wants_topic(&self, name: &str, is_internal: bool) -> bool {
+        !is_internal
+            && !name.starts_with("__")
+            && self.topics.iter().any(|r| r.is_match(name))
+            && !self.topics_exclude.iter().any(|r| r.is_match(name))
+    }
+
+    /// Destination name of a source topic.
+    pub fn destination_topic(&self, source_topic: &str) -> String {
+        self.rename.apply(&self.source.alias, source_topic)
+    }
+}
+
+fn line_of(text: &str, byte: usize) -> usize {
+    text[..byte.min(text.len())].matches('\n').count() + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "dr"
+topics = ["orders\\..*", "payments"]
+topics_exclude = ["orders\\.tmp"]
+rename = "prefix"
+start_from = "latest"
+
+[source]
+alias = "east"
+bootstrap_servers = "127.0.0.1:9092"
+
+[destination]
+bootstrap_servers = "127.0.0.1:9093,127.0.0.1:9094"
+"#;
+
+    #[test]
+    fn parses_and_applies_defaults() {
+        let c = Config::parse(GOOD, "t.toml").unwrap();
+        assert_eq!(c.name, "dr");
+        assert!(c.wants_topic("orders.eu", false));
+        assert!(c.wants_topic("payments", false));
+        assert!(!c.wants_topic("payments2", false), "regexes match whole names");
+        assert!(!c.wants_topic("orders.tmp", false));
+        assert!(!c.wants_topic("__consumer_offsets", true));
+        assert!(!c.wants_topic("__strait.dr.offsets", false));
+        assert_eq!(c.destination_topic("orders.eu"), "east.orders.eu");
+        assert_eq!(c.start_from, StartFrom::Latest);
+        assert_eq!(c.max_buffered_bytes, 64 * 1024 * 1024);
+        assert_eq!(c.refresh_interval, Duration::from_secs(10));
+        assert_eq!(c.checkpoint_group(), "strait-dr");
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let text = GOOD.replace("start_from = \"latest\"", "start_form = \"latest\"");
+        let e = Config::parse(&text, "t.toml").unwrap_err().to_string();
+        assert!(
+            e.contains("start_form") && e.contains("line 6") && e.contains("start_from"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_values_say_what_is_allowed() {
+        let e = Config::parse(&GOOD.replace("\"latest\"", "\"middle\""), "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("middle") && e.contains("earliest") && e.contains("line 6"),
+            "{e}"
+        );
+        let e = Config::parse(&GOOD.replace("\"prefix\"", "\"upper\""), "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("line 5") && e.contains("rename") && e.contains("identity"),
+            "{e}"
+        );
+        let e = Config::parse(&GOOD.replace("\"payments\"", "\"pay(\""), "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 3") && e.contains("invalid regex"), "{e}");
+        let e = Config::parse(&GOOD.replace("127.0.0.1:9092", "nohostport"), "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 10") && e.contains("source.bootstrap_servers"), "{e}");
+        let e = Config::parse(
+            &GOOD.replace("start_from = \"latest\"", "max_in_flight_per_partition = 9"),
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("line 6") && e.contains("1 to 5"), "{e}");
+        let e = Config::parse(&GOOD.replace("[destination]\n", ""), "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bootstrap_servers"), "{e}");
+    }
+
+    #[test]
+    fn template_rename() {
+        let c = Config::parse(&GOOD.replace("\"prefix\"", "\"mirror-{source}-{topic}\""), "t").unwrap();
+        assert_eq!(c.destination_topic("a"), "mirror-east-a");
+    }
+}
