@@ -63,10 +63,7 @@ fn produce_encode(c: &mut Criterion) {
                 .skip(t * 8)
                 .take(8)
                 .enumerate()
-                .map(|(p, b)| ProducePartition {
-                    partition: p as i32,
-                    records: b.bytes().clone(),
-                })
+                .map(|(p, b)| ProducePartition::whole(p as i32, b.bytes().clone()))
                 .collect(),
         })
         .collect();

@@ -9,3 +9,4 @@ pub mod batch;
 pub mod client;
 pub mod config;
 pub mod protocol;
+pub mod replicate;

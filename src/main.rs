@@ -15,6 +15,21 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Replicates topics from the source to the destination cluster until SIGINT/SIGTERM.
+    Run {
+        /// Path of the TOML config (see strait.example.toml).
+        #[arg(long)]
+        config: std::path::PathBuf,
+        /// Seconds between progress lines (records/s, MB/s, lag per topic); 0 turns them off.
+        #[arg(long, default_value_t = 5)]
+        progress: u64,
+    },
+    /// Checks a config file and prints the replication it describes.
+    CheckConfig {
+        /// Path of the TOML config.
+        #[arg(long)]
+        config: std::path::PathBuf,
+    },
     /// Connects to a cluster and prints its brokers, negotiated API versions and topics.
     Describe {
         /// Comma-separated bootstrap servers (host:port).
@@ -25,8 +40,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Command::Run { .. }) { "info" } else { "warn" };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_level.into()))
         .with_writer(std::io::stderr)
         .init();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -39,6 +55,19 @@ fn main() -> ExitCode {
     let result = rt.block_on(async {
         match cli.command {
             Command::Describe { bootstrap } => describe(&bootstrap).await,
+            Command::Run { config, progress } => run(&config, progress).await,
+            Command::CheckConfig { config } => {
+                let c = strait::config::Config::load(&config)?;
+                println!(
+                    "replication {:?}: {} -> {}; checkpoint group {}; offset map topic {}",
+                    c.name,
+                    c.source.bootstrap_servers.get_ref(),
+                    c.destination.bootstrap_servers.get_ref(),
+                    c.checkpoint_group(),
+                    c.offset_map_topic()
+                );
+                Ok(())
+            }
         }
     });
     match result {
@@ -47,6 +76,39 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+async fn run(path: &std::path::Path, progress: u64) -> Result<(), Box<dyn std::error::Error>> {
+    let cfg = strait::config::Config::load(path)?;
+    let progress = (progress > 0).then(|| std::time::Duration::from_secs(progress));
+    let summary = strait::replicate::run(cfg, shutdown_signal(), progress, |_| {}).await?;
+    eprintln!(
+        "stopped: {} records, {:.1} MB replicated ({} batches raw, {} re-encoded)",
+        summary.records,
+        summary.bytes as f64 / 1e6,
+        summary.batches_fast,
+        summary.batches_slow
+    );
+    if !summary.stopped.is_empty() {
+        for s in &summary.stopped {
+            eprintln!("partition stopped: {s}");
+        }
+        return Err(format!("{} partition(s) stopped on errors", summary.stopped.len()).into());
+    }
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
     }
 }
 

@@ -21,13 +21,28 @@ pub const PRODUCE_MIN_VERSION: i16 = 3;
 /// Highest Produce version this encoder writes.
 pub const PRODUCE_MAX_VERSION: i16 = 13;
 
-/// One partition entry: the partition index and exactly one record batch.
+/// One partition entry: the partition index and exactly one record batch, given
+/// as a (possibly rewritten) header followed by the rest of the batch.
 #[derive(Debug, Clone)]
 pub struct ProducePartition {
     /// Partition index.
     pub partition: i32,
-    /// One complete v2 record batch, passed through untouched.
+    /// Bytes written before `records` (a patched batch header), or empty.
+    pub header: Bytes,
+    /// The batch (or, after a non-empty `header`, the batch without its header),
+    /// passed through untouched.
     pub records: Bytes,
+}
+
+impl ProducePartition {
+    /// A partition entry whose batch is one buffer.
+    pub fn whole(partition: i32, records: Bytes) -> Self {
+        Self {
+            partition,
+            header: Bytes::new(),
+            records,
+        }
+    }
 }
 
 /// One topic entry of a Produce request.
@@ -102,7 +117,7 @@ pub fn encode_produce(
         put_array_len(&mut head, topic.partitions.len(), flexible);
         for p in &topic.partitions {
             head.put_i32(p.partition);
-            let len = p.records.len();
+            let len = p.header.len() + p.records.len();
             if flexible {
                 put_uvarint(&mut head, len as u64 + 1);
             } else {
@@ -110,6 +125,9 @@ pub fn encode_produce(
                 head.put_i32(len);
             }
             chunks.push(head.split().freeze());
+            if !p.header.is_empty() {
+                chunks.push(p.header.clone());
+            }
             chunks.push(p.records.clone()); // refcount bump, no copy
             if flexible {
                 put_uvarint(&mut head, 0); // partition tagged fields
@@ -180,23 +198,19 @@ mod tests {
                 name: "alpha".into(),
                 topic_id: Uuid::from_u128(0x1234),
                 partitions: vec![
+                    // A patched header followed by the untouched rest of the batch.
                     ProducePartition {
                         partition: 0,
-                        records: Bytes::from(vec![7u8; 300]),
+                        header: Bytes::from(vec![7u8; 61]),
+                        records: Bytes::from(vec![7u8; 239]),
                     },
-                    ProducePartition {
-                        partition: 3,
-                        records: Bytes::from_static(b"xyz"),
-                    },
+                    ProducePartition::whole(3, Bytes::from_static(b"xyz")),
                 ],
             },
             ProduceTopic {
                 name: "beta".into(),
                 topic_id: Uuid::from_u128(0x5678),
-                partitions: vec![ProducePartition {
-                    partition: 1,
-                    records: Bytes::from(vec![1u8; 70_000]),
-                }],
+                partitions: vec![ProducePartition::whole(1, Bytes::from(vec![1u8; 70_000]))],
             },
         ]
     }
@@ -217,9 +231,11 @@ mod tests {
                                 t.partitions
                                     .into_iter()
                                     .map(|p| {
+                                        let mut whole = p.header.to_vec();
+                                        whole.extend_from_slice(&p.records);
                                         PartitionProduceData::default()
                                             .with_index(p.partition)
-                                            .with_records(Some(p.records))
+                                            .with_records(Some(Bytes::from(whole)))
                                     })
                                     .collect(),
                             )

@@ -1,0 +1,125 @@
+//! The memory budget: bytes held between fetch and destination acknowledgement.
+//!
+//! A fetcher reserves its Fetch `max_bytes` before sending, keeps what the
+//! response actually holds, and gives the rest back. Each forwarded batch
+//! carries its share as a [`Held`] that returns it when the batch is
+//! acknowledged and dropped. When the budget is spent, fetchers wait: a slow
+//! destination slows fetching instead of growing memory.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+
+/// A byte budget shared by fetchers and the producer.
+#[derive(Debug)]
+pub struct Budget {
+    limit: usize,
+    used: Mutex<usize>,
+    freed: Notify,
+}
+
+/// Bytes of the budget held by one batch (or one pending fetch); returned on drop.
+#[derive(Debug)]
+pub struct Held {
+    budget: Arc<Budget>,
+    bytes: usize,
+}
+
+impl Budget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(Self {
+            limit,
+            used: Mutex::new(0),
+            freed: Notify::new(),
+        })
+    }
+
+    /// Bytes currently held.
+    pub fn used(&self) -> usize {
+        *self.used.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The configured cap.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Waits until `bytes` fit, then holds them. A request larger than the whole
+    /// budget is granted when nothing else is held, so progress never stops.
+    pub async fn reserve(self: &Arc<Self>, bytes: usize) -> Held {
+        loop {
+            let notified = self.freed.notified();
+            {
+                let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+                if *used + bytes <= self.limit || *used == 0 {
+                    *used += bytes;
+                    return Held {
+                        budget: self.clone(),
+                        bytes,
+                    };
+                }
+            }
+            notified.await;
+        }
+    }
+
+    fn release(&self, bytes: usize) {
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        *used = used.saturating_sub(bytes);
+        drop(used);
+        self.freed.notify_waiters();
+    }
+}
+
+impl Held {
+    /// Splits `bytes` off into a separate holding (for one batch of a fetch).
+    pub fn split(&mut self, bytes: usize) -> Held {
+        let bytes = bytes.min(self.bytes);
+        self.bytes -= bytes;
+        Held {
+            budget: self.budget.clone(),
+            bytes,
+        }
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if self.bytes > 0 {
+            self.budget.release(self.bytes);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn reserve_waits_for_release() {
+        let b = Budget::new(100);
+        let mut a = b.reserve(80).await;
+        let part = a.split(30);
+        assert_eq!(b.used(), 80);
+        let b2 = b.clone();
+        let waiter = tokio::spawn(async move { b2.reserve(50).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiter.is_finished(), "80 + 50 > 100");
+        drop(a); // returns 50
+        let got = tokio::time::timeout(Duration::from_secs(1), waiter).await.unwrap().unwrap();
+        assert_eq!(b.used(), 80);
+        drop(part);
+        drop(got);
+        assert_eq!(b.used(), 0);
+        // Oversized requests pass when nothing is held.
+        let big = b.reserve(1000).await;
+        assert_eq!(big.bytes(), 1000);
+    }
+}

@@ -1,0 +1,171 @@
+//! Progress: source positions and the offset map, stored in the destination cluster.
+//!
+//! A partition's position is the next source offset after the last batch the
+//! destination acknowledged (acks=all), with every earlier batch acknowledged
+//! too ([`super::producer`] advances it only over acknowledged entries). It is
+//! committed as the offset of the destination partition in the consumer group
+//! `strait-{name}` on the destination, so a failover site has it without the
+//! source. The offset-map records for the same batches are written first.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::ProduceRequest;
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use tracing::debug;
+
+use super::metrics::Metrics;
+use super::offset_map::{encode_value, merge};
+use super::producer::Producer;
+use crate::client::{Client, ClientError, NewTopic};
+use crate::config::Config;
+use crate::protocol::{ProducePartition, ProduceTopic};
+
+/// Writes checkpoints for one replication.
+#[derive(Debug)]
+pub struct Checkpointer {
+    dst: Arc<Client>,
+    cfg: Arc<Config>,
+    producer: Arc<Producer>,
+    metrics: Arc<Metrics>,
+    committed: Mutex<HashMap<(Arc<str>, i32), i64>>,
+}
+
+impl Checkpointer {
+    /// A checkpointer over `producer`'s positions.
+    pub fn new(dst: Arc<Client>, cfg: Arc<Config>, producer: Arc<Producer>, metrics: Arc<Metrics>) -> Self {
+        Self {
+            dst,
+            cfg,
+            producer,
+            metrics,
+            committed: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Creates the offset-map topic if it does not exist.
+    pub async fn ensure_map_topic(&self) -> Result<(), ClientError> {
+        self.dst
+            .create_topics(
+                &[NewTopic {
+                    name: self.cfg.offset_map_topic(),
+                    partitions: 1,
+                    replication_factor: self.cfg.replication_factor,
+                    configs: vec![
+                        ("cleanup.policy".into(), "delete".into()),
+                        ("retention.ms".into(), (7 * 24 * 3600 * 1000i64).to_string()),
+                    ],
+                }],
+                30_000,
+                true,
+            )
+            .await
+    }
+
+    /// Committed source positions of `partitions` of destination topic `dst_topic` (-1: none).
+    pub async fn load(&self, dst_topic: &str, partitions: &[i32]) -> Result<HashMap<i32, i64>, ClientError> {
+        let got = self
+            .dst
+            .fetch_offsets(&self.cfg.checkpoint_group(), &[(dst_topic.to_string(), partitions.to_vec())])
+            .await?;
+        let mut out = HashMap::new();
+        let mut committed = self.committed.lock().unwrap_or_else(|e| e.into_inner());
+        for (t, p, o) in got {
+            if t == dst_topic {
+                out.insert(p, o);
+                if o >= 0 {
+                    committed.insert((Arc::from(t.as_str()), p), o);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes offset-map records and commits every position that moved. Returns
+    /// the number of partitions committed.
+    pub async fn checkpoint(&self) -> Result<usize, ClientError> {
+        let entries = self.producer.take_map_entries();
+        if !entries.is_empty() {
+            if let Err(e) = self.write_map(&entries).await {
+                self.producer.restore_map_entries(entries);
+                return Err(e);
+            }
+        }
+        let moved: Vec<(String, i32, i64)> = {
+            let committed = self.committed.lock().unwrap_or_else(|e| e.into_inner());
+            self.producer
+                .positions()
+                .into_iter()
+                .filter(|p| p.acked_next >= 0)
+                .filter(|p| committed.get(&(p.route.dst_topic.clone(), p.route.partition)) != Some(&p.acked_next))
+                .map(|p| (p.route.dst_topic.to_string(), p.route.partition, p.acked_next))
+                .collect()
+        };
+        if moved.is_empty() {
+            return Ok(0);
+        }
+        self.dst.commit_offsets(&self.cfg.checkpoint_group(), &moved).await?;
+        let mut committed = self.committed.lock().unwrap_or_else(|e| e.into_inner());
+        for (t, p, o) in &moved {
+            committed.insert((Arc::from(t.as_str()), *p), *o);
+        }
+        Metrics::add(&self.metrics.checkpoints, 1);
+        debug!(partitions = moved.len(), "checkpoint committed");
+        Ok(moved.len())
+    }
+
+    async fn write_map(&self, entries: &[(super::producer::Route, Vec<super::offset_map::MapEntry>)]) -> Result<(), ClientError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let records: Vec<Record> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, (route, runs))| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: i as i32,
+                timestamp: now,
+                key: Some(Bytes::from(format!("{}:{}", route.dst_topic, route.partition))),
+                value: Some(Bytes::from(encode_value(&route.src_topic, &merge(runs.clone())))),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::Lz4 })
+            .map_err(|e| ClientError::Invalid { what: "offset map batch", reason: format!("{e:#}") })?;
+        let batch = buf.freeze();
+        let topic = self.cfg.offset_map_topic();
+        self.dst
+            .retrying(|| async {
+                let (leader, _) = self.dst.leader(&topic, 0).await?;
+                let conn = self.dst.broker(leader).await?;
+                let md = self.dst.cached_metadata();
+                let id = md.topics.get(&topic).map(|t| t.id).unwrap_or_default();
+                let version = conn.version_of::<ProduceRequest>()?;
+                let resp = conn
+                    .produce(
+                        version,
+                        None,
+                        -1,
+                        30_000,
+                        &[ProduceTopic { name: topic.clone(), topic_id: id, partitions: vec![ProducePartition::whole(0, batch.clone())] }],
+                    )
+                    .await?;
+                let code = resp.responses.first().and_then(|t| t.partition_responses.first()).map(|p| p.error_code).unwrap_or(-1);
+                if code != 0 {
+                    return Err(ClientError::kafka("Produce", conn.broker(), topic.as_str(), code, None));
+                }
+                Ok(())
+            })
+            .await
+    }
+}

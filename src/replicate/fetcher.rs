@@ -1,0 +1,531 @@
+//! The source side: one fetcher per source broker, with an incremental fetch
+//! session (KIP-227) over all partitions it leads, `isolation_level =
+//! READ_COMMITTED`.
+//!
+//! A response's records blob is split into batches without copying; a truncated
+//! last batch is simply fetched again from its offset. Each batch is filtered
+//! ([`crate::batch::BatchFilter`]), its CRC checked (a corrupted batch is fetched
+//! again, never blessed with a fresh CRC), re-encoded if compaction left offset
+//! gaps, and handed to the producer in order. Fetch returns whole batches, so the
+//! first can start before the fetch offset: progress is tracked per batch.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use tokio::sync::Notify;
+use tracing::{debug, error, warn};
+use uuid::Uuid;
+
+use super::budget::Budget;
+use super::metrics::Metrics;
+use super::producer::{Item, Producer, Route};
+use crate::batch::{crc_is_valid, reencode_contiguous, split_batches, BatchError, BatchFilter, Disposition, SkipReason};
+use crate::client::admin::{EARLIEST, LATEST};
+use crate::client::{classify, error_name, Client, ErrorClass};
+use crate::config::{Config, StartFrom};
+
+type Key = (Arc<str>, i32);
+
+#[derive(Debug)]
+struct SrcPart {
+    route: Route,
+    topic_id: Uuid,
+    next_offset: i64,
+    leader: i32,
+    high_watermark: i64,
+    stopped: Option<String>,
+}
+
+/// Lag report of one partition.
+#[derive(Debug, Clone)]
+pub struct SourceLag {
+    /// Source topic.
+    pub topic: Arc<str>,
+    /// Partition.
+    pub partition: i32,
+    /// Last stable offset (read_committed end) seen in the last fetch.
+    pub end_offset: i64,
+    /// Next offset to fetch.
+    pub next_offset: i64,
+}
+
+/// All fetchers of one source cluster.
+#[derive(Debug)]
+pub struct Fetchers {
+    src: Arc<Client>,
+    cfg: Arc<Config>,
+    metrics: Arc<Metrics>,
+    budget: Arc<Budget>,
+    producer: Arc<Producer>,
+    parts: Mutex<HashMap<Key, SrcPart>>,
+    running: Mutex<HashSet<i32>>,
+    refresh: Notify,
+    stopping: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct Session {
+    id: i32,
+    epoch: i32,
+    sent: HashMap<Key, i64>,
+}
+
+impl Fetchers {
+    /// Fetchers feeding `producer`.
+    pub fn new(src: Arc<Client>, cfg: Arc<Config>, metrics: Arc<Metrics>, budget: Arc<Budget>, producer: Arc<Producer>) -> Arc<Self> {
+        let f = Arc::new(Self {
+            src,
+            cfg,
+            metrics,
+            budget,
+            producer,
+            parts: Mutex::new(HashMap::new()),
+            running: Mutex::new(HashSet::new()),
+            refresh: Notify::new(),
+            stopping: AtomicBool::new(false),
+        });
+        tokio::spawn(leader_watch(f.clone()));
+        f
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, SrcPart>> {
+        self.parts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts fetching a partition at `offset`.
+    pub fn add(&self, route: Route, topic_id: Uuid, offset: i64) {
+        let key = (route.src_topic.clone(), route.partition);
+        self.lock().entry(key).or_insert(SrcPart {
+            route,
+            topic_id,
+            next_offset: offset,
+            leader: -1,
+            high_watermark: -1,
+            stopped: None,
+        });
+        self.refresh.notify_one();
+    }
+
+    /// True when the partition is known.
+    pub fn has(&self, topic: &str, partition: i32) -> bool {
+        self.lock().contains_key(&(Arc::from(topic), partition))
+    }
+
+    /// Stops all fetchers (in-flight fetches are discarded).
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    /// Per-partition source end offsets and fetch positions.
+    pub fn lags(&self) -> Vec<SourceLag> {
+        self.lock()
+            .values()
+            .map(|p| SourceLag {
+                topic: p.route.src_topic.clone(),
+                partition: p.route.partition,
+                end_offset: p.high_watermark,
+                next_offset: p.next_offset,
+            })
+            .collect()
+    }
+
+    /// Partitions stopped on an error, with the reason.
+    pub fn stopped(&self) -> Vec<(Route, String)> {
+        self.lock().values().filter_map(|p| p.stopped.clone().map(|s| (p.route.clone(), s))).collect()
+    }
+
+    fn stop_partition(&self, key: &Key, reason: String) {
+        error!(topic = %key.0, partition = key.1, "{reason}; replication of this partition stopped");
+        if let Some(p) = self.lock().get_mut(key) {
+            p.stopped = Some(reason);
+        }
+    }
+
+    async fn refresh_leaders(self: &Arc<Self>) {
+        let topics: Vec<String> = {
+            let parts = self.lock();
+            let mut t: Vec<String> = parts.values().filter(|p| p.leader < 0 && p.stopped.is_none()).map(|p| p.route.src_topic.to_string()).collect();
+            t.sort();
+            t.dedup();
+            t
+        };
+        if topics.is_empty() {
+            return;
+        }
+        match self.src.refresh_metadata(Some(&topics)).await {
+            Ok(md) => {
+                let mut leaders = Vec::new();
+                {
+                    let mut parts = self.lock();
+                    for p in parts.values_mut().filter(|p| p.leader < 0) {
+                        if let Some(pm) = md.partition(&p.route.src_topic, p.route.partition) {
+                            if pm.leader >= 0 && pm.error_code == 0 {
+                                p.leader = pm.leader;
+                                leaders.push(pm.leader);
+                            }
+                        }
+                        if let Some(t) = md.topics.get(p.route.src_topic.as_ref()) {
+                            p.topic_id = t.id;
+                        }
+                    }
+                }
+                let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+                for l in leaders {
+                    if running.insert(l) {
+                        tokio::spawn(fetch_loop(self.clone(), l));
+                    }
+                }
+            }
+            Err(e) => warn!(error = %e, "source metadata refresh failed; retrying"),
+        }
+    }
+
+    /// Moves a partition whose fetch offset fell out of the retained range.
+    async fn reset_out_of_range(&self, key: &Key, fetch_offset: i64) {
+        let earliest = self.src.list_offset(&key.0, key.1, EARLIEST, true).await;
+        let latest = self.src.list_offset(&key.0, key.1, LATEST, true).await;
+        let (Ok(earliest), Ok(latest)) = (earliest, latest) else {
+            warn!(topic = %key.0, partition = key.1, "cannot list offsets after OFFSET_OUT_OF_RANGE; will retry");
+            return;
+        };
+        let target = match self.cfg.start_from {
+            StartFrom::Earliest if fetch_offset < earliest => earliest,
+            _ => latest,
+        };
+        let skipped = (target - fetch_offset).max(0) as u64;
+        error!(
+            topic = %key.0, partition = key.1, fetch_offset, log_start = earliest, log_end = latest, new_offset = target, skipped,
+            "source offset out of range (retention removed records before they were replicated); continuing per start_from"
+        );
+        Metrics::add(&self.metrics.offsets_skipped, skipped);
+        if let Some(p) = self.lock().get_mut(key) {
+            if p.next_offset == fetch_offset {
+                p.next_offset = target;
+            }
+        }
+    }
+}
+
+async fn leader_watch(f: Arc<Fetchers>) {
+    loop {
+        tokio::select! {
+            _ = f.refresh.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+        if f.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        f.refresh_leaders().await;
+    }
+}
+
+/// Fetch loop of one source broker.
+async fn fetch_loop(f: Arc<Fetchers>, node: i32) {
+    let mut session = Session::default();
+    let mut failures = 0u32;
+    debug!(broker = node, "fetcher started");
+    loop {
+        if f.stopping.load(Ordering::SeqCst) {
+            break;
+        }
+        let mine: Vec<(Key, Uuid, i64)> = f
+            .lock()
+            .iter()
+            .filter(|(_, p)| p.leader == node && p.stopped.is_none())
+            .map(|(k, p)| (k.clone(), p.topic_id, p.next_offset))
+            .filter(|(k, _, _)| !f.producer.is_failed(&dst_of(&f, k), k.1))
+            .collect();
+        if mine.is_empty() {
+            session = Session::default();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        let mut held = f.budget.reserve(f.cfg.fetch_max_bytes).await;
+        let conn = match f.src.broker(node).await {
+            Ok(c) => c,
+            Err(e) => {
+                failures += 1;
+                warn!(broker = node, error = %e, "source broker unreachable; refreshing leaders");
+                lose_leadership(&f, node, None);
+                tokio::time::sleep(f.src.config().backoff.delay(failures)).await;
+                continue;
+            }
+        };
+        let version = match conn.version_of::<FetchRequest>() {
+            Ok(v) => v,
+            Err(e) => {
+                error!(broker = node, error = %e, "source broker cannot serve Fetch");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                continue;
+            }
+        };
+        let by_id = version >= 13;
+        let sessions = version >= 7;
+        // Which partitions go into this request.
+        let current: HashMap<Key, (Uuid, i64)> = mine.iter().map(|(k, id, o)| (k.clone(), (*id, *o))).collect();
+        let full = !sessions || session.id == 0;
+        let mut include: Vec<(Key, Uuid, i64)> = Vec::new();
+        let mut forgotten: Vec<(Key, Uuid)> = Vec::new();
+        if full {
+            include = mine.clone();
+        } else {
+            for (k, id, o) in &mine {
+                if session.sent.get(k) != Some(o) {
+                    include.push((k.clone(), *id, *o));
+                }
+            }
+            for k in session.sent.keys() {
+                if !current.contains_key(k) {
+                    let id = f.lock().get(k).map(|p| p.topic_id).unwrap_or_default();
+                    forgotten.push((k.clone(), id));
+                }
+            }
+        }
+        let req = build_request(&f.cfg, version, &session, full, &include, &forgotten, by_id);
+        let resp: FetchResponse = match conn.request_at(version, &req).await {
+            Ok(r) => r,
+            Err(e) => {
+                failures += 1;
+                session = Session::default();
+                if f.src.note_error(&e) == ErrorClass::RefreshMetadata {
+                    lose_leadership(&f, node, None);
+                }
+                warn!(broker = node, error = %e, "fetch failed; retrying");
+                tokio::time::sleep(f.src.config().backoff.delay(failures)).await;
+                continue;
+            }
+        };
+        failures = 0;
+        if resp.error_code != 0 {
+            f.metrics.error(resp.error_code);
+            debug!(broker = node, code = error_name(resp.error_code), "fetch session reset");
+            session = Session::default();
+            if classify(resp.error_code) == ErrorClass::Fatal {
+                error!(broker = node, code = error_name(resp.error_code), "fetch refused");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            continue;
+        }
+        if sessions {
+            if full {
+                session = Session { id: resp.session_id, epoch: 1, sent: HashMap::new() };
+            } else {
+                session.epoch = if session.epoch >= i32::MAX - 1 { 1 } else { session.epoch + 1 };
+            }
+            for (k, _, o) in &include {
+                session.sent.insert(k.clone(), *o);
+            }
+            for (k, _) in &forgotten {
+                session.sent.remove(k);
+            }
+            if resp.session_id == 0 {
+                // The broker declined a session (e.g. cache full): full fetches from now on.
+                session = Session::default();
+            }
+        }
+        let names: HashMap<Uuid, Arc<str>> = mine.iter().map(|(k, id, _)| (*id, k.0.clone())).collect();
+        for t in resp.responses {
+            let topic: Arc<str> = if by_id {
+                match names.get(&t.topic_id) {
+                    Some(n) => n.clone(),
+                    None => continue,
+                }
+            } else {
+                Arc::from(t.topic.0.as_str())
+            };
+            for p in t.partitions {
+                let key = (topic.clone(), p.partition_index);
+                let Some((_, fetch_offset)) = current.get(&key).copied() else { continue };
+                process_partition(&f, node, &key, fetch_offset, p, &mut held).await;
+            }
+        }
+        drop(held);
+    }
+    f.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&node);
+    debug!(broker = node, "fetcher stopped");
+}
+
+fn dst_of(f: &Fetchers, k: &Key) -> Arc<str> {
+    f.lock().get(k).map(|p| p.route.dst_topic.clone()).unwrap_or_else(|| k.0.clone())
+}
+
+/// Marks partitions led by `node` (or one of them) as needing a leader lookup.
+fn lose_leadership(f: &Fetchers, node: i32, only: Option<&Key>) {
+    let mut parts = f.lock();
+    for (k, p) in parts.iter_mut() {
+        if p.leader == node && only.is_none_or(|o| o == k) {
+            p.leader = -1;
+        }
+    }
+    drop(parts);
+    f.src.invalidate_metadata();
+    f.refresh.notify_one();
+}
+
+fn build_request(cfg: &Config, version: i16, s: &Session, full: bool, include: &[(Key, Uuid, i64)], forgotten: &[(Key, Uuid)], by_id: bool) -> FetchRequest {
+    let mut topics: Vec<FetchTopic> = Vec::new();
+    for (k, id, offset) in include {
+        let part = FetchPartition::default()
+            .with_partition(k.1)
+            .with_fetch_offset(*offset)
+            .with_current_leader_epoch(-1)
+            .with_last_fetched_epoch(-1)
+            .with_log_start_offset(-1)
+            .with_partition_max_bytes(cfg.fetch_partition_max_bytes as i32);
+        match topics.iter_mut().find(|t| if by_id { t.topic_id == *id } else { t.topic.0.as_str() == &*k.0 }) {
+            Some(t) => t.partitions.push(part),
+            None => topics.push(
+                FetchTopic::default()
+                    .with_topic(TopicName(StrBytes::from_string(k.0.to_string())))
+                    .with_topic_id(*id)
+                    .with_partitions(vec![part]),
+            ),
+        }
+    }
+    let mut forgot: Vec<ForgottenTopic> = Vec::new();
+    for (k, id) in forgotten {
+        match forgot.iter_mut().find(|t| if by_id { t.topic_id == *id } else { t.topic.0.as_str() == &*k.0 }) {
+            Some(t) => t.partitions.push(k.1),
+            None => forgot.push(
+                ForgottenTopic::default()
+                    .with_topic(TopicName(StrBytes::from_string(k.0.to_string())))
+                    .with_topic_id(*id)
+                    .with_partitions(vec![k.1]),
+            ),
+        }
+    }
+    let (session_id, epoch) = match (version >= 7, full) {
+        (false, _) => (0, -1),
+        (true, true) => (0, 0),
+        (true, false) => (s.id, s.epoch),
+    };
+    FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(cfg.fetch_max_wait.as_millis() as i32)
+        .with_min_bytes(1)
+        .with_max_bytes(cfg.fetch_max_bytes as i32)
+        .with_isolation_level(1) // READ_COMMITTED
+        .with_session_id(session_id)
+        .with_session_epoch(epoch)
+        .with_topics(topics)
+        .with_forgotten_topics_data(forgot)
+}
+
+async fn process_partition(
+    f: &Arc<Fetchers>,
+    node: i32,
+    key: &Key,
+    fetch_offset: i64,
+    p: kafka_protocol::messages::fetch_response::PartitionData,
+    held: &mut super::budget::Held,
+) {
+    if p.error_code != 0 {
+        f.metrics.error(p.error_code);
+        match p.error_code {
+            1 => f.reset_out_of_range(key, fetch_offset).await,
+            code => match classify(code) {
+                ErrorClass::RefreshMetadata | ErrorClass::Retriable => {
+                    debug!(topic = %key.0, partition = key.1, code = error_name(code), "fetch partition error; refreshing leader");
+                    lose_leadership(f, node, Some(key));
+                }
+                ErrorClass::Fatal => f.stop_partition(
+                    key,
+                    format!("source refused to serve {} partition {} at offset {fetch_offset}: {} ({code})", key.0, key.1, error_name(code)),
+                ),
+            },
+        }
+        return;
+    }
+    let end = if p.last_stable_offset >= 0 { p.last_stable_offset } else { p.high_watermark };
+    let records = p.records.unwrap_or_default();
+    let mut items = Vec::new();
+    let mut next = fetch_offset;
+    if !records.is_empty() {
+        let batches = match split_batches(&records) {
+            Ok((b, _truncated_tail)) => b,
+            Err(e) => {
+                f.stop_partition(key, format!("source sent a malformed records blob for {} partition {} at offset {fetch_offset}: {e}", key.0, key.1));
+                return;
+            }
+        };
+        let aborted = p.aborted_transactions.unwrap_or_default().iter().map(|a| (a.producer_id.0, a.first_offset)).collect();
+        let mut filter = BatchFilter::new(aborted);
+        for b in batches {
+            if b.last_offset() < next {
+                continue; // the first batch can start before the fetch offset
+            }
+            match filter.classify(&b) {
+                Disposition::Forward => {
+                    if !crc_is_valid(&b) {
+                        Metrics::add(&f.metrics.crc_refetches, 1);
+                        warn!(topic = %key.0, partition = key.1, offset = b.base_offset(), "fetched batch fails its CRC; fetching it again");
+                        break;
+                    }
+                    Metrics::add(&f.metrics.batches_fast, 1);
+                    let share = held.split(b.len());
+                    items.push(Item::Batch { src_base: b.base_offset(), src_last: b.last_offset(), deltas: None, held: share, batch: b.clone() });
+                }
+                Disposition::Reencode => match reencode_contiguous(&b) {
+                    Ok(r) => {
+                        Metrics::add(&f.metrics.batches_slow, 1);
+                        let share = held.split(b.len());
+                        items.push(Item::Batch { src_base: b.base_offset(), src_last: b.last_offset(), deltas: Some(r.source_deltas), held: share, batch: r.batch });
+                    }
+                    Err(BatchError::CrcMismatch { .. }) => {
+                        Metrics::add(&f.metrics.crc_refetches, 1);
+                        warn!(topic = %key.0, partition = key.1, offset = b.base_offset(), "fetched batch fails its CRC; fetching it again");
+                        break;
+                    }
+                    Err(e) => {
+                        drop(items);
+                        f.stop_partition(key, format!("cannot re-encode a compacted batch of {} partition {}: {e}", key.0, key.1));
+                        return;
+                    }
+                },
+                Disposition::UpConvert => {
+                    drop(items);
+                    f.stop_partition(
+                        key,
+                        format!(
+                            "{} partition {} holds a magic {} (pre-0.11) batch at offset {}; up-conversion is not supported yet",
+                            key.0,
+                            key.1,
+                            b.magic(),
+                            b.base_offset()
+                        ),
+                    );
+                    return;
+                }
+                Disposition::Skip(reason) => {
+                    let c = match reason {
+                        SkipReason::Control => &f.metrics.batches_control,
+                        SkipReason::Aborted => &f.metrics.batches_aborted,
+                        SkipReason::Empty => &f.metrics.batches_empty,
+                    };
+                    Metrics::add(c, 1);
+                    items.push(Item::Skip { src_last: b.last_offset() });
+                }
+            }
+            next = b.last_offset() + 1;
+        }
+    }
+    // Apply only if nobody moved this partition meanwhile (leader change, reset).
+    let mut parts = f.lock();
+    let Some(sp) = parts.get_mut(key) else { return };
+    sp.high_watermark = end;
+    if sp.next_offset != fetch_offset || sp.leader != node || sp.stopped.is_some() {
+        return;
+    }
+    sp.next_offset = next;
+    let dst = sp.route.dst_topic.clone();
+    // Enqueue under the lock so two fetchers can never hand over the same offsets.
+    f.producer.enqueue(&dst, key.1, items);
+    if next > fetch_offset {
+        debug!(topic = %key.0, partition = key.1, from = fetch_offset, to = next, "fetched");
+    }
+}

@@ -1,0 +1,217 @@
+//! The replication engine: topic mirroring, fetchers, producer, checkpoints.
+//!
+//! [`run`] wires the pieces together and runs until `shutdown` resolves, then
+//! stops fetching, lets in-flight produces finish, and commits a last checkpoint.
+
+pub mod budget;
+pub mod checkpoint;
+pub mod fetcher;
+pub mod metrics;
+pub mod offset_map;
+pub mod producer;
+pub mod topics;
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+use crate::batch::ProducerStamp;
+use crate::client::admin::{EARLIEST, LATEST};
+use crate::client::{Client, ClientError};
+use crate::config::{Config, StartFrom};
+use budget::Budget;
+use checkpoint::Checkpointer;
+use fetcher::Fetchers;
+use metrics::Metrics;
+use producer::{Producer, Route};
+
+/// Errors that stop a replication.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// A cluster could not be reached or refused a setup step.
+    #[error("{cluster} cluster: {source}")]
+    Cluster {
+        /// "source" or "destination".
+        cluster: &'static str,
+        /// What went wrong.
+        #[source]
+        source: ClientError,
+    },
+}
+
+/// Totals at the end of a run.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    /// Records acknowledged by the destination.
+    pub records: u64,
+    /// Batch bytes acknowledged by the destination.
+    pub bytes: u64,
+    /// Batches forwarded raw.
+    pub batches_fast: u64,
+    /// Batches re-encoded (compaction gaps).
+    pub batches_slow: u64,
+    /// Partitions stopped on errors, with the reason.
+    pub stopped: Vec<String>,
+}
+
+/// A running replication's handles, for progress reports and tests.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    producer: Arc<Producer>,
+    fetchers: Arc<Fetchers>,
+    budget: Arc<Budget>,
+}
+
+/// Replication lag of one source topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicLag {
+    /// Records in the source (up to the last stable offset) not yet acknowledged by the destination.
+    pub records: i64,
+    /// Partitions.
+    pub partitions: usize,
+}
+
+impl Handle {
+    /// Lag per source topic.
+    pub fn lag(&self) -> BTreeMap<String, TopicLag> {
+        let acked: HashMap<(Arc<str>, i32), i64> =
+            self.producer.positions().into_iter().map(|p| ((p.route.src_topic.clone(), p.route.partition), p.acked_next)).collect();
+        let mut out: BTreeMap<String, TopicLag> = BTreeMap::new();
+        for l in self.fetchers.lags() {
+            let a = acked.get(&(l.topic.clone(), l.partition)).copied().unwrap_or(l.next_offset);
+            let e = out.entry(l.topic.to_string()).or_insert(TopicLag { records: 0, partitions: 0 });
+            e.partitions += 1;
+            if l.end_offset >= 0 {
+                e.records += (l.end_offset - a).max(0);
+            }
+        }
+        out
+    }
+
+    /// Bytes currently held between fetch and acknowledgement.
+    pub fn buffered_bytes(&self) -> usize {
+        self.budget.used()
+    }
+}
+
+/// Runs a replication until `shutdown` resolves. `on_start` receives a [`Handle`]
+/// once both clusters are connected; `progress` sets how often a progress line is logged.
+pub async fn run<S, F>(cfg: Config, shutdown: S, progress: Option<Duration>, on_start: F) -> Result<Summary, EngineError>
+where
+    S: Future<Output = ()>,
+    F: FnOnce(Handle),
+{
+    let cfg = Arc::new(cfg);
+    let src = Arc::new(Client::connect(cfg.source.client_config()).await.map_err(|source| EngineError::Cluster { cluster: "source", source })?);
+    let dst = Arc::new(Client::connect(cfg.destination.client_config()).await.map_err(|source| EngineError::Cluster { cluster: "destination", source })?);
+    let dst_err = |source| EngineError::Cluster { cluster: "destination", source };
+    let (pid, epoch) = dst.init_producer_id(None, 60_000).await.map_err(dst_err)?;
+    info!(producer_id = pid, epoch, "idempotent producer ready on the destination");
+    let metrics = Arc::new(Metrics::default());
+    let budget = Budget::new(cfg.max_buffered_bytes);
+    let producer = Producer::new(dst.clone(), cfg.clone(), metrics.clone(), ProducerStamp { producer_id: pid, producer_epoch: epoch, transactional: false });
+    let fetchers = Fetchers::new(src.clone(), cfg.clone(), metrics.clone(), budget.clone(), producer.clone());
+    let ckpt = Checkpointer::new(dst.clone(), cfg.clone(), producer.clone(), metrics.clone());
+    ckpt.ensure_map_topic().await.map_err(dst_err)?;
+    let handle = Handle { metrics: metrics.clone(), producer: producer.clone(), fetchers: fetchers.clone(), budget: budget.clone() };
+    on_start(handle.clone());
+
+    tokio::pin!(shutdown);
+    let mut refresh = tokio::time::interval(cfg.refresh_interval);
+    let mut checkpoint = tokio::time::interval(cfg.checkpoint_interval);
+    let mut report = tokio::time::interval(progress.unwrap_or(Duration::from_secs(3600)));
+    report.tick().await;
+    let mut last = (Instant::now(), 0u64, 0u64);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = refresh.tick() => {
+                match topics::reconcile(&cfg, &src, &dst).await {
+                    Ok(topics) => {
+                        for t in topics {
+                            if let Err(e) = add_partitions(&cfg, &src, &ckpt, &producer, &fetchers, &t).await {
+                                warn!(topic = %t.src, error = %e, "cannot start replicating; will retry");
+                            }
+                        }
+                    }
+                    Err(e) => warn!(error = %e, "topic refresh failed; will retry"),
+                }
+            }
+            _ = checkpoint.tick() => {
+                if let Err(e) = ckpt.checkpoint().await {
+                    warn!(error = %e, "checkpoint failed; will retry");
+                }
+            }
+            _ = report.tick(), if progress.is_some() => {
+                let now = Instant::now();
+                let (r, b) = (Metrics::get(&metrics.records), Metrics::get(&metrics.bytes));
+                let secs = now.duration_since(last.0).as_secs_f64().max(1e-3);
+                let lag: Vec<String> = handle.lag().iter().map(|(t, l)| format!("{t}={}", l.records)).collect();
+                info!(
+                    "progress: {:.0} records/s, {:.2} MB/s, total {} records; lag {}; buffered {:.1} MiB; slow path {:.1}%",
+                    (r - last.1) as f64 / secs,
+                    (b - last.2) as f64 / secs / 1e6,
+                    r,
+                    if lag.is_empty() { "-".to_string() } else { lag.join(" ") },
+                    budget.used() as f64 / (1024.0 * 1024.0),
+                    metrics.slow_path_percent(),
+                );
+                last = (now, r, b);
+            }
+        }
+    }
+    info!("stopping: no more fetches; finishing in-flight produces");
+    fetchers.stop();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while producer.pending() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    producer.stop();
+    if let Err(e) = ckpt.checkpoint().await {
+        warn!(error = %e, "final checkpoint failed; a restart re-sends from the previous one");
+    }
+    let mut stopped: Vec<String> = fetchers.stopped().into_iter().map(|(_, r)| r).collect();
+    stopped.extend(producer.positions().into_iter().filter_map(|p| p.failed));
+    Ok(Summary {
+        records: Metrics::get(&metrics.records),
+        bytes: Metrics::get(&metrics.bytes),
+        batches_fast: Metrics::get(&metrics.batches_fast),
+        batches_slow: Metrics::get(&metrics.batches_slow),
+        stopped,
+    })
+}
+
+async fn add_partitions(
+    cfg: &Config,
+    src: &Client,
+    ckpt: &Checkpointer,
+    producer: &Producer,
+    fetchers: &Fetchers,
+    t: &topics::MirroredTopic,
+) -> Result<(), ClientError> {
+    let new: Vec<i32> = (0..t.partitions).filter(|p| !fetchers.has(&t.src, *p)).collect();
+    if new.is_empty() {
+        return Ok(());
+    }
+    let saved = ckpt.load(&t.dst, &new).await?;
+    for p in new {
+        let start = match saved.get(&p) {
+            Some(o) if *o >= 0 => *o,
+            _ => {
+                let ts = if cfg.start_from == StartFrom::Earliest { EARLIEST } else { LATEST };
+                src.list_offset(&t.src, p, ts, true).await?
+            }
+        };
+        info!(topic = %t.src, partition = p, destination = %t.dst, offset = start, "replicating partition");
+        let route = Route { src_topic: t.src.clone(), partition: p, dst_topic: t.dst.clone() };
+        producer.add_route(route.clone(), start, t.dst_id);
+        fetchers.add(route, t.src_id, start);
+    }
+    Ok(())
+}
