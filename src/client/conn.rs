@@ -326,6 +326,17 @@ impl Connection {
     where
         F: FnOnce(i32) -> std::result::Result<Vec<Bytes>, crate::protocol::ProtocolError>,
     {
+        let rx = self.submit(encode).await?;
+        self.wait(api_key, rx).await
+    }
+
+    /// Queues an encoded request on the connection. Requests submitted one after
+    /// another reach the broker in that order (the writer task takes them from one
+    /// queue), which is what keeps idempotent sequence numbers in order.
+    async fn submit<F>(&self, encode: F) -> Result<oneshot::Receiver<Result<Bytes>>>
+    where
+        F: FnOnce(i32) -> std::result::Result<Vec<Bytes>, crate::protocol::ProtocolError>,
+    {
         let throttle = self.shared.lock().throttle_until;
         if let Some(until) = throttle {
             tokio::time::sleep_until(until).await;
@@ -347,6 +358,11 @@ impl Connection {
             self.shared.lock().pending.remove(&id);
             return Err(err);
         }
+        Ok(wrx)
+    }
+
+    /// Waits for the response of a submitted request, within the request timeout.
+    async fn wait(&self, api_key: i16, wrx: oneshot::Receiver<Result<Bytes>>) -> Result<Bytes> {
         match tokio::time::timeout(self.config.request_timeout, wrx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(self.failure().unwrap_or(ClientError::Closed {
@@ -363,6 +379,49 @@ impl Connection {
                 Err(err)
             }
         }
+    }
+
+    /// Queues a Produce request (zero-copy encoder) and returns a handle to await
+    /// its response. Call in the order the batches must reach the broker.
+    pub async fn submit_produce(
+        self: &Arc<Self>,
+        version: i16,
+        transactional_id: Option<&str>,
+        acks: i16,
+        timeout_ms: i32,
+        topics: &[ProduceTopic],
+    ) -> Result<PendingProduce> {
+        if acks == 0 {
+            return Err(ClientError::Invalid {
+                what: "acks",
+                reason: "acks=0 gets no response and can lose data; use -1 (all)".into(),
+            });
+        }
+        let rx = self
+            .submit(|id| {
+                encode_produce(id, &self.config.client_id, version, transactional_id, acks, timeout_ms, topics).map(|f| f.chunks)
+            })
+            .await?;
+        Ok(PendingProduce { conn: self.clone(), rx, version })
+    }
+}
+
+/// A submitted Produce request; [`PendingProduce::response`] waits for its answer.
+#[derive(Debug)]
+pub struct PendingProduce {
+    conn: Arc<Connection>,
+    rx: oneshot::Receiver<Result<Bytes>>,
+    version: i16,
+}
+
+impl PendingProduce {
+    /// Waits for and decodes the Produce response.
+    pub async fn response(self) -> Result<ProduceResponse> {
+        let frame = self.conn.wait(ProduceRequest::KEY_I16, self.rx).await?;
+        let (_, resp) =
+            decode_response::<ProduceRequest>(frame, self.version).map_err(|source| self.conn.protocol_error(source))?;
+        self.conn.note_throttle(resp.throttle_time_ms);
+        Ok(resp)
     }
 }
 

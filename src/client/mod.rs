@@ -8,7 +8,7 @@ pub mod metadata;
 pub mod pool;
 
 pub use admin::{ConfigEntry, NewTopic};
-pub use conn::{Connection, ConnectionConfig, Throttled};
+pub use conn::{Connection, ConnectionConfig, PendingProduce, Throttled};
 pub use errors::{classify, error_name, ErrorClass};
 pub use metadata::{BrokerInfo, Metadata, PartitionMetadata, TopicMetadata};
 pub use pool::{Backoff, Client, ClientConfig};

@@ -233,12 +233,17 @@ async fn fetch_loop(f: Arc<Fetchers>, node: i32) {
         if f.stopping.load(Ordering::SeqCst) {
             break;
         }
-        let mine: Vec<(Key, Uuid, i64)> = f
+        let candidates: Vec<(Key, Uuid, i64, Arc<str>)> = f
             .lock()
             .iter()
             .filter(|(_, p)| p.leader == node && p.stopped.is_none())
-            .map(|(k, p)| (k.clone(), p.topic_id, p.next_offset))
-            .filter(|(k, _, _)| !f.producer.is_failed(&dst_of(&f, k), k.1))
+            .map(|(k, p)| (k.clone(), p.topic_id, p.next_offset, p.route.dst_topic.clone()))
+            .collect();
+        // Partitions the destination refused for good are not fetched any more.
+        let mine: Vec<(Key, Uuid, i64)> = candidates
+            .into_iter()
+            .filter(|(k, _, _, dst)| !f.producer.is_failed(dst, k.1))
+            .map(|(k, id, o, _)| (k, id, o))
             .collect();
         if mine.is_empty() {
             session = Session::default();
@@ -348,10 +353,6 @@ async fn fetch_loop(f: Arc<Fetchers>, node: i32) {
     }
     f.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&node);
     debug!(broker = node, "fetcher stopped");
-}
-
-fn dst_of(f: &Fetchers, k: &Key) -> Arc<str> {
-    f.lock().get(k).map(|p| p.route.dst_topic.clone()).unwrap_or_else(|| k.0.clone())
 }
 
 /// Marks partitions led by `node` (or one of them) as needing a leader lookup.

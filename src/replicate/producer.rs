@@ -72,6 +72,8 @@ enum State {
 
 #[derive(Debug)]
 struct Entry {
+    /// Unique per producer: responses are matched by it, never by sequence number.
+    id: u64,
     src_base: i64,
     src_last: i64,
     state: State,
@@ -120,6 +122,9 @@ struct Inner {
     senders: HashMap<i32, ()>,
     topic_ids: HashMap<Arc<str>, Uuid>,
     rotate: usize,
+    next_id: u64,
+    /// Set while a new producer id is being installed: nothing is sent.
+    paused: bool,
 }
 
 /// Position report of one partition.
@@ -205,7 +210,8 @@ impl Producer {
             return;
         }
         let stamp = *self.stamp.lock().unwrap_or_else(|e| e.into_inner());
-        let mut inner = self.lock();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
         let Some(part) = inner.parts.get_mut(&(dst_topic.clone(), partition)) else { return };
         if part.failed.is_some() {
             return;
@@ -217,7 +223,9 @@ impl Producer {
                     let seq = part.next_seq;
                     part.next_seq = part.next_seq.wrapping_add(records) & i32::MAX;
                     let patched = patch_for_produce(&batch, stamp, seq);
+                    inner.next_id += 1;
                     part.entries.push_back(Entry {
+                        id: inner.next_id,
                         src_base,
                         src_last,
                         state: State::Queued,
@@ -229,6 +237,7 @@ impl Producer {
                     });
                 }
                 Item::Skip { src_last } => part.entries.push_back(Entry {
+                    id: 0,
                     src_base: src_last,
                     src_last,
                     state: State::Acked,
@@ -241,7 +250,7 @@ impl Producer {
             }
         }
         part.advance();
-        drop(inner);
+        drop(guard);
         self.wake.notify_waiters();
     }
 
@@ -303,10 +312,13 @@ impl Producer {
     }
 
     /// Builds the next request for broker `node`: at most one batch per partition.
-    fn next_request(&self, node: i32) -> Vec<(PartKey, usize, ProducePartition, Uuid)> {
+    fn next_request(&self, node: i32) -> Vec<(PartKey, u64, ProducePartition, Uuid)> {
         let max_inflight = self.cfg.max_in_flight_per_partition;
         let max_bytes = self.cfg.max_request_bytes;
         let mut inner = self.lock();
+        if inner.paused {
+            return Vec::new();
+        }
         let mut keys: Vec<PartKey> = inner
             .parts
             .iter()
@@ -338,21 +350,21 @@ impl Producer {
                 header: patched.header.clone(),
                 records: patched.body.clone(),
             };
-            let seq = e.seq;
+            let id = e.id;
             part.inflight += 1;
-            out.push((key, seq as usize, pp, topic_id));
+            out.push((key, id, pp, topic_id));
         }
         out
     }
 
     /// Applies the outcome of one Produce request.
-    fn complete(&self, node: i32, sent: Vec<(PartKey, i32)>, result: Result<HashMap<(Arc<str>, i32), (i16, i64, Option<String>)>, ClientError>) {
+    fn complete(&self, node: i32, sent: Vec<(PartKey, u64)>, result: Result<HashMap<(Arc<str>, i32), (i16, i64, Option<String>)>, ClientError>) {
         let mut refresh = false;
         let mut inner = self.lock();
-        for (key, seq) in sent {
+        for (key, id) in sent {
             let Some(part) = inner.parts.get_mut(&key) else { continue };
             part.inflight = part.inflight.saturating_sub(1);
-            let Some(idx) = part.entries.iter().position(|e| e.seq == seq && e.state == State::InFlight) else { continue };
+            let Some(idx) = part.entries.iter().position(|e| e.id == id && e.state == State::InFlight) else { continue };
             let (code, base, msg) = match &result {
                 Ok(map) => map.get(&key).cloned().unwrap_or((-1, -1, Some("partition missing from response".into()))),
                 Err(e) => {
@@ -441,7 +453,9 @@ impl Producer {
             info!(producer_id = pid, epoch, "new idempotent producer id on the destination");
             let stamp = ProducerStamp { producer_id: pid, producer_epoch: epoch, transactional: false };
             *self.stamp.lock().unwrap_or_else(|e| e.into_inner()) = stamp;
-            // Wait for in-flight requests, then renumber every unacknowledged batch.
+            // Stop sending, wait for in-flight requests, then renumber every
+            // unacknowledged batch under the new producer id.
+            self.lock().paused = true;
             loop {
                 let busy = self.lock().parts.values().any(|p| p.inflight > 0);
                 if !busy {
@@ -462,6 +476,7 @@ impl Producer {
                 }
                 part.resend = false;
             }
+            inner.paused = false;
         }
         let topics: Vec<String> = {
             let inner = self.lock();
@@ -531,7 +546,7 @@ async fn sender(p: Arc<Producer>, node: i32) {
         }
         let permit = slots.clone().acquire_owned().await.expect("semaphore never closed");
         let p2 = p.clone();
-        let sent: Vec<(PartKey, i32)> = batch.iter().map(|(k, s, _, _)| (k.clone(), *s as i32)).collect();
+        let sent: Vec<(PartKey, u64)> = batch.iter().map(|(k, id, _, _)| (k.clone(), *id)).collect();
         let mut topics: Vec<ProduceTopic> = Vec::new();
         for (key, _, pp, id) in batch {
             match topics.iter_mut().find(|t| t.name == *key.0) {
@@ -548,11 +563,21 @@ async fn sender(p: Arc<Producer>, node: i32) {
                 continue;
             }
         };
+        // Submit here, in order; only the wait for the answer runs concurrently.
+        let submitted = match conn.version_of::<ProduceRequest>() {
+            Ok(version) => conn.submit_produce(version, None, -1, conn_timeout_ms(&p), &topics).await,
+            Err(e) => Err(e),
+        };
+        let pending = match submitted {
+            Ok(pending) => pending,
+            Err(e) => {
+                p.complete(node, sent, Err(e));
+                drop(permit);
+                continue;
+            }
+        };
         tokio::spawn(async move {
-            let result = async {
-                let version = conn.version_of::<ProduceRequest>()?;
-                let timeout_ms = conn_timeout_ms(&p2);
-                let resp = conn.produce(version, None, -1, timeout_ms, &topics).await?;
+            let result = pending.response().await.map(|resp| {
                 let mut map = HashMap::new();
                 for t in resp.responses {
                     let name: Arc<str> = if t.name.0.is_empty() {
@@ -563,18 +588,22 @@ async fn sender(p: Arc<Producer>, node: i32) {
                         Arc::from(t.name.0.as_str())
                     };
                     for pr in t.partition_responses {
-                        map.insert((name.clone(), pr.index), (pr.error_code, pr.base_offset, pr.error_message.map(|m| m.to_string())));
+                        map.insert(
+                            (name.clone(), pr.index),
+                            (pr.error_code, pr.base_offset, pr.error_message.map(|m| m.to_string())),
+                        );
                     }
                 }
-                Ok(map)
-            }
-            .await;
+                map
+            });
             p2.complete(node, sent, result);
             drop(permit);
         });
     }
 }
 
+/// Produce `timeout_ms`: two thirds of the request timeout, so the broker answers
+/// (with REQUEST_TIMED_OUT) before strait gives up on the connection.
 fn conn_timeout_ms(p: &Producer) -> i32 {
-    p.cfg.destination.request_timeout_ms.min(i32::MAX as u64) as i32
+    (p.cfg.destination.request_timeout_ms * 2 / 3).min(i32::MAX as u64) as i32
 }
