@@ -281,10 +281,7 @@ async fn produce_batch(
             &[ProduceTopic {
                 name: topic.into(),
                 topic_id: id,
-                partitions: vec![ProducePartition {
-                    partition,
-                    records: batch,
-                }],
+                partitions: vec![ProducePartition::whole(partition, batch)],
             }],
         )
         .await?;

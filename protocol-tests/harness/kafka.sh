@@ -335,6 +335,7 @@ background.threads=4
 num.recovery.threads.per.data.dir=1
 log.cleaner.threads=1
 log.cleaner.dedupe.buffer.size=8388608
+log.cleaner.backoff.ms=1000
 broker.heartbeat.interval.ms=500
 broker.session.timeout.ms=6000
 controller.quorum.election.timeout.ms=1000

@@ -203,6 +203,25 @@ pub fn kafka3() -> &'static KafkaCluster {
     shared(&C, KAFKA_3, 1)
 }
 
+/// A second single-node Kafka 4.x cluster (the destination of replication tests).
+pub fn kafka4_dest() -> &'static KafkaCluster {
+    static C: OnceLock<Result<KafkaCluster, String>> = OnceLock::new();
+    shared(&C, KAFKA_4, 1)
+}
+
+/// A three-node Kafka 4.x cluster (replication factor 3).
+pub fn kafka4_three() -> &'static KafkaCluster {
+    static C: OnceLock<Result<KafkaCluster, String>> = OnceLock::new();
+    shared(&C, KAFKA_4, 3)
+}
+
+impl KafkaCluster {
+    /// Data directory of node `id` (node ids are 1-based, as in the cluster's `node.id`).
+    pub fn data_dir(&self, id: usize) -> PathBuf {
+        self.dir.join(format!("node-{id}/data"))
+    }
+}
+
 /// A topic name unique to this process and call.
 pub fn unique_topic(prefix: &str) -> String {
     format!("{prefix}-{}-{}-{}", std::process::id(), unique(), fastrand::u32(..))

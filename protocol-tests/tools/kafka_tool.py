@@ -167,7 +167,7 @@ def cmd_create(a):
 
 # ---------------------------------------------------------------- load ----
 
-def record_for(i, seed, value_size, keys):
+def record_for(i, seed, value_size, keys, null_keys=True):
     """Deterministic record number i -> (key, value, headers, timestamp).
 
     key:     b"k{i % keys}", None when i % 7 == 6 (such records go to
@@ -179,7 +179,7 @@ def record_for(i, seed, value_size, keys):
              no headers at all when i % 13 == 12
     ts:      BASE_TS + i * 1000
     """
-    key = None if i % 7 == 6 else ("k%d" % (i % keys)).encode()
+    key = None if (null_keys and i % 7 == 6) else ("k%d" % (i % keys)).encode()
     if i % 11 == 10:
         value = None
     else:
@@ -243,7 +243,7 @@ def cmd_load(a):
     parts = topic_partitions(p, a.topic)
     cb = Delivery()
     for i in range(a.start_index, a.start_index + a.count):
-        key, value, headers, ts = record_for(i, a.seed, a.value_size, a.keys)
+        key, value, headers, ts = record_for(i, a.seed, a.value_size, a.keys, not a.no_null_keys)
         part = None
         if key is None:
             # Explicit round robin over null-key records, a pure function of
@@ -571,6 +571,21 @@ def cmd_compare(a):
     return 0 if ok else 1
 
 
+# ---------------------------------------------------------- topic-info ----
+
+def cmd_topic_info(a):
+    """Partition count and explicitly set (dynamic topic) configs of a topic."""
+    from confluent_kafka.admin import ConfigResource, ConfigSource
+    admin = AdminClient(common_conf(a.bootstrap))
+    parts = topic_partitions(admin, a.topic, timeout=a.timeout)
+    res = ConfigResource(ConfigResource.Type.TOPIC, a.topic)
+    entries = admin.describe_configs([res], request_timeout=a.timeout)[res].result(timeout=a.timeout)
+    configs = {k: e.value for k, e in entries.items()
+               if e.source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value}
+    print(json.dumps({"topic": a.topic, "partitions": len(parts), "configs": configs}, sort_keys=True))
+    return 0
+
+
 # ---------------------------------------------------------------- main ----
 
 def main(argv=None):
@@ -603,6 +618,8 @@ def main(argv=None):
     s.add_argument("--batch-size", type=int, default=16384)
     s.add_argument("--keys", type=int, default=16)
     s.add_argument("--start-index", type=int, default=0)
+    s.add_argument("--no-null-keys", action="store_true",
+                   help="every record gets a key (compacted topics refuse null keys)")
     s.add_argument("--partitioner", default="murmur2_random",
                    help="librdkafka partitioner for keyed records "
                         "(murmur2_random = Java client compatible; "
@@ -631,6 +648,12 @@ def main(argv=None):
         s.add_argument("--isolation", choices=ISOLATIONS, default="read_uncommitted")
         s.add_argument("--timeout", type=float, default=30.0)
         s.set_defaults(fn=fn)
+
+    s = add("topic-info", "partition count and explicit configs of a topic")
+    s.add_argument("--bootstrap", required=True)
+    s.add_argument("--topic", required=True)
+    s.add_argument("--timeout", type=float, default=30.0)
+    s.set_defaults(fn=cmd_topic_info)
 
     s = add("compare", "compare source and destination topics")
     s.add_argument("--source", required=True)

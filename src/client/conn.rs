@@ -399,10 +399,23 @@ impl Connection {
         }
         let rx = self
             .submit(|id| {
-                encode_produce(id, &self.config.client_id, version, transactional_id, acks, timeout_ms, topics).map(|f| f.chunks)
+                encode_produce(
+                    id,
+                    &self.config.client_id,
+                    version,
+                    transactional_id,
+                    acks,
+                    timeout_ms,
+                    topics,
+                )
+                .map(|f| f.chunks)
             })
             .await?;
-        Ok(PendingProduce { conn: self.clone(), rx, version })
+        Ok(PendingProduce {
+            conn: self.clone(),
+            rx,
+            version,
+        })
     }
 }
 
@@ -418,8 +431,8 @@ impl PendingProduce {
     /// Waits for and decodes the Produce response.
     pub async fn response(self) -> Result<ProduceResponse> {
         let frame = self.conn.wait(ProduceRequest::KEY_I16, self.rx).await?;
-        let (_, resp) =
-            decode_response::<ProduceRequest>(frame, self.version).map_err(|source| self.conn.protocol_error(source))?;
+        let (_, resp) = decode_response::<ProduceRequest>(frame, self.version)
+            .map_err(|source| self.conn.protocol_error(source))?;
         self.conn.note_throttle(resp.throttle_time_ms);
         Ok(resp)
     }

@@ -113,7 +113,10 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!waiter.is_finished(), "80 + 50 > 100");
         drop(a); // returns 50
-        let got = tokio::time::timeout(Duration::from_secs(1), waiter).await.unwrap().unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(b.used(), 80);
         drop(part);
         drop(got);

@@ -67,7 +67,10 @@ impl Checkpointer {
     pub async fn load(&self, dst_topic: &str, partitions: &[i32]) -> Result<HashMap<i32, i64>, ClientError> {
         let got = self
             .dst
-            .fetch_offsets(&self.cfg.checkpoint_group(), &[(dst_topic.to_string(), partitions.to_vec())])
+            .fetch_offsets(
+                &self.cfg.checkpoint_group(),
+                &[(dst_topic.to_string(), partitions.to_vec())],
+            )
             .await?;
         let mut out = HashMap::new();
         let mut committed = self.committed.lock().unwrap_or_else(|e| e.into_inner());
@@ -115,7 +118,10 @@ impl Checkpointer {
         Ok(moved.len())
     }
 
-    async fn write_map(&self, entries: &[(super::producer::Route, Vec<super::offset_map::MapEntry>)]) -> Result<(), ClientError> {
+    async fn write_map(
+        &self,
+        entries: &[(super::producer::Route, Vec<super::offset_map::MapEntry>)],
+    ) -> Result<(), ClientError> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
@@ -140,8 +146,18 @@ impl Checkpointer {
             })
             .collect();
         let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::Lz4 })
-            .map_err(|e| ClientError::Invalid { what: "offset map batch", reason: format!("{e:#}") })?;
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::Lz4,
+            },
+        )
+        .map_err(|e| ClientError::Invalid {
+            what: "offset map batch",
+            reason: format!("{e:#}"),
+        })?;
         let batch = buf.freeze();
         let topic = self.cfg.offset_map_topic();
         self.dst
@@ -157,10 +173,19 @@ impl Checkpointer {
                         None,
                         -1,
                         30_000,
-                        &[ProduceTopic { name: topic.clone(), topic_id: id, partitions: vec![ProducePartition::whole(0, batch.clone())] }],
+                        &[ProduceTopic {
+                            name: topic.clone(),
+                            topic_id: id,
+                            partitions: vec![ProducePartition::whole(0, batch.clone())],
+                        }],
                     )
                     .await?;
-                let code = resp.responses.first().and_then(|t| t.partition_responses.first()).map(|p| p.error_code).unwrap_or(-1);
+                let code = resp
+                    .responses
+                    .first()
+                    .and_then(|t| t.partition_responses.first())
+                    .map(|p| p.error_code)
+                    .unwrap_or(-1);
                 if code != 0 {
                     return Err(ClientError::kafka("Produce", conn.broker(), topic.as_str(), code, None));
                 }

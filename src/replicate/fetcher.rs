@@ -24,7 +24,9 @@ use uuid::Uuid;
 use super::budget::Budget;
 use super::metrics::Metrics;
 use super::producer::{Item, Producer, Route};
-use crate::batch::{crc_is_valid, reencode_contiguous, split_batches, BatchError, BatchFilter, Disposition, SkipReason};
+use crate::batch::{
+    crc_is_valid, reencode_contiguous, split_batches, BatchError, BatchFilter, Disposition, SkipReason,
+};
 use crate::client::admin::{EARLIEST, LATEST};
 use crate::client::{classify, error_name, Client, ErrorClass};
 use crate::config::{Config, StartFrom};
@@ -77,7 +79,13 @@ struct Session {
 
 impl Fetchers {
     /// Fetchers feeding `producer`.
-    pub fn new(src: Arc<Client>, cfg: Arc<Config>, metrics: Arc<Metrics>, budget: Arc<Budget>, producer: Arc<Producer>) -> Arc<Self> {
+    pub fn new(
+        src: Arc<Client>,
+        cfg: Arc<Config>,
+        metrics: Arc<Metrics>,
+        budget: Arc<Budget>,
+        producer: Arc<Producer>,
+    ) -> Arc<Self> {
         let f = Arc::new(Self {
             src,
             cfg,
@@ -136,7 +144,10 @@ impl Fetchers {
 
     /// Partitions stopped on an error, with the reason.
     pub fn stopped(&self) -> Vec<(Route, String)> {
-        self.lock().values().filter_map(|p| p.stopped.clone().map(|s| (p.route.clone(), s))).collect()
+        self.lock()
+            .values()
+            .filter_map(|p| p.stopped.clone().map(|s| (p.route.clone(), s)))
+            .collect()
     }
 
     fn stop_partition(&self, key: &Key, reason: String) {
@@ -149,7 +160,11 @@ impl Fetchers {
     async fn refresh_leaders(self: &Arc<Self>) {
         let topics: Vec<String> = {
             let parts = self.lock();
-            let mut t: Vec<String> = parts.values().filter(|p| p.leader < 0 && p.stopped.is_none()).map(|p| p.route.src_topic.to_string()).collect();
+            let mut t: Vec<String> = parts
+                .values()
+                .filter(|p| p.leader < 0 && p.stopped.is_none())
+                .map(|p| p.route.src_topic.to_string())
+                .collect();
             t.sort();
             t.dedup();
             t
@@ -318,9 +333,17 @@ async fn fetch_loop(f: Arc<Fetchers>, node: i32) {
         }
         if sessions {
             if full {
-                session = Session { id: resp.session_id, epoch: 1, sent: HashMap::new() };
+                session = Session {
+                    id: resp.session_id,
+                    epoch: 1,
+                    sent: HashMap::new(),
+                };
             } else {
-                session.epoch = if session.epoch >= i32::MAX - 1 { 1 } else { session.epoch + 1 };
+                session.epoch = if session.epoch >= i32::MAX - 1 {
+                    1
+                } else {
+                    session.epoch + 1
+                };
             }
             for (k, _, o) in &include {
                 session.sent.insert(k.clone(), *o);
@@ -345,7 +368,9 @@ async fn fetch_loop(f: Arc<Fetchers>, node: i32) {
             };
             for p in t.partitions {
                 let key = (topic.clone(), p.partition_index);
-                let Some((_, fetch_offset)) = current.get(&key).copied() else { continue };
+                let Some((_, fetch_offset)) = current.get(&key).copied() else {
+                    continue;
+                };
                 process_partition(&f, node, &key, fetch_offset, p, &mut held).await;
             }
         }
@@ -368,7 +393,15 @@ fn lose_leadership(f: &Fetchers, node: i32, only: Option<&Key>) {
     f.refresh.notify_one();
 }
 
-fn build_request(cfg: &Config, version: i16, s: &Session, full: bool, include: &[(Key, Uuid, i64)], forgotten: &[(Key, Uuid)], by_id: bool) -> FetchRequest {
+fn build_request(
+    cfg: &Config,
+    version: i16,
+    s: &Session,
+    full: bool,
+    include: &[(Key, Uuid, i64)],
+    forgotten: &[(Key, Uuid)],
+    by_id: bool,
+) -> FetchRequest {
     let mut topics: Vec<FetchTopic> = Vec::new();
     for (k, id, offset) in include {
         let part = FetchPartition::default()
@@ -378,7 +411,13 @@ fn build_request(cfg: &Config, version: i16, s: &Session, full: bool, include: &
             .with_last_fetched_epoch(-1)
             .with_log_start_offset(-1)
             .with_partition_max_bytes(cfg.fetch_partition_max_bytes as i32);
-        match topics.iter_mut().find(|t| if by_id { t.topic_id == *id } else { t.topic.0.as_str() == &*k.0 }) {
+        match topics.iter_mut().find(|t| {
+            if by_id {
+                t.topic_id == *id
+            } else {
+                t.topic.0.as_str() == &*k.0
+            }
+        }) {
             Some(t) => t.partitions.push(part),
             None => topics.push(
                 FetchTopic::default()
@@ -390,7 +429,13 @@ fn build_request(cfg: &Config, version: i16, s: &Session, full: bool, include: &
     }
     let mut forgot: Vec<ForgottenTopic> = Vec::new();
     for (k, id) in forgotten {
-        match forgot.iter_mut().find(|t| if by_id { t.topic_id == *id } else { t.topic.0.as_str() == &*k.0 }) {
+        match forgot.iter_mut().find(|t| {
+            if by_id {
+                t.topic_id == *id
+            } else {
+                t.topic.0.as_str() == &*k.0
+            }
+        }) {
             Some(t) => t.partitions.push(k.1),
             None => forgot.push(
                 ForgottenTopic::default()
@@ -436,13 +481,22 @@ async fn process_partition(
                 }
                 ErrorClass::Fatal => f.stop_partition(
                     key,
-                    format!("source refused to serve {} partition {} at offset {fetch_offset}: {} ({code})", key.0, key.1, error_name(code)),
+                    format!(
+                        "source refused to serve {} partition {} at offset {fetch_offset}: {} ({code})",
+                        key.0,
+                        key.1,
+                        error_name(code)
+                    ),
                 ),
             },
         }
         return;
     }
-    let end = if p.last_stable_offset >= 0 { p.last_stable_offset } else { p.high_watermark };
+    let end = if p.last_stable_offset >= 0 {
+        p.last_stable_offset
+    } else {
+        p.high_watermark
+    };
     let records = p.records.unwrap_or_default();
     let mut items = Vec::new();
     let mut next = fetch_offset;
@@ -450,11 +504,22 @@ async fn process_partition(
         let batches = match split_batches(&records) {
             Ok((b, _truncated_tail)) => b,
             Err(e) => {
-                f.stop_partition(key, format!("source sent a malformed records blob for {} partition {} at offset {fetch_offset}: {e}", key.0, key.1));
+                f.stop_partition(
+                    key,
+                    format!(
+                        "source sent a malformed records blob for {} partition {} at offset {fetch_offset}: {e}",
+                        key.0, key.1
+                    ),
+                );
                 return;
             }
         };
-        let aborted = p.aborted_transactions.unwrap_or_default().iter().map(|a| (a.producer_id.0, a.first_offset)).collect();
+        let aborted = p
+            .aborted_transactions
+            .unwrap_or_default()
+            .iter()
+            .map(|a| (a.producer_id.0, a.first_offset))
+            .collect();
         let mut filter = BatchFilter::new(aborted);
         for b in batches {
             if b.last_offset() < next {
@@ -469,13 +534,25 @@ async fn process_partition(
                     }
                     Metrics::add(&f.metrics.batches_fast, 1);
                     let share = held.split(b.len());
-                    items.push(Item::Batch { src_base: b.base_offset(), src_last: b.last_offset(), deltas: None, held: share, batch: b.clone() });
+                    items.push(Item::Batch {
+                        src_base: b.base_offset(),
+                        src_last: b.last_offset(),
+                        deltas: None,
+                        held: share,
+                        batch: b.clone(),
+                    });
                 }
                 Disposition::Reencode => match reencode_contiguous(&b) {
                     Ok(r) => {
                         Metrics::add(&f.metrics.batches_slow, 1);
                         let share = held.split(b.len());
-                        items.push(Item::Batch { src_base: b.base_offset(), src_last: b.last_offset(), deltas: Some(r.source_deltas), held: share, batch: r.batch });
+                        items.push(Item::Batch {
+                            src_base: b.base_offset(),
+                            src_last: b.last_offset(),
+                            deltas: Some(r.source_deltas),
+                            held: share,
+                            batch: r.batch,
+                        });
                     }
                     Err(BatchError::CrcMismatch { .. }) => {
                         Metrics::add(&f.metrics.crc_refetches, 1);
@@ -484,7 +561,13 @@ async fn process_partition(
                     }
                     Err(e) => {
                         drop(items);
-                        f.stop_partition(key, format!("cannot re-encode a compacted batch of {} partition {}: {e}", key.0, key.1));
+                        f.stop_partition(
+                            key,
+                            format!(
+                                "cannot re-encode a compacted batch of {} partition {}: {e}",
+                                key.0, key.1
+                            ),
+                        );
                         return;
                     }
                 },
@@ -509,7 +592,9 @@ async fn process_partition(
                         SkipReason::Empty => &f.metrics.batches_empty,
                     };
                     Metrics::add(c, 1);
-                    items.push(Item::Skip { src_last: b.last_offset() });
+                    items.push(Item::Skip {
+                        src_last: b.last_offset(),
+                    });
                 }
             }
             next = b.last_offset() + 1;

@@ -45,7 +45,12 @@ impl Metrics {
 
     /// Counts one Kafka error code seen in a response.
     pub fn error(&self, code: i16) {
-        *self.errors.lock().unwrap_or_else(|p| p.into_inner()).entry(code).or_default() += 1;
+        *self
+            .errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(code)
+            .or_default() += 1;
     }
 
     /// Error counts by Kafka error code.

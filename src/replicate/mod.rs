@@ -80,12 +80,22 @@ pub struct TopicLag {
 impl Handle {
     /// Lag per source topic.
     pub fn lag(&self) -> BTreeMap<String, TopicLag> {
-        let acked: HashMap<(Arc<str>, i32), i64> =
-            self.producer.positions().into_iter().map(|p| ((p.route.src_topic.clone(), p.route.partition), p.acked_next)).collect();
+        let acked: HashMap<(Arc<str>, i32), i64> = self
+            .producer
+            .positions()
+            .into_iter()
+            .map(|p| ((p.route.src_topic.clone(), p.route.partition), p.acked_next))
+            .collect();
         let mut out: BTreeMap<String, TopicLag> = BTreeMap::new();
         for l in self.fetchers.lags() {
-            let a = acked.get(&(l.topic.clone(), l.partition)).copied().unwrap_or(l.next_offset);
-            let e = out.entry(l.topic.to_string()).or_insert(TopicLag { records: 0, partitions: 0 });
+            let a = acked
+                .get(&(l.topic.clone(), l.partition))
+                .copied()
+                .unwrap_or(l.next_offset);
+            let e = out.entry(l.topic.to_string()).or_insert(TopicLag {
+                records: 0,
+                partitions: 0,
+            });
             e.partitions += 1;
             if l.end_offset >= 0 {
                 e.records += (l.end_offset - a).max(0);
@@ -102,24 +112,66 @@ impl Handle {
 
 /// Runs a replication until `shutdown` resolves. `on_start` receives a [`Handle`]
 /// once both clusters are connected; `progress` sets how often a progress line is logged.
-pub async fn run<S, F>(cfg: Config, shutdown: S, progress: Option<Duration>, on_start: F) -> Result<Summary, EngineError>
+pub async fn run<S, F>(
+    cfg: Config,
+    shutdown: S,
+    progress: Option<Duration>,
+    on_start: F,
+) -> Result<Summary, EngineError>
 where
     S: Future<Output = ()>,
     F: FnOnce(Handle),
 {
     let cfg = Arc::new(cfg);
-    let src = Arc::new(Client::connect(cfg.source.client_config()).await.map_err(|source| EngineError::Cluster { cluster: "source", source })?);
-    let dst = Arc::new(Client::connect(cfg.destination.client_config()).await.map_err(|source| EngineError::Cluster { cluster: "destination", source })?);
-    let dst_err = |source| EngineError::Cluster { cluster: "destination", source };
+    let src = Arc::new(
+        Client::connect(cfg.source.client_config())
+            .await
+            .map_err(|source| EngineError::Cluster {
+                cluster: "source",
+                source,
+            })?,
+    );
+    let dst = Arc::new(
+        Client::connect(cfg.destination.client_config())
+            .await
+            .map_err(|source| EngineError::Cluster {
+                cluster: "destination",
+                source,
+            })?,
+    );
+    let dst_err = |source| EngineError::Cluster {
+        cluster: "destination",
+        source,
+    };
     let (pid, epoch) = dst.init_producer_id(None, 60_000).await.map_err(dst_err)?;
     info!(producer_id = pid, epoch, "idempotent producer ready on the destination");
     let metrics = Arc::new(Metrics::default());
     let budget = Budget::new(cfg.max_buffered_bytes);
-    let producer = Producer::new(dst.clone(), cfg.clone(), metrics.clone(), ProducerStamp { producer_id: pid, producer_epoch: epoch, transactional: false });
-    let fetchers = Fetchers::new(src.clone(), cfg.clone(), metrics.clone(), budget.clone(), producer.clone());
+    let producer = Producer::new(
+        dst.clone(),
+        cfg.clone(),
+        metrics.clone(),
+        ProducerStamp {
+            producer_id: pid,
+            producer_epoch: epoch,
+            transactional: false,
+        },
+    );
+    let fetchers = Fetchers::new(
+        src.clone(),
+        cfg.clone(),
+        metrics.clone(),
+        budget.clone(),
+        producer.clone(),
+    );
     let ckpt = Checkpointer::new(dst.clone(), cfg.clone(), producer.clone(), metrics.clone());
     ckpt.ensure_map_topic().await.map_err(dst_err)?;
-    let handle = Handle { metrics: metrics.clone(), producer: producer.clone(), fetchers: fetchers.clone(), budget: budget.clone() };
+    let handle = Handle {
+        metrics: metrics.clone(),
+        producer: producer.clone(),
+        fetchers: fetchers.clone(),
+        budget: budget.clone(),
+    };
     on_start(handle.clone());
 
     tokio::pin!(shutdown);
@@ -204,12 +256,20 @@ async fn add_partitions(
         let start = match saved.get(&p) {
             Some(o) if *o >= 0 => *o,
             _ => {
-                let ts = if cfg.start_from == StartFrom::Earliest { EARLIEST } else { LATEST };
+                let ts = if cfg.start_from == StartFrom::Earliest {
+                    EARLIEST
+                } else {
+                    LATEST
+                };
                 src.list_offset(&t.src, p, ts, true).await?
             }
         };
         info!(topic = %t.src, partition = p, destination = %t.dst, offset = start, "replicating partition");
-        let route = Route { src_topic: t.src.clone(), partition: p, dst_topic: t.dst.clone() };
+        let route = Route {
+            src_topic: t.src.clone(),
+            partition: p,
+            dst_topic: t.dst.clone(),
+        };
         producer.add_route(route.clone(), start, t.dst_id);
         fetchers.add(route, t.src_id, start);
     }

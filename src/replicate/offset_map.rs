@@ -117,7 +117,13 @@ pub fn decode_value(mut b: &[u8]) -> Option<(String, Vec<MapEntry>)> {
             }
             Some(d)
         };
-        out.push(MapEntry { src_base, src_last, dst_base, dst_count, deltas });
+        out.push(MapEntry {
+            src_base,
+            src_last,
+            dst_base,
+            dst_count,
+            deltas,
+        });
     }
     Some((topic, out))
 }
@@ -150,7 +156,13 @@ mod tests {
     use super::*;
 
     fn lin(src_base: i64, n: i32, dst_base: i64) -> MapEntry {
-        MapEntry { src_base, src_last: src_base + n as i64 - 1, dst_base, dst_count: n, deltas: None }
+        MapEntry {
+            src_base,
+            src_last: src_base + n as i64 - 1,
+            dst_base,
+            dst_count: n,
+            deltas: None,
+        }
     }
 
     #[test]
@@ -160,7 +172,13 @@ mod tests {
             lin(10, 5, 110),
             // a transaction marker at source offset 15 left a gap
             lin(16, 4, 115),
-            MapEntry { src_base: 20, src_last: 29, dst_base: 119, dst_count: 3, deltas: Some(vec![0, 4, 9]) },
+            MapEntry {
+                src_base: 20,
+                src_last: 29,
+                dst_base: 119,
+                dst_count: 3,
+                deltas: Some(vec![0, 4, 9]),
+            },
         ]);
         assert_eq!(runs.len(), 3);
         assert_eq!(runs[0], lin(0, 15, 100));

@@ -92,6 +92,11 @@ struct Part {
     next_seq: i32,
     inflight: usize,
     resend: bool,
+    /// The destination acknowledged a batch of ours since the last error: up to
+    /// `max_in_flight_per_partition` may be in flight. Until then one at a time,
+    /// because a broker with no state for (producer id, partition) accepts any
+    /// first sequence: a later batch could land before an earlier one that failed.
+    confirmed: bool,
     acked_next: i64,
     failed: Option<String>,
     map: Vec<MapEntry>,
@@ -110,11 +115,16 @@ impl Part {
     }
 
     fn first_queued(&self) -> Option<usize> {
-        self.entries.iter().position(|e| e.state == State::Queued && e.batch.is_some())
+        self.entries
+            .iter()
+            .position(|e| e.state == State::Queued && e.batch.is_some())
     }
 }
 
 type PartKey = (Arc<str>, i32);
+
+/// Per-partition outcome of one Produce request: error code, base offset, message.
+type ProduceOutcome = HashMap<PartKey, (i16, i64, Option<String>)>;
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -188,6 +198,7 @@ impl Producer {
             next_seq: 0,
             inflight: 0,
             resend: false,
+            confirmed: false,
             acked_next: start,
             failed: None,
             map: Vec::new(),
@@ -212,13 +223,21 @@ impl Producer {
         let stamp = *self.stamp.lock().unwrap_or_else(|e| e.into_inner());
         let mut guard = self.lock();
         let inner = &mut *guard;
-        let Some(part) = inner.parts.get_mut(&(dst_topic.clone(), partition)) else { return };
+        let Some(part) = inner.parts.get_mut(&(dst_topic.clone(), partition)) else {
+            return;
+        };
         if part.failed.is_some() {
             return;
         }
         for item in items {
             match item {
-                Item::Batch { batch, src_base, src_last, deltas, held } => {
+                Item::Batch {
+                    batch,
+                    src_base,
+                    src_last,
+                    deltas,
+                    held,
+                } => {
                     let records = batch.record_count();
                     let seq = part.next_seq;
                     part.next_seq = part.next_seq.wrapping_add(records) & i32::MAX;
@@ -291,7 +310,12 @@ impl Producer {
 
     /// Total entries still queued or in flight.
     pub fn pending(&self) -> usize {
-        self.lock().parts.values().filter(|p| p.failed.is_none()).map(|p| p.entries.len()).sum()
+        self.lock()
+            .parts
+            .values()
+            .filter(|p| p.failed.is_none())
+            .map(|p| p.entries.len())
+            .sum()
     }
 
     /// Stops starting new requests (in-flight ones complete).
@@ -322,7 +346,10 @@ impl Producer {
         let mut keys: Vec<PartKey> = inner
             .parts
             .iter()
-            .filter(|(_, p)| p.leader == node && p.failed.is_none() && !p.resend && p.inflight < max_inflight)
+            .filter(|(_, p)| {
+                let window = if p.confirmed { max_inflight } else { 1 };
+                p.leader == node && p.failed.is_none() && !p.resend && p.inflight < window
+            })
             .map(|(k, _)| k.clone())
             .collect();
         if keys.is_empty() {
@@ -358,15 +385,26 @@ impl Producer {
     }
 
     /// Applies the outcome of one Produce request.
-    fn complete(&self, node: i32, sent: Vec<(PartKey, u64)>, result: Result<HashMap<(Arc<str>, i32), (i16, i64, Option<String>)>, ClientError>) {
+    fn complete(&self, node: i32, sent: Vec<(PartKey, u64)>, result: Result<ProduceOutcome, ClientError>) {
         let mut refresh = false;
         let mut inner = self.lock();
         for (key, id) in sent {
-            let Some(part) = inner.parts.get_mut(&key) else { continue };
+            let Some(part) = inner.parts.get_mut(&key) else {
+                continue;
+            };
             part.inflight = part.inflight.saturating_sub(1);
-            let Some(idx) = part.entries.iter().position(|e| e.id == id && e.state == State::InFlight) else { continue };
+            let Some(idx) = part
+                .entries
+                .iter()
+                .position(|e| e.id == id && e.state == State::InFlight)
+            else {
+                continue;
+            };
             let (code, base, msg) = match &result {
-                Ok(map) => map.get(&key).cloned().unwrap_or((-1, -1, Some("partition missing from response".into()))),
+                Ok(map) => map
+                    .get(&key)
+                    .cloned()
+                    .unwrap_or((-1, -1, Some("partition missing from response".into()))),
                 Err(e) => {
                     // Whole request failed (connection, timeout): every batch goes again.
                     debug!(broker = node, error = %e, "produce request failed");
@@ -375,6 +413,7 @@ impl Producer {
             };
             match code {
                 0 | 46 => {
+                    part.confirmed = true;
                     let e = &mut part.entries[idx];
                     e.state = State::Acked;
                     Metrics::add(&self.metrics.records, e.records as u64);
@@ -393,6 +432,7 @@ impl Producer {
                     part.advance();
                 }
                 _ => {
+                    part.confirmed = false;
                     let class = classify(code);
                     self.metrics.error(code);
                     let first_unacked = part.entries.iter().position(|e| e.state != State::Acked).unwrap_or(idx);
@@ -450,8 +490,15 @@ impl Producer {
     async fn refresh_leaders(self: &Arc<Self>) -> Result<(), ClientError> {
         if self.reinit.swap(false, Ordering::SeqCst) {
             let (pid, epoch) = self.dst.init_producer_id(None, 60_000).await?;
-            info!(producer_id = pid, epoch, "new idempotent producer id on the destination");
-            let stamp = ProducerStamp { producer_id: pid, producer_epoch: epoch, transactional: false };
+            info!(
+                producer_id = pid,
+                epoch, "new idempotent producer id on the destination"
+            );
+            let stamp = ProducerStamp {
+                producer_id: pid,
+                producer_epoch: epoch,
+                transactional: false,
+            };
             *self.stamp.lock().unwrap_or_else(|e| e.into_inner()) = stamp;
             // Stop sending, wait for in-flight requests, then renumber every
             // unacknowledged batch under the new producer id.
@@ -475,12 +522,18 @@ impl Producer {
                     }
                 }
                 part.resend = false;
+                part.confirmed = false;
             }
             inner.paused = false;
         }
         let topics: Vec<String> = {
             let inner = self.lock();
-            let mut t: Vec<String> = inner.parts.values().filter(|p| p.leader < 0).map(|p| p.route.dst_topic.to_string()).collect();
+            let mut t: Vec<String> = inner
+                .parts
+                .values()
+                .filter(|p| p.leader < 0)
+                .map(|p| p.route.dst_topic.to_string())
+                .collect();
             t.sort();
             t.dedup();
             t
@@ -514,7 +567,8 @@ async fn leader_watch(p: Arc<Producer>) {
             _ = p.needs_refresh.notified() => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
-        let missing = p.reinit.load(Ordering::SeqCst) || p.lock().parts.values().any(|x| x.leader < 0 && x.failed.is_none());
+        let missing =
+            p.reinit.load(Ordering::SeqCst) || p.lock().parts.values().any(|x| x.leader < 0 && x.failed.is_none());
         if !missing {
             continue;
         }
@@ -551,7 +605,11 @@ async fn sender(p: Arc<Producer>, node: i32) {
         for (key, _, pp, id) in batch {
             match topics.iter_mut().find(|t| t.name == *key.0) {
                 Some(t) => t.partitions.push(pp),
-                None => topics.push(ProduceTopic { name: key.0.to_string(), topic_id: id, partitions: vec![pp] }),
+                None => topics.push(ProduceTopic {
+                    name: key.0.to_string(),
+                    topic_id: id,
+                    partitions: vec![pp],
+                }),
             }
         }
         let conn = match p.dst.broker(node).await {
@@ -565,7 +623,10 @@ async fn sender(p: Arc<Producer>, node: i32) {
         };
         // Submit here, in order; only the wait for the answer runs concurrently.
         let submitted = match conn.version_of::<ProduceRequest>() {
-            Ok(version) => conn.submit_produce(version, None, -1, conn_timeout_ms(&p), &topics).await,
+            Ok(version) => {
+                conn.submit_produce(version, None, -1, conn_timeout_ms(&p), &topics)
+                    .await
+            }
             Err(e) => Err(e),
         };
         let pending = match submitted {
@@ -583,7 +644,12 @@ async fn sender(p: Arc<Producer>, node: i32) {
                     let name: Arc<str> = if t.name.0.is_empty() {
                         // Produce v13 answers by topic id.
                         let inner = p2.lock();
-                        inner.topic_ids.iter().find(|(_, id)| **id == t.topic_id).map(|(n, _)| n.clone()).unwrap_or_default()
+                        inner
+                            .topic_ids
+                            .iter()
+                            .find(|(_, id)| **id == t.topic_id)
+                            .map(|(n, _)| n.clone())
+                            .unwrap_or_default()
                     } else {
                         Arc::from(t.name.0.as_str())
                     };

@@ -81,7 +81,11 @@ pub async fn reconcile(cfg: &Config, src: &Client, dst: &Client) -> Result<Vec<M
         return Ok(Vec::new());
     }
     let names: Vec<String> = wanted.iter().map(|(n, _, _)| n.to_string()).collect();
-    let src_cfg = if cfg.sync_topic_configs { src.describe_topic_configs(&names).await? } else { HashMap::new() };
+    let src_cfg = if cfg.sync_topic_configs {
+        src.describe_topic_configs(&names).await?
+    } else {
+        HashMap::new()
+    };
     let dst_names: Vec<String> = names.iter().map(|n| cfg.destination_topic(n)).collect();
     let dmd = dst.refresh_metadata(Some(&dst_names)).await?;
     // Create what is missing.
@@ -90,18 +94,30 @@ pub async fn reconcile(cfg: &Config, src: &Client, dst: &Client) -> Result<Vec<M
         let d = cfg.destination_topic(name);
         let exists = dmd.topics.get(&d).is_some_and(|t| t.error_code == 0);
         if !exists {
-            let mut configs: Vec<(String, String)> = src_cfg.get(*name).map(|e| copyable(e).into_iter().collect()).unwrap_or_default();
+            let mut configs: Vec<(String, String)> = src_cfg
+                .get(*name)
+                .map(|e| copyable(e).into_iter().collect())
+                .unwrap_or_default();
             configs.sort();
             configs.push(("compression.type".into(), "producer".into()));
             info!(source = name, destination = %d, partitions = parts, "creating destination topic");
-            create.push(NewTopic { name: d, partitions: *parts, replication_factor: cfg.replication_factor, configs });
+            create.push(NewTopic {
+                name: d,
+                partitions: *parts,
+                replication_factor: cfg.replication_factor,
+                configs,
+            });
         }
     }
     if !create.is_empty() {
         dst.create_topics(&create, 60_000, true).await?;
     }
     // Grow partitions and sync configs of existing ones.
-    let dst_cfg = if cfg.sync_topic_configs { dst.describe_topic_configs(&dst_names).await? } else { HashMap::new() };
+    let dst_cfg = if cfg.sync_topic_configs {
+        dst.describe_topic_configs(&dst_names).await?
+    } else {
+        HashMap::new()
+    };
     for (name, _, parts) in &wanted {
         let d = cfg.destination_topic(name);
         if let Some(t) = dmd.topics.get(&d) {

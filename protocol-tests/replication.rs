@@ -1,0 +1,599 @@
+//! Replication engine acceptance tests against real Apache Kafka clusters.
+//!
+//! Data is written to the source and read back from both sides by an
+//! independent client (`protocol-tests/tools/kafka_tool.py`, librdkafka via
+//! confluent-kafka) and Kafka's own `DumpLogSegments`; strait never grades its
+//! own output.
+
+mod harness;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use harness::{unique_topic, KafkaCluster};
+use serde_json::Value;
+use strait::config::Config;
+use strait::replicate::{run, Handle, Summary};
+
+fn tool(args: &[&str]) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/protocol-tests/tools/kafka_tool.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "kafka_tool {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn json(s: &str) -> Value {
+    serde_json::from_str(s.trim().lines().last().unwrap_or("null")).unwrap_or_else(|e| panic!("bad JSON {s:?}: {e}"))
+}
+
+fn create(c: &KafkaCluster, topic: &str, partitions: u32, configs: &[&str]) {
+    let p = partitions.to_string();
+    let mut args = vec![
+        "create",
+        "--bootstrap",
+        &c.bootstrap,
+        "--topic",
+        topic,
+        "--partitions",
+        &p,
+    ];
+    for kv in configs {
+        args.extend(["--config", kv]);
+    }
+    tool(&args);
+}
+
+fn load(c: &KafkaCluster, topic: &str, count: usize, codec: &str, extra: &[&str]) {
+    let n = count.to_string();
+    let mut args = vec![
+        "load",
+        "--bootstrap",
+        &c.bootstrap,
+        "--topic",
+        topic,
+        "--count",
+        &n,
+        "--codec",
+        codec,
+    ];
+    args.extend(extra);
+    tool(&args);
+}
+
+/// Compares source and destination with the independent client; returns its report.
+fn compare(src: &KafkaCluster, st: &str, dst: &KafkaCluster, dt: &str, extra: &[&str]) -> Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/protocol-tests/tools/kafka_tool.py");
+    let mut args = vec![
+        "compare",
+        "--source",
+        &src.bootstrap,
+        "--source-topic",
+        st,
+        "--dest",
+        &dst.bootstrap,
+        "--dest-topic",
+        dt,
+    ];
+    args.extend(extra);
+    let out = Command::new("python3").arg(script).args(&args).output().unwrap();
+    let v = json(&String::from_utf8_lossy(&out.stdout));
+    eprintln!("compare {st} -> {dt}: {v}");
+    v
+}
+
+fn assert_same(src: &KafkaCluster, st: &str, dst: &KafkaCluster, dt: &str, extra: &[&str]) -> Value {
+    let v = compare(src, st, dst, dt, extra);
+    assert_eq!(v["missing"], 0, "{st}: records lost: {v}");
+    assert_eq!(v["order_violations"], 0, "{st}: order broken: {v}");
+    assert_eq!(v["mismatched"], 0, "{st}: records changed: {v}");
+    assert_eq!(v["ok"], true, "{st}: {v}");
+    v
+}
+
+fn config(name: &str, src: &KafkaCluster, dst: &KafkaCluster, topics: &str, extra: &str) -> Config {
+    let text = format!(
+        r#"name = "{name}"
+topics = ["{topics}"]
+refresh_interval_ms = 1000
+checkpoint_interval_ms = 200
+{extra}
+[source]
+bootstrap_servers = "{}"
+[destination]
+bootstrap_servers = "{}"
+"#,
+        src.bootstrap, dst.bootstrap
+    );
+    Config::parse(&text, "test").unwrap()
+}
+
+/// strait running in-process.
+struct Running {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    join: tokio::task::JoinHandle<Result<Summary, strait::replicate::EngineError>>,
+    handle: Handle,
+}
+
+async fn start(cfg: Config) -> Running {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (h_tx, h_rx) = tokio::sync::oneshot::channel();
+    let join = tokio::spawn(async move {
+        run(
+            cfg,
+            async {
+                let _ = stop_rx.await;
+            },
+            Some(Duration::from_secs(2)),
+            move |h| {
+                let _ = h_tx.send(h);
+            },
+        )
+        .await
+    });
+    let handle = h_rx.await.expect("replication started");
+    Running {
+        stop: Some(stop_tx),
+        join,
+        handle,
+    }
+}
+
+impl Running {
+    /// Waits until the destination acknowledged at least `n` records.
+    async fn wait_records(&self, n: u64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self.handle.metrics.records.load(std::sync::atomic::Ordering::Relaxed);
+            if got >= n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {got} of {n} records replicated after {timeout:?}; lag {:?}",
+                self.handle.lag()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn stop(mut self) -> Summary {
+        let _ = self.stop.take().unwrap().send(());
+        let s = self.join.await.unwrap().expect("replication ran");
+        // Give the checkpoint a moment to be visible (it was committed before return).
+        s
+    }
+}
+
+/// Batch codecs in a partition's log (in log order), read by Kafka's DumpLogSegments.
+fn log_codecs(dst: &KafkaCluster, topic: &str, partition: u32) -> Vec<String> {
+    let mut codecs = Vec::new();
+    for node in 1..=dst.nodes {
+        let dir = dst.data_dir(node).join(format!("{topic}-{partition}"));
+        let Ok(files) = std::fs::read_dir(&dir) else { continue };
+        for f in files.flatten() {
+            let path = f.path();
+            if path.extension().is_some_and(|e| e == "log") {
+                let out = dst
+                    .tool("kafka.tools.DumpLogSegments", &["--files", path.to_str().unwrap()])
+                    .unwrap();
+                for line in out.lines().filter(|l| l.starts_with("baseOffset:")) {
+                    let codec = line
+                        .split("compresscodec: ")
+                        .nth(1)
+                        .and_then(|s| s.split_whitespace().next())
+                        .unwrap_or("?");
+                    assert!(
+                        line.contains("isControl: false"),
+                        "control batch on the destination: {line}"
+                    );
+                    codecs.push(codec.to_string());
+                }
+            }
+        }
+        if !codecs.is_empty() {
+            break;
+        }
+    }
+    codecs
+}
+
+const CODECS: [&str; 8] = ["none", "gzip", "snappy", "lz4", "zstd", "lz4", "zstd", "none"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_codec_replicates_record_for_record() {
+    let (src, dst) = (harness::kafka4(), harness::kafka4_dest());
+    let prefix = unique_topic("codecs");
+    let topics: Vec<String> = CODECS
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{prefix}-{i}-{c}"))
+        .collect();
+    for (i, t) in topics.iter().enumerate() {
+        create(src, t, 4, &["retention.ms=-1"]);
+        let idempotent: &[&str] = if i >= 5 {
+            &["--idempotent", "--value-size", "700"]
+        } else {
+            &[]
+        };
+        load(src, t, 12_500, CODECS[i], idempotent);
+    }
+    let r = start(config(&unique_topic("codecs"), src, dst, &format!("{prefix}-.*"), "")).await;
+    r.wait_records(100_000, Duration::from_secs(120)).await;
+    let s = r.stop().await;
+    assert_eq!(s.records, 100_000, "no record produced twice");
+    assert_eq!(s.batches_slow, 0, "no slow path without compaction");
+    eprintln!(
+        "codecs: {} batches raw, {} re-encoded (slow-path share 0%)",
+        s.batches_fast, s.batches_slow
+    );
+    for (i, t) in topics.iter().enumerate() {
+        let v = assert_same(src, t, dst, t, &[]);
+        assert_eq!(v["source_records"], 12_500);
+        assert_eq!(v["duplicates"], 0);
+        // Each batch keeps its codec (librdkafka sends a batch uncompressed when
+        // compression does not shrink it, so compare with the source's log).
+        let codecs = log_codecs(dst, t, 0);
+        assert!(!codecs.is_empty(), "no batches found for {t}");
+        assert_eq!(
+            codecs,
+            log_codecs(src, t, 0),
+            "{t}: batch codecs differ from the source's"
+        );
+        assert!(
+            codecs.iter().any(|c| c == CODECS[i]),
+            "{t}: no {} batch at all: {codecs:?}",
+            CODECS[i]
+        );
+    }
+    // The destination topic was created with compression.type=producer and the source's configs.
+    let info = json(&tool(&[
+        "topic-info",
+        "--bootstrap",
+        &dst.bootstrap,
+        "--topic",
+        &topics[0],
+    ]));
+    assert_eq!(info["configs"]["compression.type"], "producer", "{info}");
+    assert_eq!(info["configs"]["retention.ms"], "-1", "{info}");
+    assert_eq!(info["partitions"], 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_keep_only_committed_records() {
+    let (src, dst) = (harness::kafka4(), harness::kafka4_dest());
+    let t = unique_topic("txn");
+    create(src, &t, 2, &["retention.ms=-1"]);
+    load(src, &t, 1_000, "lz4", &["--idempotent"]);
+    let summary = json(&tool(&[
+        "txn",
+        "--bootstrap",
+        &src.bootstrap,
+        "--topic",
+        &t,
+        "--transactions",
+        "30",
+        "--per-txn",
+        "100",
+        "--abort-every",
+        "3",
+        "--codec",
+        "zstd",
+    ]));
+    assert_eq!(summary["committed"], 20);
+    let r = start(config(&unique_topic("txn"), src, dst, &t, "")).await;
+    r.wait_records(3_000, Duration::from_secs(60)).await;
+    // Let the trailing markers be consumed, then stop.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let s = r.stop().await;
+    assert_eq!(s.records, 3_000);
+    let m = assert_same(src, &t, dst, &t, &["--isolation", "read_committed"]);
+    assert_eq!(m["source_records"], 3_000);
+    // Nothing aborted and no markers reached the destination, even for a read_uncommitted reader:
+    // markers would occupy offsets, so every offset holds a record.
+    let dump = tool(&[
+        "dump",
+        "--bootstrap",
+        &dst.bootstrap,
+        "--topic",
+        &t,
+        "--isolation",
+        "read_uncommitted",
+    ]);
+    assert_eq!(dump.lines().count(), 3_000);
+    let count = json(&tool(&["count", "--bootstrap", &dst.bootstrap, "--topic", &t]));
+    for p in ["0", "1"] {
+        let end = count["offsets"][p][1].as_i64().unwrap();
+        assert_eq!(
+            count["partitions"][p].as_i64().unwrap(),
+            end,
+            "partition {p}: offsets without records: {count}"
+        );
+    }
+    assert!(
+        !dump.contains("QUJPUlRFRC"),
+        "base64 of 'ABORTED' found on the destination"
+    );
+    for p in 0..2 {
+        let codecs = log_codecs(dst, &t, p);
+        assert!(
+            codecs.iter().all(|c| c == "lz4" || c == "zstd" || c == "none"),
+            "{codecs:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compacted_topic_with_gaps_replicates_every_survivor() {
+    let (src, dst) = (harness::kafka4(), harness::kafka4_dest());
+    let t = unique_topic("compact");
+    create(
+        src,
+        &t,
+        2,
+        &[
+            "cleanup.policy=compact",
+            "segment.ms=200",
+            "min.cleanable.dirty.ratio=0.001",
+            "retention.ms=-1",
+            "delete.retention.ms=86400000",
+        ],
+    );
+    load(
+        src,
+        &t,
+        10_000,
+        "lz4",
+        &["--keys", "300", "--value-size", "50", "--no-null-keys"],
+    );
+    // Roll the segments and wait for the cleaner to leave offset gaps.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut round = 0;
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        round += 1;
+        load(
+            src,
+            &t,
+            10,
+            "lz4",
+            &[
+                "--keys",
+                "300",
+                "--value-size",
+                "50",
+                "--no-null-keys",
+                "--start-index",
+                &(1_000_000 + round * 10).to_string(),
+            ],
+        );
+        let c = json(&tool(&["count", "--bootstrap", &src.bootstrap, "--topic", &t]));
+        let total = c["total"].as_i64().unwrap();
+        let end: i64 = ["0", "1"].iter().map(|p| c["offsets"][p][1].as_i64().unwrap()).sum();
+        if total < end / 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the log cleaner did not compact {t}: {c}");
+    }
+    let c = json(&tool(&["count", "--bootstrap", &src.bootstrap, "--topic", &t]));
+    let survivors = c["total"].as_u64().unwrap();
+    let r = start(config(&unique_topic("compact"), src, dst, &t, "")).await;
+    r.wait_records(survivors, Duration::from_secs(60)).await;
+    let slow = strait::replicate::metrics::Metrics::get(&r.handle.metrics.batches_slow);
+    let pct = r.handle.metrics.slow_path_percent();
+    let s = r.stop().await;
+    assert!(slow > 0, "compacted batches took the slow path");
+    eprintln!(
+        "compacted: {survivors} surviving records, {} batches raw, {} re-encoded, slow-path share {pct:.1}%",
+        s.batches_fast, s.batches_slow
+    );
+    assert_same(src, &t, dst, &t, &[]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_topics_partitions_and_configs_propagate_while_running() {
+    let (src, dst) = (harness::kafka4(), harness::kafka4_dest());
+    let prefix = unique_topic("live");
+    let a = format!("{prefix}-a");
+    create(src, &a, 2, &["retention.ms=-1"]);
+    load(src, &a, 2_000, "snappy", &[]);
+    let r = start(config(&unique_topic("live"), src, dst, &format!("{prefix}-.*"), "")).await;
+    r.wait_records(2_000, Duration::from_secs(60)).await;
+    // A new matching topic is picked up within the refresh interval (1 s here).
+    let b = format!("{prefix}-b");
+    create(src, &b, 3, &["retention.ms=-1"]);
+    load(src, &b, 1_500, "gzip", &[]);
+    r.wait_records(3_500, Duration::from_secs(30)).await;
+    // Partition increase and config change on the source.
+    let admin = strait::client::Client::connect(strait::client::ClientConfig::new(&src.bootstrap))
+        .await
+        .unwrap();
+    admin.create_partitions(&a, 4, 30_000).await.unwrap();
+    admin
+        .alter_topic_configs(
+            &a,
+            &[
+                ("retention.ms".into(), Some("86400000".into())),
+                ("max.message.bytes".into(), Some("2000000".into())),
+            ],
+        )
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let info = json(&tool(&["topic-info", "--bootstrap", &dst.bootstrap, "--topic", &a]));
+        if info["partitions"] == 4
+            && info["configs"]["retention.ms"] == "86400000"
+            && info["configs"]["max.message.bytes"] == "2000000"
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "changes did not reach the destination: {info}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Records written to the new partitions are replicated too.
+    load(src, &a, 2_000, "snappy", &["--start-index", "2000"]);
+    r.wait_records(5_500, Duration::from_secs(30)).await;
+    r.stop().await;
+    assert_same(src, &a, dst, &a, &[]);
+    assert_same(src, &b, dst, &b, &[]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_and_restart_loses_nothing() {
+    let (src, dst) = (harness::kafka4(), harness::kafka4_dest());
+    let t = unique_topic("kill");
+    create(src, &t, 4, &["retention.ms=-1"]);
+    load(src, &t, 300_000, "lz4", &["--value-size", "300"]);
+    let name = unique_topic("kill");
+    let cfg_path = std::env::temp_dir().join(format!("{name}.toml"));
+    std::fs::write(
+        &cfg_path,
+        format!(
+            "name = \"{name}\"\ntopics = [\"{t}\"]\ncheckpoint_interval_ms = 300\nmax_buffered_bytes = 2097152\nfetch_max_bytes = 524288\nfetch_partition_max_bytes = 131072\n[source]\nbootstrap_servers = \"{}\"\n[destination]\nbootstrap_servers = \"{}\"\n",
+            src.bootstrap, dst.bootstrap
+        ),
+    )
+    .unwrap();
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_strait"))
+            .args(["run", "--config", cfg_path.to_str().unwrap(), "--progress", "0"])
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .unwrap()
+    };
+    let dest_count = || {
+        json(&tool(&["count", "--bootstrap", &dst.bootstrap, "--topic", &t]))["total"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    // Kill it twice mid-stream.
+    let mut at_kill = Vec::new();
+    for _ in 0..2 {
+        let mut child = spawn();
+        let before = Instant::now();
+        let seen = at_kill.last().copied().unwrap_or(0);
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let n = if dst_has_topic(dst, &t) { dest_count() } else { 0 };
+            if n > seen || before.elapsed() > Duration::from_secs(30) {
+                break;
+            }
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        at_kill.push(dest_count());
+    }
+    eprintln!("destination records when strait was SIGKILLed: {at_kill:?} of 300000");
+    assert!(at_kill[0] < 300_000, "first kill landed mid-stream");
+    let mut child = spawn();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let v = compare(src, &t, dst, &t, &["--allow-duplicates"]);
+        assert_eq!(v["order_violations"], 0, "{v}");
+        assert_eq!(v["mismatched"], 0, "{v}");
+        if v["missing"] == 0 && v["ok"] == true {
+            eprintln!(
+                "SIGKILL x2 then restart: 0 lost, {} duplicates of {} records",
+                v["duplicates"], v["source_records"]
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "not caught up after restart: {v}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    // SIGTERM: graceful stop, exit 0.
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(child.wait().unwrap().success(), "strait exits 0 on SIGTERM");
+    let _ = std::fs::remove_file(&cfg_path);
+}
+
+fn dst_has_topic(dst: &KafkaCluster, t: &str) -> bool {
+    let out = Command::new("kcat")
+        .args(["-L", "-b", &dst.bootstrap, "-t", t])
+        .output()
+        .unwrap();
+    let s = String::from_utf8_lossy(&out.stdout);
+    s.contains(&format!("topic \"{t}\" with")) && !s.contains("Broker: Unknown topic")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destination_leader_killed_mid_stream_loses_nothing() {
+    let (src, dst) = (harness::kafka4(), harness::kafka4_three());
+    let t = unique_topic("failover");
+    create(src, &t, 3, &["retention.ms=-1"]);
+    load(src, &t, 60_000, "zstd", &["--value-size", "300"]);
+    let r = start(config(
+        &unique_topic("failover"),
+        src,
+        dst,
+        &t,
+        "replication_factor = 3\nmax_buffered_bytes = 2097152\nfetch_max_bytes = 262144\nfetch_partition_max_bytes = 65536",
+    ))
+    .await;
+    r.wait_records(5_000, Duration::from_secs(60)).await;
+    // The leader of destination partition 0, as kcat sees it.
+    let md = Command::new("kcat")
+        .args(["-L", "-b", &dst.bootstrap, "-t", &t])
+        .output()
+        .unwrap();
+    let md = String::from_utf8_lossy(&md.stdout).to_string();
+    let leader: usize = md
+        .lines()
+        .find(|l| l.trim_start().starts_with("partition 0,"))
+        .and_then(|l| l.split("leader ").nth(1))
+        .and_then(|s| s.split(',').next())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no leader in {md}"));
+    dst.kill_node(leader).unwrap();
+    let killed_at = strait::replicate::metrics::Metrics::get(&r.handle.metrics.records);
+    // Keep writing to the source while the destination elects new leaders.
+    load(
+        src,
+        &t,
+        20_000,
+        "zstd",
+        &["--start-index", "60000", "--value-size", "300"],
+    );
+    r.wait_records(80_000, Duration::from_secs(120)).await;
+    dst.start_node(leader).unwrap();
+    let s = r.stop().await;
+    eprintln!(
+        "destination leader {leader} killed after {killed_at} records; {} records replicated",
+        s.records
+    );
+    let v = assert_same(src, &t, dst, &t, &["--allow-duplicates"]);
+    eprintln!("leader kill: 0 lost, {} duplicates", v["duplicates"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_3_9_source_to_kafka_4_destination() {
+    let (src, dst) = (harness::kafka3(), harness::kafka4_dest());
+    let prefix = unique_topic("x39");
+    for (codec, n) in [("zstd", 20_000), ("gzip", 10_000)] {
+        let t = format!("{prefix}-{codec}");
+        create(src, &t, 3, &["retention.ms=-1"]);
+        load(src, &t, n, codec, &["--idempotent"]);
+    }
+    let r = start(config(&unique_topic("x39"), src, dst, &format!("{prefix}-.*"), "")).await;
+    r.wait_records(30_000, Duration::from_secs(90)).await;
+    r.stop().await;
+    for codec in ["zstd", "gzip"] {
+        let t = format!("{prefix}-{codec}");
+        let v = assert_same(src, &t, dst, &t, &[]);
+        assert_eq!(v["duplicates"], 0);
+        assert_eq!(log_codecs(dst, &t, 0), log_codecs(src, &t, 0), "{t}: batch codecs kept");
+    }
+}
