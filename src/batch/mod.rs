@@ -9,6 +9,7 @@
 
 use bytes::Bytes;
 
+pub mod build;
 pub mod crc;
 pub mod filter;
 pub mod patch;
