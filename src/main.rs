@@ -24,6 +24,8 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         progress: u64,
     },
+    /// Prints the annotated example configuration.
+    ExampleConfig,
     /// Checks a config file and prints the replication it describes.
     CheckConfig {
         /// Path of the TOML config.
@@ -60,6 +62,10 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Describe { bootstrap } => describe(&bootstrap).await,
             Command::Run { config, progress } => run(&config, progress).await,
+            Command::ExampleConfig => {
+                print!("{}", strait::config::EXAMPLE);
+                Ok(())
+            }
             Command::CheckConfig { config } => {
                 let c = strait::config::Config::load(&config)?;
                 println!(

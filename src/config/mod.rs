@@ -373,6 +373,9 @@ impl Config {
     }
 }
 
+/// The annotated example configuration shipped with strait.
+pub const EXAMPLE: &str = include_str!("strait.example.toml");
+
 fn line_of(text: &str, byte: usize) -> usize {
     text[..byte.min(text.len())].matches('\n').count() + 1
 }
@@ -458,6 +461,14 @@ bootstrap_servers = "127.0.0.1:9093,127.0.0.1:9094"
             .unwrap_err()
             .to_string();
         assert!(e.contains("bootstrap_servers"), "{e}");
+    }
+
+    #[test]
+    fn shipped_example_is_valid() {
+        let c = Config::parse(EXAMPLE, "strait.example.toml").unwrap();
+        assert_eq!(c.name, "dr-east");
+        assert!(c.wants_topic("orders.eu", false) && !c.wants_topic("orders.tmp.x", false));
+        assert_eq!(c.source.alias, "east");
     }
 
     #[test]
