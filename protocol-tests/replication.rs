@@ -124,6 +124,12 @@ struct Running {
 }
 
 async fn start(cfg: Config) -> Running {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (h_tx, h_rx) = tokio::sync::oneshot::channel();
     let join = tokio::spawn(async move {
@@ -596,4 +602,193 @@ async fn kafka_3_9_source_to_kafka_4_destination() {
         assert_eq!(v["duplicates"], 0);
         assert_eq!(log_codecs(dst, &t, 0), log_codecs(src, &t, 0), "{t}: batch codecs kept");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destination_rejection_stops_the_partition_with_a_clear_error() {
+    let (src, dst) = (harness::kafka4(), harness::kafka4_dest());
+    let prefix = unique_topic("reject");
+    let (big, small) = (format!("{prefix}-big"), format!("{prefix}-small"));
+    create(src, &big, 2, &["retention.ms=-1"]);
+    create(src, &small, 2, &["retention.ms=-1"]);
+    // The destination topic exists already and refuses batches over 10 kB.
+    create(dst, &big, 2, &["retention.ms=-1", "max.message.bytes=10000"]);
+    load(src, &big, 40, "none", &["--value-size", "20000"]);
+    load(src, &small, 3_000, "lz4", &[]);
+    let r = start(config(
+        &unique_topic("reject"),
+        src,
+        dst,
+        &format!("{prefix}-.*"),
+        "sync_topic_configs = false",
+    ))
+    .await;
+    r.wait_records(3_000, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let s = r.stop().await;
+    assert_same(src, &small, dst, &small, &[]);
+    assert_eq!(s.stopped.len(), 2, "both partitions of {big} stopped: {:?}", s.stopped);
+    for reason in &s.stopped {
+        assert!(
+            reason.contains(&big) && reason.contains("partition") && reason.contains("offset"),
+            "{reason}"
+        );
+        assert!(
+            reason.contains("MessageTooLarge") || reason.contains("RecordListTooLarge"),
+            "{reason}"
+        );
+    }
+    // Nothing of the refused partitions was skipped silently: the destination has none of it.
+    let c = json(&tool(&["count", "--bootstrap", &dst.bootstrap, "--topic", &big]));
+    assert_eq!(c["total"], 0, "{c}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_overtaking_the_checkpoint_is_skipped_and_counted() {
+    let (src, dst) = (harness::kafka4(), harness::kafka4_dest());
+    let t = unique_topic("oor");
+    create(src, &t, 1, &["retention.ms=-1"]);
+    load(src, &t, 1_000, "none", &[]);
+    let name = unique_topic("oor");
+    let r = start(config(&name, src, dst, &t, "")).await;
+    r.wait_records(1_000, Duration::from_secs(60)).await;
+    r.stop().await;
+    // While strait is down, more records arrive and retention deletes past its checkpoint.
+    load(src, &t, 1_000, "none", &["--start-index", "1000"]);
+    let spec = std::env::temp_dir().join(format!("{t}.json"));
+    std::fs::write(
+        &spec,
+        format!(r#"{{"version":1,"partitions":[{{"topic":"{t}","partition":0,"offset":1500}}]}}"#),
+    )
+    .unwrap();
+    src.tool(
+        "org.apache.kafka.tools.DeleteRecordsCommand",
+        &[
+            "--bootstrap-server",
+            &src.bootstrap,
+            "--offset-json-file",
+            spec.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    let r = start(config(&name, src, dst, &t, "")).await;
+    r.wait_records(500, Duration::from_secs(60)).await;
+    let skipped = strait::replicate::metrics::Metrics::get(&r.handle.metrics.offsets_skipped);
+    let s = r.stop().await;
+    assert_eq!(skipped, 500, "offsets 1000..1500 were deleted before strait read them");
+    assert_eq!(
+        s.records, 500,
+        "the batch straddling the new log start lost its deleted records"
+    );
+    let c = json(&tool(&["count", "--bootstrap", &dst.bootstrap, "--topic", &t]));
+    assert_eq!(c["total"], 1_500, "{c}");
+    // The destination holds exactly source offsets 0..1000 and 1500..2000.
+    let idx: Vec<u64> = tool(&["dump", "--bootstrap", &dst.bootstrap, "--topic", &t])
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            let h = v["h"].as_array().unwrap();
+            let value = h
+                .iter()
+                .find(|kv| kv[0] == "idx")
+                .map(|kv| kv[1].as_str().unwrap().to_string());
+            value
+                .map(|b| String::from_utf8(b64(&b)).unwrap().parse().unwrap())
+                .unwrap_or(u64::MAX)
+        })
+        .filter(|i| *i != u64::MAX)
+        .collect();
+    assert!(
+        idx.iter().all(|i| *i < 1000 || (1500..2000).contains(i)),
+        "records deleted on the source reached the destination"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offset_map_translates_every_record_exactly() {
+    use strait::replicate::offset_map::{decode_value, translate, MapEntry};
+    let (src, dst) = (harness::kafka4(), harness::kafka4_dest());
+    let t = unique_topic("map");
+    create(src, &t, 2, &["retention.ms=-1"]);
+    load(src, &t, 500, "lz4", &["--idempotent"]);
+    tool(&[
+        "txn",
+        "--bootstrap",
+        &src.bootstrap,
+        "--topic",
+        &t,
+        "--transactions",
+        "10",
+        "--per-txn",
+        "50",
+        "--abort-every",
+        "2",
+    ]);
+    load(src, &t, 500, "gzip", &["--start-index", "500"]);
+    let name = unique_topic("map");
+    let r = start(config(&name, src, dst, &t, "")).await;
+    r.wait_records(1_250, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    r.stop().await;
+    // The map as written to the destination, read by the independent client.
+    let map_topic = format!("__strait.{name}.offsets");
+    let mut runs: std::collections::HashMap<i64, Vec<MapEntry>> = Default::default();
+    for line in tool(&["dump", "--bootstrap", &dst.bootstrap, "--topic", &map_topic]).lines() {
+        let rec: Value = serde_json::from_str(line).unwrap();
+        let key = String::from_utf8(b64(rec["k"].as_str().unwrap())).unwrap();
+        let (topic, part) = key.rsplit_once(':').unwrap();
+        assert_eq!(topic, t);
+        let (src_topic, entries) = decode_value(&b64(rec["v"].as_str().unwrap())).expect("valid map record");
+        assert_eq!(src_topic, t);
+        runs.entry(part.parse().unwrap()).or_default().extend(entries);
+    }
+    // Match every record by content: source offset → translated == destination offset.
+    let index = |bootstrap: &str, iso: &str| -> std::collections::HashMap<String, (i64, i64)> {
+        tool(&["dump", "--bootstrap", bootstrap, "--topic", &t, "--isolation", iso])
+            .lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                let id = format!("{}|{}|{}|{}|{}", v["p"], v["k"], v["v"], v["h"], v["ts"]);
+                (id, (v["p"].as_i64().unwrap(), v["o"].as_i64().unwrap()))
+            })
+            .collect()
+    };
+    let (s, d) = (
+        index(&src.bootstrap, "read_committed"),
+        index(&dst.bootstrap, "read_uncommitted"),
+    );
+    assert_eq!(s.len(), 1_250);
+    let mut checked = 0;
+    for (id, (p, so)) in &s {
+        let (dp, dof) = d[id];
+        assert_eq!(dp, *p);
+        let mut r = runs[p].clone();
+        r.sort_by_key(|e| e.src_base);
+        assert_eq!(
+            translate(&r, *so),
+            Some(dof),
+            "source {p}@{so} should map to destination {dof}"
+        );
+        checked += 1;
+    }
+    eprintln!(
+        "offset map: {checked} records translated exactly; runs per partition: {:?}",
+        runs.iter().map(|(p, r)| (p, r.len())).collect::<Vec<_>>()
+    );
+}
+
+fn b64(s: &str) -> Vec<u8> {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::new();
+    let mut buf = 0u32;
+    let mut bits = 0;
+    for c in s.bytes().filter(|c| *c != b'=') {
+        buf = (buf << 6) | T.iter().position(|x| *x == c).expect("base64") as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buf >> bits) as u8);
+        }
+    }
+    out
 }

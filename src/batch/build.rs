@@ -97,7 +97,9 @@ pub fn encode_records(records: &[TestRecord]) -> Vec<u8> {
 pub fn build_batch(o: &BuildOptions, records: &[TestRecord]) -> RawBatch {
     let plain = encode_records(records);
     let payload = super::reencode::compress(o.codec, &plain).expect("compress");
-    let last_delta = o.last_offset_delta.unwrap_or_else(|| records.last().map(|r| r.offset_delta).unwrap_or(0));
+    let last_delta = o
+        .last_offset_delta
+        .unwrap_or_else(|| records.last().map(|r| r.offset_delta).unwrap_or(0));
     let mut b = BytesMut::with_capacity(61 + payload.len());
     b.put_i64(o.base_offset);
     b.put_i32((49 + payload.len()) as i32);

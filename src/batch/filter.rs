@@ -115,7 +115,12 @@ mod tests {
 
     fn txn_batch(pid: i64, base: i64, n: i32) -> RawBatch {
         build_batch(
-            &BuildOptions { base_offset: base, producer_id: pid, transactional: true, ..Default::default() },
+            &BuildOptions {
+                base_offset: base,
+                producer_id: pid,
+                transactional: true,
+                ..Default::default()
+            },
             &(0..n).map(|i| TestRecord::simple(i, b"v")).collect::<Vec<_>>(),
         )
     }
@@ -124,8 +129,19 @@ mod tests {
         // Control record key: version 0, type 0 (abort) or 1 (commit).
         let key = [0u8, 0, 0, commit as u8];
         build_batch(
-            &BuildOptions { base_offset: offset, producer_id: pid, transactional: true, control: true, ..Default::default() },
-            &[TestRecord { offset_delta: 0, key: Some(key.to_vec()), value: Some(vec![0, 0, 0, 0, 0, 0]), headers: vec![] }],
+            &BuildOptions {
+                base_offset: offset,
+                producer_id: pid,
+                transactional: true,
+                control: true,
+                ..Default::default()
+            },
+            &[TestRecord {
+                offset_delta: 0,
+                key: Some(key.to_vec()),
+                value: Some(vec![0, 0, 0, 0, 0, 0]),
+                headers: vec![],
+            }],
         )
     }
 
@@ -138,18 +154,35 @@ mod tests {
         assert_eq!(f.classify(&marker(7, 3, false)), Disposition::Skip(SkipReason::Control));
         assert_eq!(f.classify(&txn_batch(8, 4, 2)), Disposition::Forward);
         assert_eq!(f.classify(&marker(8, 6, true)), Disposition::Skip(SkipReason::Control));
-        assert_eq!(f.classify(&txn_batch(7, 7, 2)), Disposition::Forward, "after its ABORT marker pid 7 is no longer aborted");
+        assert_eq!(
+            f.classify(&txn_batch(7, 7, 2)),
+            Disposition::Forward,
+            "after its ABORT marker pid 7 is no longer aborted"
+        );
     }
 
     #[test]
     fn gaps_take_the_slow_path_and_empty_batches_are_skipped() {
         let mut f = BatchFilter::default();
         let gappy = build_batch(
-            &BuildOptions { last_offset_delta: Some(9), ..Default::default() },
-            &[TestRecord::simple(0, b"a"), TestRecord::simple(4, b"b"), TestRecord::simple(9, b"c")],
+            &BuildOptions {
+                last_offset_delta: Some(9),
+                ..Default::default()
+            },
+            &[
+                TestRecord::simple(0, b"a"),
+                TestRecord::simple(4, b"b"),
+                TestRecord::simple(9, b"c"),
+            ],
         );
         assert_eq!(f.classify(&gappy), Disposition::Reencode);
-        let empty = build_batch(&BuildOptions { last_offset_delta: Some(5), ..Default::default() }, &[]);
+        let empty = build_batch(
+            &BuildOptions {
+                last_offset_delta: Some(5),
+                ..Default::default()
+            },
+            &[],
+        );
         assert_eq!(f.classify(&empty), Disposition::Skip(SkipReason::Empty));
     }
 }

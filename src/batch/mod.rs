@@ -18,7 +18,7 @@ pub mod varint;
 
 pub use filter::{BatchFilter, Disposition, SkipReason};
 pub use patch::{crc_is_valid, patch_for_produce, PatchedBatch, ProducerStamp};
-pub use reencode::{reencode_contiguous, Reencoded};
+pub use reencode::{reencode_contiguous, reencode_from, Reencoded};
 
 /// Size of the v2 batch header.
 pub const V2_HEADER_LEN: usize = 61;

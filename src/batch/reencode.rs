@@ -26,6 +26,14 @@ pub struct Reencoded {
 /// Re-encodes `b` with contiguous offset deltas. The source CRC is checked first:
 /// a fresh CRC is computed only over bytes whose old CRC was verified.
 pub fn reencode_contiguous(b: &RawBatch) -> Result<Reencoded, BatchError> {
+    reencode_from(b, i64::MIN).map(|r| r.expect("no record is dropped without a minimum offset"))
+}
+
+/// Like [`reencode_contiguous`], dropping the records below `min_offset` (a batch
+/// that straddles the fetch position, e.g. after the log start moved into it).
+/// The new batch's base offset is its first kept record's; `source_deltas` are
+/// relative to it. `None` when no record is kept.
+pub fn reencode_from(b: &RawBatch, min_offset: i64) -> Result<Option<Reencoded>, BatchError> {
     let at = b.base_offset();
     let bad = |reason: String| BatchError::Malformed {
         base_offset: at,
@@ -39,8 +47,10 @@ pub fn reencode_contiguous(b: &RawBatch) -> Result<Reencoded, BatchError> {
         decompress(codec_id, b.bytes().slice(V2_HEADER_LEN..)).map_err(|e| bad(format!("cannot decompress: {e:#}")))?;
     let mut input = &plain[..];
     let mut out = Vec::with_capacity(plain.len());
-    let mut deltas = Vec::with_capacity(b.record_count().max(0) as usize);
+    let mut deltas: Vec<i32> = Vec::with_capacity(b.record_count().max(0) as usize);
     let mut scratch = Vec::new();
+    let mut seen = 0i64;
+    let mut first_kept: Option<i32> = None;
     while !input.is_empty() {
         let len = read_varint(&mut input).ok_or_else(|| bad("bad record length".into()))?;
         if len < 0 || len as usize > input.len() {
@@ -54,7 +64,12 @@ pub fn reencode_contiguous(b: &RawBatch) -> Result<Reencoded, BatchError> {
         read_varlong(&mut rec).ok_or_else(|| bad("bad timestamp delta".into()))?;
         let ts_bytes = &ts_start[..ts_start.len() - rec.len()];
         let delta = read_varint(&mut rec).ok_or_else(|| bad("bad offset delta".into()))?;
-        deltas.push(delta);
+        seen += 1;
+        if at + (delta as i64) < min_offset {
+            continue;
+        }
+        let first = *first_kept.get_or_insert(delta);
+        deltas.push(delta - first);
         scratch.clear();
         scratch.push(attributes);
         scratch.extend_from_slice(ts_bytes);
@@ -63,26 +78,25 @@ pub fn reencode_contiguous(b: &RawBatch) -> Result<Reencoded, BatchError> {
         put_varint(&mut out, scratch.len() as i32);
         out.extend_from_slice(&scratch);
     }
-    if deltas.len() as i64 != b.record_count() as i64 {
-        return Err(bad(format!(
-            "header says {} records, found {}",
-            b.record_count(),
-            deltas.len()
-        )));
+    if seen != b.record_count() as i64 {
+        return Err(bad(format!("header says {} records, found {seen}", b.record_count())));
     }
+    let Some(first) = first_kept else { return Ok(None) };
     let body = compress(codec_id, &out).map_err(|e| bad(format!("cannot compress: {e:#}")))?;
     let mut h = BytesMut::with_capacity(V2_HEADER_LEN + body.len());
     h.put_slice(&b.bytes()[..V2_HEADER_LEN]);
+    h[0..8].copy_from_slice(&(at + first as i64).to_be_bytes());
+    h[57..61].copy_from_slice(&(deltas.len() as i32).to_be_bytes());
     let length = (V2_HEADER_LEN - 12 + body.len()) as i32;
     h[8..12].copy_from_slice(&length.to_be_bytes());
     h[23..27].copy_from_slice(&((deltas.len() as i32) - 1).to_be_bytes());
     h.put_slice(&body);
     let crc = crc32c::crc32c(&h[21..]);
     h[17..21].copy_from_slice(&crc.to_be_bytes());
-    Ok(Reencoded {
+    Ok(Some(Reencoded {
         batch: RawBatch { bytes: h.freeze() },
         source_deltas: deltas,
-    })
+    }))
 }
 
 pub(crate) fn decompress(codec_id: u8, mut payload: Bytes) -> anyhow::Result<Bytes> {
@@ -139,15 +153,32 @@ mod tests {
                 value: Some(vec![1; 300]),
                 headers: vec![("h".into(), Some(b"1".to_vec())), ("h".into(), Some(b"2".to_vec()))],
             },
-            TestRecord { offset_delta: 3, key: None, value: Some(b"x".to_vec()), headers: vec![("h".into(), None)] },
+            TestRecord {
+                offset_delta: 3,
+                key: None,
+                value: Some(b"x".to_vec()),
+                headers: vec![("h".into(), None)],
+            },
             TestRecord {
                 offset_delta: 7,
                 key: Some(b"c".to_vec()),
                 value: None,
-                headers: vec![("h".into(), Some(b"1".to_vec())), ("h".into(), Some(b"1".to_vec())), ("z".into(), Some(vec![]))],
+                headers: vec![
+                    ("h".into(), Some(b"1".to_vec())),
+                    ("h".into(), Some(b"1".to_vec())),
+                    ("z".into(), Some(vec![])),
+                ],
             },
         ];
-        let b = build_batch(&BuildOptions { base_offset: 100, codec, last_offset_delta: Some(7), ..Default::default() }, &records);
+        let b = build_batch(
+            &BuildOptions {
+                base_offset: 100,
+                codec,
+                last_offset_delta: Some(7),
+                ..Default::default()
+            },
+            &records,
+        );
         (b, records)
     }
 
@@ -155,7 +186,11 @@ mod tests {
     fn reencode_keeps_every_record_byte_for_byte_in_every_codec() {
         for codec in 0..=4u8 {
             let (b, mut records) = compacted(codec);
-            assert_eq!(b.last_offset_delta() + 1 - b.record_count(), 5, "three records, gaps of five");
+            assert_eq!(
+                b.last_offset_delta() + 1 - b.record_count(),
+                5,
+                "three records, gaps of five"
+            );
             let r = reencode_contiguous(&b).unwrap();
             assert_eq!(r.source_deltas, vec![0, 3, 7]);
             let nb = &r.batch;
@@ -175,13 +210,29 @@ mod tests {
     }
 
     #[test]
+    fn records_below_the_fetch_position_are_dropped() {
+        let (b, _) = compacted(2);
+        let r = reencode_from(&b, 103).unwrap().unwrap();
+        assert_eq!(r.batch.base_offset(), 103);
+        assert_eq!(r.batch.record_count(), 2);
+        assert_eq!(r.source_deltas, vec![0, 4]);
+        assert!(crate::batch::crc_is_valid(&r.batch));
+        assert!(reencode_from(&b, 108).unwrap().is_none());
+    }
+
+    #[test]
     fn corrupt_source_is_refused_not_blessed() {
         let (b, _) = compacted(3);
         let mut raw = b.bytes().to_vec();
         let n = raw.len();
         raw[n - 2] ^= 0xff;
-        let bad = RawBatch { bytes: Bytes::from(raw) };
-        assert!(matches!(reencode_contiguous(&bad), Err(BatchError::CrcMismatch { base_offset: 100 })));
+        let bad = RawBatch {
+            bytes: Bytes::from(raw),
+        };
+        assert!(matches!(
+            reencode_contiguous(&bad),
+            Err(BatchError::CrcMismatch { base_offset: 100 })
+        ));
     }
 
     #[test]
@@ -191,7 +242,10 @@ mod tests {
         raw[57..61].copy_from_slice(&5i32.to_be_bytes());
         let crc = crc32c::crc32c(&raw[21..]);
         raw[17..21].copy_from_slice(&crc.to_be_bytes());
-        let e = reencode_contiguous(&RawBatch { bytes: Bytes::from(raw) }).unwrap_err();
+        let e = reencode_contiguous(&RawBatch {
+            bytes: Bytes::from(raw),
+        })
+        .unwrap_err();
         assert!(e.to_string().contains("header says 5 records, found 3"), "{e}");
     }
 }

@@ -277,7 +277,11 @@ mod tests {
             );
         }
         // Everything other than the batches (and their patched headers) is small framing.
-        let payload: usize = t.iter().flat_map(|t| &t.partitions).map(|p| p.header.len() + p.records.len()).sum();
+        let payload: usize = t
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .map(|p| p.header.len() + p.records.len())
+            .sum();
         let framing = frame.len - payload;
         assert!(framing < 100, "framing bytes: {framing}");
     }

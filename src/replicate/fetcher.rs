@@ -24,9 +24,7 @@ use uuid::Uuid;
 use super::budget::Budget;
 use super::metrics::Metrics;
 use super::producer::{Item, Producer, Route};
-use crate::batch::{
-    crc_is_valid, reencode_contiguous, split_batches, BatchError, BatchFilter, Disposition, SkipReason,
-};
+use crate::batch::{crc_is_valid, reencode_from, split_batches, BatchError, BatchFilter, Disposition, SkipReason};
 use crate::client::admin::{EARLIEST, LATEST};
 use crate::client::{classify, error_name, Client, ErrorClass};
 use crate::config::{Config, StartFrom};
@@ -525,7 +523,14 @@ async fn process_partition(
             if b.last_offset() < next {
                 continue; // the first batch can start before the fetch offset
             }
-            match filter.classify(&b) {
+            let mut disposition = filter.classify(&b);
+            if b.base_offset() < next && matches!(disposition, Disposition::Forward | Disposition::Reencode) {
+                // The batch straddles the fetch position (the log start moved into it,
+                // or start_from = latest landed inside it): re-encode without the
+                // records before the position, which the source no longer serves.
+                disposition = Disposition::Reencode;
+            }
+            match disposition {
                 Disposition::Forward => {
                     if !crc_is_valid(&b) {
                         Metrics::add(&f.metrics.crc_refetches, 1);
@@ -542,18 +547,21 @@ async fn process_partition(
                         batch: b.clone(),
                     });
                 }
-                Disposition::Reencode => match reencode_contiguous(&b) {
-                    Ok(r) => {
+                Disposition::Reencode => match reencode_from(&b, next) {
+                    Ok(Some(r)) => {
                         Metrics::add(&f.metrics.batches_slow, 1);
                         let share = held.split(b.len());
                         items.push(Item::Batch {
-                            src_base: b.base_offset(),
+                            src_base: r.batch.base_offset(),
                             src_last: b.last_offset(),
                             deltas: Some(r.source_deltas),
                             held: share,
                             batch: r.batch,
                         });
                     }
+                    Ok(None) => items.push(Item::Skip {
+                        src_last: b.last_offset(),
+                    }),
                     Err(BatchError::CrcMismatch { .. }) => {
                         Metrics::add(&f.metrics.crc_refetches, 1);
                         warn!(topic = %key.0, partition = key.1, offset = b.base_offset(), "fetched batch fails its CRC; fetching it again");
