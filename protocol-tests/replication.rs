@@ -575,6 +575,10 @@ async fn destination_leader_killed_mid_stream_loses_nothing() {
     );
     r.wait_records(80_000, Duration::from_secs(120)).await;
     dst.start_node(leader).unwrap();
+    // While the destination stalled, fetching waited: memory stayed under max_buffered_bytes.
+    let peak = r.handle.peak_buffered_bytes();
+    assert!(peak <= 2_097_152, "held {peak} bytes, above max_buffered_bytes");
+    assert!(peak > 0);
     let s = r.stop().await;
     eprintln!(
         "destination leader {leader} killed after {killed_at} records; {} records replicated",

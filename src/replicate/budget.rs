@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 pub struct Budget {
     limit: usize,
     used: Mutex<usize>,
+    peak: std::sync::atomic::AtomicUsize,
     freed: Notify,
 }
 
@@ -31,6 +32,7 @@ impl Budget {
         Arc::new(Self {
             limit,
             used: Mutex::new(0),
+            peak: std::sync::atomic::AtomicUsize::new(0),
             freed: Notify::new(),
         })
     }
@@ -38,6 +40,11 @@ impl Budget {
     /// Bytes currently held.
     pub fn used(&self) -> usize {
         *self.used.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The most bytes ever held at once.
+    pub fn peak(&self) -> usize {
+        self.peak.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The configured cap.
@@ -54,6 +61,7 @@ impl Budget {
                 let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
                 if *used + bytes <= self.limit || *used == 0 {
                     *used += bytes;
+                    self.peak.fetch_max(*used, std::sync::atomic::Ordering::Relaxed);
                     return Held {
                         budget: self.clone(),
                         bytes,

@@ -108,6 +108,11 @@ impl Handle {
     pub fn buffered_bytes(&self) -> usize {
         self.budget.used()
     }
+
+    /// The most bytes ever held between fetch and acknowledgement.
+    pub fn peak_buffered_bytes(&self) -> usize {
+        self.budget.peak()
+    }
 }
 
 /// Runs a replication until `shutdown` resolves. `on_start` receives a [`Handle`]
