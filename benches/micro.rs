@@ -1,16 +1,20 @@
-//! Micro-benchmarks of the fast path, reported as throughput.
+//! Micro-benchmarks of the fast path, reported as throughput (bytes/s).
 //!
 //! `cargo bench --bench micro`
 
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ResponseHeader, TopicName};
+use kafka_protocol::protocol::{Encodable, HeaderVersion, StrBytes};
 use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
-use strait::batch::split_batches;
+use strait::batch::build::{build_batch, BuildOptions, TestRecord};
+use strait::batch::{crc_is_valid, patch_for_produce, reencode_contiguous, split_batches, ProducerStamp};
 use strait::protocol::produce::encode_produce;
-use strait::protocol::{ProducePartition, ProduceTopic};
+use strait::protocol::{decode_response, ProducePartition, ProduceTopic};
 
 /// A blob of `batches` v2 batches of `per_batch` 1 KiB records, like a Fetch response's records.
-fn fetch_blob(batches: usize, per_batch: usize) -> Bytes {
+fn fetch_blob(batches: usize, per_batch: usize, codec: Compression) -> Bytes {
     let mut buf = BytesMut::new();
     for b in 0..batches {
         let records: Vec<Record> = (0..per_batch)
@@ -26,7 +30,9 @@ fn fetch_blob(batches: usize, per_batch: usize) -> Bytes {
                 sequence: (b * per_batch + i) as i32,
                 timestamp: 1_700_000_000_000,
                 key: Some(Bytes::from(format!("key-{i}"))),
-                value: Some(Bytes::from(vec![b'x'; 1024])),
+                value: Some(Bytes::from(
+                    (0..1024).map(|j| ((i * 31 + j * 7) % 251) as u8).collect::<Vec<u8>>(),
+                )),
                 headers: Default::default(),
             })
             .collect();
@@ -35,7 +41,7 @@ fn fetch_blob(batches: usize, per_batch: usize) -> Bytes {
             &records,
             &RecordEncodeOptions {
                 version: 2,
-                compression: Compression::None,
+                compression: codec,
             },
         )
         .unwrap();
@@ -44,15 +50,75 @@ fn fetch_blob(batches: usize, per_batch: usize) -> Bytes {
 }
 
 fn split(c: &mut Criterion) {
-    let blob = fetch_blob(64, 16);
+    let blob = fetch_blob(64, 16, Compression::None);
     let mut g = c.benchmark_group("split_batches");
     g.throughput(Throughput::Bytes(blob.len() as u64));
-    g.bench_function("64x16KiB", |b| b.iter(|| split_batches(&blob).unwrap()));
+    g.bench_function("64 batches x 16 KiB", |b| b.iter(|| split_batches(&blob).unwrap()));
+    g.finish();
+}
+
+fn header_patch(c: &mut Criterion) {
+    let blob = fetch_blob(1, 256, Compression::None); // one 256 KiB batch
+    let (batches, _) = split_batches(&blob).unwrap();
+    let batch = &batches[0];
+    let stamp = ProducerStamp {
+        producer_id: 42,
+        producer_epoch: 1,
+        transactional: false,
+    };
+    let mut g = c.benchmark_group("header_rewrite_256KiB_batch");
+    g.throughput(Throughput::Bytes(batch.len() as u64));
+    g.bench_function("patch + linear CRC fix-up", |b| {
+        b.iter(|| patch_for_produce(batch, stamp, 7))
+    });
+    g.bench_function("full CRC-32C verify pass", |b| b.iter(|| crc_is_valid(batch)));
+    g.bench_function("patch + full CRC recompute", |b| {
+        b.iter(|| {
+            let p = patch_for_produce(batch, stamp, 7);
+            let mut crc = crc32c::crc32c(&p.header[21..]);
+            crc = crc32c::crc32c_append(crc, &p.body);
+            crc
+        })
+    });
+    g.finish();
+}
+
+fn fetch_decode(c: &mut Criterion) {
+    let version = 12;
+    let resp = FetchResponse::default().with_responses(
+        (0..8)
+            .map(|t| {
+                FetchableTopicResponse::default()
+                    .with_topic(TopicName(StrBytes::from_string(format!("topic-{t}"))))
+                    .with_partitions(
+                        (0..4)
+                            .map(|p| {
+                                PartitionData::default()
+                                    .with_partition_index(p)
+                                    .with_records(Some(fetch_blob(4, 16, Compression::Lz4)))
+                            })
+                            .collect(),
+                    )
+            })
+            .collect(),
+    );
+    let mut frame = BytesMut::new();
+    ResponseHeader::default()
+        .with_correlation_id(1)
+        .encode(&mut frame, FetchResponse::header_version(version))
+        .unwrap();
+    resp.encode(&mut frame, version).unwrap();
+    let frame = frame.freeze();
+    let mut g = c.benchmark_group("fetch_response_decode");
+    g.throughput(Throughput::Bytes(frame.len() as u64));
+    g.bench_function("32 partitions, lz4", |b| {
+        b.iter(|| decode_response::<FetchRequest>(frame.clone(), version).unwrap())
+    });
     g.finish();
 }
 
 fn produce_encode(c: &mut Criterion) {
-    let blob = fetch_blob(64, 16);
+    let blob = fetch_blob(64, 16, Compression::None);
     let (batches, _) = split_batches(&blob).unwrap();
     let topics: Vec<ProduceTopic> = (0..8)
         .map(|t| ProduceTopic {
@@ -69,7 +135,7 @@ fn produce_encode(c: &mut Criterion) {
         .collect();
     let mut g = c.benchmark_group("produce_encode_zero_copy");
     g.throughput(Throughput::Bytes(blob.len() as u64));
-    g.bench_function("64 partitions", |b| {
+    g.bench_function("64 partitions x 16 KiB", |b| {
         b.iter_batched(
             || topics.clone(),
             |t| encode_produce(1, "strait", 11, None, -1, 30_000, &t).unwrap(),
@@ -79,5 +145,32 @@ fn produce_encode(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, split, produce_encode);
+fn slow_path(c: &mut Criterion) {
+    let mut g = c.benchmark_group("slow_path_reencode_compacted");
+    for (codec, name) in [(0u8, "none"), (3u8, "lz4")] {
+        // 256 survivors of 1 KiB at every other offset.
+        let records: Vec<TestRecord> = (0..256)
+            .map(|i| TestRecord {
+                offset_delta: i * 2,
+                key: Some(format!("k{i}").into_bytes()),
+                value: Some((0..1024).map(|j| ((i as usize * 31 + j * 7) % 251) as u8).collect()),
+                headers: vec![("h".into(), Some(b"1".to_vec())), ("h".into(), Some(b"2".to_vec()))],
+            })
+            .collect();
+        let b = build_batch(
+            &BuildOptions {
+                codec,
+                last_offset_delta: Some(511),
+                ..Default::default()
+            },
+            &records,
+        );
+        let plain: usize = 256 * 1040;
+        g.throughput(Throughput::Bytes(plain as u64));
+        g.bench_function(name, |bn| bn.iter(|| reencode_contiguous(&b).unwrap()));
+    }
+    g.finish();
+}
+
+criterion_group!(benches, split, header_patch, fetch_decode, produce_encode, slow_path);
 criterion_main!(benches);
