@@ -47,8 +47,10 @@ pub struct BuildOptions {
     pub codec: u8,
     /// lastOffsetDelta (default: the last record's delta).
     pub last_offset_delta: Option<i32>,
-    /// baseTimestamp; record i has timestamp delta `i * 10`.
+    /// baseTimestamp; record i has timestamp delta `i * 10` unless `timestamps` is set.
     pub base_timestamp: i64,
+    /// Absolute timestamp of each record (then baseTimestamp is their minimum).
+    pub timestamps: Option<Vec<i64>>,
 }
 
 impl Default for BuildOptions {
@@ -61,16 +63,22 @@ impl Default for BuildOptions {
             codec: 0,
             last_offset_delta: None,
             base_timestamp: 1_700_000_000_000,
+            timestamps: None,
         }
     }
 }
 
-/// Encodes the records section (uncompressed).
+/// Encodes the records section (uncompressed); record i's timestamp delta is `i * 10`.
 pub fn encode_records(records: &[TestRecord]) -> Vec<u8> {
+    let deltas: Vec<i64> = (0..records.len() as i64).map(|i| i * 10).collect();
+    encode_records_at(records, &deltas)
+}
+
+fn encode_records_at(records: &[TestRecord], ts_deltas: &[i64]) -> Vec<u8> {
     let mut out = Vec::new();
     for (i, r) in records.iter().enumerate() {
         let mut body = vec![0u8]; // attributes
-        put_varlong(&mut body, i as i64 * 10);
+        put_varlong(&mut body, ts_deltas[i]);
         put_varint(&mut body, r.offset_delta);
         let put_bytes = |b: &mut Vec<u8>, v: &Option<Vec<u8>>| match v {
             None => put_varint(b, -1),
@@ -95,7 +103,28 @@ pub fn encode_records(records: &[TestRecord]) -> Vec<u8> {
 
 /// Builds one v2 batch with a valid CRC.
 pub fn build_batch(o: &BuildOptions, records: &[TestRecord]) -> RawBatch {
-    let plain = encode_records(records);
+    let (base_ts, max_ts, deltas) = match &o.timestamps {
+        Some(ts) => {
+            let base = ts.iter().copied().min().unwrap_or(-1);
+            let max = ts.iter().copied().max().unwrap_or(-1);
+            (
+                base,
+                max,
+                ts.iter()
+                    .map(|t| if *t >= 0 && base >= 0 { t - base } else { 0 })
+                    .collect::<Vec<_>>(),
+            )
+        }
+        None => {
+            let n = records.len().max(1) as i64;
+            (
+                o.base_timestamp,
+                o.base_timestamp + (n - 1) * 10,
+                (0..records.len() as i64).map(|i| i * 10).collect(),
+            )
+        }
+    };
+    let plain = encode_records_at(records, &deltas);
     let payload = super::reencode::compress(o.codec, &plain).expect("compress");
     let last_delta = o
         .last_offset_delta
@@ -115,8 +144,8 @@ pub fn build_batch(o: &BuildOptions, records: &[TestRecord]) -> RawBatch {
     }
     b.put_i16(attrs);
     b.put_i32(last_delta);
-    b.put_i64(o.base_timestamp);
-    b.put_i64(o.base_timestamp + (records.len().max(1) as i64 - 1) * 10);
+    b.put_i64(base_ts);
+    b.put_i64(max_ts);
     b.put_i64(o.producer_id);
     b.put_i16(if o.producer_id >= 0 { 0 } else { -1 });
     b.put_i32(if o.producer_id >= 0 { 0 } else { -1 });

@@ -14,11 +14,13 @@ pub mod crc;
 pub mod filter;
 pub mod patch;
 pub mod reencode;
+pub mod upconvert;
 pub mod varint;
 
 pub use filter::{BatchFilter, Disposition, SkipReason};
 pub use patch::{crc_is_valid, patch_for_produce, PatchedBatch, ProducerStamp};
 pub use reencode::{reencode_contiguous, reencode_from, Reencoded};
+pub use upconvert::up_convert;
 
 /// Size of the v2 batch header.
 pub const V2_HEADER_LEN: usize = 61;

@@ -24,7 +24,9 @@ use uuid::Uuid;
 use super::budget::Budget;
 use super::metrics::Metrics;
 use super::producer::{Item, Producer, Route};
-use crate::batch::{crc_is_valid, reencode_from, split_batches, BatchError, BatchFilter, Disposition, SkipReason};
+use crate::batch::{
+    crc_is_valid, reencode_from, split_batches, up_convert, BatchError, BatchFilter, Disposition, SkipReason,
+};
 use crate::client::admin::{EARLIEST, LATEST};
 use crate::client::{classify, error_name, Client, ErrorClass};
 use crate::config::{Config, StartFrom};
@@ -579,20 +581,54 @@ async fn process_partition(
                         return;
                     }
                 },
-                Disposition::UpConvert => {
-                    drop(items);
-                    f.stop_partition(
-                        key,
-                        format!(
-                            "{} partition {} holds a magic {} (pre-0.11) batch at offset {}; up-conversion is not supported yet",
-                            key.0,
-                            key.1,
-                            b.magic(),
-                            b.base_offset()
-                        ),
-                    );
-                    return;
-                }
+                Disposition::UpConvert => match up_convert(&b) {
+                    Ok(r) if r.batch.base_offset() >= next => {
+                        Metrics::add(&f.metrics.batches_slow, 1);
+                        let share = held.split(b.len());
+                        items.push(Item::Batch {
+                            src_base: r.batch.base_offset(),
+                            src_last: b.last_offset(),
+                            deltas: Some(r.source_deltas),
+                            held: share,
+                            batch: r.batch,
+                        });
+                    }
+                    Ok(r) => {
+                        // A legacy wrapper straddling the fetch position: convert, then trim.
+                        match reencode_from(&r.batch, next) {
+                            Ok(Some(t)) => {
+                                Metrics::add(&f.metrics.batches_slow, 1);
+                                let share = held.split(b.len());
+                                items.push(Item::Batch {
+                                    src_base: t.batch.base_offset(),
+                                    src_last: b.last_offset(),
+                                    deltas: Some(t.source_deltas),
+                                    held: share,
+                                    batch: t.batch,
+                                });
+                            }
+                            _ => items.push(Item::Skip {
+                                src_last: b.last_offset(),
+                            }),
+                        }
+                    }
+                    Err(BatchError::CrcMismatch { .. }) => {
+                        Metrics::add(&f.metrics.crc_refetches, 1);
+                        warn!(topic = %key.0, partition = key.1, offset = b.base_offset(), "fetched legacy message fails its CRC; fetching it again");
+                        break;
+                    }
+                    Err(e) => {
+                        drop(items);
+                        f.stop_partition(
+                            key,
+                            format!(
+                                "cannot up-convert a legacy message of {} partition {}: {e}",
+                                key.0, key.1
+                            ),
+                        );
+                        return;
+                    }
+                },
                 Disposition::Skip(reason) => {
                     let c = match reason {
                         SkipReason::Control => &f.metrics.batches_control,
