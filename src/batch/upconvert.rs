@@ -186,7 +186,10 @@ pub(crate) mod tests {
         e
     }
 
-    fn decode_v2(b: &RawBatch) -> Vec<(i64, Option<Vec<u8>>, Option<Vec<u8>>, i64)> {
+    /// (offset, key, value, timestamp) of each record.
+    type Decoded = (i64, Option<Vec<u8>>, Option<Vec<u8>>, i64);
+
+    fn decode_v2(b: &RawBatch) -> Vec<Decoded> {
         let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut b.bytes().clone()).unwrap();
         set.records
             .iter()
