@@ -6,6 +6,7 @@
 #![warn(missing_debug_implementations)]
 
 pub mod batch;
+pub mod bench;
 pub mod client;
 pub mod config;
 pub mod protocol;

@@ -26,6 +26,32 @@ enum Command {
     },
     /// Prints the annotated example configuration.
     ExampleConfig,
+    /// Measures a replication: loads a fresh source topic (in a separate process)
+    /// while replicating it, then reports throughput, latency, CPU and memory.
+    Bench {
+        /// Source cluster bootstrap servers.
+        #[arg(long)]
+        source: String,
+        /// Destination cluster bootstrap servers.
+        #[arg(long)]
+        destination: String,
+        #[command(flatten)]
+        load: LoadArgs,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Writes synthetic records to a topic (used by `bench`; handy for tests).
+    Load {
+        /// Bootstrap servers.
+        #[arg(long)]
+        bootstrap: String,
+        /// Topic (created if missing).
+        #[arg(long)]
+        topic: String,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
     /// Checks a config file and prints the replication it describes.
     CheckConfig {
         /// Path of the TOML config.
@@ -38,6 +64,43 @@ enum Command {
         #[arg(long)]
         bootstrap: String,
     },
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct LoadArgs {
+    /// Records to write.
+    #[arg(long, default_value_t = 1_000_000)]
+    records: u64,
+    /// Value size of each record, bytes.
+    #[arg(long, default_value_t = 1024)]
+    record_size: usize,
+    /// Codec: none, gzip, snappy, lz4, zstd.
+    #[arg(long, default_value = "lz4")]
+    codec: String,
+    /// Partitions of the topic.
+    #[arg(long, default_value_t = 8)]
+    partitions: i32,
+    /// Distinct keys (0: null keys).
+    #[arg(long, default_value_t = 1000)]
+    keys: u64,
+    /// Records per produced batch (like the producer's batch.size / record size; 1 = 1-record batches).
+    #[arg(long, default_value_t = 256)]
+    batch_records: usize,
+}
+
+impl LoadArgs {
+    fn options(&self, bootstrap: &str, topic: &str) -> strait::bench::LoadOptions {
+        strait::bench::LoadOptions {
+            bootstrap: bootstrap.to_string(),
+            topic: topic.to_string(),
+            records: self.records,
+            record_size: self.record_size,
+            codec: self.codec.clone(),
+            partitions: self.partitions,
+            keys: self.keys,
+            batch_records: self.batch_records.max(1),
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -62,6 +125,21 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Describe { bootstrap } => describe(&bootstrap).await,
             Command::Run { config, progress } => run(&config, progress).await,
+            Command::Load { bootstrap, topic, load } => {
+                let bytes = strait::bench::load(&load.options(&bootstrap, &topic)).await?;
+                eprintln!(
+                    "loaded {} records, {:.1} MB of batches into {topic}",
+                    load.records,
+                    bytes as f64 / 1e6
+                );
+                Ok(())
+            }
+            Command::Bench {
+                source,
+                destination,
+                load,
+                json,
+            } => bench(&source, &destination, &load, json).await,
             Command::ExampleConfig => {
                 print!("{}", strait::config::EXAMPLE);
                 Ok(())
@@ -105,6 +183,63 @@ async fn run(path: &std::path::Path, progress: u64) -> Result<(), Box<dyn std::e
             eprintln!("partition stopped: {s}");
         }
         return Err(format!("{} partition(s) stopped on errors", summary.stopped.len()).into());
+    }
+    Ok(())
+}
+
+async fn bench(source: &str, destination: &str, load: &LoadArgs, json: bool) -> Result<(), Box<dyn std::error::Error>> {
+    strait::bench::codec(&load.codec)?;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis();
+    let topic = format!("strait-bench-{stamp}");
+    // Create the topic first, so replication finds it at once.
+    let src = Client::connect(ClientConfig::new(source)).await?;
+    src.create_topics(
+        &[strait::client::NewTopic {
+            name: topic.clone(),
+            partitions: load.partitions,
+            replication_factor: -1,
+            configs: vec![],
+        }],
+        30_000,
+        false,
+    )
+    .await?;
+    let cfg = strait::config::Config::parse(
+        &format!(
+            "name = \"bench-{stamp}\"\ntopics = [\"{topic}\"]\nrefresh_interval_ms = 1000\n[source]\nbootstrap_servers = \"{source}\"\n[destination]\nbootstrap_servers = \"{destination}\"\n"
+        ),
+        "bench",
+    )?;
+    let loader = std::process::Command::new(std::env::current_exe()?)
+        .args(["load", "--bootstrap", source, "--topic", &topic])
+        .args([
+            "--records",
+            &load.records.to_string(),
+            "--record-size",
+            &load.record_size.to_string(),
+        ])
+        .args(["--codec", &load.codec, "--partitions", &load.partitions.to_string()])
+        .args([
+            "--keys",
+            &load.keys.to_string(),
+            "--batch-records",
+            &load.batch_records.to_string(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    if !json {
+        eprintln!(
+            "bench: loading {} records of {} B ({}) into {topic} while replicating it",
+            load.records, load.record_size, load.codec
+        );
+    }
+    let report = strait::bench::bench(cfg, load.records, loader).await?;
+    if json {
+        println!("{}", report.json());
+    } else {
+        println!("{}", report.text());
     }
     Ok(())
 }

@@ -127,6 +127,13 @@ impl RawBatch {
         }
         self.base_offset() + self.last_offset_delta() as i64
     }
+    /// v2 `maxTimestamp` (-1 for magic 0/1).
+    pub fn max_timestamp(&self) -> i64 {
+        if self.magic() < 2 {
+            return -1;
+        }
+        self.i64_at(35)
+    }
     /// v2 `producerId`.
     pub fn producer_id(&self) -> i64 {
         self.i64_at(43)

@@ -30,6 +30,57 @@ pub struct Metrics {
     /// Checkpoints committed.
     pub checkpoints: AtomicU64,
     errors: Mutex<BTreeMap<i16, u64>>,
+    latency: Mutex<Histogram>,
+}
+
+/// Log-bucketed histogram of microseconds (16 buckets per power of two, ~4 % resolution).
+#[derive(Debug, Clone)]
+pub struct Histogram {
+    counts: Vec<u64>,
+    total: u64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Self {
+            counts: vec![0; 64 * 16],
+            total: 0,
+        }
+    }
+}
+
+impl Histogram {
+    fn bucket(us: u64) -> usize {
+        let v = us.max(1) as f64;
+        ((v.log2() * 16.0) as usize).min(64 * 16 - 1)
+    }
+
+    /// Adds `n` samples of `us` microseconds.
+    pub fn record(&mut self, us: u64, n: u64) {
+        self.counts[Self::bucket(us)] += n;
+        self.total += n;
+    }
+
+    /// Number of samples.
+    pub fn count(&self) -> u64 {
+        self.total
+    }
+
+    /// The value (µs) at quantile `q` (0..=1), upper edge of its bucket; 0 when empty.
+    pub fn quantile(&self, q: f64) -> u64 {
+        if self.total == 0 {
+            return 0;
+        }
+        let target = ((self.total as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen >= target {
+                return 2f64.powf((i + 1) as f64 / 16.0) as u64;
+            }
+        }
+        u64::MAX
+    }
 }
 
 impl Metrics {
@@ -53,6 +104,25 @@ impl Metrics {
             .or_default() += 1;
     }
 
+    /// Records the replication latency of `records` records: from their source
+    /// timestamp (ms since the epoch) to now, the destination's acknowledgement.
+    pub fn latency(&self, source_timestamp_ms: i64, records: u64) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as i64)
+            .unwrap_or(0);
+        let us = (now - source_timestamp_ms * 1000).max(0) as u64;
+        self.latency
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record(us, records);
+    }
+
+    /// A copy of the replication latency histogram.
+    pub fn latency_histogram(&self) -> Histogram {
+        self.latency.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// Error counts by Kafka error code.
     pub fn errors(&self) -> BTreeMap<i16, u64> {
         self.errors.lock().unwrap_or_else(|p| p.into_inner()).clone()
@@ -67,5 +137,24 @@ impl Metrics {
         } else {
             100.0 * slow / total
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_quantiles_are_within_five_percent() {
+        let mut h = Histogram::default();
+        for us in 1..=10_000u64 {
+            h.record(us, 1);
+        }
+        for (q, want) in [(0.5, 5_000.0), (0.99, 9_900.0), (0.999, 9_990.0)] {
+            let got = h.quantile(q) as f64;
+            assert!((got - want).abs() / want < 0.05, "q{q}: {got} vs {want}");
+        }
+        assert_eq!(h.count(), 10_000);
+        assert_eq!(Histogram::default().quantile(0.5), 0);
     }
 }

@@ -419,6 +419,7 @@ impl Producer {
                     Metrics::add(&self.metrics.records, e.records as u64);
                     if let Some((raw, _)) = e.batch.take() {
                         Metrics::add(&self.metrics.bytes, raw.len() as u64);
+                        self.metrics.latency(raw.max_timestamp(), e.records as u64);
                     }
                     if base >= 0 {
                         part.map.push(MapEntry {
