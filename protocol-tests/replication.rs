@@ -796,3 +796,38 @@ fn b64(s: &str) -> Vec<u8> {
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_record_batches_are_coalesced_without_changing_records() {
+    let (src, dst) = (harness::kafka4(), harness::kafka4_dest());
+    let prefix = unique_topic("tiny");
+    let mut topics = Vec::new();
+    for codec in ["lz4", "none"] {
+        let t = format!("{prefix}-{codec}");
+        create(src, &t, 2, &["retention.ms=-1"]);
+        // linger.ms=0 and a 1-byte batch.size: librdkafka writes one record per batch.
+        load(
+            src,
+            &t,
+            6_000,
+            codec,
+            &["--linger-ms", "0", "--batch-size", "1", "--value-size", "200"],
+        );
+        topics.push(t);
+    }
+    let r = start(config(&unique_topic("tiny"), src, dst, &format!("{prefix}-.*"), "")).await;
+    r.wait_records(12_000, Duration::from_secs(60)).await;
+    let coalesced = strait::replicate::metrics::Metrics::get(&r.handle.metrics.batches_coalesced);
+    let s = r.stop().await;
+    assert_eq!(s.records, 12_000);
+    assert!(coalesced > 1_000, "only {coalesced} batches coalesced");
+    for t in &topics {
+        assert_same(src, t, dst, t, &[]);
+        let (src_batches, dst_batches) = (log_codecs(src, t, 0).len(), log_codecs(dst, t, 0).len());
+        eprintln!("{t}: {src_batches} source batches -> {dst_batches} destination batches");
+        assert!(
+            dst_batches * 4 < src_batches,
+            "{src_batches} source batches became {dst_batches}"
+        );
+    }
+}

@@ -10,6 +10,7 @@
 use bytes::Bytes;
 
 pub mod build;
+pub mod coalesce;
 pub mod crc;
 pub mod filter;
 pub mod patch;

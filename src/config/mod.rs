@@ -120,6 +120,8 @@ struct RawConfig {
     max_in_flight_per_partition: Spanned<usize>,
     #[serde(default = "default_max_request_bytes")]
     max_request_bytes: usize,
+    #[serde(default = "default_coalesce_below_bytes")]
+    coalesce_below_bytes: usize,
     #[serde(default = "default_replication_factor")]
     replication_factor: i16,
     #[serde(default = "default_true")]
@@ -159,6 +161,9 @@ pub struct Config {
     pub max_in_flight_per_partition: usize,
     /// Target size of one Produce request.
     pub max_request_bytes: usize,
+    /// Queued source batches smaller than this are merged into larger ones before
+    /// producing (re-encoded; 0 turns coalescing off).
+    pub coalesce_below_bytes: usize,
     /// Replication factor of topics strait creates (-1: the destination's default).
     pub replication_factor: i16,
     /// Copy topic configs and their changes from source to destination.
@@ -215,6 +220,9 @@ fn default_max_in_flight() -> Spanned<usize> {
 }
 fn default_max_request_bytes() -> usize {
     8 * 1024 * 1024
+}
+fn default_coalesce_below_bytes() -> usize {
+    16 * 1024
 }
 fn default_replication_factor() -> i16 {
     -1
@@ -343,6 +351,7 @@ impl Config {
             fetch_max_wait: Duration::from_millis(raw.fetch_max_wait_ms),
             max_in_flight_per_partition: *raw.max_in_flight_per_partition.get_ref(),
             max_request_bytes: raw.max_request_bytes.max(64 * 1024),
+            coalesce_below_bytes: raw.coalesce_below_bytes,
             replication_factor: raw.replication_factor,
             sync_topic_configs: raw.sync_topic_configs,
         })

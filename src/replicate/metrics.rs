@@ -15,6 +15,8 @@ pub struct Metrics {
     pub batches_fast: AtomicU64,
     /// Batches re-encoded because compaction left offset gaps (the slow path).
     pub batches_slow: AtomicU64,
+    /// Small source batches merged into larger ones (coalescing).
+    pub batches_coalesced: AtomicU64,
     /// Transaction marker batches dropped.
     pub batches_control: AtomicU64,
     /// Batches of aborted transactions dropped.

@@ -211,13 +211,14 @@ where
                 let secs = now.duration_since(last.0).as_secs_f64().max(1e-3);
                 let lag: Vec<String> = handle.lag().iter().map(|(t, l)| format!("{t}={}", l.records)).collect();
                 info!(
-                    "progress: {:.0} records/s, {:.2} MB/s, total {} records; lag {}; buffered {:.1} MiB; slow path {:.1}%",
+                    "progress: {:.0} records/s, {:.2} MB/s, total {} records; lag {}; buffered {:.1} MiB; slow path {:.1}%; coalesced {} batches",
                     (r - last.1) as f64 / secs,
                     (b - last.2) as f64 / secs / 1e6,
                     r,
                     if lag.is_empty() { "-".to_string() } else { lag.join(" ") },
                     budget.used() as f64 / (1024.0 * 1024.0),
                     metrics.slow_path_percent(),
+                    Metrics::get(&metrics.batches_coalesced),
                 );
                 last = (now, r, b);
             }

@@ -24,6 +24,7 @@ use uuid::Uuid;
 use super::budget::Held;
 use super::metrics::Metrics;
 use super::offset_map::MapEntry;
+use crate::batch::coalesce::{can_coalesce, coalesce};
 use crate::batch::{patch_for_produce, PatchedBatch, ProducerStamp, RawBatch};
 use crate::client::{classify, error_name, Client, ClientError, ErrorClass};
 use crate::config::Config;
@@ -81,7 +82,9 @@ struct Entry {
     records: i32,
     batch: Option<(RawBatch, PatchedBatch)>,
     deltas: Option<Vec<i32>>,
-    _held: Option<Held>,
+    /// Sent at least once: the broker may have it, so it is never merged again.
+    sent_once: bool,
+    _held: Vec<Held>,
 }
 
 #[derive(Debug)]
@@ -252,7 +255,8 @@ impl Producer {
                         records,
                         batch: Some((batch, patched)),
                         deltas,
-                        _held: Some(held),
+                        sent_once: false,
+                        _held: vec![held],
                     });
                 }
                 Item::Skip { src_last } => part.entries.push_back(Entry {
@@ -264,7 +268,8 @@ impl Producer {
                     records: 0,
                     batch: None,
                     deltas: None,
-                    _held: None,
+                    sent_once: false,
+                    _held: Vec::new(),
                 }),
             }
         }
@@ -339,7 +344,9 @@ impl Producer {
     fn next_request(&self, node: i32) -> Vec<(PartKey, u64, ProducePartition, Uuid)> {
         let max_inflight = self.cfg.max_in_flight_per_partition;
         let max_bytes = self.cfg.max_request_bytes;
-        let mut inner = self.lock();
+        let stamp = *self.stamp.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.lock();
+        let inner = &mut *guard;
         if inner.paused {
             return Vec::new();
         }
@@ -365,6 +372,9 @@ impl Producer {
             let topic_id = inner.topic_ids.get(&key.0).copied().unwrap_or_default();
             let part = inner.parts.get_mut(&key).expect("key from map");
             let Some(i) = part.first_queued() else { continue };
+            if let Some(merged) = coalesce_run(part, i, self.cfg.coalesce_below_bytes, stamp, &mut inner.next_id) {
+                Metrics::add(&self.metrics.batches_coalesced, merged as u64);
+            }
             let e = &mut part.entries[i];
             let (_, patched) = e.batch.as_ref().expect("queued entries hold a batch");
             if bytes > 0 && bytes + patched.len() > max_bytes {
@@ -372,6 +382,7 @@ impl Producer {
             }
             bytes += patched.len();
             e.state = State::InFlight;
+            e.sent_once = true;
             let pp = ProducePartition {
                 partition: key.1,
                 header: patched.header.clone(),
@@ -559,6 +570,72 @@ impl Producer {
         self.wake.notify_waiters();
         Ok(())
     }
+}
+
+/// Largest batch built by coalescing.
+const COALESCE_MAX_BYTES: usize = 512 * 1024;
+
+/// Merges the run of small, never-sent batches starting at entry `i` into one
+/// entry (see [`crate::batch::coalesce`]). Returns how many batches were merged.
+fn coalesce_run(part: &mut Part, i: usize, below: usize, stamp: ProducerStamp, next_id: &mut u64) -> Option<usize> {
+    if below == 0 {
+        return None;
+    }
+    let small = |e: &Entry| -> Option<RawBatch> {
+        let (raw, _) = e.batch.as_ref()?;
+        (e.state == State::Queued && !e.sent_once && e.deltas.is_none() && raw.len() < below && can_coalesce(raw))
+            .then(|| raw.clone())
+    };
+    let first = small(&part.entries[i])?;
+    let codec = first.codec();
+    let mut raws = vec![first];
+    let mut end = i; // last entry merged
+    let mut size = raws[0].len();
+    for (j, e) in part.entries.iter().enumerate().skip(i + 1) {
+        if size >= COALESCE_MAX_BYTES {
+            break;
+        }
+        if e.batch.is_none() && e.state == State::Acked {
+            continue; // a skipped marker between batches: covered by the merged range
+        }
+        match small(e) {
+            Some(raw) if raw.codec() == codec => {
+                size += raw.len();
+                raws.push(raw);
+                end = j;
+            }
+            _ => break,
+        }
+    }
+    if raws.len() < 2 {
+        return None;
+    }
+    let merged = coalesce(&raws).ok()?;
+    let head = &part.entries[i];
+    let (seq, src_base) = (head.seq, head.src_base);
+    let src_last = part.entries[end].src_last;
+    let mut held = Vec::new();
+    for e in part.entries.drain(i..=end) {
+        held.extend(e._held);
+    }
+    *next_id += 1;
+    let patched = patch_for_produce(&merged.batch, stamp, seq);
+    part.entries.insert(
+        i,
+        Entry {
+            id: *next_id,
+            src_base,
+            src_last,
+            state: State::Queued,
+            seq,
+            records: merged.batch.record_count(),
+            batch: Some((merged.batch, patched)),
+            deltas: Some(merged.source_deltas),
+            sent_once: false,
+            _held: held,
+        },
+    );
+    Some(raws.len())
 }
 
 /// Refreshes destination leaders when a partition lost its leader.

@@ -1,0 +1,164 @@
+//! Coalescing: merge runs of small batches of one partition into one batch.
+//!
+//! Produce carries one batch per partition per request and a broker serves one
+//! request per connection at a time, so a source written with tiny batches (one
+//! record each, `linger.ms=0`) would be replicated at one request round trip per
+//! batch. When such batches queue up, the producer merges them: records are
+//! copied byte for byte except their offset and timestamp deltas, which are
+//! rebased onto the merged batch, and the codec is kept. Source CRCs are checked
+//! first. This is a slow path, taken only when it wins (configurable:
+//! `coalesce_below_bytes`).
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::patch::crc_is_valid;
+use super::reencode::{compress, decompress};
+use super::varint::{put_varint, put_varlong, read_varint, read_varlong};
+use super::{BatchError, RawBatch, Reencoded, V2_HEADER_LEN};
+
+fn i64_at(b: &[u8], at: usize) -> i64 {
+    i64::from_be_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// True when `b` may be merged with its neighbours: a plain v2 data batch.
+pub fn can_coalesce(b: &RawBatch) -> bool {
+    b.magic() == 2 && !b.is_control() && !b.is_transactional() && b.record_count() > 0
+}
+
+/// Merges consecutive batches (same codec, in offset order) into one batch with
+/// contiguous offset deltas; `source_deltas[i]` is record i's source offset minus
+/// the first batch's base offset.
+pub fn coalesce(batches: &[RawBatch]) -> Result<Reencoded, BatchError> {
+    let first = batches.first().ok_or(BatchError::Malformed {
+        base_offset: -1,
+        reason: "nothing to coalesce".into(),
+    })?;
+    let base = first.base_offset();
+    let codec = first.codec();
+    let bad = |at: i64, reason: String| BatchError::Malformed {
+        base_offset: at,
+        reason,
+    };
+    let base_ts = batches.iter().map(|b| i64_at(b.bytes(), 27)).min().unwrap_or(-1);
+    let max_ts = batches.iter().map(|b| i64_at(b.bytes(), 35)).max().unwrap_or(-1);
+    let mut out = Vec::new();
+    let mut deltas = Vec::new();
+    let mut scratch = Vec::new();
+    for b in batches {
+        let at = b.base_offset();
+        if !crc_is_valid(b) {
+            return Err(BatchError::CrcMismatch { base_offset: at });
+        }
+        if b.codec() != codec || !can_coalesce(b) {
+            return Err(bad(at, "only plain v2 batches of one codec can be coalesced".into()));
+        }
+        let batch_ts = i64_at(b.bytes(), 27);
+        let plain = decompress(codec, b.bytes().slice(V2_HEADER_LEN..))
+            .map_err(|e| bad(at, format!("cannot decompress: {e:#}")))?;
+        let mut input = &plain[..];
+        while !input.is_empty() {
+            let len = read_varint(&mut input).ok_or_else(|| bad(at, "bad record length".into()))?;
+            if len < 1 || len as usize > input.len() {
+                return Err(bad(at, format!("record length {len} exceeds the batch")));
+            }
+            let (rec, rest) = input.split_at(len as usize);
+            input = rest;
+            let attributes = rec[0];
+            let mut r = &rec[1..];
+            let ts_delta = read_varlong(&mut r).ok_or_else(|| bad(at, "bad timestamp delta".into()))?;
+            let off_delta = read_varint(&mut r).ok_or_else(|| bad(at, "bad offset delta".into()))?;
+            deltas.push((at + off_delta as i64 - base) as i32);
+            scratch.clear();
+            scratch.push(attributes);
+            put_varlong(&mut scratch, batch_ts + ts_delta - base_ts);
+            put_varint(&mut scratch, (deltas.len() - 1) as i32);
+            scratch.extend_from_slice(r); // key, value, headers: untouched
+            put_varint(&mut out, scratch.len() as i32);
+            out.extend_from_slice(&scratch);
+        }
+    }
+    let body = compress(codec, &out).map_err(|e| bad(base, format!("cannot compress: {e:#}")))?;
+    let mut h = BytesMut::with_capacity(V2_HEADER_LEN + body.len());
+    h.put_slice(&first.bytes()[..V2_HEADER_LEN]);
+    h[8..12].copy_from_slice(&((V2_HEADER_LEN - 12 + body.len()) as i32).to_be_bytes());
+    h[23..27].copy_from_slice(&(deltas.len() as i32 - 1).to_be_bytes());
+    h[27..35].copy_from_slice(&base_ts.to_be_bytes());
+    h[35..43].copy_from_slice(&max_ts.to_be_bytes());
+    h[57..61].copy_from_slice(&(deltas.len() as i32).to_be_bytes());
+    h.put_slice(&body);
+    let crc = crc32c::crc32c(&h[21..]);
+    h[17..21].copy_from_slice(&crc.to_be_bytes());
+    Ok(Reencoded {
+        batch: RawBatch { bytes: Bytes::from(h) },
+        source_deltas: deltas,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::build::{build_batch, BuildOptions, TestRecord};
+    use kafka_protocol::records::RecordBatchDecoder;
+
+    #[test]
+    fn merges_batches_keeping_records_and_timestamps() {
+        for codec in [0u8, 1, 2, 3, 4] {
+            let batches: Vec<RawBatch> = (0..5)
+                .map(|i| {
+                    build_batch(
+                        &BuildOptions {
+                            base_offset: 10 + i * 2,
+                            codec,
+                            base_timestamp: 1_700_000_000_000 + i * 1000,
+                            ..Default::default()
+                        },
+                        &[
+                            TestRecord::simple(0, format!("a{i}").as_bytes()),
+                            TestRecord {
+                                offset_delta: 1,
+                                key: None,
+                                value: None,
+                                headers: vec![("h".into(), None), ("h".into(), Some(b"x".to_vec()))],
+                            },
+                        ],
+                    )
+                })
+                .collect();
+            let r = coalesce(&batches).unwrap();
+            assert!(crc_is_valid(&r.batch));
+            assert_eq!(r.batch.codec(), codec);
+            assert_eq!(r.batch.record_count(), 10);
+            assert_eq!(r.batch.last_offset_delta(), 9);
+            assert_eq!(r.source_deltas, (0..10).collect::<Vec<i32>>());
+            let got = RecordBatchDecoder::decode(&mut r.batch.bytes().clone()).unwrap();
+            let ts: Vec<i64> = got.records.iter().map(|r| r.timestamp).collect();
+            let want: Vec<i64> = (0..5)
+                .flat_map(|i| [1_700_000_000_000 + i * 1000, 1_700_000_000_000 + i * 1000 + 10])
+                .collect();
+            assert_eq!(ts, want, "codec {codec}");
+            assert_eq!(got.records[4].value.as_deref(), Some(&b"a2"[..]));
+        }
+    }
+
+    #[test]
+    fn gaps_between_batches_are_kept_in_the_deltas() {
+        // A transaction marker at offset 12 between two batches.
+        let a = build_batch(
+            &BuildOptions {
+                base_offset: 10,
+                ..Default::default()
+            },
+            &[TestRecord::simple(0, b"a"), TestRecord::simple(1, b"b")],
+        );
+        let b = build_batch(
+            &BuildOptions {
+                base_offset: 13,
+                ..Default::default()
+            },
+            &[TestRecord::simple(0, b"c")],
+        );
+        let r = coalesce(&[a, b]).unwrap();
+        assert_eq!(r.source_deltas, vec![0, 1, 3]);
+        assert_eq!(r.batch.last_offset_delta(), 2);
+    }
+}
