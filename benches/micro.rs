@@ -7,8 +7,8 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ResponseHeader, TopicName};
 use kafka_protocol::protocol::{Encodable, HeaderVersion, StrBytes};
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
-use strait::batch::build::{build_batch, BuildOptions, TestRecord};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
+use strait::batch::build::{build_batch, simple_record, BuildOptions, TestRecord};
 use strait::batch::{crc_is_valid, patch_for_produce, reencode_contiguous, split_batches, ProducerStamp};
 use strait::protocol::produce::encode_produce;
 use strait::protocol::{decode_response, ProducePartition, ProduceTopic};
@@ -18,22 +18,15 @@ fn fetch_blob(batches: usize, per_batch: usize, codec: Compression) -> Bytes {
     let mut buf = BytesMut::new();
     for b in 0..batches {
         let records: Vec<Record> = (0..per_batch)
-            .map(|i| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: (b * per_batch + i) as i64,
-                sequence: (b * per_batch + i) as i32,
-                timestamp: 1_700_000_000_000,
-                key: Some(Bytes::from(format!("key-{i}"))),
-                value: Some(Bytes::from(
-                    (0..1024).map(|j| ((i * 31 + j * 7) % 251) as u8).collect::<Vec<u8>>(),
-                )),
-                headers: Default::default(),
+            .map(|i| {
+                let n = (b * per_batch + i) as i64;
+                let value: Vec<u8> = (0..1024).map(|j| ((i * 31 + j * 7) % 251) as u8).collect();
+                simple_record(
+                    n,
+                    1_700_000_000_000,
+                    Some(Bytes::from(format!("key-{i}"))),
+                    Some(Bytes::from(value)),
+                )
             })
             .collect();
         RecordBatchEncoder::encode(

@@ -265,7 +265,7 @@ const CODECS: [(Compression, &str); 5] = [
 
 /// Produces one batch per call through the zero-copy path, acks=all; returns its base offset.
 async fn produce_batch(
-    conn: &Connection,
+    conn: &Arc<Connection>,
     topic: &str,
     id: Uuid,
     partition: i32,

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::ProduceRequest;
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
+
+use crate::batch::build::simple_record;
 
 use crate::client::{Client, ClientConfig, ClientError, NewTopic};
 use crate::config::Config;
@@ -85,21 +87,12 @@ fn batch(first: u64, n: usize, o: &LoadOptions, codec: Compression) -> Result<By
                     *b = x as u8;
                 }
             }
-            Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: i as i32,
-                timestamp: ts,
-                key: (o.keys > 0).then(|| Bytes::from(format!("key-{}", idx % o.keys))),
-                value: Some(Bytes::from(value)),
-                headers: Default::default(),
-            }
+            simple_record(
+                i as i64,
+                ts,
+                (o.keys > 0).then(|| Bytes::from(format!("key-{}", idx % o.keys))),
+                Some(Bytes::from(value)),
+            )
         })
         .collect();
     let mut buf = BytesMut::new();

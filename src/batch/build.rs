@@ -3,6 +3,7 @@
 //! control batches and empty batches — the shapes real logs contain.
 
 use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::records::{Record, TimestampType};
 
 use super::varint::{put_varint, put_varlong};
 use super::RawBatch;
@@ -154,4 +155,25 @@ pub fn build_batch(o: &BuildOptions, records: &[TestRecord]) -> RawBatch {
     let crc = crc32c::crc32c(&b[21..]);
     b[17..21].copy_from_slice(&crc.to_be_bytes());
     RawBatch { bytes: Bytes::from(b) }
+}
+
+/// A `kafka-protocol` record with no producer or transaction state, for the
+/// crate's `RecordBatchEncoder` (which starts a new batch whenever
+/// `offset - sequence` changes, so the sequence follows the offset).
+pub fn simple_record(offset: i64, timestamp: i64, key: Option<Bytes>, value: Option<Bytes>) -> Record {
+    Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset,
+        sequence: offset as i32,
+        timestamp,
+        key,
+        value,
+        headers: Default::default(),
+    }
 }

@@ -14,7 +14,7 @@
 const POLY: u32 = 0x82F6_3B78;
 
 /// `a · b mod P` in the reflected bit order CRC-32C uses.
-fn mult_mod_p(a: u32, mut b: u32) -> u32 {
+const fn mult_mod_p(a: u32, mut b: u32) -> u32 {
     let mut m: u32 = 1 << 31;
     let mut p: u32 = 0;
     loop {
@@ -32,28 +32,12 @@ fn mult_mod_p(a: u32, mut b: u32) -> u32 {
 
 /// `X2N[i] = x^(2^i) mod P`.
 const fn x2n_table() -> [u32; 32] {
-    // const-eval version of mult_mod_p for squaring
-    const fn mm(a: u32, mut b: u32) -> u32 {
-        let mut m: u32 = 1 << 31;
-        let mut p: u32 = 0;
-        loop {
-            if a & m != 0 {
-                p ^= b;
-                if a & (m - 1) == 0 {
-                    break;
-                }
-            }
-            m >>= 1;
-            b = if b & 1 != 0 { (b >> 1) ^ POLY } else { b >> 1 };
-        }
-        p
-    }
     let mut t = [0u32; 32];
     let mut p: u32 = 1 << 30; // x^1
     t[0] = p;
     let mut i = 1;
     while i < 32 {
-        p = mm(p, p);
+        p = mult_mod_p(p, p);
         t[i] = p;
         i += 1;
     }

@@ -188,24 +188,17 @@ pub fn split_batches(records: &Bytes) -> Result<(Vec<RawBatch>, usize), BatchErr
 mod tests {
     use super::*;
     use bytes::{BufMut, BytesMut};
-    use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
 
     fn batch(n: i64, codec: Compression) -> Bytes {
         let records: Vec<Record> = (0..n)
-            .map(|i| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i,
-                sequence: i as i32,
-                timestamp: 1_700_000_000_000 + i,
-                key: Some(Bytes::from(format!("k{i}"))),
-                value: Some(Bytes::from(vec![b'v'; 100])),
-                headers: Default::default(),
+            .map(|i| {
+                build::simple_record(
+                    i,
+                    1_700_000_000_000 + i,
+                    Some(Bytes::from(format!("k{i}"))),
+                    Some(Bytes::from(vec![b'v'; 100])),
+                )
             })
             .collect();
         let mut buf = BytesMut::new();

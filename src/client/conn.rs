@@ -266,41 +266,21 @@ impl Connection {
         .await
     }
 
-    /// Sends a Produce request built by the zero-copy encoder: record batches go to
-    /// the socket from their original buffers. `acks` must be -1 or 1 (acks=0 has
-    /// no response and is never used by strait).
+    /// Sends a Produce request built by the zero-copy encoder and waits for the
+    /// answer: record batches go to the socket from their original buffers.
+    /// `acks` must be -1 or 1 (acks=0 has no response and is never used by strait).
     pub async fn produce(
-        &self,
+        self: &Arc<Self>,
         version: i16,
         transactional_id: Option<&str>,
         acks: i16,
         timeout_ms: i32,
         topics: &[ProduceTopic],
     ) -> Result<ProduceResponse> {
-        if acks == 0 {
-            return Err(ClientError::Invalid {
-                what: "acks",
-                reason: "acks=0 gets no response and can lose data; use -1 (all)".into(),
-            });
-        }
-        let frame = self
-            .roundtrip(ProduceRequest::KEY_I16, |id| {
-                encode_produce(
-                    id,
-                    &self.config.client_id,
-                    version,
-                    transactional_id,
-                    acks,
-                    timeout_ms,
-                    topics,
-                )
-                .map(|f| f.chunks)
-            })
-            .await?;
-        let (_, resp) =
-            decode_response::<ProduceRequest>(frame, version).map_err(|source| self.protocol_error(source))?;
-        self.note_throttle(resp.throttle_time_ms);
-        Ok(resp)
+        self.submit_produce(version, transactional_id, acks, timeout_ms, topics)
+            .await?
+            .response()
+            .await
     }
 
     fn protocol_error(&self, source: crate::protocol::ProtocolError) -> ClientError {

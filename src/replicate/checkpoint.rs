@@ -12,12 +12,13 @@ use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::ProduceRequest;
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
 use tracing::debug;
 
 use super::metrics::Metrics;
 use super::offset_map::{encode_value, merge};
 use super::producer::Producer;
+use crate::batch::build::simple_record;
 use crate::client::{Client, ClientError, NewTopic};
 use crate::config::Config;
 use crate::protocol::{ProducePartition, ProduceTopic};
@@ -129,20 +130,13 @@ impl Checkpointer {
         let records: Vec<Record> = entries
             .iter()
             .enumerate()
-            .map(|(i, (route, runs))| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: i as i32,
-                timestamp: now,
-                key: Some(Bytes::from(format!("{}:{}", route.dst_topic, route.partition))),
-                value: Some(Bytes::from(encode_value(&route.src_topic, &merge(runs.clone())))),
-                headers: Default::default(),
+            .map(|(i, (route, runs))| {
+                simple_record(
+                    i as i64,
+                    now,
+                    Some(Bytes::from(format!("{}:{}", route.dst_topic, route.partition))),
+                    Some(Bytes::from(encode_value(&route.src_topic, &merge(runs.clone())))),
+                )
             })
             .collect();
         let mut buf = BytesMut::new();

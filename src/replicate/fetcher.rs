@@ -549,86 +549,49 @@ async fn process_partition(
                         batch: b.clone(),
                     });
                 }
-                Disposition::Reencode => match reencode_from(&b, next) {
-                    Ok(Some(r)) => {
-                        Metrics::add(&f.metrics.batches_slow, 1);
-                        let share = held.split(b.len());
-                        items.push(Item::Batch {
-                            src_base: r.batch.base_offset(),
-                            src_last: b.last_offset(),
-                            deltas: Some(r.source_deltas),
-                            held: share,
-                            batch: r.batch,
-                        });
-                    }
-                    Ok(None) => items.push(Item::Skip {
-                        src_last: b.last_offset(),
-                    }),
-                    Err(BatchError::CrcMismatch { .. }) => {
-                        Metrics::add(&f.metrics.crc_refetches, 1);
-                        warn!(topic = %key.0, partition = key.1, offset = b.base_offset(), "fetched batch fails its CRC; fetching it again");
-                        break;
-                    }
-                    Err(e) => {
-                        drop(items);
-                        f.stop_partition(
-                            key,
-                            format!(
-                                "cannot re-encode a compacted batch of {} partition {}: {e}",
-                                key.0, key.1
-                            ),
-                        );
-                        return;
-                    }
-                },
-                Disposition::UpConvert => match up_convert(&b) {
-                    Ok(r) if r.batch.base_offset() >= next => {
-                        Metrics::add(&f.metrics.batches_slow, 1);
-                        let share = held.split(b.len());
-                        items.push(Item::Batch {
-                            src_base: r.batch.base_offset(),
-                            src_last: b.last_offset(),
-                            deltas: Some(r.source_deltas),
-                            held: share,
-                            batch: r.batch,
-                        });
-                    }
-                    Ok(r) => {
-                        // A legacy wrapper straddling the fetch position: convert, then trim.
-                        match reencode_from(&r.batch, next) {
-                            Ok(Some(t)) => {
-                                Metrics::add(&f.metrics.batches_slow, 1);
-                                let share = held.split(b.len());
-                                items.push(Item::Batch {
-                                    src_base: t.batch.base_offset(),
-                                    src_last: b.last_offset(),
-                                    deltas: Some(t.source_deltas),
-                                    held: share,
-                                    batch: t.batch,
-                                });
+                Disposition::Reencode | Disposition::UpConvert => {
+                    // The slow path: re-encode (compaction gaps, straddling batch) or
+                    // up-convert (magic 0/1), keeping only records at or after `next`.
+                    let converted = if disposition == Disposition::UpConvert {
+                        up_convert(&b).and_then(|r| {
+                            if r.batch.base_offset() >= next {
+                                Ok(Some(r))
+                            } else {
+                                reencode_from(&r.batch, next)
                             }
-                            _ => items.push(Item::Skip {
+                        })
+                    } else {
+                        reencode_from(&b, next)
+                    };
+                    match converted {
+                        Ok(Some(r)) => {
+                            Metrics::add(&f.metrics.batches_slow, 1);
+                            items.push(Item::Batch {
+                                src_base: r.batch.base_offset(),
                                 src_last: b.last_offset(),
-                            }),
+                                deltas: Some(r.source_deltas),
+                                held: held.split(b.len()),
+                                batch: r.batch,
+                            });
+                        }
+                        Ok(None) => items.push(Item::Skip {
+                            src_last: b.last_offset(),
+                        }),
+                        Err(BatchError::CrcMismatch { .. }) => {
+                            Metrics::add(&f.metrics.crc_refetches, 1);
+                            warn!(topic = %key.0, partition = key.1, offset = b.base_offset(), "fetched batch fails its CRC; fetching it again");
+                            break;
+                        }
+                        Err(e) => {
+                            drop(items);
+                            f.stop_partition(
+                                key,
+                                format!("cannot re-encode a batch of {} partition {}: {e}", key.0, key.1),
+                            );
+                            return;
                         }
                     }
-                    Err(BatchError::CrcMismatch { .. }) => {
-                        Metrics::add(&f.metrics.crc_refetches, 1);
-                        warn!(topic = %key.0, partition = key.1, offset = b.base_offset(), "fetched legacy message fails its CRC; fetching it again");
-                        break;
-                    }
-                    Err(e) => {
-                        drop(items);
-                        f.stop_partition(
-                            key,
-                            format!(
-                                "cannot up-convert a legacy message of {} partition {}: {e}",
-                                key.0, key.1
-                            ),
-                        );
-                        return;
-                    }
-                },
+                }
                 Disposition::Skip(reason) => {
                     let c = match reason {
                         SkipReason::Control => &f.metrics.batches_control,
