@@ -232,7 +232,15 @@ async fn every_codec_replicates_record_for_record() {
         };
         load(src, t, 12_500, CODECS[i], idempotent);
     }
-    let r = start(config(&unique_topic("codecs"), src, dst, &format!("{prefix}-.*"), "")).await;
+    // Coalescing off: this test is about the raw path, every batch forwarded as is.
+    let r = start(config(
+        &unique_topic("codecs"),
+        src,
+        dst,
+        &format!("{prefix}-.*"),
+        "coalesce_below_bytes = 0",
+    ))
+    .await;
     r.wait_records(100_000, Duration::from_secs(120)).await;
     let s = r.stop().await;
     assert_eq!(s.records, 100_000, "no record produced twice");
@@ -597,7 +605,14 @@ async fn kafka_3_9_source_to_kafka_4_destination() {
         create(src, &t, 3, &["retention.ms=-1"]);
         load(src, &t, n, codec, &["--idempotent"]);
     }
-    let r = start(config(&unique_topic("x39"), src, dst, &format!("{prefix}-.*"), "")).await;
+    let r = start(config(
+        &unique_topic("x39"),
+        src,
+        dst,
+        &format!("{prefix}-.*"),
+        "coalesce_below_bytes = 0",
+    ))
+    .await;
     r.wait_records(30_000, Duration::from_secs(90)).await;
     r.stop().await;
     for codec in ["zstd", "gzip"] {
