@@ -1,0 +1,309 @@
+#!/usr/bin/env python3
+"""Measurement helper for benches/e2e/run.sh.
+
+  measure.py run --label L --dest-bootstrap B --dest-topic T --partitions P
+                 --expect N --source-bytes X --broker-pids P1,P2
+                 [--timeout S] [--stop-signal INT|TERM] [--log FILE]
+                 -- CMD ARGS...
+      Start CMD (t0 = just before the fork), then every 0.5 s ask the
+      destination cluster for the end offsets of T (one ListOffsets round
+      trip via the admin client; the topic is fresh, so the end offsets sum
+      to the number of replicated records). Stops when they reach N, then
+      snapshots the replicator's CPU (utime+stime+cutime+cstime of the pid
+      from /proc/PID/stat), its VmHWM, and both brokers' CPU delta since t0;
+      only then signals the replicator (shutdown is not measured). Prints one
+      JSON object.
+
+  measure.py source-bytes DATADIR TOPIC
+      Sum of the .log segment sizes of TOPIC's partitions under DATADIR.
+
+  measure.py report --in results.jsonl --md OUT.md --json OUT.json [--meta k=v ...]
+      Markdown table + JSON from the per-run JSON lines.
+"""
+import argparse
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu(pid):
+    """utime+stime+cutime+cstime of pid in seconds, or None."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            s = f.read()
+    except OSError:
+        return None
+    f = s[s.rfind(")") + 2:].split()
+    return sum(int(x) for x in f[11:15]) / CLK
+
+
+def proc_hwm_mb(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
+def machine_busy_s():
+    """Non-idle CPU seconds of the whole machine (all cores) so far."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + (v[4] if len(v) > 4 else 0)
+    return (sum(v[:8]) - idle) / CLK
+
+
+def cmd_source_bytes(a):
+    total = 0
+    for d in glob.glob(os.path.join(a.datadir, a.topic + "-*")):
+        suffix = os.path.basename(d)[len(a.topic) + 1:]
+        if not suffix.isdigit():
+            continue
+        for seg in glob.glob(os.path.join(d, "*.log")):
+            total += os.path.getsize(seg)
+    print(total)
+
+
+def end_offsets_sum(admin, topic, partitions):
+    """Sum of latest offsets, or None while the topic/partitions don't exist."""
+    from confluent_kafka import TopicPartition
+    from confluent_kafka.admin import OffsetSpec
+    md = admin.list_topics(topic=topic, timeout=5)
+    t = md.topics.get(topic)
+    if t is None or t.error is not None or len(t.partitions) < partitions:
+        return None
+    req = {TopicPartition(topic, p): OffsetSpec.latest() for p in range(partitions)}
+    futs = admin.list_offsets(req, request_timeout=10)
+    total = 0
+    for tp, fut in futs.items():
+        total += fut.result().offset
+    return total
+
+
+def cmd_run(a):
+    proc_box = []
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        return _run(a, proc_box)
+    finally:
+        # interrupted: never leave the replicator running
+        for p in proc_box:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def _run(a, proc_box):
+    from confluent_kafka.admin import AdminClient
+    admin = AdminClient({"bootstrap.servers": a.dest_bootstrap, "log_level": 2})
+    brokers = [int(p) for p in a.broker_pids.split(",") if p]
+    b0 = {p: proc_cpu(p) or 0.0 for p in brokers}
+    m0 = machine_busy_s()
+    self0 = proc_cpu(os.getpid())
+    log = open(a.log, "ab") if a.log else subprocess.DEVNULL
+    t0 = time.monotonic()
+    proc = subprocess.Popen(a.cmd, stdin=subprocess.DEVNULL, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc_box.append(proc)
+    first = None
+    done = None
+    count = 0
+    hwm = 0.0
+    cpu = None
+    polls = 0
+    err = None
+    while True:
+        time.sleep(a.poll)
+        now = time.monotonic() - t0
+        h = proc_hwm_mb(proc.pid)
+        if h:
+            hwm = max(hwm, h)
+        if proc.poll() is not None:
+            err = "replicator exited with status %s before completion" % proc.returncode
+            break
+        try:
+            c = end_offsets_sum(admin, a.dest_topic, a.partitions)
+        except Exception as e:  # transient admin errors: keep polling
+            c = None
+        polls += 1
+        if c is not None:
+            count = c
+            if first is None and c > 0:
+                first = now
+            if c >= a.expect:
+                done = now
+                cpu = proc_cpu(proc.pid)
+                h = proc_hwm_mb(proc.pid)
+                if h:
+                    hwm = max(hwm, h)
+                break
+        if now > a.timeout:
+            err = "timeout after %ss: %d of %d records on the destination" % (a.timeout, count, a.expect)
+            cpu = proc_cpu(proc.pid)
+            break
+    bcpu = sum((proc_cpu(p) or b0[p]) - b0[p] for p in brokers)
+    # Everything else the machine did meanwhile (this poller, other users):
+    # a contention indicator.
+    other = machine_busy_s() - m0 - bcpu - (cpu or 0.0)
+    poller = proc_cpu(os.getpid()) - self0
+    wall_at = time.monotonic() - t0
+    # Stop the replicator (not measured).
+    stop_t = time.monotonic()
+    exit_code = proc.poll()
+    if exit_code is None:
+        proc.send_signal(signal.SIGINT if a.stop_signal == "INT" else signal.SIGTERM)
+        try:
+            exit_code = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            exit_code = proc.wait()
+            err = (err + "; " if err else "") + "did not stop within 60 s (SIGKILL)"
+    stop_s = time.monotonic() - stop_t
+    gb = a.source_bytes / 1e9
+    res = {
+        "label": a.label,
+        "records": a.expect,
+        "replicated": count,
+        "source_bytes": a.source_bytes,
+        "wall_s": round(done, 2) if done else None,
+        "first_batch_s": round(first, 2) if first is not None else None,
+        "mb_per_s": round(a.source_bytes / 1e6 / done, 1) if done else None,
+        "mb_per_s_after_first": (round(a.source_bytes / 1e6 / (done - first), 1)
+                                 if done and first is not None and done > first else None),
+        "cpu_s": round(cpu, 2) if cpu is not None else None,
+        "cpu_s_per_gb": round(cpu / gb, 2) if cpu is not None and done else None,
+        "broker_cpu_s": round(bcpu, 2),
+        "peak_rss_mb": round(hwm, 1),
+        "other_cpu_s": round(other, 2),
+        "poller_cpu_s": round(poller, 2),
+        "stop_s": round(stop_s, 2),
+        "exit_code": exit_code,
+        "polls": polls,
+        "measured_until_s": round(wall_at, 2),
+        "error": err,
+    }
+    print(json.dumps(res))
+    return 0 if err is None else 1
+
+
+def fmt(v, nd=1):
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return ("%." + str(nd) + "f") % v
+    return str(v)
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def cmd_report(a):
+    rows = [json.loads(l) for l in open(a.infile) if l.strip()]
+    meta = dict(kv.split("=", 1) for kv in a.meta)
+    workloads = []
+    for r in rows:
+        if r["workload"] not in workloads:
+            workloads.append(r["workload"])
+    by = {(r["workload"], r["tool"]): r for r in rows}
+    out = []
+    out.append("# strait vs MirrorMaker 2 vs bare floor\n")
+    for k, v in meta.items():
+        out.append("- %s: %s" % (k, v))
+    out.append("")
+    out.append("| workload | tool | source MB | wall s | MB/s | MB/s after 1st batch | "
+               "replicator CPU s | CPU s/GB | broker CPU s | peak RSS MB | first batch s | other CPU s |")
+    out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    ratios = []
+    for w in workloads:
+        for tool in ("strait", "mm2", "floor"):
+            r = by.get((w, tool))
+            if not r:
+                continue
+            note = " (%s)" % r["error"] if r.get("error") else ""
+            out.append("| %s | %s%s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                w, tool, note, fmt(r["source_bytes"] / 1e6, 0), fmt(r.get("wall_s"), 2),
+                fmt(r.get("mb_per_s")), fmt(r.get("mb_per_s_after_first")),
+                fmt(r.get("cpu_s"), 2), fmt(r.get("cpu_s_per_gb"), 2),
+                fmt(r.get("broker_cpu_s"), 1), fmt(r.get("peak_rss_mb"), 0),
+                fmt(r.get("first_batch_s"), 1), fmt(r.get("other_cpu_s"), 1)))
+        s, m, f = by.get((w, "strait")), by.get((w, "mm2")), by.get((w, "floor"))
+        g = lambda r, k: r.get(k) if r else None
+        ratios.append({
+            "workload": w,
+            "throughput_strait_over_mm2": ratio(g(s, "mb_per_s"), g(m, "mb_per_s")),
+            "throughput_after_first_strait_over_mm2":
+                ratio(g(s, "mb_per_s_after_first"), g(m, "mb_per_s_after_first")),
+            "cpu_per_gb_strait_over_mm2": ratio(g(s, "cpu_s_per_gb"), g(m, "cpu_s_per_gb")),
+            "cpu_per_gb_strait_over_floor": ratio(g(s, "cpu_s_per_gb"), g(f, "cpu_s_per_gb")),
+            "broker_cpu_strait_over_mm2": ratio(g(s, "broker_cpu_s"), g(m, "broker_cpu_s")),
+        })
+    out.append("")
+    out.append("| workload | throughput strait/MM2 | (after 1st batch) | CPU/GB strait/MM2 | "
+               "CPU/GB strait/floor | broker CPU strait/MM2 |")
+    out.append("|---|---:|---:|---:|---:|---:|")
+    for r in ratios:
+        out.append("| %s | %s | %s | %s | %s | %s |" % (
+            r["workload"], fmt(r["throughput_strait_over_mm2"], 2),
+            fmt(r["throughput_after_first_strait_over_mm2"], 2),
+            fmt(r["cpu_per_gb_strait_over_mm2"], 3), fmt(r["cpu_per_gb_strait_over_floor"], 1),
+            fmt(r["broker_cpu_strait_over_mm2"], 2)))
+    md = "\n".join(out) + "\n"
+    with open(a.md, "w") as f:
+        f.write(md)
+    with open(a.json, "w") as f:
+        json.dump({"meta": meta, "runs": rows, "ratios": ratios}, f, indent=2)
+        f.write("\n")
+    sys.stdout.write(md)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="sub", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--label", required=True)
+    r.add_argument("--dest-bootstrap", required=True)
+    r.add_argument("--dest-topic", required=True)
+    r.add_argument("--partitions", type=int, required=True)
+    r.add_argument("--expect", type=int, required=True)
+    r.add_argument("--source-bytes", type=int, required=True)
+    r.add_argument("--broker-pids", default="")
+    r.add_argument("--timeout", type=float, default=900)
+    r.add_argument("--stop-signal", choices=["INT", "TERM"], default="INT")
+    r.add_argument("--log")
+    r.add_argument("--poll", type=float, default=0.5)
+    r.add_argument("cmd", nargs=argparse.REMAINDER)
+    s = sub.add_parser("source-bytes")
+    s.add_argument("datadir")
+    s.add_argument("topic")
+    p = sub.add_parser("report")
+    p.add_argument("--in", dest="infile", required=True)
+    p.add_argument("--md", required=True)
+    p.add_argument("--json", required=True)
+    p.add_argument("--meta", action="append", default=[])
+    a = ap.parse_args()
+    if a.sub == "run":
+        if a.cmd and a.cmd[0] == "--":
+            a.cmd = a.cmd[1:]
+        sys.exit(cmd_run(a))
+    if a.sub == "source-bytes":
+        cmd_source_bytes(a)
+    if a.sub == "report":
+        cmd_report(a)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,260 @@
+#!/usr/bin/env bash
+# End-to-end comparison: strait vs MirrorMaker 2 (dedicated mode) vs a bare
+# TCP relay floor, on the same two local single-node Kafka 4.1.1 clusters and
+# the same preloaded source topics. See benches/e2e/README.md.
+#
+#   bash benches/e2e/run.sh [--quick] [--workloads a,b,c,d] [--tools strait,mm2,floor]
+#
+#   --quick      200 MB for workloads a/b (default 1 GB); c and d are the same size
+#   --workloads  subset of a (1 KB lz4, 8 partitions), b (same, uncompressed),
+#                c (1-record batches), d (1,000 partitions)
+#   --tools      subset of strait, mm2, floor
+#
+# Results: benches/e2e/results/latest.{md,json} (+ a timestamped copy), table
+# printed at the end. Work dir (clusters, logs, configs): target/e2e/work
+# (kept after the run for inspection; removed at the start of the next run).
+#
+# Env: STRAIT_CACHE_DIR (jar cache, default ~/.cache/strait),
+#      KAFKA_JVM_OPTS (broker JVM flags; default here -XX:TieredStopAtLevel=4,
+#      i.e. full C2 JIT, overriding the harness's C1-only default),
+#      E2E_TIMEOUT (s per replicator run, default 900), MM2_MAX_TASKS (cap on
+#      MM2 tasks.max, default 8), E2E_POLL (destination poll interval s, 0.5).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+E2E="$ROOT/benches/e2e"
+HARNESS="$ROOT/protocol-tests/harness/kafka.sh"
+KTOOL="$ROOT/protocol-tests/tools/kafka_tool.py"
+VERSION=4.1.1
+QUICK=0
+WORKLOADS="a,b,c,d"
+TOOLS="strait,mm2,floor"
+while (($#)); do
+  case $1 in
+    --quick) QUICK=1; shift ;;
+    --workloads) WORKLOADS=$2; shift 2 ;;
+    --tools) TOOLS=$2; shift 2 ;;
+    -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+has_tool() { [[ ",$TOOLS," == *",$1,"* ]]; }
+
+export KAFKA_JVM_OPTS="${KAFKA_JVM_OPTS:--XX:TieredStopAtLevel=4}"
+TIMEOUT=${E2E_TIMEOUT:-900}
+MM2_MAX_TASKS=${MM2_MAX_TASKS:-8}
+POLL=${E2E_POLL:-0.5}
+WORK="$ROOT/target/e2e/work"
+RES="$E2E/results"
+RUNID=$(date +%s)
+T_START=$SECONDS
+
+log() { echo "[e2e $(date +%H:%M:%S)] $*" >&2; }
+
+# ------------------------------------------------------------- cleanup ----
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  for d in "$WORK/A" "$WORK/B"; do
+    [[ -f $d/nodes ]] && bash "$HARNESS" stop "$d" >/dev/null 2>&1 || true
+  done
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --------------------------------------------------------------- build ----
+log "building strait (cargo build --release --locked) and the floor relay"
+cargo build --release --locked >&2
+mkdir -p "$ROOT/target/e2e"
+rustc -O --edition 2021 "$E2E/floor.rs" -o "$ROOT/target/e2e/floor"
+KLIBS=$(bash "$HARNESS" fetch "$VERSION")
+MM2LIBS=""
+if has_tool mm2; then MM2LIBS=$(bash "$E2E/mm2_fetch.sh" "$VERSION"); fi
+
+# ------------------------------------------------------------ clusters ----
+for d in "$WORK/A" "$WORK/B"; do
+  [[ -f $d/nodes ]] && bash "$HARNESS" stop "$d" >/dev/null 2>&1 || true
+done
+rm -rf "$WORK"; mkdir -p "$WORK" "$RES"
+log "starting clusters A and B (Kafka $VERSION, heap 1g, KAFKA_JVM_OPTS=$KAFKA_JVM_OPTS)"
+A=$(bash "$HARNESS" start "$WORK/A" --version "$VERSION" --heap 1g --owner-pid $$)
+B=$(bash "$HARNESS" start "$WORK/B" --version "$VERSION" --heap 1g --owner-pid $$)
+BROKER_PIDS="$(awk '{print $4}' "$WORK/A/nodes"),$(awk '{print $4}' "$WORK/B/nodes")"
+log "A=$A B=$B broker pids $BROKER_PIDS"
+
+RESULTS="$WORK/results.jsonl"; : >"$RESULTS"
+
+# Append one result line with workload/tool fields merged in.
+emit() { # WORKLOAD TOOL JSON
+  python3 -c 'import json,sys; r=json.loads(sys.argv[3]); r["workload"]=sys.argv[1]; r["tool"]=sys.argv[2]; print(json.dumps(r))' \
+    "$1" "$2" "$3" >>"$RESULTS"
+}
+
+# ------------------------------------------------------------ workloads ----
+# Sets W_DESC, PARTS, COUNT, CODEC, LINGER, BATCH for workload $1.
+workload() {
+  local big=$((QUICK ? 200000 : 1000000))
+  case $1 in
+    a) W_DESC="1 KB records, lz4, 8 partitions"; PARTS=8; COUNT=$big; CODEC=lz4; LINGER=20; BATCH=262144 ;;
+    b) W_DESC="1 KB records, uncompressed, 8 partitions"; PARTS=8; COUNT=$big; CODEC=none; LINGER=20; BATCH=262144 ;;
+    c) W_DESC="1-record batches, 1 KB, uncompressed, 8 partitions"; PARTS=8; COUNT=100000; CODEC=none; LINGER=0; BATCH=1 ;;
+    d) W_DESC="1 KB records, lz4, 1000 partitions"; PARTS=1000; COUNT=200000; CODEC=lz4; LINGER=20; BATCH=262144 ;;
+    *) echo "run.sh: unknown workload $1" >&2; exit 2 ;;
+  esac
+}
+
+run_strait() { # W TOPIC
+  local w=$1 t=$2 cfg="$WORK/strait-$1.toml" out
+  cat >"$cfg" <<EOF
+name = "bench-$w-$RUNID"
+topics = ["$t"]
+rename = "strait.{topic}"
+refresh_interval_ms = 1000
+checkpoint_interval_ms = 1000
+[source]
+bootstrap_servers = "$A"
+[destination]
+bootstrap_servers = "$B"
+EOF
+  log "[$w] strait -> strait.$t"
+  out=$(python3 "$E2E/measure.py" run --label strait --dest-bootstrap "$B" \
+    --dest-topic "strait.$t" --partitions "$PARTS" --expect "$COUNT" \
+    --source-bytes "$SRC_BYTES" --broker-pids "$BROKER_PIDS" --timeout "$TIMEOUT" \
+    --poll "$POLL" --stop-signal INT --log "$WORK/strait-$w.log" \
+    -- "$ROOT/target/release/strait" run --config "$cfg" --progress 0) || true
+  log "[$w] strait: $out"
+  [[ -n $out ]] && emit "$w" strait "$out"
+}
+
+# MirrorMaker 2 settings (dedicated mode). Producer/consumer overrides are
+# cluster-scoped client configs: B.producer.* reaches the worker producer that
+# writes to B, A.consumer.* reaches MirrorSourceTask's consumer on A.
+run_mm2() { # W TOPIC
+  local w=$1 t=$2 props="$WORK/mm2-$1.properties" out tasks
+  tasks=$(( PARTS < MM2_MAX_TASKS ? PARTS : MM2_MAX_TASKS ))
+  cat >"$props" <<EOF
+clusters = A, B
+A.bootstrap.servers = $A
+B.bootstrap.servers = $B
+A->B.enabled = true
+B->A.enabled = false
+A->B.topics = $t
+A->B.groups.exclude = .*
+tasks.max = $tasks
+
+# replication factor 1 everywhere (single-node clusters)
+replication.factor = 1
+checkpoints.topic.replication.factor = 1
+heartbeats.topic.replication.factor = 1
+offset.storage.replication.factor = 1
+config.storage.replication.factor = 1
+status.storage.replication.factor = 1
+# fresh Connect group and internal topics per run
+B.group.id = mm2-$w-$RUNID
+offset.storage.topic = mm2-offsets-$w-$RUNID
+config.storage.topic = mm2-configs-$w-$RUNID
+status.storage.topic = mm2-status-$w-$RUNID
+
+# side features off or slowed down. (With offset syncs and checkpoints off,
+# MM2 logs "Failed to configure MirrorCheckpointConnector ... can't run
+# without offset syncs" once: expected, the source connector is unaffected.
+# offset-syncs.* settings must then be absent, or the source connector is
+# rejected too.)
+emit.heartbeats.enabled = false
+emit.checkpoints.enabled = false
+emit.offset-syncs.enabled = false
+sync.group.offsets.enabled = false
+sync.topic.acls.enabled = false
+refresh.topics.interval.seconds = 600
+refresh.groups.interval.seconds = 600
+sync.topic.configs.interval.seconds = 600
+# source offsets committed every second (strait: checkpoint_interval_ms = 1000)
+B.offset.flush.interval.ms = 1000
+
+# producer to B: keep the data's codec; 256 KiB batches, 10 ms linger;
+# idempotent with 5 in flight (Connect's default is 1 in flight; strait keeps
+# up to 5 per partition, idempotently)
+B.producer.compression.type = $MM2_CODEC
+B.producer.batch.size = 262144
+B.producer.linger.ms = 10
+B.producer.enable.idempotence = true
+B.producer.max.in.flight.requests.per.connection = 5
+B.producer.acks = all
+# consumer on A: fetch sizes as strait's defaults (16 MiB / 4 MiB per partition)
+A.consumer.max.poll.records = 2000
+A.consumer.fetch.max.bytes = 16777216
+A.consumer.max.partition.fetch.bytes = 4194304
+EOF
+  cat >"$WORK/mm2-log4j2.properties" <<EOF
+status = warn
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = $WORK/mm2-$w.log
+appender.file.append = true
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = file
+EOF
+  log "[$w] MirrorMaker 2 (tasks.max=$tasks) -> A.$t"
+  out=$(python3 "$E2E/measure.py" run --label mm2 --dest-bootstrap "$B" \
+    --dest-topic "A.$t" --partitions "$PARTS" --expect "$COUNT" \
+    --source-bytes "$SRC_BYTES" --broker-pids "$BROKER_PIDS" --timeout "$TIMEOUT" \
+    --poll "$POLL" --stop-signal TERM --log "$WORK/mm2-$w.out" \
+    -- java -Xmx512m -Dlog4j2.configurationFile="$WORK/mm2-log4j2.properties" \
+       -cp "$MM2LIBS/*" org.apache.kafka.connect.mirror.MirrorMaker "$props") || true
+  log "[$w] mm2: $out"
+  [[ -n $out ]] && emit "$w" mm2 "$out"
+}
+
+run_floor() { # W
+  local w=$1 out
+  out=$("$ROOT/target/e2e/floor" "$SRC_BYTES")
+  out=$(python3 - "$out" "$COUNT" <<'EOF'
+import json, sys
+f = json.loads(sys.argv[1]); gb = f["bytes"] / 1e9
+print(json.dumps({"label": "floor", "records": int(sys.argv[2]), "replicated": int(sys.argv[2]),
+  "source_bytes": f["bytes"], "wall_s": f["secs"], "first_batch_s": None,
+  "mb_per_s": f["mb_per_s"], "mb_per_s_after_first": None, "cpu_s": f["relay_cpu_s"],
+  "cpu_s_per_gb": round(f["relay_cpu_s"] / gb, 3), "broker_cpu_s": None,
+  "peak_rss_mb": f["peak_rss_mb"], "error": None}))
+EOF
+)
+  log "[$w] floor: $out"
+  emit "$w" floor "$out"
+}
+
+IFS=, read -r -a WLIST <<<"$WORKLOADS"
+for w in "${WLIST[@]}"; do
+  workload "$w"
+  T="e2e-$w-$RUNID"
+  MM2_CODEC=$CODEC
+  log "[$w] $W_DESC: creating $T and loading $COUNT records"
+  python3 "$KTOOL" create --bootstrap "$A" --topic "$T" --partitions "$PARTS" \
+    --config retention.ms=-1 >&2
+  lt=$SECONDS
+  python3 "$KTOOL" load --bootstrap "$A" --topic "$T" --count "$COUNT" --codec "$CODEC" \
+    --value-size 1000 --linger-ms "$LINGER" --batch-size "$BATCH" --keys 1000000 \
+    --timeout 600 >&2
+  SRC_BYTES=$(python3 "$E2E/measure.py" source-bytes "$WORK/A/node-1/data" "$T")
+  log "[$w] loaded in $((SECONDS - lt)) s: $SRC_BYTES bytes on disk"
+  sync   # flush dirty pages so the runs don't pay for the load's writeback
+  has_tool strait && run_strait "$w" "$T"
+  has_tool mm2 && run_mm2 "$w" "$T"
+  has_tool floor && run_floor "$w"
+done
+
+# --------------------------------------------------------------- report ----
+TOTAL=$((SECONDS - T_START))
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+python3 "$E2E/measure.py" report --in "$RESULTS" --md "$RES/latest.md" --json "$RES/latest.json" \
+  --meta "date=$STAMP" --meta "mode=$([[ $QUICK == 1 ]] && echo quick || echo full)" \
+  --meta "kafka=$VERSION (single node per cluster, KAFKA_JVM_OPTS=$KAFKA_JVM_OPTS)" \
+  --meta "machine=$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)" \
+  --meta "strait=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo ?)" \
+  --meta "total_run_s=$TOTAL"
+MODE=$([[ $QUICK == 1 ]] && echo quick || echo full)
+cp "$RES/latest.md" "$RES/$STAMP-$MODE.md"; cp "$RES/latest.json" "$RES/$STAMP-$MODE.json"
+log "done in ${TOTAL}s; results in $RES/latest.md"
