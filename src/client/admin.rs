@@ -308,6 +308,65 @@ impl Client {
         Ok(p.offset)
     }
 
+    /// Offsets of many partitions of `topic` at `timestamp`: one ListOffsets
+    /// request per partition leader instead of one per partition.
+    pub async fn list_offsets(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+        timestamp: i64,
+        read_committed: bool,
+    ) -> Result<HashMap<i32, i64>> {
+        let mut by_leader: HashMap<i32, Vec<(i32, i32)>> = HashMap::new();
+        for &p in partitions {
+            let (leader, epoch) = self.leader(topic, p).await?;
+            by_leader.entry(leader).or_default().push((p, epoch));
+        }
+        let mut out = HashMap::new();
+        for (leader, parts) in by_leader {
+            let conn = self.broker(leader).await?;
+            let req = ListOffsetsRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_isolation_level(read_committed as i8)
+                .with_topics(vec![ListOffsetsTopic::default()
+                    .with_name(topic_name(topic))
+                    .with_partitions(
+                        parts
+                            .iter()
+                            .map(|(p, epoch)| {
+                                ListOffsetsPartition::default()
+                                    .with_partition_index(*p)
+                                    .with_current_leader_epoch(*epoch)
+                                    .with_timestamp(timestamp)
+                            })
+                            .collect(),
+                    )]);
+            let resp = conn.request(&req).await?;
+            for p in resp.topics.iter().flat_map(|t| t.partitions.iter()) {
+                if p.error_code != 0 {
+                    self.note_error_code(p.error_code);
+                    return Err(ClientError::kafka(
+                        "ListOffsets",
+                        conn.broker(),
+                        format!("{topic}-{}", p.partition_index),
+                        p.error_code,
+                        None,
+                    ));
+                }
+                out.insert(p.partition_index, p.offset);
+            }
+        }
+        for p in partitions {
+            if !out.contains_key(p) {
+                return Err(ClientError::UnknownPartition {
+                    topic: topic.into(),
+                    partition: *p,
+                });
+            }
+        }
+        Ok(out)
+    }
+
     /// The coordinator of a group (`key_type` 0) or transactional id (`key_type` 1).
     pub async fn find_coordinator(&self, key: &str, key_type: i8) -> Result<Arc<Connection>> {
         self.retrying(|| self.find_coordinator_once(key, key_type)).await

@@ -452,7 +452,9 @@ async fn read_loop<R: AsyncRead + Unpin>(mut rd: R, shared: Arc<Shared>, decoder
                 }
             }
             Ok(None) => {
-                if buf.capacity() - buf.len() < 4096 {
+                // A frame in progress already has its exact room (see FrameDecoder);
+                // only a full buffer between frames gets a fresh read area.
+                if buf.capacity() == buf.len() {
                     buf.reserve(64 * 1024);
                 }
                 match rd.read_buf(&mut buf).await {

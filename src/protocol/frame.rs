@@ -40,9 +40,9 @@ impl FrameDecoder {
 
     /// Takes one complete frame (without its size prefix) off the front of `buf`.
     ///
-    /// Returns `Ok(None)` when more bytes are needed; in that case `buf` has been
-    /// given capacity for the whole frame, so the next read lands where it belongs.
-    /// The announced size is validated before that reservation.
+    /// Returns `Ok(None)` when more bytes are needed; in that case `buf` has room
+    /// for the whole frame (allocated at its exact size, not doubled), so the next
+    /// read lands where it belongs. The announced size is validated first.
     pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<Bytes>, ProtocolError> {
         if buf.len() < 4 {
             buf.reserve(4 - buf.len());
@@ -60,7 +60,13 @@ impl FrameDecoder {
             });
         }
         if buf.len() < 4 + size {
-            buf.reserve(4 + size - buf.len());
+            if buf.capacity() < 4 + size {
+                // A fresh buffer of exactly the frame's size: `reserve` may double
+                // the capacity, and a fetch frame lives as long as its batches.
+                let mut exact = BytesMut::with_capacity(4 + size);
+                exact.extend_from_slice(buf);
+                *buf = exact;
+            }
             return Ok(None);
         }
         buf.advance(4);

@@ -16,7 +16,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::batch::ProducerStamp;
 use crate::client::admin::{EARLIEST, LATEST};
@@ -258,19 +258,28 @@ async fn add_partitions(
         return Ok(());
     }
     let saved = ckpt.load(&t.dst, &new).await?;
+    // Partitions without a checkpoint start per start_from: one ListOffsets per leader.
+    let fresh: Vec<i32> = new
+        .iter()
+        .copied()
+        .filter(|p| saved.get(p).is_none_or(|o| *o < 0))
+        .collect();
+    let listed = if fresh.is_empty() {
+        HashMap::new()
+    } else {
+        let ts = if cfg.start_from == StartFrom::Earliest {
+            EARLIEST
+        } else {
+            LATEST
+        };
+        src.retrying(|| src.list_offsets(&t.src, &fresh, ts, true)).await?
+    };
     for p in new {
         let start = match saved.get(&p) {
             Some(o) if *o >= 0 => *o,
-            _ => {
-                let ts = if cfg.start_from == StartFrom::Earliest {
-                    EARLIEST
-                } else {
-                    LATEST
-                };
-                src.list_offset(&t.src, p, ts, true).await?
-            }
+            _ => listed[&p],
         };
-        info!(topic = %t.src, partition = p, destination = %t.dst, offset = start, "replicating partition");
+        debug!(topic = %t.src, partition = p, destination = %t.dst, offset = start, "replicating partition");
         let route = Route {
             src_topic: t.src.clone(),
             partition: p,
@@ -279,5 +288,6 @@ async fn add_partitions(
         producer.add_route(route.clone(), start, t.dst_id);
         fetchers.add(route, t.src_id, start);
     }
+    info!(topic = %t.src, destination = %t.dst, partitions = t.partitions, "replicating topic");
     Ok(())
 }
