@@ -15,6 +15,8 @@
 # (kept after the run for inspection; removed at the start of the next run).
 #
 # Env: STRAIT_CACHE_DIR (jar cache, default ~/.cache/strait),
+#      STRAIT_EXTRA_CONFIG (extra top-level strait.toml lines, e.g. a smaller
+#      max_buffered_bytes for the memory figure),
 #      KAFKA_JVM_OPTS (broker JVM flags; default here -XX:TieredStopAtLevel=4,
 #      i.e. full C2 JIT, overriding the harness's C1-only default),
 #      E2E_TIMEOUT (s per replicator run, default 900), MM2_MAX_TASKS (cap on
@@ -113,6 +115,7 @@ topics = ["$t"]
 rename = "strait.{topic}"
 refresh_interval_ms = 1000
 checkpoint_interval_ms = 1000
+${STRAIT_EXTRA_CONFIG:-}
 [source]
 bootstrap_servers = "$A"
 [destination]
