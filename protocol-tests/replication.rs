@@ -846,3 +846,72 @@ async fn one_record_batches_are_coalesced_without_changing_records() {
         );
     }
 }
+
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("metrics endpoint listens");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (
+        status,
+        out.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default(),
+    )
+}
+
+fn metric(body: &str, name: &str) -> f64 {
+    body.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{body}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_health_endpoints_move_with_replication() {
+    let (src, dst) = (harness::kafka4(), harness::kafka4_dest());
+    let t = unique_topic("metrics");
+    create(src, &t, 2, &["retention.ms=-1"]);
+    load(src, &t, 5_000, "lz4", &[]);
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let r = start(config(
+        &unique_topic("metrics"),
+        src,
+        dst,
+        &t,
+        &format!("metrics_address = \"{addr}\""),
+    ))
+    .await;
+    assert_eq!(http_get(&addr, "/healthz").0, 200);
+    r.wait_records(5_000, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_millis(600)).await; // a checkpoint
+    let (status, first) = http_get(&addr, "/metrics");
+    assert_eq!(status, 200);
+    assert_eq!(metric(&first, "strait_records_total"), 5_000.0);
+    assert!(
+        first.contains(&format!("strait_lag_records{{topic=\"{t}\",partition=\"0\"}} 0")),
+        "{first}"
+    );
+    assert!(metric(&first, "strait_replication_latency_seconds_count") >= 5_000.0);
+    assert!(metric(&first, "strait_checkpoint_age_seconds") >= 0.0);
+    assert_eq!(http_get(&addr, "/readyz").0, 200);
+    load(src, &t, 3_000, "lz4", &["--start-index", "5000"]);
+    r.wait_records(8_000, Duration::from_secs(60)).await;
+    let (_, second) = http_get(&addr, "/metrics");
+    assert_eq!(metric(&second, "strait_records_total"), 8_000.0, "records moved");
+    assert!(metric(&second, "strait_bytes_total") > metric(&first, "strait_bytes_total"));
+    assert!(second.contains("strait_batches_total{path=\"fast\"}"));
+    assert_eq!(http_get(&addr, "/nope").0, 404);
+    r.stop().await;
+    assert!(
+        std::net::TcpStream::connect(&addr).is_err(),
+        "the endpoint closes with the run"
+    );
+}

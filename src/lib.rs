@@ -9,5 +9,6 @@ pub mod batch;
 pub mod bench;
 pub mod client;
 pub mod config;
+pub mod ops;
 pub mod protocol;
 pub mod replicate;

@@ -126,6 +126,8 @@ struct RawConfig {
     replication_factor: i16,
     #[serde(default = "default_true")]
     sync_topic_configs: bool,
+    #[serde(default)]
+    metrics_address: Option<Spanned<String>>,
 }
 
 /// A validated replication config.
@@ -168,6 +170,8 @@ pub struct Config {
     pub replication_factor: i16,
     /// Copy topic configs and their changes from source to destination.
     pub sync_topic_configs: bool,
+    /// `host:port` of the Prometheus/health HTTP endpoint (none: off).
+    pub metrics_address: Option<std::net::SocketAddr>,
 }
 
 fn default_alias() -> String {
@@ -337,6 +341,19 @@ impl Config {
                 format!("is {fetch}, above max_buffered_bytes ({buffered}); allowed: at most max_buffered_bytes"),
             ));
         }
+        let metrics_address = match &raw.metrics_address {
+            None => None,
+            Some(a) => Some(a.get_ref().parse::<std::net::SocketAddr>().map_err(|_| {
+                invalid(
+                    a.span(),
+                    "metrics_address",
+                    format!(
+                        "is {:?}; allowed: an IP address and port such as \"0.0.0.0:9464\"",
+                        a.get_ref()
+                    ),
+                )
+            })?),
+        };
         Ok(Config {
             name,
             source: raw.source,
@@ -356,6 +373,7 @@ impl Config {
             coalesce_below_bytes: raw.coalesce_below_bytes,
             replication_factor: raw.replication_factor,
             sync_topic_configs: raw.sync_topic_configs,
+            metrics_address,
         })
     }
 

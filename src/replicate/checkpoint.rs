@@ -107,6 +107,8 @@ impl Checkpointer {
                 .collect()
         };
         if moved.is_empty() {
+            // Every position is committed already: the checkpoint is current.
+            self.touch();
             return Ok(0);
         }
         self.dst.commit_offsets(&self.cfg.checkpoint_group(), &moved).await?;
@@ -115,8 +117,19 @@ impl Checkpointer {
             committed.insert((Arc::from(t.as_str()), *p), *o);
         }
         Metrics::add(&self.metrics.checkpoints, 1);
+        self.touch();
         debug!(partitions = moved.len(), "checkpoint committed");
         Ok(moved.len())
+    }
+
+    fn touch(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        self.metrics
+            .last_checkpoint_ms
+            .store(now, std::sync::atomic::Ordering::Relaxed);
     }
 
     async fn write_map(

@@ -41,6 +41,23 @@ pub enum EngineError {
         #[source]
         source: ClientError,
     },
+    /// The metrics endpoint cannot listen.
+    #[error("cannot serve metrics on {address}: {reason}")]
+    Metrics {
+        /// Configured address.
+        address: std::net::SocketAddr,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Aborts a spawned task when dropped (the metrics server ends with the run).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Totals at the end of a run.
@@ -80,28 +97,51 @@ pub struct TopicLag {
 impl Handle {
     /// Lag per source topic.
     pub fn lag(&self) -> BTreeMap<String, TopicLag> {
+        let mut out: BTreeMap<String, TopicLag> = BTreeMap::new();
+        for (topic, _, lag) in self.partition_lag() {
+            let e = out.entry(topic).or_insert(TopicLag {
+                records: 0,
+                partitions: 0,
+            });
+            e.partitions += 1;
+            e.records += lag.max(0);
+        }
+        out
+    }
+
+    /// Lag per source partition: records up to the source's last stable offset not
+    /// yet acknowledged by the destination (-1 before the first fetch answered).
+    pub fn partition_lag(&self) -> Vec<(String, i32, i64)> {
         let acked: HashMap<(Arc<str>, i32), i64> = self
             .producer
             .positions()
             .into_iter()
             .map(|p| ((p.route.src_topic.clone(), p.route.partition), p.acked_next))
             .collect();
-        let mut out: BTreeMap<String, TopicLag> = BTreeMap::new();
-        for l in self.fetchers.lags() {
-            let a = acked
-                .get(&(l.topic.clone(), l.partition))
-                .copied()
-                .unwrap_or(l.next_offset);
-            let e = out.entry(l.topic.to_string()).or_insert(TopicLag {
-                records: 0,
-                partitions: 0,
-            });
-            e.partitions += 1;
-            if l.end_offset >= 0 {
-                e.records += (l.end_offset - a).max(0);
-            }
-        }
+        let mut out: Vec<(String, i32, i64)> = self
+            .fetchers
+            .lags()
+            .into_iter()
+            .map(|l| {
+                let a = acked
+                    .get(&(l.topic.clone(), l.partition))
+                    .copied()
+                    .unwrap_or(l.next_offset);
+                let lag = if l.end_offset >= 0 {
+                    (l.end_offset - a).max(0)
+                } else {
+                    -1
+                };
+                (l.topic.to_string(), l.partition, lag)
+            })
+            .collect();
+        out.sort();
         out
+    }
+
+    /// Partitions stopped on an unrecoverable error.
+    pub fn stopped_partitions(&self) -> usize {
+        self.fetchers.stopped().len() + self.producer.positions().iter().filter(|p| p.failed.is_some()).count()
     }
 
     /// Bytes currently held between fetch and acknowledgement.
@@ -171,12 +211,23 @@ where
     );
     let ckpt = Checkpointer::new(dst.clone(), cfg.clone(), producer.clone(), metrics.clone());
     ckpt.ensure_map_topic().await.map_err(dst_err)?;
+    let mut _metrics_guard: Option<AbortOnDrop> = None;
     let handle = Handle {
         metrics: metrics.clone(),
         producer: producer.clone(),
         fetchers: fetchers.clone(),
         budget: budget.clone(),
     };
+    if let Some(addr) = cfg.metrics_address {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| EngineError::Metrics {
+                address: addr,
+                reason: e.to_string(),
+            })?;
+        let server = tokio::spawn(crate::ops::serve(listener, handle.clone()));
+        _metrics_guard = Some(AbortOnDrop(server));
+    }
     on_start(handle.clone());
 
     tokio::pin!(shutdown);
