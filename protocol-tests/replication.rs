@@ -527,10 +527,35 @@ async fn sigkill_and_restart_loses_nothing() {
         assert!(Instant::now() < deadline, "not caught up after restart: {v}");
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    // SIGTERM: graceful stop, exit 0.
-    let pid = child.id().to_string();
+    // SIGTERM: graceful stop (final checkpoint), exit 0 within a bounded time.
+    let term = |child: &mut std::process::Child| {
+        let pid = child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let t = Instant::now();
+        let status = child.wait().unwrap();
+        assert!(status.success(), "strait exits 0 on SIGTERM");
+        assert!(t.elapsed() < Duration::from_secs(35), "stopped within the drain bound");
+    };
+    term(&mut child);
+    // A restart after SIGTERM re-sends nothing.
+    let before = dest_count();
+    let mut again = Command::new(env!("CARGO_BIN_EXE_strait"))
+        .args(["run", "--config", cfg_path.to_str().unwrap(), "--progress", "0"])
+        .env("RUST_LOG", "warn")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pid = again.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    assert!(child.wait().unwrap().success(), "strait exits 0 on SIGTERM");
+    let out = again.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("stopped: 0 records"),
+        "restart after SIGTERM re-sent records: {err}"
+    );
+    assert_eq!(dest_count(), before, "the destination did not grow");
     let _ = std::fs::remove_file(&cfg_path);
 }
 
