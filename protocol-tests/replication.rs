@@ -539,7 +539,7 @@ async fn sigkill_and_restart_loses_nothing() {
     term(&mut child);
     // A restart after SIGTERM re-sends nothing.
     let before = dest_count();
-    let mut again = Command::new(env!("CARGO_BIN_EXE_strait"))
+    let again = Command::new(env!("CARGO_BIN_EXE_strait"))
         .args(["run", "--config", cfg_path.to_str().unwrap(), "--progress", "0"])
         .env("RUST_LOG", "warn")
         .stderr(std::process::Stdio::piped())
