@@ -940,3 +940,43 @@ async fn metrics_and_health_endpoints_move_with_replication() {
         "the endpoint closes with the run"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reports_versions_topics_and_unreachable_clusters() {
+    let (src, dst) = (harness::kafka4(), harness::kafka4_dest());
+    let t = unique_topic("check");
+    create(src, &t, 2, &["retention.ms=-1"]);
+    let run_check = |dest: &str| {
+        let path = std::env::temp_dir().join(format!("{t}-{}.toml", dest.replace(':', "_")));
+        std::fs::write(
+            &path,
+            format!("name = \"check\"\ntopics = [\"{t}\"]\n[source]\nbootstrap_servers = \"{}\"\n[destination]\nbootstrap_servers = \"{dest}\"\nconnect_timeout_ms = 2000\n", src.bootstrap),
+        )
+        .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_strait"))
+            .args(["check", "--config", path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_file(&path);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, out) = run_check(&dst.bootstrap);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!("{t} -> {t}")) && out.contains("will be created") && out.contains("Produce v"),
+        "{out}"
+    );
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let (ok, out) = run_check(&dead);
+    assert!(!ok, "an unreachable destination fails the check");
+    assert!(
+        out.contains("problem: destination cluster") && out.contains(&dead),
+        "{out}"
+    );
+}

@@ -29,6 +29,13 @@ enum Command {
     },
     /// Prints the annotated example configuration.
     ExampleConfig,
+    /// Connects to both clusters of a config and reports broker versions, matched
+    /// topics and missing permissions; exits non-zero if a run would fail.
+    Check {
+        /// Path of the TOML config.
+        #[arg(long)]
+        config: std::path::PathBuf,
+    },
     /// Measures a replication: loads a fresh source topic (in a separate process)
     /// while replicating it, then reports throughput, latency, CPU and memory.
     Bench {
@@ -149,6 +156,22 @@ fn main() -> ExitCode {
                 load,
                 json,
             } => bench(&source, &destination, &load, json).await,
+            Command::Check { config } => {
+                let c = strait::config::Config::load(&config)?;
+                let report = strait::check::check(&c).await;
+                for l in &report.lines {
+                    println!("{l}");
+                }
+                if report.problems.is_empty() {
+                    println!("ok: a run of {:?} should work", c.name);
+                    Ok(())
+                } else {
+                    for p in &report.problems {
+                        println!("problem: {p}");
+                    }
+                    Err(format!("{} problem(s) found", report.problems.len()).into())
+                }
+            }
             Command::ExampleConfig => {
                 print!("{}", strait::config::EXAMPLE);
                 Ok(())

@@ -85,6 +85,7 @@ throttled!(
     kafka_protocol::messages::TxnOffsetCommitResponse,
     kafka_protocol::messages::DescribeGroupsResponse,
     kafka_protocol::messages::ListGroupsResponse,
+    kafka_protocol::messages::DescribeClusterResponse,
 );
 
 type Waiter = oneshot::Sender<Result<Bytes>>;

@@ -1,0 +1,199 @@
+//! `strait check --config`: will a run work? Connects to both clusters and
+//! reports broker versions, the topics that match, and missing permissions
+//! (from the authorized-operations bitfields of Metadata and DescribeCluster,
+//! KIP-430). Every problem found is listed; none is fatal to the check itself.
+
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{DescribeClusterRequest, FetchRequest, MetadataRequest, ProduceRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::client::{Client, ClientError};
+use crate::config::Config;
+
+/// ACL operation bits (`AclOperation` codes).
+const READ: i32 = 3;
+const WRITE: i32 = 4;
+const CREATE: i32 = 5;
+const DESCRIBE: i32 = 8;
+const DESCRIBE_CONFIGS: i32 = 10;
+const ALTER_CONFIGS: i32 = 11;
+/// The broker did not compute the operations (old broker or not requested).
+const UNKNOWN_OPS: i32 = i32::MIN;
+
+/// What `check` found.
+#[derive(Debug, Default)]
+pub struct CheckReport {
+    /// Informational lines, in order.
+    pub lines: Vec<String>,
+    /// Problems that would make a run fail.
+    pub problems: Vec<String>,
+}
+
+fn missing(ops: i32, needed: &[(i32, &'static str)]) -> Vec<&'static str> {
+    if ops == UNKNOWN_OPS {
+        return Vec::new();
+    }
+    needed
+        .iter()
+        .filter(|(bit, _)| ops & (1 << bit) == 0)
+        .map(|(_, name)| *name)
+        .collect()
+}
+
+async fn versions(side: &str, client: &Client, report: &mut CheckReport) -> Result<(), ClientError> {
+    let md = client.refresh_metadata(Some(&[])).await?;
+    report.lines.push(format!(
+        "{side} cluster {}: {} broker(s)",
+        md.cluster_id.as_deref().unwrap_or("?"),
+        md.brokers.len()
+    ));
+    let mut ids: Vec<i32> = md.brokers.keys().copied().collect();
+    ids.sort();
+    for id in ids {
+        match client.broker(id).await {
+            Ok(conn) => {
+                let p = conn
+                    .version_of::<ProduceRequest>()
+                    .map(|v| format!("v{v}"))
+                    .unwrap_or_else(|e| e.to_string());
+                let f = conn
+                    .version_of::<FetchRequest>()
+                    .map(|v| format!("v{v}"))
+                    .unwrap_or_else(|e| e.to_string());
+                report
+                    .lines
+                    .push(format!("  broker {id} {}: Produce {p}, Fetch {f}", conn.broker()));
+            }
+            Err(e) => report.problems.push(format!("{side} broker {id}: {e}")),
+        }
+    }
+    Ok(())
+}
+
+/// Runs every check of `cfg`.
+pub async fn check(cfg: &Config) -> CheckReport {
+    let mut report = CheckReport::default();
+    let src = match Client::connect(cfg.source.client_config()).await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            report.problems.push(format!("source cluster: {e}"));
+            None
+        }
+    };
+    let dst = match Client::connect(cfg.destination.client_config()).await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            report.problems.push(format!("destination cluster: {e}"));
+            None
+        }
+    };
+    let mut mapped: Vec<(String, String)> = Vec::new();
+    if let Some(src) = &src {
+        if let Err(e) = versions("source", src, &mut report).await {
+            report.problems.push(format!("source cluster: {e}"));
+        }
+        let req = MetadataRequest::default()
+            .with_topics(None)
+            .with_include_topic_authorized_operations(true);
+        match src.any_broker().await {
+            Ok(conn) => match conn.request(&req).await {
+                Ok(resp) => {
+                    for t in &resp.topics {
+                        let Some(name) = t.name.as_ref().map(|n| n.0.to_string()) else {
+                            continue;
+                        };
+                        if t.error_code != 0 || !cfg.wants_topic(&name, t.is_internal) {
+                            continue;
+                        }
+                        let mut needed = vec![(READ, "READ"), (DESCRIBE, "DESCRIBE")];
+                        if cfg.sync_topic_configs {
+                            needed.push((DESCRIBE_CONFIGS, "DESCRIBE_CONFIGS"));
+                        }
+                        let lacking = missing(t.topic_authorized_operations, &needed);
+                        if !lacking.is_empty() {
+                            report.problems.push(format!(
+                                "source topic {name}: missing permission {}",
+                                lacking.join(", ")
+                            ));
+                        }
+                        mapped.push((name.clone(), cfg.destination_topic(&name)));
+                    }
+                    mapped.sort();
+                    report.lines.push(format!("source topics matched: {}", mapped.len()));
+                    for (s, d) in &mapped {
+                        report.lines.push(format!("  {s} -> {d}"));
+                    }
+                    if mapped.is_empty() {
+                        report
+                            .lines
+                            .push("  (none yet: strait will pick up matching topics as they appear)".into());
+                    }
+                }
+                Err(e) => report.problems.push(format!("source cluster: {e}")),
+            },
+            Err(e) => report.problems.push(format!("source cluster: {e}")),
+        }
+    }
+    if let Some(dst) = &dst {
+        if let Err(e) = versions("destination", dst, &mut report).await {
+            report.problems.push(format!("destination cluster: {e}"));
+        }
+        let cluster_ops = match dst.any_broker().await {
+            Ok(conn) => conn
+                .request(&DescribeClusterRequest::default().with_include_cluster_authorized_operations(true))
+                .await
+                .map(|r| r.cluster_authorized_operations)
+                .unwrap_or(UNKNOWN_OPS),
+            Err(_) => UNKNOWN_OPS,
+        };
+        let names: Vec<MetadataRequestTopic> = mapped
+            .iter()
+            .map(|(_, d)| MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(d.clone())))))
+            .collect();
+        let req = MetadataRequest::default()
+            .with_topics(Some(names))
+            .with_allow_auto_topic_creation(false)
+            .with_include_topic_authorized_operations(true);
+        match dst.any_broker().await {
+            Ok(conn) => match conn.request(&req).await {
+                Ok(resp) => {
+                    for t in &resp.topics {
+                        let Some(name) = t.name.as_ref().map(|n| n.0.to_string()) else {
+                            continue;
+                        };
+                        if t.error_code == 3 {
+                            let lacking = missing(cluster_ops, &[(CREATE, "CREATE")]);
+                            if lacking.is_empty() {
+                                report.lines.push(format!("destination topic {name}: will be created"));
+                            } else {
+                                report.problems.push(format!(
+                                    "destination topic {name} is missing and the cluster denies CREATE"
+                                ));
+                            }
+                            continue;
+                        }
+                        let mut needed = vec![(WRITE, "WRITE"), (DESCRIBE, "DESCRIBE")];
+                        if cfg.sync_topic_configs {
+                            needed.extend([(DESCRIBE_CONFIGS, "DESCRIBE_CONFIGS"), (ALTER_CONFIGS, "ALTER_CONFIGS")]);
+                        }
+                        let lacking = missing(t.topic_authorized_operations, &needed);
+                        if t.error_code != 0 && t.error_code != 3 {
+                            report.problems.push(format!(
+                                "destination topic {name}: {}",
+                                crate::client::error_name(t.error_code)
+                            ));
+                        } else if !lacking.is_empty() {
+                            report.problems.push(format!(
+                                "destination topic {name}: missing permission {}",
+                                lacking.join(", ")
+                            ));
+                        }
+                    }
+                }
+                Err(e) => report.problems.push(format!("destination cluster: {e}")),
+            },
+            Err(e) => report.problems.push(format!("destination cluster: {e}")),
+        }
+    }
+    report
+}
