@@ -583,19 +583,7 @@ async fn destination_leader_killed_mid_stream_loses_nothing() {
     ))
     .await;
     r.wait_records(5_000, Duration::from_secs(60)).await;
-    // The leader of destination partition 0, as kcat sees it.
-    let md = Command::new("kcat")
-        .args(["-L", "-b", &dst.bootstrap, "-t", &t])
-        .output()
-        .unwrap();
-    let md = String::from_utf8_lossy(&md.stdout).to_string();
-    let leader: usize = md
-        .lines()
-        .find(|l| l.trim_start().starts_with("partition 0,"))
-        .and_then(|l| l.split("leader ").nth(1))
-        .and_then(|s| s.split(',').next())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no leader in {md}"));
+    let leader = leader_of(dst, &t, 0);
     dst.kill_node(leader).unwrap();
     let killed_at = strait::replicate::metrics::Metrics::get(&r.handle.metrics.records);
     // Keep writing to the source while the destination elects new leaders.
@@ -979,4 +967,70 @@ async fn check_reports_versions_topics_and_unreachable_clusters() {
         out.contains("problem: destination cluster") && out.contains(&dead),
         "{out}"
     );
+}
+
+/// The leader of `partition` of `topic`, as kcat sees it.
+fn leader_of(cluster: &KafkaCluster, topic: &str, partition: u32) -> usize {
+    let md = Command::new("kcat")
+        .args(["-L", "-b", &cluster.bootstrap, "-t", topic])
+        .output()
+        .unwrap();
+    let md = String::from_utf8_lossy(&md.stdout).to_string();
+    md.lines()
+        .find(|l| l.trim_start().starts_with(&format!("partition {partition},")))
+        .and_then(|l| l.split("leader ").nth(1))
+        .and_then(|s| s.split(',').next())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no leader in {md}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_leader_killed_mid_stream_loses_nothing() {
+    let (src, dst) = (harness::kafka4_three_source(), harness::kafka4_dest());
+    let t = unique_topic("srcfail");
+    tool(&[
+        "create",
+        "--bootstrap",
+        &src.bootstrap,
+        "--topic",
+        &t,
+        "--partitions",
+        "3",
+        "--rf",
+        "3",
+        "--config",
+        "retention.ms=-1",
+        "--config",
+        "min.insync.replicas=2",
+    ]);
+    load(src, &t, 60_000, "lz4", &["--value-size", "300", "--idempotent"]);
+    let r = start(config(
+        &unique_topic("srcfail"),
+        src,
+        dst,
+        &t,
+        "max_buffered_bytes = 2097152\nfetch_max_bytes = 262144\nfetch_partition_max_bytes = 65536",
+    ))
+    .await;
+    r.wait_records(5_000, Duration::from_secs(60)).await;
+    let leader = leader_of(src, &t, 0);
+    src.kill_node(leader).unwrap();
+    let killed_at = strait::replicate::metrics::Metrics::get(&r.handle.metrics.records);
+    // The source keeps taking writes on the new leaders.
+    load(
+        src,
+        &t,
+        20_000,
+        "lz4",
+        &["--start-index", "60000", "--value-size", "300", "--idempotent"],
+    );
+    r.wait_records(80_000, Duration::from_secs(120)).await;
+    src.start_node(leader).unwrap();
+    let s = r.stop().await;
+    eprintln!(
+        "source leader {leader} killed after {killed_at} records; {} records replicated",
+        s.records
+    );
+    let v = assert_same(src, &t, dst, &t, &["--allow-duplicates"]);
+    eprintln!("source leader kill: 0 lost, {} duplicates", v["duplicates"]);
 }

@@ -215,6 +215,12 @@ pub fn kafka4_three() -> &'static KafkaCluster {
     shared(&C, KAFKA_4, 3)
 }
 
+/// A second three-node Kafka 4.x cluster (a replicated source).
+pub fn kafka4_three_source() -> &'static KafkaCluster {
+    static C: OnceLock<Result<KafkaCluster, String>> = OnceLock::new();
+    shared(&C, KAFKA_4, 3)
+}
+
 impl KafkaCluster {
     /// Data directory of node `id` (node ids are 1-based, as in the cluster's `node.id`).
     pub fn data_dir(&self, id: usize) -> PathBuf {
