@@ -1036,3 +1036,105 @@ async fn source_leader_killed_mid_stream_loses_nothing() {
     let v = assert_same(src, &t, dst, &t, &["--allow-duplicates"]);
     eprintln!("source leader kill: 0 lost, {} duplicates", v["duplicates"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_translate_points_at_the_same_record() {
+    let (src, dst) = (harness::kafka4(), harness::kafka4_dest());
+    let t = unique_topic("xlate");
+    create(src, &t, 2, &["retention.ms=-1"]);
+    load(src, &t, 400, "lz4", &["--idempotent"]);
+    tool(&[
+        "txn",
+        "--bootstrap",
+        &src.bootstrap,
+        "--topic",
+        &t,
+        "--transactions",
+        "8",
+        "--per-txn",
+        "40",
+        "--abort-every",
+        "2",
+    ]);
+    load(src, &t, 400, "zstd", &["--start-index", "400"]);
+    let name = unique_topic("xlate");
+    let r = start(config(&name, src, dst, &t, "")).await;
+    r.wait_records(960, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    r.stop().await;
+    // Records by (partition, offset) on both sides, read by the independent client.
+    let dump = |b: &str, iso: &str| -> Vec<Value> {
+        tool(&["dump", "--bootstrap", b, "--topic", &t, "--isolation", iso])
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let (s, d) = (
+        dump(&src.bootstrap, "read_committed"),
+        dump(&dst.bootstrap, "read_uncommitted"),
+    );
+    let id = |v: &Value| format!("{}|{}|{}|{}", v["k"], v["v"], v["h"], v["ts"]);
+    // A group on the source that has read part of each partition (committed
+    // offsets after the aborted transactions, so they sit past marker gaps).
+    let group = unique_topic("group");
+    let mut picks = Vec::new();
+    for p in 0..2i64 {
+        let recs: Vec<&Value> = s.iter().filter(|v| v["p"] == p).collect();
+        let pick = recs[recs.len() * 3 / 4];
+        picks.push((p, pick["o"].as_i64().unwrap(), id(pick)));
+    }
+    let admin = strait::client::Client::connect(strait::client::ClientConfig::new(&src.bootstrap))
+        .await
+        .unwrap();
+    admin
+        .commit_offsets(
+            &group,
+            &picks
+                .iter()
+                .map(|(p, o, _)| (t.clone(), *p as i32, *o))
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap();
+    let cfg_path = std::env::temp_dir().join(format!("{name}.toml"));
+    std::fs::write(&cfg_path, format!("name = \"{name}\"\ntopics = [\"{t}\"]\n[source]\nbootstrap_servers = \"{}\"\n[destination]\nbootstrap_servers = \"{}\"\n", src.bootstrap, dst.bootstrap)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_strait"))
+        .args([
+            "offsets",
+            "translate",
+            "--config",
+            cfg_path.to_str().unwrap(),
+            "--group",
+            &group,
+        ])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&cfg_path);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    for (p, o, want) in &picks {
+        let row = text
+            .lines()
+            .find(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.first() == Some(&t.as_str()) && f.get(1) == Some(&p.to_string().as_str())
+            })
+            .unwrap_or_else(|| panic!("no row for partition {p}:\n{text}"));
+        let f: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(f[2], o.to_string(), "{row}");
+        let translated: i64 = f[4].parse().unwrap_or_else(|_| panic!("no translation: {row}"));
+        let at = d
+            .iter()
+            .find(|v| v["p"] == *p && v["o"] == translated)
+            .unwrap_or_else(|| panic!("no destination record at {translated}"));
+        assert_eq!(
+            &id(at),
+            want,
+            "partition {p}: source offset {o} translated to {translated}, a different record"
+        );
+        assert!(
+            translated < *o,
+            "markers and aborted records make the destination offsets smaller: {row}"
+        );
+    }
+}

@@ -29,6 +29,11 @@ enum Command {
     },
     /// Prints the annotated example configuration.
     ExampleConfig,
+    /// Consumer-offset tools.
+    Offsets {
+        #[command(subcommand)]
+        command: OffsetsCommand,
+    },
     /// Connects to both clusters of a config and reports broker versions, matched
     /// topics and missing permissions; exits non-zero if a run would fail.
     Check {
@@ -73,6 +78,23 @@ enum Command {
         /// Comma-separated bootstrap servers (host:port).
         #[arg(long)]
         bootstrap: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum OffsetsCommand {
+    /// Shows a source consumer group's committed offsets and their exact
+    /// destination equivalents (from strait's offset map), with lag.
+    Translate {
+        /// Path of the TOML config of the replication.
+        #[arg(long)]
+        config: std::path::PathBuf,
+        /// Consumer group on the source.
+        #[arg(long)]
+        group: String,
+        /// Only this source topic.
+        #[arg(long)]
+        topic: Option<String>,
     },
 }
 
@@ -156,6 +178,34 @@ fn main() -> ExitCode {
                 load,
                 json,
             } => bench(&source, &destination, &load, json).await,
+            Command::Offsets {
+                command: OffsetsCommand::Translate { config, group, topic },
+            } => {
+                let c = strait::config::Config::load(&config)?;
+                let src = Client::connect(c.source.client_config())
+                    .await
+                    .map_err(|e| format!("source cluster: {e}"))?;
+                let dst = Client::connect(c.destination.client_config())
+                    .await
+                    .map_err(|e| format!("destination cluster: {e}"))?;
+                let rows =
+                    strait::replicate::translate::translate_group(&c, &src, &dst, &group, topic.as_deref()).await?;
+                println!(
+                    "{:<40} {:>9} {:>14} {:<40} {:>14} {:>10}",
+                    "SOURCE TOPIC", "PARTITION", "SOURCE OFFSET", "DESTINATION TOPIC", "DEST OFFSET", "LAG"
+                );
+                for r in &rows {
+                    let t = r.translated.map(|o| o.to_string()).unwrap_or_else(|| "-".into());
+                    println!(
+                        "{:<40} {:>9} {:>14} {:<40} {:>14} {:>10}",
+                        r.src_topic, r.partition, r.committed, r.dst_topic, t, r.lag
+                    );
+                }
+                if rows.is_empty() {
+                    println!("group {group} has no committed offsets on replicated topics");
+                }
+                Ok(())
+            }
             Command::Check { config } => {
                 let c = strait::config::Config::load(&config)?;
                 let report = strait::check::check(&c).await;

@@ -466,7 +466,8 @@ impl Client {
         Ok(())
     }
 
-    /// Committed offsets of a group for the given topics' partitions; -1 where none.
+    /// Committed offsets of a group for the given topics' partitions (all of the
+    /// group's partitions when `topics` is empty); -1 where none.
     pub async fn fetch_offsets(&self, group: &str, topics: &[(String, Vec<i32>)]) -> Result<Vec<(String, i32, i64)>> {
         self.retrying(|| self.fetch_offsets_once(group, topics)).await
     }
@@ -475,30 +476,29 @@ impl Client {
         let conn = self.find_coordinator(group, 0).await?;
         let version = conn.version_of::<OffsetFetchRequest>()?;
         let mut req = OffsetFetchRequest::default();
+        let all = topics.is_empty();
         if version >= 8 {
+            let list = topics
+                .iter()
+                .map(|(t, ps)| {
+                    OffsetFetchRequestTopics::default()
+                        .with_name(topic_name(t))
+                        .with_partition_indexes(ps.clone())
+                })
+                .collect();
             req = req.with_groups(vec![OffsetFetchRequestGroup::default()
                 .with_group_id(GroupId(s(group)))
-                .with_topics(Some(
-                    topics
-                        .iter()
-                        .map(|(t, ps)| {
-                            OffsetFetchRequestTopics::default()
-                                .with_name(topic_name(t))
-                                .with_partition_indexes(ps.clone())
-                        })
-                        .collect(),
-                ))]);
+                .with_topics((!all).then_some(list))]);
         } else {
-            req = req.with_group_id(GroupId(s(group))).with_topics(Some(
-                topics
-                    .iter()
-                    .map(|(t, ps)| {
-                        OffsetFetchRequestTopic::default()
-                            .with_name(topic_name(t))
-                            .with_partition_indexes(ps.clone())
-                    })
-                    .collect(),
-            ));
+            let list = topics
+                .iter()
+                .map(|(t, ps)| {
+                    OffsetFetchRequestTopic::default()
+                        .with_name(topic_name(t))
+                        .with_partition_indexes(ps.clone())
+                })
+                .collect();
+            req = req.with_group_id(GroupId(s(group))).with_topics((!all).then_some(list));
         }
         let resp = conn.request_at(version, &req).await?;
         let mut out = Vec::new();

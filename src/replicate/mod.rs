@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod offset_map;
 pub mod producer;
 pub mod topics;
+pub mod translate;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;

@@ -1,0 +1,155 @@
+//! Exact consumer-offset translation from the offset map (`strait offsets translate`).
+//!
+//! A consumer group's committed source offset `o` (the next record it would
+//! read) translates to the destination offset of the first record at or after
+//! `o`, read from the map strait wrote while replicating
+//! ([`super::offset_map`]). Offsets past the last replicated batch translate to
+//! the destination's end of what strait has written so far.
+
+use std::collections::HashMap;
+
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::RecordBatchDecoder;
+
+use super::offset_map::{decode_value, translate, MapEntry};
+use crate::client::admin::LATEST;
+use crate::client::{Client, ClientError};
+use crate::config::Config;
+
+/// One translated partition of a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Translation {
+    /// Source topic.
+    pub src_topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// The group's committed offset on the source.
+    pub committed: i64,
+    /// Destination topic.
+    pub dst_topic: String,
+    /// The equivalent destination offset, if strait replicated that far.
+    pub translated: Option<i64>,
+    /// Records between the committed offset and the source's end.
+    pub lag: i64,
+}
+
+/// Reads the whole offset map of replication `cfg.name` from the destination:
+/// runs per (destination topic, partition), sorted by source offset.
+pub async fn load_map(cfg: &Config, dst: &Client) -> Result<HashMap<(String, i32), Vec<MapEntry>>, ClientError> {
+    let topic = cfg.offset_map_topic();
+    let end = dst.list_offset(&topic, 0, LATEST, false).await?;
+    let id = dst
+        .refresh_metadata(Some(std::slice::from_ref(&topic)))
+        .await?
+        .topics
+        .get(&topic)
+        .map(|t| t.id)
+        .unwrap_or_default();
+    let mut out: HashMap<(String, i32), Vec<MapEntry>> = HashMap::new();
+    let mut offset = 0;
+    while offset < end {
+        let (leader, _) = dst.leader(&topic, 0).await?;
+        let conn = dst.broker(leader).await?;
+        let req = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(100)
+            .with_min_bytes(1)
+            .with_max_bytes(8 << 20)
+            .with_isolation_level(1)
+            .with_session_epoch(-1)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(topic.clone())))
+                .with_topic_id(id)
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(0)
+                    .with_fetch_offset(offset)
+                    .with_current_leader_epoch(-1)
+                    .with_last_fetched_epoch(-1)
+                    .with_log_start_offset(-1)
+                    .with_partition_max_bytes(8 << 20)])]);
+        let resp = conn.request(&req).await?;
+        let p = resp
+            .responses
+            .first()
+            .and_then(|t| t.partitions.first())
+            .ok_or_else(|| ClientError::Invalid {
+                what: "offset map fetch",
+                reason: "empty Fetch response".into(),
+            })?;
+        if p.error_code == 1 {
+            // Retention removed the oldest map records: continue from the log start.
+            offset = dst
+                .list_offset(&topic, 0, crate::client::admin::EARLIEST, false)
+                .await?;
+            continue;
+        }
+        if p.error_code != 0 {
+            return Err(ClientError::kafka(
+                "Fetch",
+                conn.broker(),
+                topic.as_str(),
+                p.error_code,
+                None,
+            ));
+        }
+        let mut records = p.records.clone().unwrap_or_default();
+        let before = offset;
+        while !records.is_empty() {
+            let Ok(set) = RecordBatchDecoder::decode(&mut records) else {
+                break;
+            };
+            for r in set.records {
+                offset = offset.max(r.offset + 1);
+                let (Some(k), Some(v)) = (r.key, r.value) else { continue };
+                let key = String::from_utf8_lossy(&k).to_string();
+                let Some((t, part)) = key.rsplit_once(':') else {
+                    continue;
+                };
+                let Ok(part) = part.parse::<i32>() else { continue };
+                if let Some((_, runs)) = decode_value(&v) {
+                    out.entry((t.to_string(), part)).or_default().extend(runs);
+                }
+            }
+        }
+        if offset == before {
+            break; // nothing decodable: do not spin
+        }
+    }
+    for runs in out.values_mut() {
+        runs.sort_by_key(|r| r.src_base);
+    }
+    Ok(out)
+}
+
+/// Translates the committed offsets of `group` (optionally only `topic`).
+pub async fn translate_group(
+    cfg: &Config,
+    src: &Client,
+    dst: &Client,
+    group: &str,
+    topic: Option<&str>,
+) -> Result<Vec<Translation>, ClientError> {
+    let map = load_map(cfg, dst).await?;
+    let committed = src.fetch_offsets(group, &[]).await?;
+    let mut out = Vec::new();
+    for (t, p, o) in committed {
+        if o < 0 || topic.is_some_and(|x| x != t) || !cfg.wants_topic(&t, false) {
+            continue;
+        }
+        let dst_topic = cfg.destination_topic(&t);
+        let end = src.list_offset(&t, p, LATEST, true).await.unwrap_or(o);
+        let translated = map.get(&(dst_topic.clone(), p)).and_then(|runs| translate(runs, o));
+        out.push(Translation {
+            src_topic: t,
+            partition: p,
+            committed: o,
+            dst_topic,
+            translated,
+            lag: (end - o).max(0),
+        });
+    }
+    out.sort_by(|a, b| (&a.src_topic, a.partition).cmp(&(&b.src_topic, b.partition)));
+    Ok(out)
+}
