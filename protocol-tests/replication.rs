@@ -1138,3 +1138,118 @@ async fn offsets_translate_points_at_the_same_record() {
         );
     }
 }
+
+/// Committed offset of `group` on `topic`/`partition`, read by Kafka's own group tool.
+fn group_offset(cluster: &KafkaCluster, group: &str, topic: &str, partition: i64) -> Option<i64> {
+    let out = cluster
+        .tool(
+            "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+            &["--bootstrap-server", &cluster.bootstrap, "--describe", "--group", group],
+        )
+        .unwrap_or_default();
+    out.lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 3 && f[1] == topic && f[2] == partition.to_string())
+        .and_then(|f| f[3].parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_offsets_sync_exactly_and_never_over_a_live_consumer() {
+    let (src, dst) = (harness::kafka4(), harness::kafka4_dest());
+    let t = unique_topic("gsync");
+    create(src, &t, 1, &["retention.ms=-1"]);
+    load(src, &t, 300, "lz4", &["--idempotent"]);
+    tool(&[
+        "txn",
+        "--bootstrap",
+        &src.bootstrap,
+        "--topic",
+        &t,
+        "--transactions",
+        "4",
+        "--per-txn",
+        "30",
+        "--abort-every",
+        "2",
+    ]);
+    load(src, &t, 300, "lz4", &["--start-index", "300"]);
+    let s = tool(&[
+        "dump",
+        "--bootstrap",
+        &src.bootstrap,
+        "--topic",
+        &t,
+        "--isolation",
+        "read_committed",
+    ]);
+    let recs: Vec<Value> = s.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let id = |v: &Value| format!("{}|{}|{}|{}", v["k"], v["v"], v["h"], v["ts"]);
+    let (g1, g2) = (unique_topic("dr-group"), unique_topic("live-group"));
+    let admin = strait::client::Client::connect(strait::client::ClientConfig::new(&src.bootstrap))
+        .await
+        .unwrap();
+    let at = |i: usize| recs[i]["o"].as_i64().unwrap();
+    admin.commit_offsets(&g1, &[(t.clone(), 0, at(500))]).await.unwrap();
+    admin.commit_offsets(&g2, &[(t.clone(), 0, at(200))]).await.unwrap();
+    // g2 is live on the destination: a kcat consumer is a member of it there.
+    create(dst, &t, 1, &["retention.ms=-1"]);
+    let mut live = Command::new("kcat")
+        .args(["-b", &dst.bootstrap, "-G", &g2, "-X", "auto.offset.reset=earliest", &t])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let r = start(config(
+        &unique_topic("gsync"),
+        src,
+        dst,
+        &t,
+        &format!("groups = [\"{g1}\", \"{g2}\"]\ngroup_sync_interval_ms = 300"),
+    ))
+    .await;
+    r.wait_records(660, Duration::from_secs(60)).await;
+    // g1: the destination offset points at the same record the source offset does.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let synced = loop {
+        if let Some(o) = group_offset(dst, &g1, &t, 0) {
+            break o;
+        }
+        assert!(Instant::now() < deadline, "g1 was never synced");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let d = tool(&["dump", "--bootstrap", &dst.bootstrap, "--topic", &t]);
+    let drecs: Vec<Value> = d.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let landed = drecs
+        .iter()
+        .find(|v| v["o"] == synced)
+        .expect("a destination record at the synced offset");
+    assert_eq!(id(landed), id(&recs[500]), "g1 resumes at exactly the next record");
+    // g2: never written while kcat is a member.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let g2_translated = drecs.iter().find(|v| id(v) == id(&recs[200])).unwrap()["o"]
+        .as_i64()
+        .unwrap();
+    let g2_dst = group_offset(dst, &g2, &t, 0);
+    assert_ne!(g2_dst, Some(g2_translated), "the live group's offsets were overwritten");
+    // The source group moving backwards moves the destination back too.
+    admin.commit_offsets(&g1, &[(t.clone(), 0, at(100))]).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(o) = group_offset(dst, &g1, &t, 0) {
+            if o < synced {
+                let landed = drecs.iter().find(|v| v["o"] == o).unwrap();
+                assert_eq!(id(landed), id(&recs[100]));
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "g1 did not follow the source backwards");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let _ = live.kill();
+    let _ = live.wait();
+    let metrics = r.handle.metrics.clone();
+    r.stop().await;
+    let synced_total = strait::replicate::metrics::Metrics::get(&metrics.group_offsets_synced);
+    // g1 written twice (forward, then back); g2 never.
+    assert_eq!(synced_total, 2, "{synced_total} group offsets synced");
+}

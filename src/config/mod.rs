@@ -128,6 +128,12 @@ struct RawConfig {
     sync_topic_configs: bool,
     #[serde(default)]
     metrics_address: Option<Spanned<String>>,
+    #[serde(default)]
+    groups: Vec<Spanned<String>>,
+    #[serde(default)]
+    groups_exclude: Vec<Spanned<String>>,
+    #[serde(default = "default_group_sync_interval_ms")]
+    group_sync_interval_ms: u64,
 }
 
 /// A validated replication config.
@@ -172,6 +178,12 @@ pub struct Config {
     pub sync_topic_configs: bool,
     /// `host:port` of the Prometheus/health HTTP endpoint (none: off).
     pub metrics_address: Option<std::net::SocketAddr>,
+    /// Consumer groups whose offsets are translated onto the destination (empty: off).
+    pub groups: Vec<Regex>,
+    /// Groups never synced.
+    pub groups_exclude: Vec<Regex>,
+    /// How often group offsets are synced.
+    pub group_sync_interval: Duration,
 }
 
 fn default_alias() -> String {
@@ -224,6 +236,9 @@ fn default_max_in_flight() -> Spanned<usize> {
 }
 fn default_max_request_bytes() -> usize {
     8 * 1024 * 1024
+}
+fn default_group_sync_interval_ms() -> u64 {
+    10_000
 }
 fn default_coalesce_below_bytes() -> usize {
     // One-record batches of ~1 KiB records, not the 16 KiB batches of a default
@@ -284,6 +299,8 @@ impl Config {
         };
         let topics = regexes(&raw.topics, "topics")?;
         let topics_exclude = regexes(&raw.topics_exclude, "topics_exclude")?;
+        let groups = regexes(&raw.groups, "groups")?;
+        let groups_exclude = regexes(&raw.groups_exclude, "groups_exclude")?;
         let rename = match raw.rename.get_ref().as_str() {
             "identity" => Rename::Identity,
             "prefix" => Rename::Prefix,
@@ -374,6 +391,9 @@ impl Config {
             replication_factor: raw.replication_factor,
             sync_topic_configs: raw.sync_topic_configs,
             metrics_address,
+            groups,
+            groups_exclude,
+            group_sync_interval: Duration::from_millis(raw.group_sync_interval_ms.max(100)),
         })
     }
 
@@ -394,6 +414,14 @@ impl Config {
             && !name.starts_with("__")
             && self.topics.iter().any(|r| r.is_match(name))
             && !self.topics_exclude.iter().any(|r| r.is_match(name))
+    }
+
+    /// True when consumer group `group`'s offsets are synced to the destination.
+    /// strait's own checkpoint groups (`strait-*`) never are.
+    pub fn wants_group(&self, group: &str) -> bool {
+        !group.starts_with("strait-")
+            && self.groups.iter().any(|r| r.is_match(group))
+            && !self.groups_exclude.iter().any(|r| r.is_match(group))
     }
 
     /// Destination name of a source topic.

@@ -16,7 +16,7 @@ use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEnc
 use tracing::debug;
 
 use super::metrics::Metrics;
-use super::offset_map::{encode_value, merge};
+use super::offset_map::{encode_value, merge, MapEntry};
 use super::producer::Producer;
 use crate::batch::build::simple_record;
 use crate::client::{Client, ClientError, NewTopic};
@@ -31,6 +31,9 @@ pub struct Checkpointer {
     producer: Arc<Producer>,
     metrics: Arc<Metrics>,
     committed: Mutex<HashMap<(Arc<str>, i32), i64>>,
+    /// The offset map written so far (loaded at start, extended by every
+    /// checkpoint): (destination topic, partition) → runs sorted by source offset.
+    index: Mutex<HashMap<(String, i32), Vec<MapEntry>>>,
 }
 
 impl Checkpointer {
@@ -42,7 +45,27 @@ impl Checkpointer {
             producer,
             metrics,
             committed: Mutex::new(HashMap::new()),
+            index: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Loads the offset map already in the destination (for group offset sync).
+    pub async fn load_index(&self) -> Result<(), ClientError> {
+        let map = super::translate::load_map(&self.cfg, &self.dst).await?;
+        let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        for (k, runs) in map {
+            let e = index.entry(k).or_default();
+            e.extend(runs);
+            e.sort_by_key(|r| r.src_base);
+        }
+        Ok(())
+    }
+
+    /// The destination offset of the first record at or after source `offset`
+    /// of destination topic `dst_topic`'s partition, if strait replicated that far.
+    pub fn translate(&self, dst_topic: &str, partition: i32, offset: i64) -> Option<i64> {
+        let index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        super::offset_map::translate(index.get(&(dst_topic.to_string(), partition))?, offset)
     }
 
     /// Creates the offset-map topic if it does not exist.
@@ -94,6 +117,14 @@ impl Checkpointer {
             if let Err(e) = self.write_map(&entries).await {
                 self.producer.restore_map_entries(entries);
                 return Err(e);
+            }
+            let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+            for (route, runs) in &entries {
+                let e = index.entry((route.dst_topic.to_string(), route.partition)).or_default();
+                e.extend(merge(runs.clone()));
+                e.sort_by_key(|r| r.src_base);
+                let merged = merge(std::mem::take(e));
+                *e = merged;
             }
         }
         let moved: Vec<(String, i32, i64)> = {

@@ -31,6 +31,8 @@ pub struct Metrics {
     pub produce_retries: AtomicU64,
     /// Checkpoints committed.
     pub checkpoints: AtomicU64,
+    /// Group offsets (partitions) written on the destination.
+    pub group_offsets_synced: AtomicU64,
     /// When the last checkpoint was committed, ms since the Unix epoch (0: never).
     pub last_checkpoint_ms: AtomicU64,
     errors: Mutex<BTreeMap<i16, u64>>,

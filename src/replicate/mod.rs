@@ -6,6 +6,7 @@
 pub mod budget;
 pub mod checkpoint;
 pub mod fetcher;
+pub mod groups;
 pub mod metrics;
 pub mod offset_map;
 pub mod producer;
@@ -212,6 +213,11 @@ where
     );
     let ckpt = Checkpointer::new(dst.clone(), cfg.clone(), producer.clone(), metrics.clone());
     ckpt.ensure_map_topic().await.map_err(dst_err)?;
+    if !cfg.groups.is_empty() {
+        ckpt.load_index().await.map_err(dst_err)?;
+    }
+    let group_sync = groups::GroupSync::default();
+    let mut group_tick = tokio::time::interval(cfg.group_sync_interval);
     let mut _metrics_guard: Option<AbortOnDrop> = None;
     let handle = Handle {
         metrics: metrics.clone(),
@@ -257,6 +263,12 @@ where
                     warn!(error = %e, "checkpoint failed; will retry");
                 }
             }
+            _ = group_tick.tick(), if !cfg.groups.is_empty() => {
+                match group_sync.sync_once(&cfg, &src, &dst, &ckpt).await {
+                    Ok(n) => Metrics::add(&metrics.group_offsets_synced, n as u64),
+                    Err(e) => warn!(error = %e, "group offset sync failed; will retry"),
+                }
+            }
             _ = report.tick(), if progress.is_some() => {
                 let now = Instant::now();
                 let (r, b) = (Metrics::get(&metrics.records), Metrics::get(&metrics.bytes));
@@ -285,6 +297,13 @@ where
     producer.stop();
     if let Err(e) = ckpt.checkpoint().await {
         warn!(error = %e, "final checkpoint failed; a restart re-sends from the previous one");
+    }
+    if !cfg.groups.is_empty() {
+        // A last group sync, so a failover site has the newest translated offsets.
+        match group_sync.sync_once(&cfg, &src, &dst, &ckpt).await {
+            Ok(n) => Metrics::add(&metrics.group_offsets_synced, n as u64),
+            Err(e) => warn!(error = %e, "final group offset sync failed"),
+        }
     }
     let mut stopped: Vec<String> = fetchers.stopped().into_iter().map(|(_, r)| r).collect();
     stopped.extend(producer.positions().into_iter().filter_map(|p| p.failed));

@@ -1,0 +1,140 @@
+//! Consumer-group offset sync: source groups' committed offsets, translated
+//! exactly through the offset map, written on the destination.
+//!
+//! Rules (as operators expect from a DR tool): a group is written only while it
+//! has no active members on the destination (a live consumer there owns its
+//! offsets), and an offset never moves backwards unless the source group itself
+//! moved backwards.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use kafka_protocol::messages::{DescribeGroupsRequest, GroupId, ListGroupsRequest};
+use kafka_protocol::protocol::StrBytes;
+use tracing::{debug, info};
+
+use super::checkpoint::Checkpointer;
+use crate::client::{Client, ClientError};
+use crate::config::Config;
+
+/// Syncs group offsets of one replication.
+#[derive(Debug, Default)]
+pub struct GroupSync {
+    /// Last synced (source offset, destination offset) per (group, destination topic, partition).
+    last: Mutex<HashMap<(String, String, i32), (i64, i64)>>,
+}
+
+/// Group ids known to any broker of `client`'s cluster.
+async fn list_groups(client: &Client) -> Result<HashSet<String>, ClientError> {
+    let md = client.refresh_metadata(Some(&[])).await?;
+    let mut out = HashSet::new();
+    for id in md.brokers.keys() {
+        let conn = client.broker(*id).await?;
+        let resp = conn.request(&ListGroupsRequest::default()).await?;
+        if resp.error_code != 0 {
+            return Err(ClientError::kafka(
+                "ListGroups",
+                conn.broker(),
+                "groups",
+                resp.error_code,
+                None,
+            ));
+        }
+        out.extend(resp.groups.iter().map(|g| g.group_id.0.to_string()));
+    }
+    Ok(out)
+}
+
+/// True when `group` has no active member on `client`'s cluster (empty, dead or unknown).
+async fn is_inactive(client: &Client, group: &str) -> Result<bool, ClientError> {
+    let conn = client.find_coordinator(group, 0).await?;
+    let resp = conn
+        .request(&DescribeGroupsRequest::default().with_groups(vec![GroupId(StrBytes::from_string(group.to_string()))]))
+        .await?;
+    let Some(g) = resp.groups.first() else { return Ok(true) };
+    Ok(match g.error_code {
+        0 => g.members.is_empty() && matches!(g.group_state.as_str(), "Empty" | "Dead" | ""),
+        69 => true, // GROUP_ID_NOT_FOUND
+        _ => false, // unknown state (e.g. a KIP-848 consumer group): leave it alone
+    })
+}
+
+impl GroupSync {
+    /// One sync round; returns the number of partitions written.
+    pub async fn sync_once(
+        &self,
+        cfg: &Config,
+        src: &Client,
+        dst: &Client,
+        ckpt: &Checkpointer,
+    ) -> Result<usize, ClientError> {
+        let mut groups: Vec<String> = list_groups(src)
+            .await?
+            .into_iter()
+            .filter(|g| cfg.wants_group(g))
+            .collect();
+        groups.sort();
+        let mut written = 0;
+        for group in groups {
+            let committed = src.fetch_offsets(&group, &[]).await?;
+            let mut want: Vec<(String, i32, i64, i64)> = Vec::new(); // dst topic, partition, src offset, dst offset
+            for (t, p, o) in committed {
+                if o < 0 || !cfg.wants_topic(&t, false) {
+                    continue;
+                }
+                let dt = cfg.destination_topic(&t);
+                if let Some(d) = ckpt.translate(&dt, p, o) {
+                    want.push((dt, p, o, d));
+                }
+            }
+            if want.is_empty() {
+                continue;
+            }
+            if !is_inactive(dst, &group).await? {
+                debug!(
+                    group,
+                    "group has active members on the destination; not overwriting its offsets"
+                );
+                continue;
+            }
+            let mut topics: HashMap<String, Vec<i32>> = HashMap::new();
+            for (t, p, _, _) in &want {
+                topics.entry(t.clone()).or_default().push(*p);
+            }
+            let existing: HashMap<(String, i32), i64> = dst
+                .fetch_offsets(&group, &topics.into_iter().collect::<Vec<_>>())
+                .await?
+                .into_iter()
+                .map(|(t, p, o)| ((t, p), o))
+                .collect();
+            let mut commit = Vec::new();
+            {
+                let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+                for (t, p, so, d) in &want {
+                    let have = existing.get(&(t.clone(), *p)).copied().unwrap_or(-1);
+                    let source_moved_back = last
+                        .get(&(group.clone(), t.clone(), *p))
+                        .is_some_and(|(prev, _)| so < prev);
+                    if *d > have || (*d < have && source_moved_back) {
+                        commit.push((t.clone(), *p, *d));
+                    }
+                }
+            }
+            if commit.is_empty() {
+                continue;
+            }
+            dst.commit_offsets(&group, &commit).await?;
+            written += commit.len();
+            info!(
+                group,
+                partitions = commit.len(),
+                "synced group offsets to the destination"
+            );
+            let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+            for (t, p, so, d) in want {
+                last.insert((group.clone(), t, p), (so, d));
+            }
+        }
+        Ok(written)
+    }
+}
