@@ -17,11 +17,14 @@ use super::checkpoint::Checkpointer;
 use crate::client::{Client, ClientError};
 use crate::config::Config;
 
+/// (group, destination topic, partition).
+type GroupPartition = (String, String, i32);
+
 /// Syncs group offsets of one replication.
 #[derive(Debug, Default)]
 pub struct GroupSync {
-    /// Last synced (source offset, destination offset) per (group, destination topic, partition).
-    last: Mutex<HashMap<(String, String, i32), (i64, i64)>>,
+    /// Last synced (source offset, destination offset) per group partition.
+    last: Mutex<HashMap<GroupPartition, (i64, i64)>>,
 }
 
 /// Group ids known to any broker of `client`'s cluster.
