@@ -1253,3 +1253,83 @@ async fn group_offsets_sync_exactly_and_never_over_a_live_consumer() {
     // g1 written twice (forward, then back); g2 never.
     assert_eq!(synced_total, 2, "{synced_total} group offsets synced");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_then_failback_moves_consumers_and_new_records_without_duplicates() {
+    let (src, dst) = (harness::kafka4(), harness::kafka4_dest());
+    let t = unique_topic("dr");
+    create(src, &t, 2, &["retention.ms=-1"]);
+    load(src, &t, 600, "lz4", &[]);
+    let s = tool(&["dump", "--bootstrap", &src.bootstrap, "--topic", &t]);
+    let recs: Vec<Value> = s.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let id = |v: &Value| format!("{}|{}|{}|{}", v["k"], v["v"], v["h"], v["ts"]);
+    let p0: Vec<&Value> = recs.iter().filter(|v| v["p"] == 0).collect();
+    let next = p0[p0.len() / 2];
+    let group = unique_topic("app");
+    let admin = strait::client::Client::connect(strait::client::ClientConfig::new(&src.bootstrap))
+        .await
+        .unwrap();
+    admin
+        .commit_offsets(&group, &[(t.clone(), 0, next["o"].as_i64().unwrap())])
+        .await
+        .unwrap();
+    let name = unique_topic("dr");
+    let cfg_path = std::env::temp_dir().join(format!("{name}.toml"));
+    std::fs::write(
+        &cfg_path,
+        format!("name = \"{name}\"\ntopics = [\"{t}\"]\nrefresh_interval_ms = 1000\n[source]\nbootstrap_servers = \"{}\"\n[destination]\nbootstrap_servers = \"{}\"\n", src.bootstrap, dst.bootstrap),
+    )
+    .unwrap();
+    let cfg = cfg_path.to_str().unwrap();
+    // Failover: drain, sync the group, stop.
+    let out = Command::new(env!("CARGO_BIN_EXE_strait"))
+        .args(["failover", "--config", cfg, "--group", &group])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        text.contains("failover complete") && text.contains(&dst.bootstrap),
+        "{text}"
+    );
+    assert_same(src, &t, dst, &t, &[]);
+    // The group resumes on the destination at exactly the next record.
+    let synced = group_offset(dst, &group, &t, 0).expect("group offset on the destination");
+    let d = tool(&["dump", "--bootstrap", &dst.bootstrap, "--topic", &t]);
+    let landed = d
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|v| v["p"] == 0 && v["o"] == synced)
+        .unwrap();
+    assert_eq!(id(&landed), id(next));
+    // Producers move to the destination.
+    load(dst, &t, 300, "zstd", &["--start-index", "5000"]);
+    // Failback: only the 300 new records go back.
+    let mut back = Command::new(env!("CARGO_BIN_EXE_strait"))
+        .args(["failback", "--config", cfg, "--progress", "0"])
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let c = json(&tool(&["count", "--bootstrap", &src.bootstrap, "--topic", &t]));
+        if c["total"].as_u64().unwrap() >= 900 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "failback did not bring the new records: {c}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(Command::new("kill")
+        .args(["-TERM", &back.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    assert!(back.wait().unwrap().success());
+    let _ = std::fs::remove_file(&cfg_path);
+    // Both clusters now hold the same 900 records in the same order: nothing duplicated.
+    let v = assert_same(dst, &t, src, &t, &[]);
+    assert_eq!(v["source_records"], 900);
+    assert_eq!(v["duplicates"], 0);
+}

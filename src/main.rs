@@ -29,6 +29,26 @@ enum Command {
     },
     /// Prints the annotated example configuration.
     ExampleConfig,
+    /// Drains replication, syncs the groups' offsets exactly, stops, prepares
+    /// failback, and prints what consumers must change.
+    Failover {
+        /// Path of the TOML config.
+        #[arg(long)]
+        config: std::path::PathBuf,
+        /// Consumer groups to move (repeatable; default: the config's `groups`).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+    },
+    /// Replicates destination → source from where failover left off (new records
+    /// only) until SIGINT/SIGTERM.
+    Failback {
+        /// Path of the TOML config of the original replication.
+        #[arg(long)]
+        config: std::path::PathBuf,
+        /// Seconds between progress lines; 0 turns them off.
+        #[arg(long, default_value_t = 5)]
+        progress: u64,
+    },
     /// Consumer-offset tools.
     Offsets {
         #[command(subcommand)]
@@ -204,6 +224,36 @@ fn main() -> ExitCode {
                 if rows.is_empty() {
                     println!("group {group} has no committed offsets on replicated topics");
                 }
+                Ok(())
+            }
+            Command::Failover { config, groups } => {
+                let c = strait::config::Config::load(&config)?;
+                let dest = c.destination.bootstrap_servers.get_ref().clone();
+                let r = strait::replicate::failover::failover(c, groups).await?;
+                println!("failover complete: replication drained ({} records in the final drain), checkpoint and group offsets committed.", r.drained_records);
+                println!("Point consumers at the destination cluster: bootstrap.servers={dest}");
+                for (s, d) in &r.topics {
+                    if s != d {
+                        println!("  topic {s} is {d} there");
+                    }
+                }
+                for (g, rows) in &r.groups {
+                    println!("group {g}: its committed offsets on the destination:");
+                    for row in rows {
+                        let t = row.translated.map(|o| o.to_string()).unwrap_or_else(|| "-".into());
+                        println!("  {}[{}] source offset {} -> destination offset {t}", row.dst_topic, row.partition, row.committed);
+                    }
+                }
+                println!("Producers may now write to the destination; `strait failback --config ...` replicates those records back.");
+                Ok(())
+            }
+            Command::Failback { config, progress } => {
+                let c = strait::config::Config::load(&config)?;
+                let reverse = strait::replicate::failover::failback_config(&c).await?;
+                eprintln!("failback: replicating {} back to {} as {:?}", c.destination.bootstrap_servers.get_ref(), c.source.bootstrap_servers.get_ref(), reverse.name);
+                let progress = (progress > 0).then(|| std::time::Duration::from_secs(progress));
+                let summary = strait::replicate::run(reverse, shutdown_signal(), progress, |_| {}).await?;
+                eprintln!("stopped: {} records, {:.1} MB replicated back", summary.records, summary.bytes as f64 / 1e6);
                 Ok(())
             }
             Command::Check { config } => {

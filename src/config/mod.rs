@@ -76,6 +76,8 @@ pub enum Rename {
     Prefix,
     /// A template with `{topic}` and optionally `{source}`.
     Template(String),
+    /// The reverse of `Prefix` (failback): `{alias}.{topic}` becomes `{topic}`.
+    StripPrefix(String),
 }
 
 impl Rename {
@@ -85,6 +87,7 @@ impl Rename {
             Rename::Identity => topic.to_string(),
             Rename::Prefix => format!("{source_alias}.{topic}"),
             Rename::Template(t) => t.replace("{source}", source_alias).replace("{topic}", topic),
+            Rename::StripPrefix(p) => topic.strip_prefix(&format!("{p}.")).unwrap_or(topic).to_string(),
         }
     }
 }
@@ -414,6 +417,40 @@ impl Config {
             && !name.starts_with("__")
             && self.topics.iter().any(|r| r.is_match(name))
             && !self.topics_exclude.iter().any(|r| r.is_match(name))
+    }
+
+    /// The reverse replication for failback: source and destination swapped,
+    /// replicating the destination topics of `source_topics` back under their
+    /// source names. Only `identity` and `prefix` renames can be reversed.
+    pub fn reversed(&self, source_topics: &[String]) -> Result<Config, String> {
+        let rename = match &self.rename {
+            Rename::Identity => Rename::Identity,
+            Rename::Prefix => Rename::StripPrefix(self.source.alias.clone()),
+            other => {
+                return Err(format!(
+                    "failback can reverse rename = \"identity\" or \"prefix\", not {other:?}"
+                ))
+            }
+        };
+        let topics = source_topics
+            .iter()
+            .map(|t| Regex::new(&format!("^{}$", regex::escape(&self.destination_topic(t)))).map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut source = self.destination.clone();
+        source.alias = "destination".into();
+        let mut r = self.clone();
+        r.name = format!("{}-failback", self.name);
+        r.source = source;
+        r.destination = self.source.clone();
+        r.topics = topics;
+        r.topics_exclude = Vec::new();
+        r.rename = rename;
+        r.start_from = StartFrom::Latest;
+        r.groups = Vec::new();
+        r.metrics_address = None;
+        // The original source already has its own configs.
+        r.sync_topic_configs = false;
+        Ok(r)
     }
 
     /// True when consumer group `group`'s offsets are synced to the destination.

@@ -5,6 +5,7 @@
 
 pub mod budget;
 pub mod checkpoint;
+pub mod failover;
 pub mod fetcher;
 pub mod groups;
 pub mod metrics;
@@ -139,6 +140,11 @@ impl Handle {
             .collect();
         out.sort();
         out
+    }
+
+    /// Batches fetched but not yet acknowledged by the destination.
+    pub fn pending(&self) -> usize {
+        self.producer.pending()
     }
 
     /// Partitions stopped on an unrecoverable error.

@@ -1,0 +1,132 @@
+//! Failover and failback.
+//!
+//! `failover` drains the replication (every partition acknowledged up to the
+//! source's last stable offset), commits a last checkpoint and a last exact
+//! group-offset sync, and records, for failback, where the destination's logs
+//! end: records after that point are new on the destination. `failback` then
+//! replicates destination → source from exactly there, so nothing the source
+//! already has is copied back.
+
+use std::time::Duration;
+
+use regex::Regex;
+use tracing::info;
+
+use super::translate::{translate_group, Translation};
+use super::{run, EngineError};
+use crate::client::admin::LATEST;
+use crate::client::{Client, ClientError};
+use crate::config::Config;
+
+/// What a failover did.
+#[derive(Debug, Clone)]
+pub struct FailoverReport {
+    /// Source topics replicated, with their destination names.
+    pub topics: Vec<(String, String)>,
+    /// Per group, its translated offsets.
+    pub groups: Vec<(String, Vec<Translation>)>,
+    /// Records replicated during the drain.
+    pub drained_records: u64,
+}
+
+fn cluster_err(cluster: &'static str) -> impl Fn(ClientError) -> EngineError {
+    move |source| EngineError::Cluster { cluster, source }
+}
+
+/// Source topics a config replicates (as they exist now).
+pub async fn replicated_topics(cfg: &Config, src: &Client) -> Result<Vec<String>, ClientError> {
+    let md = src.refresh_metadata(None).await?;
+    let mut t: Vec<String> = md
+        .topics
+        .values()
+        .filter(|t| t.error_code == 0 && cfg.wants_topic(&t.name, t.is_internal))
+        .map(|t| t.name.clone())
+        .collect();
+    t.sort();
+    Ok(t)
+}
+
+/// Drains, syncs `groups` (all of the config's groups when empty), stops, and
+/// prepares failback.
+pub async fn failover(mut cfg: Config, groups: Vec<String>) -> Result<FailoverReport, EngineError> {
+    if !groups.is_empty() {
+        cfg.groups = groups
+            .iter()
+            .map(|g| Regex::new(&format!("^{}$", regex::escape(g))).expect("escaped regex is valid"))
+            .collect();
+    }
+    let (h_tx, h_rx) = tokio::sync::oneshot::channel::<super::Handle>();
+    let drained = async move {
+        let Ok(h) = h_rx.await else { return };
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let lag = h.partition_lag();
+            if !lag.is_empty() && lag.iter().all(|(_, _, l)| *l == 0) && h.pending() == 0 {
+                info!(partitions = lag.len(), "replication drained");
+                return;
+            }
+        }
+    };
+    let summary = run(cfg.clone(), drained, Some(Duration::from_secs(2)), move |h| {
+        let _ = h_tx.send(h);
+    })
+    .await?;
+    let src = Client::connect(cfg.source.client_config())
+        .await
+        .map_err(cluster_err("source"))?;
+    let dst = Client::connect(cfg.destination.client_config())
+        .await
+        .map_err(cluster_err("destination"))?;
+    // Failback starts at today's end of every destination partition.
+    let topics = replicated_topics(&cfg, &src).await.map_err(cluster_err("source"))?;
+    let reverse_group = format!("strait-{}-failback", cfg.name);
+    let mut starts = Vec::new();
+    for t in &topics {
+        let d = cfg.destination_topic(t);
+        let parts = dst
+            .refresh_metadata(Some(std::slice::from_ref(&d)))
+            .await
+            .map_err(cluster_err("destination"))?;
+        let n = parts.topics.get(&d).map(|x| x.partitions.len() as i32).unwrap_or(0);
+        let ends = dst
+            .list_offsets(&d, &(0..n).collect::<Vec<_>>(), LATEST, false)
+            .await
+            .map_err(cluster_err("destination"))?;
+        // The reverse replication commits its positions under the reverse
+        // destination topic, which is the original source topic.
+        starts.extend(ends.into_iter().map(|(p, o)| (t.clone(), p, o)));
+    }
+    if !starts.is_empty() {
+        src.commit_offsets(&reverse_group, &starts)
+            .await
+            .map_err(cluster_err("source"))?;
+    }
+    let mut report_groups = Vec::new();
+    // The groups named on the command line are reported with their translations.
+    for g in &groups {
+        let rows = translate_group(&cfg, &src, &dst, g, None)
+            .await
+            .map_err(cluster_err("destination"))?;
+        report_groups.push((g.clone(), rows));
+    }
+    Ok(FailoverReport {
+        topics: topics.iter().map(|t| (t.clone(), cfg.destination_topic(t))).collect(),
+        groups: report_groups,
+        drained_records: summary.records,
+    })
+}
+
+/// The reverse replication of `cfg` for failback.
+pub async fn failback_config(cfg: &Config) -> Result<Config, EngineError> {
+    let src = Client::connect(cfg.source.client_config())
+        .await
+        .map_err(cluster_err("source"))?;
+    let topics = replicated_topics(cfg, &src).await.map_err(cluster_err("source"))?;
+    cfg.reversed(&topics).map_err(|reason| EngineError::Cluster {
+        cluster: "source",
+        source: ClientError::Invalid {
+            what: "failback",
+            reason,
+        },
+    })
+}
