@@ -568,45 +568,56 @@ fn dst_has_topic(dst: &KafkaCluster, t: &str) -> bool {
     s.contains(&format!("topic \"{t}\" with")) && !s.contains("Broker: Unknown topic")
 }
 
+/// Replicates 60k records (80k in the end: the source keeps taking writes),
+/// killing the leader of partition 0 on `victim` (the source or the destination)
+/// mid-stream and restarting it; asserts nothing is lost and memory stayed within
+/// `max_buffered_bytes`. `load_args` go to every load.
+async fn leader_killed_mid_stream(
+    src: &KafkaCluster,
+    dst: &KafkaCluster,
+    victim: &KafkaCluster,
+    t: &str,
+    extra: &str,
+    load_args: &[&str],
+) {
+    let base: Vec<&str> = [&["--value-size", "300"][..], load_args].concat();
+    load(src, t, 60_000, "zstd", &base);
+    let cfg =
+        format!("{extra}\nmax_buffered_bytes = 2097152\nfetch_max_bytes = 262144\nfetch_partition_max_bytes = 65536");
+    let r = start(config(&unique_topic("failover"), src, dst, t, &cfg)).await;
+    r.wait_records(5_000, Duration::from_secs(60)).await;
+    let leader = leader_of(victim, t, 0);
+    victim.kill_node(leader).unwrap();
+    let killed_at = strait::replicate::metrics::Metrics::get(&r.handle.metrics.records);
+    // Keep writing to the source while the victim cluster elects new leaders.
+    let more: Vec<&str> = [&["--start-index", "60000"][..], &base].concat();
+    load(src, t, 20_000, "zstd", &more);
+    r.wait_records(80_000, Duration::from_secs(120)).await;
+    victim.start_node(leader).unwrap();
+    // While a side stalled, fetching waited: memory stayed under max_buffered_bytes.
+    let peak = r.handle.peak_buffered_bytes();
+    assert!(peak <= 2_097_152, "held {peak} bytes, above max_buffered_bytes");
+    assert!(peak > 0);
+    let s = r.stop().await;
+    let side = if std::ptr::eq(victim, src) {
+        "source"
+    } else {
+        "destination"
+    };
+    eprintln!(
+        "{side} leader {leader} killed after {killed_at} records; {} records replicated",
+        s.records
+    );
+    let v = assert_same(src, t, dst, t, &["--allow-duplicates"]);
+    eprintln!("{side} leader kill: 0 lost, {} duplicates", v["duplicates"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn destination_leader_killed_mid_stream_loses_nothing() {
     let (src, dst) = (harness::kafka4(), harness::kafka4_three());
     let t = unique_topic("failover");
     create(src, &t, 3, &["retention.ms=-1"]);
-    load(src, &t, 60_000, "zstd", &["--value-size", "300"]);
-    let r = start(config(
-        &unique_topic("failover"),
-        src,
-        dst,
-        &t,
-        "replication_factor = 3\nmax_buffered_bytes = 2097152\nfetch_max_bytes = 262144\nfetch_partition_max_bytes = 65536",
-    ))
-    .await;
-    r.wait_records(5_000, Duration::from_secs(60)).await;
-    let leader = leader_of(dst, &t, 0);
-    dst.kill_node(leader).unwrap();
-    let killed_at = strait::replicate::metrics::Metrics::get(&r.handle.metrics.records);
-    // Keep writing to the source while the destination elects new leaders.
-    load(
-        src,
-        &t,
-        20_000,
-        "zstd",
-        &["--start-index", "60000", "--value-size", "300"],
-    );
-    r.wait_records(80_000, Duration::from_secs(120)).await;
-    dst.start_node(leader).unwrap();
-    // While the destination stalled, fetching waited: memory stayed under max_buffered_bytes.
-    let peak = r.handle.peak_buffered_bytes();
-    assert!(peak <= 2_097_152, "held {peak} bytes, above max_buffered_bytes");
-    assert!(peak > 0);
-    let s = r.stop().await;
-    eprintln!(
-        "destination leader {leader} killed after {killed_at} records; {} records replicated",
-        s.records
-    );
-    let v = assert_same(src, &t, dst, &t, &["--allow-duplicates"]);
-    eprintln!("leader kill: 0 lost, {} duplicates", v["duplicates"]);
+    leader_killed_mid_stream(src, dst, dst, &t, "replication_factor = 3", &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1005,36 +1016,7 @@ async fn source_leader_killed_mid_stream_loses_nothing() {
         "--config",
         "min.insync.replicas=2",
     ]);
-    load(src, &t, 60_000, "lz4", &["--value-size", "300", "--idempotent"]);
-    let r = start(config(
-        &unique_topic("srcfail"),
-        src,
-        dst,
-        &t,
-        "max_buffered_bytes = 2097152\nfetch_max_bytes = 262144\nfetch_partition_max_bytes = 65536",
-    ))
-    .await;
-    r.wait_records(5_000, Duration::from_secs(60)).await;
-    let leader = leader_of(src, &t, 0);
-    src.kill_node(leader).unwrap();
-    let killed_at = strait::replicate::metrics::Metrics::get(&r.handle.metrics.records);
-    // The source keeps taking writes on the new leaders.
-    load(
-        src,
-        &t,
-        20_000,
-        "lz4",
-        &["--start-index", "60000", "--value-size", "300", "--idempotent"],
-    );
-    r.wait_records(80_000, Duration::from_secs(120)).await;
-    src.start_node(leader).unwrap();
-    let s = r.stop().await;
-    eprintln!(
-        "source leader {leader} killed after {killed_at} records; {} records replicated",
-        s.records
-    );
-    let v = assert_same(src, &t, dst, &t, &["--allow-duplicates"]);
-    eprintln!("source leader kill: 0 lost, {} duplicates", v["duplicates"]);
+    leader_killed_mid_stream(src, dst, src, &t, "", &["--idempotent"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
