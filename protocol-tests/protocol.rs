@@ -8,10 +8,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use harness::{unique_topic, KafkaCluster};
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{
-    ApiKey, BrokerId, FetchRequest, FetchResponse, MetadataRequest, ProduceRequest, TopicName,
-};
+use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, MetadataRequest, ProduceRequest, TopicName};
 use kafka_protocol::protocol::{Message, StrBytes};
 use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use strait::batch::split_batches;
@@ -308,23 +305,7 @@ pub async fn fetch(
     max_wait_ms: i32,
 ) -> Result<FetchResponse, ClientError> {
     let version = conn.version_of::<FetchRequest>()?;
-    let req = FetchRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_max_wait_ms(max_wait_ms)
-        .with_min_bytes(1)
-        .with_max_bytes(50 * 1024 * 1024)
-        .with_isolation_level(1)
-        .with_session_epoch(-1)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(TopicName(StrBytes::from_string(topic.into())))
-            .with_topic_id(id)
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(partition)
-                .with_fetch_offset(offset)
-                .with_current_leader_epoch(-1)
-                .with_last_fetched_epoch(-1)
-                .with_log_start_offset(-1)
-                .with_partition_max_bytes(10 * 1024 * 1024)])]);
+    let req = strait::client::admin::single_fetch_request(topic, id, partition, offset, max_wait_ms, 10 * 1024 * 1024);
     conn.request_at(version, &req).await
 }
 
@@ -750,23 +731,7 @@ async fn golden_frames_match_live_broker() {
         .await
         .unwrap();
     let fetch_version = conn.version_of::<FetchRequest>().unwrap();
-    let req = FetchRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_max_wait_ms(100)
-        .with_min_bytes(1)
-        .with_max_bytes(1 << 20)
-        .with_isolation_level(1)
-        .with_session_epoch(-1)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(TopicName(StrBytes::from_static_str(topic)))
-            .with_topic_id(id)
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(0)
-                .with_fetch_offset(0)
-                .with_current_leader_epoch(-1)
-                .with_last_fetched_epoch(-1)
-                .with_log_start_offset(-1)
-                .with_partition_max_bytes(1 << 20)])]);
+    let req = strait::client::admin::single_fetch_request(topic, id, 0, 0, 100, 1 << 20);
     let fetch_frame = conn.request_frame(fetch_version, &req).await.unwrap();
     let live = [
         (format!("api_versions-v{av_version}.bin"), av),

@@ -8,9 +8,6 @@
 
 use std::collections::HashMap;
 
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
-use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::RecordBatchDecoder;
 
 use super::offset_map::{decode_value, translate, MapEntry};
@@ -52,23 +49,7 @@ pub async fn load_map(cfg: &Config, dst: &Client) -> Result<HashMap<(String, i32
     while offset < end {
         let (leader, _) = dst.leader(&topic, 0).await?;
         let conn = dst.broker(leader).await?;
-        let req = FetchRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_max_wait_ms(100)
-            .with_min_bytes(1)
-            .with_max_bytes(8 << 20)
-            .with_isolation_level(1)
-            .with_session_epoch(-1)
-            .with_topics(vec![FetchTopic::default()
-                .with_topic(TopicName(StrBytes::from_string(topic.clone())))
-                .with_topic_id(id)
-                .with_partitions(vec![FetchPartition::default()
-                    .with_partition(0)
-                    .with_fetch_offset(offset)
-                    .with_current_leader_epoch(-1)
-                    .with_last_fetched_epoch(-1)
-                    .with_log_start_offset(-1)
-                    .with_partition_max_bytes(8 << 20)])]);
+        let req = crate::client::admin::single_fetch_request(&topic, id, 0, offset, 100, 8 << 20);
         let resp = conn.request(&req).await?;
         let p = resp
             .responses
