@@ -188,12 +188,21 @@ async fn metadata_and_topic_admin(cluster: &KafkaCluster) {
     )
     .await
     .unwrap();
-    let cfg = &c.describe_topic_configs(std::slice::from_ref(&topic)).await.unwrap()[&topic];
-    assert_eq!(
-        cfg.iter().find(|e| e.name == "retention.ms").unwrap().value.as_deref(),
-        Some("987654321")
-    );
-    assert!(!cfg.iter().find(|e| e.name == "cleanup.policy").unwrap().is_explicit());
+    // The change reaches the broker's metadata a moment after the controller accepted it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let cfg = &c.describe_topic_configs(std::slice::from_ref(&topic)).await.unwrap()[&topic];
+        let retention = cfg.iter().find(|e| e.name == "retention.ms").unwrap().value.clone();
+        let policy_explicit = cfg.iter().find(|e| e.name == "cleanup.policy").unwrap().is_explicit();
+        if retention.as_deref() == Some("987654321") && !policy_explicit {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "config change not visible: retention.ms={retention:?}, cleanup.policy explicit={policy_explicit}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // Partitions: 3 -> 5.
     c.create_partitions(&topic, 5, 30_000).await.unwrap();
     let md = c.refresh_metadata(Some(std::slice::from_ref(&topic))).await.unwrap();
