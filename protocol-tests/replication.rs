@@ -1181,6 +1181,28 @@ async fn group_offsets_sync_exactly_and_never_over_a_live_consumer() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    // Wait until kcat is a member of g2 on the destination before strait starts.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let members = dst
+            .tool(
+                "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+                &[
+                    "--bootstrap-server",
+                    &dst.bootstrap,
+                    "--describe",
+                    "--group",
+                    &g2,
+                    "--members",
+                ],
+            )
+            .unwrap_or_default();
+        if members.contains("rdkafka") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "kcat never joined {g2}: {members}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     let r = start(config(
         &unique_topic("gsync"),
         src,
