@@ -99,21 +99,78 @@ fn assert_same(src: &KafkaCluster, st: &str, dst: &KafkaCluster, dt: &str, extra
     v
 }
 
-fn config(name: &str, src: &KafkaCluster, dst: &KafkaCluster, topics: &str, extra: &str) -> Config {
-    let text = format!(
+/// A replication config; `extra` goes at the top level, `dst_extra` into `[destination]`.
+fn config_text(name: &str, src: &str, dst: &str, topics: &str, extra: &str, dst_extra: &str) -> String {
+    format!(
         r#"name = "{name}"
 topics = ["{topics}"]
 refresh_interval_ms = 1000
 checkpoint_interval_ms = 200
 {extra}
 [source]
-bootstrap_servers = "{}"
+bootstrap_servers = "{src}"
 [destination]
-bootstrap_servers = "{}"
-"#,
-        src.bootstrap, dst.bootstrap
-    );
-    Config::parse(&text, "test").unwrap()
+bootstrap_servers = "{dst}"
+{dst_extra}
+"#
+    )
+}
+
+fn config(name: &str, src: &KafkaCluster, dst: &KafkaCluster, topics: &str, extra: &str) -> Config {
+    Config::parse(
+        &config_text(name, &src.bootstrap, &dst.bootstrap, topics, extra, ""),
+        "test",
+    )
+    .unwrap()
+}
+
+/// The same config written to a file, for tests of the `strait` binary.
+fn config_file(name: &str, src: &str, dst: &str, topics: &str, extra: &str, dst_extra: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("{name}.toml"));
+    std::fs::write(&path, config_text(name, src, dst, topics, extra, dst_extra)).unwrap();
+    path
+}
+
+/// A transactional load of `transactions` × `per_txn` records, aborting every
+/// `abort_every`-th transaction; returns the tool's summary.
+fn txn(c: &KafkaCluster, topic: &str, transactions: u32, per_txn: u32, abort_every: u32, extra: &[&str]) -> Value {
+    let (t, n, a) = (transactions.to_string(), per_txn.to_string(), abort_every.to_string());
+    let mut args = vec![
+        "txn",
+        "--bootstrap",
+        &c.bootstrap,
+        "--topic",
+        topic,
+        "--transactions",
+        &t,
+        "--per-txn",
+        &n,
+        "--abort-every",
+        &a,
+    ];
+    args.extend(extra);
+    json(&tool(&args))
+}
+
+/// Every record of `topic`, read by the independent client.
+fn dump(bootstrap: &str, topic: &str, isolation: &str) -> Vec<Value> {
+    tool(&[
+        "dump",
+        "--bootstrap",
+        bootstrap,
+        "--topic",
+        topic,
+        "--isolation",
+        isolation,
+    ])
+    .lines()
+    .map(|l| serde_json::from_str(l).unwrap())
+    .collect()
+}
+
+/// A record's identity, independent of its offset.
+fn record_id(v: &Value) -> String {
+    format!("{}|{}|{}|{}", v["k"], v["v"], v["h"], v["ts"])
 }
 
 /// strait running in-process.
@@ -287,21 +344,7 @@ async fn transactions_keep_only_committed_records() {
     let t = unique_topic("txn");
     create(src, &t, 2, &["retention.ms=-1"]);
     load(src, &t, 1_000, "lz4", &["--idempotent"]);
-    let summary = json(&tool(&[
-        "txn",
-        "--bootstrap",
-        &src.bootstrap,
-        "--topic",
-        &t,
-        "--transactions",
-        "30",
-        "--per-txn",
-        "100",
-        "--abort-every",
-        "3",
-        "--codec",
-        "zstd",
-    ]));
+    let summary = txn(src, &t, 30, 100, 3, &["--codec", "zstd"]);
     assert_eq!(summary["committed"], 20);
     let r = start(config(&unique_topic("txn"), src, dst, &t, "")).await;
     r.wait_records(3_000, Duration::from_secs(60)).await;
@@ -471,15 +514,14 @@ async fn sigkill_and_restart_loses_nothing() {
     create(src, &t, 4, &["retention.ms=-1"]);
     load(src, &t, 300_000, "lz4", &["--value-size", "300"]);
     let name = unique_topic("kill");
-    let cfg_path = std::env::temp_dir().join(format!("{name}.toml"));
-    std::fs::write(
-        &cfg_path,
-        format!(
-            "name = \"{name}\"\ntopics = [\"{t}\"]\ncheckpoint_interval_ms = 300\nmax_buffered_bytes = 2097152\nfetch_max_bytes = 524288\nfetch_partition_max_bytes = 131072\n[source]\nbootstrap_servers = \"{}\"\n[destination]\nbootstrap_servers = \"{}\"\n",
-            src.bootstrap, dst.bootstrap
-        ),
-    )
-    .unwrap();
+    let cfg_path = config_file(
+        &name,
+        &src.bootstrap,
+        &dst.bootstrap,
+        &t,
+        "max_buffered_bytes = 1048576\nfetch_max_bytes = 65536\nfetch_partition_max_bytes = 16384",
+        "",
+    );
     let spawn = || {
         Command::new(env!("CARGO_BIN_EXE_strait"))
             .args(["run", "--config", cfg_path.to_str().unwrap(), "--progress", "0"])
@@ -754,19 +796,7 @@ async fn offset_map_translates_every_record_exactly() {
     let t = unique_topic("map");
     create(src, &t, 2, &["retention.ms=-1"]);
     load(src, &t, 500, "lz4", &["--idempotent"]);
-    tool(&[
-        "txn",
-        "--bootstrap",
-        &src.bootstrap,
-        "--topic",
-        &t,
-        "--transactions",
-        "10",
-        "--per-txn",
-        "50",
-        "--abort-every",
-        "2",
-    ]);
+    txn(src, &t, 10, 50, 2, &[]);
     load(src, &t, 500, "gzip", &["--start-index", "500"]);
     let name = unique_topic("map");
     let r = start(config(&name, src, dst, &t, "")).await;
@@ -948,12 +978,14 @@ async fn check_reports_versions_topics_and_unreachable_clusters() {
     let t = unique_topic("check");
     create(src, &t, 2, &["retention.ms=-1"]);
     let run_check = |dest: &str| {
-        let path = std::env::temp_dir().join(format!("{t}-{}.toml", dest.replace(':', "_")));
-        std::fs::write(
-            &path,
-            format!("name = \"check\"\ntopics = [\"{t}\"]\n[source]\nbootstrap_servers = \"{}\"\n[destination]\nbootstrap_servers = \"{dest}\"\nconnect_timeout_ms = 2000\n", src.bootstrap),
-        )
-        .unwrap();
+        let path = config_file(
+            &format!("{t}-{}", dest.replace([':', '.'], "_")),
+            &src.bootstrap,
+            dest,
+            &t,
+            "",
+            "connect_timeout_ms = 2000",
+        );
         let out = Command::new(env!("CARGO_BIN_EXE_strait"))
             .args(["check", "--config", path.to_str().unwrap()])
             .output()
@@ -1025,19 +1057,7 @@ async fn offsets_translate_points_at_the_same_record() {
     let t = unique_topic("xlate");
     create(src, &t, 2, &["retention.ms=-1"]);
     load(src, &t, 400, "lz4", &["--idempotent"]);
-    tool(&[
-        "txn",
-        "--bootstrap",
-        &src.bootstrap,
-        "--topic",
-        &t,
-        "--transactions",
-        "8",
-        "--per-txn",
-        "40",
-        "--abort-every",
-        "2",
-    ]);
+    txn(src, &t, 8, 40, 2, &[]);
     load(src, &t, 400, "zstd", &["--start-index", "400"]);
     let name = unique_topic("xlate");
     let r = start(config(&name, src, dst, &t, "")).await;
@@ -1045,17 +1065,10 @@ async fn offsets_translate_points_at_the_same_record() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     r.stop().await;
     // Records by (partition, offset) on both sides, read by the independent client.
-    let dump = |b: &str, iso: &str| -> Vec<Value> {
-        tool(&["dump", "--bootstrap", b, "--topic", &t, "--isolation", iso])
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    };
     let (s, d) = (
-        dump(&src.bootstrap, "read_committed"),
-        dump(&dst.bootstrap, "read_uncommitted"),
+        dump(&src.bootstrap, &t, "read_committed"),
+        dump(&dst.bootstrap, &t, "read_uncommitted"),
     );
-    let id = |v: &Value| format!("{}|{}|{}|{}", v["k"], v["v"], v["h"], v["ts"]);
     // A group on the source that has read part of each partition (committed
     // offsets after the aborted transactions, so they sit past marker gaps).
     let group = unique_topic("group");
@@ -1063,7 +1076,7 @@ async fn offsets_translate_points_at_the_same_record() {
     for p in 0..2i64 {
         let recs: Vec<&Value> = s.iter().filter(|v| v["p"] == p).collect();
         let pick = recs[recs.len() * 3 / 4];
-        picks.push((p, pick["o"].as_i64().unwrap(), id(pick)));
+        picks.push((p, pick["o"].as_i64().unwrap(), record_id(pick)));
     }
     let admin = strait::client::Client::connect(strait::client::ClientConfig::new(&src.bootstrap))
         .await
@@ -1078,8 +1091,7 @@ async fn offsets_translate_points_at_the_same_record() {
         )
         .await
         .unwrap();
-    let cfg_path = std::env::temp_dir().join(format!("{name}.toml"));
-    std::fs::write(&cfg_path, format!("name = \"{name}\"\ntopics = [\"{t}\"]\n[source]\nbootstrap_servers = \"{}\"\n[destination]\nbootstrap_servers = \"{}\"\n", src.bootstrap, dst.bootstrap)).unwrap();
+    let cfg_path = config_file(&name, &src.bootstrap, &dst.bootstrap, &t, "", "");
     let out = Command::new(env!("CARGO_BIN_EXE_strait"))
         .args([
             "offsets",
@@ -1110,7 +1122,7 @@ async fn offsets_translate_points_at_the_same_record() {
             .find(|v| v["p"] == *p && v["o"] == translated)
             .unwrap_or_else(|| panic!("no destination record at {translated}"));
         assert_eq!(
-            &id(at),
+            &record_id(at),
             want,
             "partition {p}: source offset {o} translated to {translated}, a different record"
         );
@@ -1141,31 +1153,9 @@ async fn group_offsets_sync_exactly_and_never_over_a_live_consumer() {
     let t = unique_topic("gsync");
     create(src, &t, 1, &["retention.ms=-1"]);
     load(src, &t, 300, "lz4", &["--idempotent"]);
-    tool(&[
-        "txn",
-        "--bootstrap",
-        &src.bootstrap,
-        "--topic",
-        &t,
-        "--transactions",
-        "4",
-        "--per-txn",
-        "30",
-        "--abort-every",
-        "2",
-    ]);
+    txn(src, &t, 4, 30, 2, &[]);
     load(src, &t, 300, "lz4", &["--start-index", "300"]);
-    let s = tool(&[
-        "dump",
-        "--bootstrap",
-        &src.bootstrap,
-        "--topic",
-        &t,
-        "--isolation",
-        "read_committed",
-    ]);
-    let recs: Vec<Value> = s.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let id = |v: &Value| format!("{}|{}|{}|{}", v["k"], v["v"], v["h"], v["ts"]);
+    let recs = dump(&src.bootstrap, &t, "read_committed");
     let (g1, g2) = (unique_topic("dr-group"), unique_topic("live-group"));
     let admin = strait::client::Client::connect(strait::client::ClientConfig::new(&src.bootstrap))
         .await
@@ -1221,16 +1211,19 @@ async fn group_offsets_sync_exactly_and_never_over_a_live_consumer() {
         assert!(Instant::now() < deadline, "g1 was never synced");
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
-    let d = tool(&["dump", "--bootstrap", &dst.bootstrap, "--topic", &t]);
-    let drecs: Vec<Value> = d.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let drecs = dump(&dst.bootstrap, &t, "read_uncommitted");
     let landed = drecs
         .iter()
         .find(|v| v["o"] == synced)
         .expect("a destination record at the synced offset");
-    assert_eq!(id(landed), id(&recs[500]), "g1 resumes at exactly the next record");
+    assert_eq!(
+        record_id(landed),
+        record_id(&recs[500]),
+        "g1 resumes at exactly the next record"
+    );
     // g2: never written while kcat is a member.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let g2_translated = drecs.iter().find(|v| id(v) == id(&recs[200])).unwrap()["o"]
+    let g2_translated = drecs.iter().find(|v| record_id(v) == record_id(&recs[200])).unwrap()["o"]
         .as_i64()
         .unwrap();
     let g2_dst = group_offset(dst, &g2, &t, 0);
@@ -1242,7 +1235,7 @@ async fn group_offsets_sync_exactly_and_never_over_a_live_consumer() {
         if let Some(o) = group_offset(dst, &g1, &t, 0) {
             if o < synced {
                 let landed = drecs.iter().find(|v| v["o"] == o).unwrap();
-                assert_eq!(id(landed), id(&recs[100]));
+                assert_eq!(record_id(landed), record_id(&recs[100]));
                 break;
             }
         }
@@ -1264,9 +1257,7 @@ async fn failover_then_failback_moves_consumers_and_new_records_without_duplicat
     let t = unique_topic("dr");
     create(src, &t, 2, &["retention.ms=-1"]);
     load(src, &t, 600, "lz4", &[]);
-    let s = tool(&["dump", "--bootstrap", &src.bootstrap, "--topic", &t]);
-    let recs: Vec<Value> = s.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let id = |v: &Value| format!("{}|{}|{}|{}", v["k"], v["v"], v["h"], v["ts"]);
+    let recs = dump(&src.bootstrap, &t, "read_uncommitted");
     let p0: Vec<&Value> = recs.iter().filter(|v| v["p"] == 0).collect();
     let next = p0[p0.len() / 2];
     let group = unique_topic("app");
@@ -1278,12 +1269,7 @@ async fn failover_then_failback_moves_consumers_and_new_records_without_duplicat
         .await
         .unwrap();
     let name = unique_topic("dr");
-    let cfg_path = std::env::temp_dir().join(format!("{name}.toml"));
-    std::fs::write(
-        &cfg_path,
-        format!("name = \"{name}\"\ntopics = [\"{t}\"]\nrefresh_interval_ms = 1000\n[source]\nbootstrap_servers = \"{}\"\n[destination]\nbootstrap_servers = \"{}\"\n", src.bootstrap, dst.bootstrap),
-    )
-    .unwrap();
+    let cfg_path = config_file(&name, &src.bootstrap, &dst.bootstrap, &t, "", "");
     let cfg = cfg_path.to_str().unwrap();
     // Failover: drain, sync the group, stop.
     let out = Command::new(env!("CARGO_BIN_EXE_strait"))
@@ -1300,13 +1286,9 @@ async fn failover_then_failback_moves_consumers_and_new_records_without_duplicat
     assert_same(src, &t, dst, &t, &[]);
     // The group resumes on the destination at exactly the next record.
     let synced = group_offset(dst, &group, &t, 0).expect("group offset on the destination");
-    let d = tool(&["dump", "--bootstrap", &dst.bootstrap, "--topic", &t]);
-    let landed = d
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .find(|v| v["p"] == 0 && v["o"] == synced)
-        .unwrap();
-    assert_eq!(id(&landed), id(next));
+    let d = dump(&dst.bootstrap, &t, "read_uncommitted");
+    let landed = d.iter().find(|v| v["p"] == 0 && v["o"] == synced).unwrap();
+    assert_eq!(record_id(landed), record_id(next));
     // Producers move to the destination.
     load(dst, &t, 300, "zstd", &["--start-index", "5000"]);
     // Failback: only the 300 new records go back.
