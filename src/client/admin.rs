@@ -531,40 +531,54 @@ impl Client {
             req = req.with_group_id(GroupId(s(group))).with_topics((!all).then_some(list));
         }
         let resp = conn.request_at(version, &req).await?;
-        let mut out = Vec::new();
         let fail = |code: i16, what: String| ClientError::kafka("OffsetFetch", conn.broker(), what, code, None);
-        if version >= 8 {
-            for g in &resp.groups {
-                if g.error_code != 0 {
-                    return Err(fail(g.error_code, format!("group {group}")));
-                }
-                for t in &g.topics {
-                    for p in &t.partitions {
-                        if p.error_code != 0 {
-                            return Err(fail(
+        // v8+ answers per group, older versions flat: reduce both to one list of
+        // (group error, [(topic, partition, error, offset)]).
+        let (group_error, partitions): (i16, Vec<(String, i32, i16, i64)>) = if version >= 8 {
+            let g = resp.groups.first();
+            (
+                g.map(|g| g.error_code).unwrap_or(0),
+                g.into_iter()
+                    .flat_map(|g| &g.topics)
+                    .flat_map(|t| {
+                        t.partitions.iter().map(move |p| {
+                            (
+                                t.name.0.to_string(),
+                                p.partition_index,
                                 p.error_code,
-                                format!("group {group} {}-{}", t.name.0, p.partition_index),
-                            ));
-                        }
-                        out.push((t.name.0.to_string(), p.partition_index, p.committed_offset));
-                    }
-                }
-            }
+                                p.committed_offset,
+                            )
+                        })
+                    })
+                    .collect(),
+            )
         } else {
-            if resp.error_code != 0 {
-                return Err(fail(resp.error_code, format!("group {group}")));
+            (
+                resp.error_code,
+                resp.topics
+                    .iter()
+                    .flat_map(|t| {
+                        t.partitions.iter().map(move |p| {
+                            (
+                                t.name.0.to_string(),
+                                p.partition_index,
+                                p.error_code,
+                                p.committed_offset,
+                            )
+                        })
+                    })
+                    .collect(),
+            )
+        };
+        if group_error != 0 {
+            return Err(fail(group_error, format!("group {group}")));
+        }
+        let mut out = Vec::with_capacity(partitions.len());
+        for (t, p, code, offset) in partitions {
+            if code != 0 {
+                return Err(fail(code, format!("group {group} {t}-{p}")));
             }
-            for t in &resp.topics {
-                for p in &t.partitions {
-                    if p.error_code != 0 {
-                        return Err(fail(
-                            p.error_code,
-                            format!("group {group} {}-{}", t.name.0, p.partition_index),
-                        ));
-                    }
-                    out.push((t.name.0.to_string(), p.partition_index, p.committed_offset));
-                }
-            }
+            out.push((t, p, offset));
         }
         Ok(out)
     }
