@@ -440,8 +440,35 @@ async fn compacted_topic_with_gaps_replicates_every_survivor() {
         }
         assert!(Instant::now() < deadline, "the log cleaner did not compact {t}: {c}");
     }
-    let c = json(&tool(&["count", "--bootstrap", &src.bootstrap, "--topic", &t]));
-    let survivors = c["total"].as_u64().unwrap();
+    // Freeze the cleaner before replicating: otherwise it keeps removing records while strait
+    // reads, and neither "how many survive" nor the source/destination comparison is stable.
+    // The destination topic inherits these settings, so it does not compact either.
+    let admin = strait::client::Client::connect(strait::client::ClientConfig::new(&src.bootstrap))
+        .await
+        .unwrap();
+    admin
+        .alter_topic_configs(
+            &t,
+            &[
+                ("segment.ms".into(), Some("604800000".into())),
+                ("min.cleanable.dirty.ratio".into(), Some("0.99".into())),
+            ],
+        )
+        .await
+        .unwrap();
+    let mut survivors = 0;
+    let mut stable = 0;
+    while stable < 4 {
+        tokio::time::sleep(Duration::from_millis(750)).await;
+        let c = json(&tool(&["count", "--bootstrap", &src.bootstrap, "--topic", &t]));
+        let total = c["total"].as_u64().unwrap();
+        stable = if total == survivors { stable + 1 } else { 0 };
+        survivors = total;
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(60),
+            "{t} kept changing: {c}"
+        );
+    }
     let r = start(config(&unique_topic("compact"), src, dst, &t, "")).await;
     r.wait_records(survivors, Duration::from_secs(60)).await;
     let slow = strait::replicate::metrics::Metrics::get(&r.handle.metrics.batches_slow);
