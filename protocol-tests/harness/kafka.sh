@@ -8,10 +8,21 @@
 #       Resolve jars into $STRAIT_CACHE_DIR/kafka/VERSION/libs (default cache
 #       dir: ~/.cache/strait). Prints the libs dir. No-op once cached.
 #   kafka.sh start DIR --version V [--nodes 1|3] [--heap 256m] [--owner-pid PID]
+#                [--listener NAME:PROTOCOL[:proxied]]... [--props FILE]
+#                [--scram 'SCRAM-SHA-256=[name=U,password=P]']...
 #       Format and start a cluster in DIR; prints "host:port,..." on stdout.
 #       Writes DIR/bootstrap, DIR/nodes ("I port controller_port pid"),
 #       DIR/version. --owner-pid spawns a watchdog that stops the cluster
 #       when PID exits.
+#       --listener adds a listener on its own free port per node (PROTOCOL is
+#       PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL); with ":proxied" the
+#       listener advertises a second free port instead, where a test's proxy
+#       listens and forwards to the bound one. DIR/listeners holds
+#       "I NAME bound_port advertised_port" lines. --props appends FILE to
+#       every node's server.properties, with {node} (node index), {nodedir}
+#       and {dir} replaced (per-listener SSL/SASL settings go there).
+#       --scram creates SCRAM credentials at format time (StorageTool
+#       --add-scram).
 #   kafka.sh stop DIR                 SIGTERM all nodes (SIGKILL after 15 s).
 #   kafka.sh kill-node DIR I          SIGKILL node I.
 #   kafka.sh start-node DIR I [J...]  Restart node(s) with existing config and
@@ -260,7 +271,8 @@ write_nodes_file() { # DIR
 
 # ---------------------------------------------------------------- start ----
 cmd_start() {
-  local dir="" version="" nodes=1 owner=""
+  local dir="" version="" nodes=1 owner="" props=""
+  local -a listeners=() scram=()
   HEAP=256m
   dir=${1:?usage: kafka.sh start DIR --version V [--nodes N] [--heap H] [--owner-pid PID]}; shift
   while (($#)); do
@@ -269,6 +281,9 @@ cmd_start() {
       --nodes) nodes=$2; shift 2 ;;
       --heap) HEAP=$2; shift 2 ;;
       --owner-pid) owner=$2; shift 2 ;;
+      --listener) listeners+=("$2"); shift 2 ;;
+      --props) props=$2; shift 2 ;;
+      --scram) scram+=(--add-scram "$2"); shift 2 ;;
       *) die "unknown option $1" ;;
     esac
   done
@@ -285,11 +300,19 @@ cmd_start() {
     setsid bash "$SELF" __watchdog "$dir" "$owner" </dev/null >>"$dir/watchdog.log" 2>&1 9>&- &
   fi
 
-  local -a ports; read -r -a ports <<<"$(free_ports $((2 * nodes)))"
+  local l nl=${#listeners[@]}
+  for l in "${listeners[@]}"; do
+    [[ $l =~ ^[A-Z][A-Z0-9_]*:(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)(:proxied)?$ ]] \
+      || die "bad --listener $l (want NAME:PROTOCOL[:proxied])"
+  done
+  [[ -z $props || -f $props ]] || die "--props file $props not found"
+  # Per node: broker port, controller port, then bound+advertised per extra listener.
+  local per=$((2 + 2 * nl))
+  local -a ports; read -r -a ports <<<"$(free_ports $((per * nodes)))"
   local i voters="" boot="" minisr=$(( nodes < 2 ? nodes : 2 ))
   for ((i = 1; i <= nodes; i++)); do
-    voters+="${voters:+,}$i@127.0.0.1:${ports[2*i-1]}"
-    boot+="${boot:+,}127.0.0.1:${ports[2*i-2]}"
+    voters+="${voters:+,}$i@127.0.0.1:${ports[per*(i-1)+1]}"
+    boot+="${boot:+,}127.0.0.1:${ports[per*(i-1)]}"
   done
 
   local cid; cid=$(java -Xmx64m -XX:TieredStopAtLevel=1 -cp "$libs/*" \
@@ -298,25 +321,36 @@ cmd_start() {
   [[ -n $cid ]] || die "StorageTool random-uuid failed"
   echo "$cid" >"$dir/cluster-id"
 
-  local nd port cport extra=""
+  local nd port cport extra="" lst adv map k name proto bp ap
+  : >"$dir/listeners"
   if (( $(major "$version") >= 4 )); then
     extra="share.coordinator.state.topic.replication.factor=$nodes
 share.coordinator.state.topic.min.isr=$minisr
 share.coordinator.state.topic.num.partitions=1"
   fi
   for ((i = 1; i <= nodes; i++)); do
-    nd="$dir/node-$i"; port=${ports[2*i-2]}; cport=${ports[2*i-1]}
+    nd="$dir/node-$i"; port=${ports[per*(i-1)]}; cport=${ports[per*(i-1)+1]}
     mkdir -p "$nd/data"; echo "$port" >"$nd/port"; echo "$cport" >"$nd/cport"
     write_log_configs "$nd"
+    lst="PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport"
+    adv="PLAINTEXT://127.0.0.1:$port"
+    map="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+    for ((k = 0; k < nl; k++)); do
+      IFS=: read -r name proto _ <<<"${listeners[k]}"
+      bp=${ports[per*(i-1)+2+2*k]}; ap=$bp
+      [[ ${listeners[k]} == *:proxied ]] && ap=${ports[per*(i-1)+3+2*k]}
+      lst+=",$name://127.0.0.1:$bp"; adv+=",$name://127.0.0.1:$ap"; map+=",$name:$proto"
+      echo "$i $name $bp $ap" >>"$dir/listeners"
+    done
     cat >"$nd/server.properties" <<EOF
 process.roles=broker,controller
 node.id=$i
 controller.quorum.voters=$voters
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=$lst
+advertised.listeners=$adv
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=$map
 log.dirs=$nd/data
 auto.create.topics.enable=false
 num.partitions=1
@@ -343,10 +377,13 @@ controller.quorum.fetch.timeout.ms=2000
 replica.lag.time.max.ms=10000
 $extra
 EOF
+    if [[ -n $props ]]; then
+      sed -e "s|{node}|$i|g" -e "s|{nodedir}|$nd|g" -e "s|{dir}|$dir|g" "$props" >>"$nd/server.properties"
+    fi
     java -Xmx128m -XX:TieredStopAtLevel=1 -cp "$libs/*" \
       -Dlog4j.configuration="file:$nd/log4j.properties" \
       -Dlog4j2.configurationFile="$nd/log4j2.properties" \
-      kafka.tools.StorageTool format -t "$cid" -c "$nd/server.properties" \
+      kafka.tools.StorageTool format -t "$cid" -c "$nd/server.properties" "${scram[@]}" \
       >"$nd/format.out" 2>&1 || { cat "$nd/format.out" >&2; die "format of node $i failed"; }
   done
 

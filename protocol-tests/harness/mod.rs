@@ -37,9 +37,37 @@ pub struct KafkaCluster {
     shared: bool,
 }
 
+/// Extra settings for [`KafkaCluster::start_with`] (see `kafka.sh start`).
+#[derive(Debug, Default, Clone)]
+pub struct StartOptions {
+    /// `NAME:PROTOCOL[:proxied]` listeners besides PLAINTEXT.
+    pub listeners: Vec<String>,
+    /// Lines appended to every node's server.properties (`{node}`, `{nodedir}`, `{dir}` replaced).
+    pub props: String,
+    /// `SCRAM-SHA-256=[name=U,password=P]` credentials created at format time.
+    pub scram: Vec<String>,
+}
+
+/// One node's extra listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerPorts {
+    /// 1-based node id.
+    pub node: usize,
+    pub name: String,
+    /// Port the broker binds.
+    pub bound: u16,
+    /// Port the broker advertises (differs from `bound` for proxied listeners).
+    pub advertised: u16,
+}
+
 impl KafkaCluster {
     /// Starts a cluster of `nodes` combined broker+controller nodes.
     pub fn start(version: &str, nodes: usize) -> Result<Self, String> {
+        Self::start_with(version, nodes, &StartOptions::default())
+    }
+
+    /// Starts a cluster with extra listeners, properties and SCRAM users.
+    pub fn start_with(version: &str, nodes: usize, opts: &StartOptions) -> Result<Self, String> {
         let root = repo().join("target/test-clusters");
         std::fs::create_dir_all(&root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
         remove_stale_dirs(&root);
@@ -47,14 +75,27 @@ impl KafkaCluster {
         let name = format!("kafka-{version}-{nodes}n-{pid}-{}", unique());
         let dir = root.join(name);
         run(Command::new("bash").arg(script()).args(["fetch", version]))?;
-        let out = run(Command::new("bash").arg(script()).arg("start").arg(&dir).args([
+        let mut cmd = Command::new("bash");
+        cmd.arg(script()).arg("start").arg(&dir).args([
             "--version",
             version,
             "--nodes",
             &nodes.to_string(),
             "--owner-pid",
             &pid.to_string(),
-        ]))?;
+        ]);
+        for l in &opts.listeners {
+            cmd.args(["--listener", l]);
+        }
+        for u in &opts.scram {
+            cmd.args(["--scram", u]);
+        }
+        if !opts.props.is_empty() {
+            let f = root.join(format!("props-{pid}-{}", unique()));
+            std::fs::write(&f, &opts.props).map_err(|e| format!("cannot write {}: {e}", f.display()))?;
+            cmd.arg("--props").arg(&f);
+        }
+        let out = run(&mut cmd)?;
         let bootstrap = out.trim().to_string();
         if bootstrap.is_empty() {
             return Err(format!(
@@ -99,6 +140,34 @@ impl KafkaCluster {
             .arg(&self.dir)
             .arg(class)
             .args(args))
+    }
+
+    /// Ports of the extra listener `name` on every node, in node order.
+    pub fn listener(&self, name: &str) -> Vec<ListenerPorts> {
+        let text = std::fs::read_to_string(self.dir.join("listeners")).unwrap_or_default();
+        let mut v: Vec<ListenerPorts> = text
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() == 4 && f[1] == name).then(|| ListenerPorts {
+                    node: f[0].parse().unwrap_or(0),
+                    name: f[1].to_string(),
+                    bound: f[2].parse().unwrap_or(0),
+                    advertised: f[3].parse().unwrap_or(0),
+                })
+            })
+            .collect();
+        v.sort_by_key(|p| p.node);
+        v
+    }
+
+    /// `127.0.0.1:port,...` of the advertised addresses of listener `name`.
+    pub fn listener_bootstrap(&self, name: &str) -> String {
+        self.listener(name)
+            .iter()
+            .map(|p| format!("127.0.0.1:{}", p.advertised))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// Bootstrap address of node `i`.
