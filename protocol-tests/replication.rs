@@ -732,6 +732,8 @@ async fn exactly_once_survives_repeated_sigkills() {
         kills.len(),
         v["dest_records"]
     );
+    // The offset map, written in the same transactions, is exact too.
+    assert_eq!(check_offset_map(src, dst, &t, &name, "read_committed"), total as usize);
     let _ = std::fs::remove_file(&cfg_path);
     let _ = std::fs::remove_file(&fast_path);
 }
@@ -980,7 +982,6 @@ async fn retention_overtaking_the_checkpoint_is_skipped_and_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offset_map_translates_every_record_exactly() {
-    use strait::replicate::offset_map::{decode_value, translate, MapEntry};
     let (src, dst) = (harness::kafka4(), harness::kafka4_dest());
     let t = unique_topic("map");
     create(src, &t, 2, &["retention.ms=-1"]);
@@ -992,10 +993,29 @@ async fn offset_map_translates_every_record_exactly() {
     r.wait_records(1_250, Duration::from_secs(60)).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     r.stop().await;
-    // The map as written to the destination, read by the independent client.
+    let checked = check_offset_map(src, dst, &t, &name, "read_uncommitted");
+    assert_eq!(checked, 1_250);
+}
+
+/// Checks, with the independent client, that the offset map of replication `name`
+/// translates every committed source record of `t` to the destination offset of
+/// the same record (destination read with `dst_iso`). Returns the records checked.
+fn check_offset_map(src: &KafkaCluster, dst: &KafkaCluster, t: &str, name: &str, dst_iso: &str) -> usize {
+    use strait::replicate::offset_map::{decode_value, translate, MapEntry};
+    // The map as written to the destination (committed transactions only).
     let map_topic = format!("__strait.{name}.offsets");
     let mut runs: std::collections::HashMap<i64, Vec<MapEntry>> = Default::default();
-    for line in tool(&["dump", "--bootstrap", &dst.bootstrap, "--topic", &map_topic]).lines() {
+    for line in tool(&[
+        "dump",
+        "--bootstrap",
+        &dst.bootstrap,
+        "--topic",
+        &map_topic,
+        "--isolation",
+        "read_committed",
+    ])
+    .lines()
+    {
         let rec: Value = serde_json::from_str(line).unwrap();
         let key = String::from_utf8(b64(rec["k"].as_str().unwrap())).unwrap();
         let (topic, part) = key.rsplit_once(':').unwrap();
@@ -1006,7 +1026,7 @@ async fn offset_map_translates_every_record_exactly() {
     }
     // Match every record by content: source offset → translated == destination offset.
     let index = |bootstrap: &str, iso: &str| -> std::collections::HashMap<String, (i64, i64)> {
-        tool(&["dump", "--bootstrap", bootstrap, "--topic", &t, "--isolation", iso])
+        tool(&["dump", "--bootstrap", bootstrap, "--topic", t, "--isolation", iso])
             .lines()
             .map(|l| {
                 let v: Value = serde_json::from_str(l).unwrap();
@@ -1015,19 +1035,16 @@ async fn offset_map_translates_every_record_exactly() {
             })
             .collect()
     };
-    let (s, d) = (
-        index(&src.bootstrap, "read_committed"),
-        index(&dst.bootstrap, "read_uncommitted"),
-    );
-    assert_eq!(s.len(), 1_250);
+    let (s, d) = (index(&src.bootstrap, "read_committed"), index(&dst.bootstrap, dst_iso));
     let mut checked = 0;
+    for r in runs.values_mut() {
+        r.sort_by_key(|e| e.src_base);
+    }
     for (id, (p, so)) in &s {
         let (dp, dof) = d[id];
         assert_eq!(dp, *p);
-        let mut r = runs[p].clone();
-        r.sort_by_key(|e| e.src_base);
         assert_eq!(
-            translate(&r, *so),
+            translate(&runs[p], *so),
             Some(dof),
             "source {p}@{so} should map to destination {dof}"
         );
@@ -1037,6 +1054,7 @@ async fn offset_map_translates_every_record_exactly() {
         "offset map: {checked} records translated exactly; runs per partition: {:?}",
         runs.iter().map(|(p, r)| (p, r.len())).collect::<Vec<_>>()
     );
+    checked
 }
 
 fn b64(s: &str) -> Vec<u8> {
