@@ -240,7 +240,7 @@ fn default_checkpoint_interval_ms() -> u64 {
     1_000
 }
 fn default_max_buffered_bytes() -> Spanned<usize> {
-    Spanned::new(0..0, 64 * 1024 * 1024)
+    Spanned::new(0..0, 16 * 1024 * 1024)
 }
 fn default_fetch_max_bytes() -> Spanned<usize> {
     Spanned::new(0..0, 16 * 1024 * 1024)
@@ -553,7 +553,7 @@ bootstrap_servers = "127.0.0.1:9093,127.0.0.1:9094"
         assert!(!c.wants_topic("__strait.dr.offsets", false));
         assert_eq!(c.destination_topic("orders.eu"), "east.orders.eu");
         assert_eq!(c.start_from, StartFrom::Latest);
-        assert_eq!(c.max_buffered_bytes, 64 * 1024 * 1024);
+        assert_eq!(c.max_buffered_bytes, 16 * 1024 * 1024);
         assert_eq!(c.refresh_interval, Duration::from_secs(10));
         assert_eq!(c.checkpoint_group(), "strait-dr");
     }

@@ -1,10 +1,12 @@
 //! The memory budget: bytes held between fetch and destination acknowledgement.
 //!
 //! A fetcher reserves its Fetch `max_bytes` before sending, keeps what the
-//! response actually holds, and gives the rest back. Each forwarded batch
-//! carries its share as a [`Held`] that returns it when the batch is
-//! acknowledged and dropped. When the budget is spent, fetchers wait: a slow
-//! destination slows fetching instead of growing memory.
+//! response's record data actually takes, and gives the rest back. The batches
+//! of one response are slices of one buffer, which lives until the last of them
+//! is acknowledged: they share one [`Held`] (an `Arc`), so the budget counts
+//! the memory really in use, not the sum of the batches still queued. When the
+//! budget is spent, fetchers wait: a slow destination slows fetching instead of
+//! growing memory.
 
 use std::sync::{Arc, Mutex};
 
@@ -72,6 +74,29 @@ impl Budget {
         }
     }
 
+    /// Waits until at least `min` bytes fit, then holds as much as is free, up to
+    /// `max` (at least `min`). A fetcher sizes its request by what it got, so a
+    /// small budget still lets the next fetch overlap with producing the last one.
+    pub async fn reserve_up_to(self: &Arc<Self>, min: usize, max: usize) -> Held {
+        let min = min.min(max);
+        loop {
+            let notified = self.freed.notified();
+            {
+                let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+                if *used + min <= self.limit || *used == 0 {
+                    let bytes = self.limit.saturating_sub(*used).clamp(min, max);
+                    *used += bytes;
+                    self.peak.fetch_max(*used, std::sync::atomic::Ordering::Relaxed);
+                    return Held {
+                        budget: self.clone(),
+                        bytes,
+                    };
+                }
+            }
+            notified.await;
+        }
+    }
+
     fn release(&self, bytes: usize) {
         let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
         *used = used.saturating_sub(bytes);
@@ -88,6 +113,16 @@ impl Held {
         Held {
             budget: self.budget.clone(),
             bytes,
+        }
+    }
+
+    /// Gives back everything above `bytes` (a fetch answered with less than it
+    /// reserved).
+    pub fn shrink_to(&mut self, bytes: usize) {
+        if bytes < self.bytes {
+            let extra = self.bytes - bytes;
+            self.bytes = bytes;
+            self.budget.release(extra);
         }
     }
 
@@ -132,5 +167,26 @@ mod tests {
         // Oversized requests pass when nothing is held.
         let big = b.reserve(1000).await;
         assert_eq!(big.bytes(), 1000);
+    }
+
+    #[tokio::test]
+    async fn reserve_up_to_takes_what_is_free() {
+        let b = Budget::new(100);
+        let first = b.reserve_up_to(20, 60).await;
+        assert_eq!(first.bytes(), 60, "all it asked for");
+        let second = b.reserve_up_to(20, 60).await;
+        assert_eq!(second.bytes(), 40, "what was left");
+        let b2 = b.clone();
+        let waiter = tokio::spawn(async move { b2.reserve_up_to(20, 60).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiter.is_finished(), "nothing free");
+        drop(second);
+        let third = tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(third.bytes(), 40);
+        drop((first, third));
+        assert_eq!(b.used(), 0);
     }
 }

@@ -265,7 +265,12 @@ async fn fetch_loop(f: Arc<Fetchers>, node: i32) {
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         }
-        let mut held = f.budget.reserve(f.cfg.fetch_max_bytes).await;
+        // The request asks for what the budget has free (at least one partition's worth).
+        let mut held = f
+            .budget
+            .reserve_up_to(f.cfg.fetch_partition_max_bytes, f.cfg.fetch_max_bytes)
+            .await;
+        let max_bytes = held.bytes();
         let conn = match f.src.broker(node).await {
             Ok(c) => c,
             Err(e) => {
@@ -306,7 +311,8 @@ async fn fetch_loop(f: Arc<Fetchers>, node: i32) {
                 }
             }
         }
-        let req = build_request(&f.cfg, version, &session, full, &include, &forgotten, by_id);
+        let req = build_request(&f.cfg, version, &session, full, &include, &forgotten, by_id)
+            .with_max_bytes(max_bytes.min(i32::MAX as usize) as i32);
         let resp: FetchResponse = match conn.request_at(version, &req).await {
             Ok(r) => r,
             Err(e) => {
@@ -357,6 +363,16 @@ async fn fetch_loop(f: Arc<Fetchers>, node: i32) {
             }
         }
         let names: HashMap<Uuid, Arc<str>> = mine.iter().map(|(k, id, _)| (*id, k.0.clone())).collect();
+        // Every batch of this response is a slice of one buffer: they share its
+        // holding, which returns to the budget when the last of them is dropped.
+        let record_bytes: usize = resp
+            .responses
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+            .sum();
+        held.shrink_to(record_bytes);
+        let held = Arc::new(held);
         for t in resp.responses {
             let topic: Arc<str> = if by_id {
                 match names.get(&t.topic_id) {
@@ -371,7 +387,7 @@ async fn fetch_loop(f: Arc<Fetchers>, node: i32) {
                 let Some((_, fetch_offset)) = current.get(&key).copied() else {
                     continue;
                 };
-                process_partition(&f, node, &key, fetch_offset, p, &mut held).await;
+                process_partition(&f, node, &key, fetch_offset, p, &held).await;
             }
         }
         drop(held);
@@ -468,7 +484,7 @@ async fn process_partition(
     key: &Key,
     fetch_offset: i64,
     p: kafka_protocol::messages::fetch_response::PartitionData,
-    held: &mut super::budget::Held,
+    held: &Arc<super::budget::Held>,
 ) {
     if p.error_code != 0 {
         f.metrics.error(p.error_code);
@@ -540,12 +556,11 @@ async fn process_partition(
                         break;
                     }
                     Metrics::add(&f.metrics.batches_fast, 1);
-                    let share = held.split(b.len());
                     items.push(Item::Batch {
                         src_base: b.base_offset(),
                         src_last: b.last_offset(),
                         deltas: None,
-                        held: share,
+                        held: held.clone(),
                         batch: b.clone(),
                     });
                 }
@@ -570,7 +585,7 @@ async fn process_partition(
                                 src_base: r.batch.base_offset(),
                                 src_last: b.last_offset(),
                                 deltas: Some(r.source_deltas),
-                                held: held.split(b.len()),
+                                held: held.clone(),
                                 batch: r.batch,
                             });
                         }

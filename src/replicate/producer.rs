@@ -55,8 +55,9 @@ pub enum Item {
         src_last: i64,
         /// For re-encoded batches: source offset delta of each record.
         deltas: Option<Vec<i32>>,
-        /// Its share of the memory budget.
-        held: Held,
+        /// The memory-budget holding of the fetch response it came from (shared by
+        /// every batch of that response).
+        held: Arc<Held>,
     },
     /// Source offsets consumed without producing (markers, aborted, empty).
     Skip {
@@ -87,7 +88,7 @@ struct Entry {
     sent_once: bool,
     /// Exactly-once: the transaction it was first sent in (0: not sent yet).
     txn: u64,
-    _held: Vec<Held>,
+    _held: Vec<Arc<Held>>,
 }
 
 #[derive(Debug)]
