@@ -11,18 +11,16 @@
 //! PLAINTEXT listener.
 
 mod harness;
+#[path = "harness/pki.rs"]
+mod pki;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use harness::{unique_topic, KafkaCluster, StartOptions};
 use kafka_protocol::messages::MetadataRequest;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-    SanType,
-};
+use pki::{make_pki, Pki};
 use serde_json::Value;
 use strait::client::{Client, ClientConfig, SaslMechanism, SaslSettings, Secret, TlsSettings, TokenSource};
 use strait::config::Config;
@@ -30,92 +28,6 @@ use strait::config::Config;
 const SCRAM_PASSWORD: &str = "alice-scram-pw-7f3a";
 const PLAIN_PASSWORD: &str = "alice-plain-pw-91c2";
 const WRONG_PASSWORD: &str = "wrong-pw-do-not-print-5e6b";
-
-/// Certificates written to a directory, PEM.
-struct Pki {
-    dir: PathBuf,
-}
-
-impl Pki {
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-    fn p(&self, name: &str) -> String {
-        self.path(name).display().to_string()
-    }
-}
-
-fn ca(name: &str) -> (CertificateParams, KeyPair, String) {
-    let key = KeyPair::generate().unwrap();
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name.push(DnType::CommonName, name);
-    p.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let pem = p.self_signed(&key).unwrap().pem();
-    (p, key, pem)
-}
-
-/// A leaf certificate signed by the CA: (cert PEM, PKCS#8 key PEM).
-fn leaf(
-    issuer: &Issuer<'_, &KeyPair>,
-    cn: &str,
-    sans: Vec<SanType>,
-    eku: ExtendedKeyUsagePurpose,
-    expired: bool,
-) -> (String, String) {
-    let key = KeyPair::generate().unwrap();
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.distinguished_name.push(DnType::CommonName, cn);
-    p.subject_alt_names = sans;
-    p.extended_key_usages = vec![eku];
-    if expired {
-        p.not_before = rcgen::date_time_ymd(2020, 1, 1);
-        p.not_after = rcgen::date_time_ymd(2021, 1, 1);
-    }
-    let cert = p.signed_by(&key, issuer).unwrap();
-    (cert.pem(), key.serialize_pem())
-}
-
-fn make_pki() -> Pki {
-    let dir = std::env::temp_dir().join(format!("strait-pki-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let (ca_params, ca_key, ca_pem) = ca("strait test CA");
-    let issuer = Issuer::from_params(&ca_params, &ca_key);
-    let ip = SanType::IpAddress("127.0.0.1".parse().unwrap());
-    let localhost = SanType::DnsName("localhost".try_into().unwrap());
-    let server = ExtendedKeyUsagePurpose::ServerAuth;
-    let keystore = |name: &str, (cert, key): (String, String)| {
-        // Kafka's PEM keystore: the private key (PKCS#8, unencrypted) and the chain.
-        std::fs::write(dir.join(name), format!("{key}{cert}")).unwrap();
-    };
-    keystore(
-        "server.pem",
-        leaf(&issuer, "broker", vec![ip.clone(), localhost], server.clone(), false),
-    );
-    keystore(
-        "wronghost.pem",
-        leaf(
-            &issuer,
-            "broker",
-            vec![SanType::DnsName("wrong.example.com".try_into().unwrap())],
-            server.clone(),
-            false,
-        ),
-    );
-    keystore("expired.pem", leaf(&issuer, "broker", vec![ip], server, true));
-    let (cert, key) = leaf(&issuer, "strait", vec![], ExtendedKeyUsagePurpose::ClientAuth, false);
-    std::fs::write(dir.join("client.pem"), cert).unwrap();
-    std::fs::write(dir.join("client.key"), key).unwrap();
-    std::fs::write(dir.join("ca.pem"), ca_pem).unwrap();
-    // A CA that signed nothing the broker shows.
-    std::fs::write(dir.join("other-ca.pem"), ca("some other CA").2).unwrap();
-    Pki { dir }
-}
 
 fn broker_props(pki: &Pki) -> String {
     let mut p = String::new();
@@ -161,7 +73,7 @@ fn secured() -> &'static Secured {
     static S: OnceLock<Result<Secured, String>> = OnceLock::new();
     let r = S.get_or_init(|| {
         let t = Instant::now();
-        let pki = make_pki();
+        let pki = make_pki("security");
         let opts = StartOptions {
             listeners: [
                 "SSL:SSL",
@@ -208,7 +120,15 @@ fn tool(args: &[&str]) -> String {
 
 fn create_and_load(bootstrap: &str, topic: &str, count: usize, start: usize) {
     if start == 0 {
-        tool(&["create", "--bootstrap", bootstrap, "--topic", topic, "--partitions", "2"]);
+        tool(&[
+            "create",
+            "--bootstrap",
+            bootstrap,
+            "--topic",
+            topic,
+            "--partitions",
+            "2",
+        ]);
     }
     let (n, s) = (count.to_string(), start.to_string());
     tool(&[
@@ -276,7 +196,10 @@ async fn replicate(cfg: Config, records: u64, during: impl std::future::Future<O
     during.await;
     let deadline = Instant::now() + Duration::from_secs(60);
     while handle.metrics.records.load(std::sync::atomic::Ordering::Relaxed) < records {
-        assert!(Instant::now() < deadline, "not all {records} records replicated in 60 s");
+        assert!(
+            Instant::now() < deadline,
+            "not all {records} records replicated in 60 s"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let _ = stop_tx.send(());
@@ -336,7 +259,10 @@ async fn mtls_source_with_client_certificate() {
         ca_file: Some(s.pki.path("ca.pem")),
         ..Default::default()
     });
-    assert!(Client::connect(cc).await.is_err(), "MTLS listener accepted a client without a certificate");
+    assert!(
+        Client::connect(cc).await.is_err(),
+        "MTLS listener accepted a client without a certificate"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -389,7 +315,14 @@ async fn plain_source_and_oauthbearer_destination_over_sasl_plaintext() {
     let topic = unique_topic("plainsasl");
     create_and_load(&s.cluster.bootstrap, &topic, 1000, 0);
     let src = format!("[source.sasl]\nmechanism = \"PLAIN\"\nusername = \"alice\"\npassword = \"{PLAIN_PASSWORD}\"\n");
-    let text = config_text(&topic, &topic, &s.cluster.listener_bootstrap("SASLPLAIN"), &src, &plain.bootstrap, "");
+    let text = config_text(
+        &topic,
+        &topic,
+        &s.cluster.listener_bootstrap("SASLPLAIN"),
+        &src,
+        &plain.bootstrap,
+        "",
+    );
     replicate(Config::parse(&text, "test").unwrap(), 1000, async {}).await;
     assert_same(&s.cluster.bootstrap, &plain.bootstrap, &topic, 1000);
     // OAUTHBEARER on the destination side, token from a file: plain -> secured.
@@ -397,8 +330,18 @@ async fn plain_source_and_oauthbearer_destination_over_sasl_plaintext() {
     create_and_load(&plain.bootstrap, &topic, 1000, 0);
     let token_file = s.pki.path("token-plain");
     std::fs::write(&token_file, unsecured_jwt("alice", 3600)).unwrap();
-    let dst = format!("[destination.sasl]\nmechanism = \"OAUTHBEARER\"\ntoken_file = \"{}\"\n", token_file.display());
-    let text = config_text(&topic, &topic, &plain.bootstrap, "", &s.cluster.listener_bootstrap("SASLPLAIN"), &dst);
+    let dst = format!(
+        "[destination.sasl]\nmechanism = \"OAUTHBEARER\"\ntoken_file = \"{}\"\n",
+        token_file.display()
+    );
+    let text = config_text(
+        &topic,
+        &topic,
+        &plain.bootstrap,
+        "",
+        &s.cluster.listener_bootstrap("SASLPLAIN"),
+        &dst,
+    );
     replicate(Config::parse(&text, "test").unwrap(), 1000, async {}).await;
     assert_same(&plain.bootstrap, &s.cluster.bootstrap, &topic, 1000);
 }
@@ -427,7 +370,10 @@ async fn hammer(client: &Client, secs: u64) -> Arc<strait::client::Connection> {
     for t in tasks {
         total += t.await.unwrap();
     }
-    eprintln!("{total} requests over {secs} s, {} re-authentications", conn.reauthentications());
+    eprintln!(
+        "{total} requests over {secs} s, {} re-authentications",
+        conn.reauthentications()
+    );
     conn
 }
 
@@ -461,7 +407,10 @@ async fn reauthentication_keeps_one_connection_alive_past_the_session_lifetime()
         password: Secret::default(),
         token: Some(TokenSource::File(token_file.clone())),
     });
-    let (scram, oauth) = (Client::connect(scram).await.unwrap(), Client::connect(oauth).await.unwrap());
+    let (scram, oauth) = (
+        Client::connect(scram).await.unwrap(),
+        Client::connect(oauth).await.unwrap(),
+    );
     let refresh = async {
         tokio::time::sleep(Duration::from_secs(2)).await;
         std::fs::write(&token_file, unsecured_jwt("alice", 3600)).unwrap();
@@ -490,7 +439,14 @@ async fn replication_runs_across_reauthentications() {
         "{}[destination.sasl]\nmechanism = \"SCRAM-SHA-512\"\nusername = \"alice\"\npassword = \"{SCRAM_PASSWORD}\"\n",
         tls_table("destination", &s.pki, false)
     );
-    let text = config_text(&topic, &topic, &plain.bootstrap, "", &s.cluster.listener_bootstrap("REAUTH"), &dst);
+    let text = config_text(
+        &topic,
+        &topic,
+        &plain.bootstrap,
+        "",
+        &s.cluster.listener_bootstrap("REAUTH"),
+        &dst,
+    );
     let more = async {
         for round in 1..=3 {
             tokio::time::sleep(Duration::from_secs(4)).await;
@@ -502,7 +458,10 @@ async fn replication_runs_across_reauthentications() {
     };
     let t = Instant::now();
     replicate(Config::parse(&text, "test").unwrap(), 2000, more).await;
-    assert!(t.elapsed() > Duration::from_secs(10), "the replication did not outlive two sessions");
+    assert!(
+        t.elapsed() > Duration::from_secs(10),
+        "the replication did not outlive two sessions"
+    );
     assert_same(&plain.bootstrap, &s.cluster.bootstrap, &topic, 2000);
 }
 
@@ -539,7 +498,11 @@ fn assert_fails(cmd: &str, dst: &str, dst_extra: &str, reason: &str) -> String {
     for secret in [WRONG_PASSWORD, SCRAM_PASSWORD, PLAIN_PASSWORD] {
         assert!(!out.contains(secret), "strait {cmd} printed a password:\n{out}");
     }
-    assert!(t.elapsed() < Duration::from_secs(20), "strait {cmd} took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "strait {cmd} took {:?}",
+        t.elapsed()
+    );
     out
 }
 
@@ -554,10 +517,14 @@ fn wrong_password_untrusted_wrong_host_and_expired_certificates_fail_at_startup(
     for cmd in ["check", "run"] {
         assert_fails(cmd, &scram, &wrong_pw, "invalid credentials");
     }
-    let plain_pw = format!(
-        "[destination.sasl]\nmechanism = \"PLAIN\"\nusername = \"alice\"\npassword = \"{WRONG_PASSWORD}\"\n"
+    let plain_pw =
+        format!("[destination.sasl]\nmechanism = \"PLAIN\"\nusername = \"alice\"\npassword = \"{WRONG_PASSWORD}\"\n");
+    assert_fails(
+        "check",
+        &s.cluster.listener_bootstrap("SASLPLAIN"),
+        &plain_pw,
+        "PLAIN authentication",
     );
-    assert_fails("check", &s.cluster.listener_bootstrap("SASLPLAIN"), &plain_pw, "PLAIN authentication");
     let other_ca = format!("[destination.tls]\nca_file = \"{}\"\n", s.pki.p("other-ca.pem"));
     let ssl = s.cluster.listener_bootstrap("SSL");
     for cmd in ["check", "run"] {
@@ -571,7 +538,12 @@ fn wrong_password_untrusted_wrong_host_and_expired_certificates_fail_at_startup(
         "not valid for host \"127.0.0.1\"",
     );
     for cmd in ["check", "run"] {
-        assert_fails(cmd, &s.cluster.listener_bootstrap("EXPIRED"), &ca, "certificate has expired");
+        assert_fails(
+            cmd,
+            &s.cluster.listener_bootstrap("EXPIRED"),
+            &ca,
+            "certificate has expired",
+        );
     }
     // A TLS client on a plaintext SASL port, and a plaintext client on a TLS port.
     assert_fails("check", &s.cluster.listener_bootstrap("SASLPLAIN"), &ca, "TLS");

@@ -185,7 +185,16 @@ pub(crate) fn explain(e: &std::io::Error, host: &str) -> String {
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => format!(
                 "the broker's certificate is not valid for host {host:?} (hostname verification failed; its names: {})",
                 match c {
-                    CertificateError::NotValidForNameContext { presented, .. } => presented.join(", "),
+                    CertificateError::NotValidForNameContext { presented, .. } => presented
+                        .iter()
+                        .map(|n| {
+                            // rustls formats them as `DnsName("host")`: keep the name.
+                            n.split_once("(\"")
+                                .and_then(|(_, rest)| rest.strip_suffix("\")"))
+                                .unwrap_or(n)
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     _ => "?".into(),
                 }
             ),

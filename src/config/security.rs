@@ -424,3 +424,40 @@ mod tests {
         assert!(e.contains("ca_flie") && e.contains("line 7"), "{e}");
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::super::{Config, EXAMPLE};
+
+    /// Every key the shipped example shows (commented out) in its TLS and SASL
+    /// tables is accepted.
+    #[test]
+    fn example_security_tables_parse_when_uncommented() {
+        let var = format!("STRAIT_EXAMPLE_PW_{}", std::process::id());
+        std::env::set_var(&var, "x");
+        let mut text = String::new();
+        let mut in_block = false;
+        for line in EXAMPLE.lines() {
+            if line.starts_with("# [source.tls]") || line.starts_with("# [source.sasl]") {
+                in_block = true;
+            }
+            if in_block && line.starts_with("# ") && !line.starts_with("# For ") && !line.starts_with("# every ") {
+                text.push_str(&line[2..].replace("enabled = true", "enabled = false"));
+            } else {
+                in_block &= line.starts_with('#');
+                text.push_str(line);
+            }
+            text.push('\n');
+        }
+        let text = text.replace("STRAIT_EAST_PASSWORD", &var);
+        assert!(
+            text.contains("\n[source.sasl]\nmechanism = \"SCRAM-SHA-512\""),
+            "{text}"
+        );
+        let c = Config::parse(&text, "example").unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let s = c.source.client_config().sasl.unwrap();
+        assert_eq!((s.username.as_str(), s.password.expose()), ("strait", "x"));
+        assert!(c.source.client_config().tls.is_none(), "enabled = false");
+        assert!(c.source.tls.is_some());
+    }
+}
