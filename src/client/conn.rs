@@ -526,10 +526,18 @@ async fn read_loop<R: AsyncRead + Unpin>(mut rd: R, shared: Arc<Shared>, decoder
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        shared.fail(ClientError::Io {
-                            broker: shared.broker.clone(),
-                            kind: e.kind(),
-                            reason: e.to_string(),
+                        // With TLS 1.3 the broker checks a client certificate after the
+                        // handshake: its refusal arrives here, as an alert.
+                        shared.fail(match super::tls::alert_reason(&e) {
+                            Some(reason) => ClientError::Tls {
+                                broker: shared.broker.clone(),
+                                reason,
+                            },
+                            None => ClientError::Io {
+                                broker: shared.broker.clone(),
+                                kind: e.kind(),
+                                reason: e.to_string(),
+                            },
                         });
                         return;
                     }

@@ -214,6 +214,14 @@ pub(crate) fn explain(e: &std::io::Error, host: &str) -> String {
     }
 }
 
+/// The explanation of a TLS alert the broker sent after the handshake, if `e` is one.
+pub(crate) fn alert_reason(e: &std::io::Error) -> Option<String> {
+    match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::AlertReceived(_)) => Some(explain(e, "")),
+        _ => None,
+    }
+}
+
 /// Accepts every certificate, but still checks the handshake signatures so the
 /// peer holds the key of the certificate it showed (`insecure_skip_verify`).
 #[derive(Debug)]
