@@ -18,6 +18,8 @@
 //! requests submitted meanwhile wait at the gate in submission order, so ordering
 //! of idempotent produces is kept.
 
+#[cfg(test)]
+mod gate_tests;
 mod scram;
 
 use std::path::PathBuf;
