@@ -122,6 +122,7 @@ fn tool(args: &[&str]) -> String {
 
 fn create_and_load(bootstrap: &str, topic: &str, count: usize, start: usize) {
     if start == 0 {
+        // The loader's record timestamps are from 2023: keep them from retention.
         tool(&[
             "create",
             "--bootstrap",
@@ -130,6 +131,8 @@ fn create_and_load(bootstrap: &str, topic: &str, count: usize, start: usize) {
             topic,
             "--partitions",
             "2",
+            "--config",
+            "retention.ms=-1",
         ]);
     }
     let (n, s) = (count.to_string(), start.to_string());

@@ -218,6 +218,8 @@ fn static_binary_replicates_over_tls_from_a_scratch_like_root() {
         &topic,
         "--partitions",
         "3",
+        "--config",
+        "retention.ms=-1",
     ]);
     tool(&[
         "load",
