@@ -141,6 +141,17 @@ impl Client {
                 "TLS certificate verification is OFF (insecure_skip_verify = true): anyone on the network path can impersonate these brokers"
             );
         }
+        if config.tls.is_none()
+            && config
+                .sasl
+                .as_ref()
+                .is_some_and(|s| s.mechanism == sasl::SaslMechanism::Plain)
+        {
+            warn!(
+                brokers = %config.bootstrap.join(","),
+                "SASL PLAIN without TLS: the password crosses the network in clear text"
+            );
+        }
         Ok(Self {
             config,
             tls,
