@@ -9,6 +9,7 @@ pub mod pool;
 pub mod sasl;
 pub mod secret;
 pub mod tls;
+pub mod txn;
 
 pub use admin::{ConfigEntry, NewTopic};
 pub use conn::{Connection, ConnectionConfig, PendingProduce, Throttled};
@@ -18,6 +19,7 @@ pub use pool::{Backoff, Client, ClientConfig};
 pub use sasl::{SaslMechanism, SaslSettings, TokenSource};
 pub use secret::Secret;
 pub use tls::TlsSettings;
+pub use txn::TxnId;
 
 use crate::protocol::ProtocolError;
 
