@@ -163,6 +163,9 @@ fn assert_same(src: &str, dst: &str, topic: &str, records: u64) {
         dst,
         "--dest-topic",
         topic,
+        // Only committed records count (the re-auth test runs exactly-once).
+        "--isolation",
+        "read_committed",
     ]);
     let v: Value = serde_json::from_str(out.trim().lines().last().unwrap()).unwrap();
     eprintln!("compare {topic}: {v}");
@@ -433,7 +436,9 @@ async fn reauthentication_keeps_one_connection_alive_past_the_session_lifetime()
 }
 
 /// A replication whose destination sessions last 5 s keeps going for ~12 s
-/// while new records arrive, and loses nothing.
+/// while new records arrive, and loses nothing. It runs in exactly-once mode, so
+/// transactional requests (AddPartitionsToTxn, EndTxn, TxnOffsetCommit) share
+/// the re-authenticated connections too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replication_runs_across_reauthentications() {
     let (plain, s) = (harness::kafka4(), secured());
@@ -450,7 +455,8 @@ async fn replication_runs_across_reauthentications() {
         "",
         &s.cluster.listener_bootstrap("REAUTH"),
         &dst,
-    );
+    )
+    .replacen("[source]", "exactly_once = true\n[source]", 1);
     let more = async {
         for round in 1..=3 {
             tokio::time::sleep(Duration::from_secs(4)).await;
