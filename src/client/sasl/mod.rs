@@ -230,9 +230,12 @@ pub async fn authenticate(conn: &Connection, s: &SaslSettings) -> Result<Option<
 
 /// When to re-authenticate a session of `lifetime`: at a random point between
 /// 85 % and 95 % of it, as the Java client does, so many connections do not
-/// re-authenticate in lockstep.
+/// re-authenticate in lockstep. Never sooner than 50 ms, so an absurdly short
+/// lifetime cannot turn into a busy loop.
 pub fn reauth_delay(lifetime: Duration) -> Duration {
-    lifetime.mul_f64(0.85 + 0.10 * fastrand::f64())
+    lifetime
+        .mul_f64(0.85 + 0.10 * fastrand::f64())
+        .max(Duration::from_millis(50))
 }
 
 #[cfg(test)]
@@ -245,6 +248,7 @@ mod tests {
             let d = reauth_delay(Duration::from_secs(100));
             assert!(d >= Duration::from_secs(85) && d <= Duration::from_secs(95), "{d:?}");
         }
+        assert_eq!(reauth_delay(Duration::from_millis(1)), Duration::from_millis(50));
     }
 
     #[test]
