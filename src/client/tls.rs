@@ -297,6 +297,44 @@ mod tests {
     }
 
     #[test]
+    fn client_certificate_needs_its_own_key() {
+        let dir = std::env::temp_dir().join(format!("strait-tls-mtls-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["strait".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let other = rcgen::KeyPair::generate().unwrap();
+        for (name, text) in [
+            ("ca.pem", cert.pem()),
+            ("cert.pem", cert.pem()),
+            ("key.pem", key.serialize_pem()),
+            ("other.pem", other.serialize_pem()),
+        ] {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        let settings = |cert: Option<&str>, key: Option<&str>| TlsSettings {
+            ca_file: Some(dir.join("ca.pem")),
+            cert_file: cert.map(|c| dir.join(c)),
+            key_file: key.map(|k| dir.join(k)),
+            ..Default::default()
+        };
+        assert!(Tls::new(&settings(Some("cert.pem"), Some("key.pem"))).is_ok());
+        let e = Tls::new(&settings(Some("cert.pem"), None)).unwrap_err().to_string();
+        assert!(e.contains("set together"), "{e}");
+        let e = Tls::new(&settings(Some("cert.pem"), Some("other.pem")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("do not fit"), "{e}");
+        let e = Tls::new(&settings(Some("cert.pem"), Some("cert.pem")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("client key file") && e.contains("unencrypted PKCS#8"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn insecure_mode_builds_without_any_ca() {
         let t = Tls::new(&TlsSettings {
             insecure_skip_verify: true,
