@@ -588,3 +588,32 @@ fn no_openssl_in_the_dependency_tree() {
         assert!(!tree.contains(bad), "{bad} in the dependency tree:\n{tree}");
     }
 }
+
+/// While running, a broker that refuses our credentials is retried with the
+/// pool's exponential backoff, not in a loop: six attempts take at least
+/// 0.8 × (0.1 + 0.2 + 0.4 + 0.8 + 1.6) s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_credentials_are_retried_with_backoff_not_a_storm() {
+    let s = secured();
+    let addr = s.cluster.listener_bootstrap("SASLPLAIN");
+    let mut cc = ClientConfig::new(&addr);
+    cc.sasl = Some(SaslSettings {
+        mechanism: SaslMechanism::Plain,
+        username: "alice".into(),
+        password: Secret::new(WRONG_PASSWORD),
+        token: None,
+    });
+    let client = Client::new(cc).unwrap();
+    let t = Instant::now();
+    for _ in 0..6 {
+        let e = client.connection(&addr).await.unwrap_err();
+        assert!(e.is_security(), "{e}");
+        assert!(!e.to_string().contains(WRONG_PASSWORD));
+    }
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(2480),
+        "6 attempts in {took:?}: no backoff"
+    );
+    assert!(took < Duration::from_secs(15), "6 attempts in {took:?}");
+}
