@@ -9,7 +9,7 @@
 //! error and later requests fail at once, so the pool opens a new one.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -137,11 +137,23 @@ pub struct Connection {
     config: ConnectionConfig,
     versions: ApiVersionTable,
     tasks: [AbortHandle; 2],
+    /// Requests take it shared while they are queued for the writer; a SASL
+    /// (re-)authentication takes it exclusively for its whole exchange, so no
+    /// other request reaches the broker between its SaslHandshake and the last
+    /// SaslAuthenticate (KIP-368). tokio's RwLock is fair: waiters are served in
+    /// arrival order, which keeps submission order.
+    gate: tokio::sync::RwLock<()>,
+    /// Background tasks tied to this connection (re-authentication).
+    extra_tasks: Mutex<Vec<AbortHandle>>,
+    reauthentications: AtomicU64,
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
         for t in &self.tasks {
+            t.abort();
+        }
+        for t in self.extra_tasks.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             t.abort();
         }
     }
@@ -170,6 +182,9 @@ impl Connection {
             config,
             versions: ApiVersionTable::default(),
             tasks: [reader.abort_handle(), writer.abort_handle()],
+            gate: tokio::sync::RwLock::new(()),
+            extra_tasks: Mutex::new(Vec::new()),
+            reauthentications: AtomicU64::new(0),
         };
         conn.versions = conn.negotiate_versions().await?;
         Ok(conn)
@@ -215,6 +230,41 @@ impl Connection {
     /// True once an error has closed this connection.
     pub fn is_failed(&self) -> bool {
         self.shared.lock().failed.is_some()
+    }
+
+    /// Closes the connection with `err`: in-flight requests fail with it, later ones too.
+    pub fn fail(&self, err: ClientError) {
+        self.shared.fail(err);
+    }
+
+    /// Ties a background task to this connection: it is aborted when the connection is dropped.
+    pub fn attach_task(&self, task: AbortHandle) {
+        self.extra_tasks.lock().unwrap_or_else(|p| p.into_inner()).push(task);
+    }
+
+    /// How many times this connection re-authenticated (KIP-368).
+    pub fn reauthentications(&self) -> u64 {
+        self.reauthentications.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn note_reauthentication(&self) {
+        self.reauthentications.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Holds back every other request until the guard is dropped (SASL exchanges).
+    pub(crate) async fn exclusive(&self) -> tokio::sync::RwLockWriteGuard<'_, ()> {
+        self.gate.write().await
+    }
+
+    /// Sends `body` at `version` and waits, bypassing the write gate and throttling:
+    /// only for the holder of [`exclusive`](Self::exclusive).
+    pub(crate) async fn request_exclusive<R: Request>(&self, version: i16, body: &R) -> Result<R::Response> {
+        let rx = self
+            .submit_now(|id| encode_request(id, &self.config.client_id, version, body).map(|b| vec![b]))
+            .await?;
+        let frame = self.wait(R::KEY, rx).await?;
+        let (_, resp) = decode_response::<R>(frame, version).map_err(|source| self.protocol_error(source))?;
+        Ok(resp)
     }
 
     /// Closes the connection: in-flight requests fail, later ones fail at once.
@@ -322,6 +372,15 @@ impl Connection {
         if let Some(until) = throttle {
             tokio::time::sleep_until(until).await;
         }
+        let _open = self.gate.read().await;
+        self.submit_now(encode).await
+    }
+
+    /// [`submit`](Self::submit) without throttling or the write gate.
+    async fn submit_now<F>(&self, encode: F) -> Result<oneshot::Receiver<Result<Bytes>>>
+    where
+        F: FnOnce(i32) -> std::result::Result<Vec<Bytes>, crate::protocol::ProtocolError>,
+    {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) & i32::MAX;
         let chunks = encode(id).map_err(|source| self.protocol_error(source))?;
         let (wtx, wrx) = oneshot::channel();
@@ -467,10 +526,18 @@ async fn read_loop<R: AsyncRead + Unpin>(mut rd: R, shared: Arc<Shared>, decoder
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        shared.fail(ClientError::Io {
-                            broker: shared.broker.clone(),
-                            kind: e.kind(),
-                            reason: e.to_string(),
+                        // With TLS 1.3 the broker checks a client certificate after the
+                        // handshake: its refusal arrives here, as an alert.
+                        shared.fail(match super::tls::alert_reason(&e) {
+                            Some(reason) => ClientError::Tls {
+                                broker: shared.broker.clone(),
+                                reason,
+                            },
+                            None => ClientError::Io {
+                                broker: shared.broker.clone(),
+                                kind: e.kind(),
+                                reason: e.to_string(),
+                            },
                         });
                         return;
                     }

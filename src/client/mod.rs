@@ -6,6 +6,9 @@ pub mod conn;
 pub mod errors;
 pub mod metadata;
 pub mod pool;
+pub mod sasl;
+pub mod secret;
+pub mod tls;
 pub mod txn;
 
 pub use admin::{ConfigEntry, NewTopic};
@@ -13,6 +16,9 @@ pub use conn::{Connection, ConnectionConfig, PendingProduce, Throttled};
 pub use errors::{classify, error_name, ErrorClass};
 pub use metadata::{BrokerInfo, Metadata, PartitionMetadata, TopicMetadata};
 pub use pool::{Backoff, Client, ClientConfig};
+pub use sasl::{SaslMechanism, SaslSettings, TokenSource};
+pub use secret::Secret;
+pub use tls::TlsSettings;
 pub use txn::TxnId;
 
 use crate::protocol::ProtocolError;
@@ -29,6 +35,17 @@ pub enum ClientError {
     Io {
         broker: String,
         kind: std::io::ErrorKind,
+        reason: String,
+    },
+    /// The TLS handshake failed (untrusted or expired certificate, wrong host name, ...).
+    #[error("TLS handshake with broker {broker} failed: {reason}")]
+    Tls { broker: String, reason: String },
+    /// SASL authentication failed (wrong credentials, mechanism not enabled, ...).
+    /// The reason never holds a secret.
+    #[error("SASL {mechanism} authentication to broker {broker} failed: {reason}")]
+    Auth {
+        broker: String,
+        mechanism: &'static str,
         reason: String,
     },
     /// The broker closed the connection.
@@ -105,12 +122,23 @@ impl ClientError {
         }
     }
 
+    /// True for TLS and authentication failures: settings a human must fix, not an
+    /// unreachable broker.
+    pub fn is_security(&self) -> bool {
+        matches!(self, ClientError::Tls { .. } | ClientError::Auth { .. })
+    }
+
     /// What to do about this error: connection-level failures are retriable after a
     /// metadata refresh (the broker may be gone), Kafka codes follow [`classify`].
     pub fn class(&self) -> ErrorClass {
         match self {
             ClientError::Kafka { code, .. } => classify(*code),
+            // While running, a broker that refuses TLS or credentials is retried with
+            // the pool's backoff (certificates and passwords get fixed); at startup
+            // `Client::connect` fails at once.
             ClientError::Connect { .. }
+            | ClientError::Tls { .. }
+            | ClientError::Auth { .. }
             | ClientError::Io { .. }
             | ClientError::Closed { .. }
             | ClientError::Timeout { .. }

@@ -4,6 +4,11 @@
 //! fails, with exponential backoff and jitter between failed attempts so a dead
 //! broker is not hammered. The metadata cache is refreshed when a caller reports
 //! an error that means routing went stale (see [`super::classify`]).
+//!
+//! Opening a connection is: TCP connect, the TLS handshake (when configured),
+//! ApiVersions, then SASL authentication (when configured), all within the
+//! connect timeout. A connection with a SASL session lifetime gets a task that
+//! re-authenticates it before the session expires (KIP-368, see [`super::sasl`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +24,8 @@ use tracing::{debug, info, warn};
 
 use super::conn::{Connection, ConnectionConfig};
 use super::metadata::Metadata;
+use super::sasl::{self, SaslSettings};
+use super::tls::{Tls, TlsSettings};
 use super::{ClientError, ErrorClass, Result};
 
 /// Exponential backoff with ±20 % jitter.
@@ -62,6 +69,10 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Backoff between failed connection attempts to one broker.
     pub backoff: Backoff,
+    /// TLS to every broker (none: plaintext).
+    pub tls: Option<TlsSettings>,
+    /// SASL authentication of every connection (none: no authentication).
+    pub sasl: Option<SaslSettings>,
 }
 
 impl ClientConfig {
@@ -96,6 +107,8 @@ impl ClientConfig {
             connection: ConnectionConfig::default(),
             connect_timeout: Duration::from_secs(10),
             backoff: Backoff::default(),
+            tls: None,
+            sasl: None,
         }
     }
 }
@@ -111,6 +124,7 @@ struct Slot {
 #[derive(Debug)]
 pub struct Client {
     config: ClientConfig,
+    tls: Option<Tls>,
     slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Slot>>>>,
     metadata: RwLock<Metadata>,
     stale: AtomicBool,
@@ -120,8 +134,27 @@ impl Client {
     /// A client that has not connected yet (connections open on first use).
     pub fn new(config: ClientConfig) -> Result<Self> {
         config.validate()?;
+        let tls = config.tls.as_ref().map(Tls::new).transpose()?;
+        if config.tls.as_ref().is_some_and(|t| t.insecure_skip_verify) {
+            warn!(
+                brokers = %config.bootstrap.join(","),
+                "TLS certificate verification is OFF (insecure_skip_verify = true): anyone on the network path can impersonate these brokers"
+            );
+        }
+        if config.tls.is_none()
+            && config
+                .sasl
+                .as_ref()
+                .is_some_and(|s| s.mechanism == sasl::SaslMechanism::Plain)
+        {
+            warn!(
+                brokers = %config.bootstrap.join(","),
+                "SASL PLAIN without TLS: the password crosses the network in clear text"
+            );
+        }
         Ok(Self {
             config,
+            tls,
             slots: Mutex::new(HashMap::new()),
             metadata: RwLock::new(Metadata::default()),
             stale: AtomicBool::new(true),
@@ -164,7 +197,6 @@ impl Client {
         }
         match self.open(addr).await {
             Ok(conn) => {
-                let conn = Arc::new(conn);
                 slot.conn = Some(conn.clone());
                 slot.failures = 0;
                 slot.retry_at = None;
@@ -184,7 +216,7 @@ impl Client {
         }
     }
 
-    async fn open(&self, addr: &str) -> Result<Connection> {
+    async fn open(&self, addr: &str) -> Result<Arc<Connection>> {
         let connect_err = |reason: String| ClientError::Connect {
             broker: addr.to_string(),
             reason,
@@ -199,14 +231,52 @@ impl Client {
             })?
             .map_err(|e| connect_err(e.to_string()))?;
         stream.set_nodelay(true).map_err(|e| connect_err(e.to_string()))?;
-        // The ApiVersions exchange must also finish within the connect timeout: a
-        // server that accepts TCP but does not speak Kafka must not hang us.
-        tokio::time::timeout(
-            self.config.connect_timeout,
-            Connection::handshake(stream, addr, self.config.connection.clone()),
-        )
-        .await
-        .map_err(|_| connect_err("no ApiVersions answer: is this a Kafka listener?".into()))?
+        // The TLS, ApiVersions and SASL exchanges must also finish within the
+        // connect timeout: a server that accepts TCP but does not speak Kafka (or
+        // TLS) must not hang us.
+        let timeout = self.config.connect_timeout;
+        let conn = match &self.tls {
+            Some(tls) => {
+                let stream = tokio::time::timeout(timeout, tls.connect(addr, stream))
+                    .await
+                    .map_err(|_| ClientError::Tls {
+                        broker: addr.to_string(),
+                        reason: "no TLS handshake answer: is this a TLS listener?".into(),
+                    })??;
+                tokio::time::timeout(
+                    timeout,
+                    Connection::handshake(stream, addr, self.config.connection.clone()),
+                )
+                .await
+                .map_err(|_| connect_err("no ApiVersions answer over TLS: is this a Kafka listener?".into()))??
+            }
+            None => tokio::time::timeout(
+                timeout,
+                Connection::handshake(stream, addr, self.config.connection.clone()),
+            )
+            .await
+            .map_err(|_| connect_err("no ApiVersions answer: is this a Kafka listener?".into()))??,
+        };
+        let conn = Arc::new(conn);
+        if let Some(s) = &self.config.sasl {
+            let lifetime = tokio::time::timeout(timeout, sasl::authenticate(&conn, s))
+                .await
+                .map_err(|_| ClientError::Auth {
+                    broker: addr.to_string(),
+                    mechanism: s.mechanism.name(),
+                    reason: format!("no answer within {} ms", timeout.as_millis()),
+                })??;
+            if let Some(lifetime) = lifetime {
+                debug!(
+                    broker = addr,
+                    lifetime_ms = lifetime.as_millis() as u64,
+                    "SASL session expires; re-authentication scheduled"
+                );
+                let task = tokio::spawn(reauthenticate(Arc::downgrade(&conn), s.clone(), lifetime));
+                conn.attach_task(task.abort_handle());
+            }
+        }
+        Ok(conn)
     }
 
     /// The connection to broker `node`, by its id in the metadata.
@@ -240,11 +310,18 @@ impl Client {
             }
         }
         let mut last: Option<ClientError> = None;
+        let mut security: Option<ClientError> = None;
         for addr in &candidates {
             match self.connection(addr).await {
                 Ok(c) => return Ok(c),
+                Err(e) if e.is_security() => security = Some(e),
                 Err(e) => last = Some(e),
             }
+        }
+        // A broker that answered but refused our TLS or credentials says more
+        // than "unreachable": report that, alone.
+        if let Some(e) = security {
+            return Err(e);
         }
         Err(ClientError::NoBrokerReachable {
             servers: self.config.bootstrap.join(","),
@@ -344,6 +421,39 @@ impl Client {
             self.invalidate_metadata();
         }
         class
+    }
+}
+
+/// Re-authenticates the connection before each session expires, until the
+/// connection is dropped or fails. A failed re-authentication closes the
+/// connection (the broker would close it at expiry anyway); the pool reconnects.
+async fn reauthenticate(conn: std::sync::Weak<Connection>, settings: SaslSettings, mut lifetime: Duration) {
+    loop {
+        tokio::time::sleep(sasl::reauth_delay(lifetime)).await;
+        let Some(conn) = conn.upgrade() else { return };
+        if conn.is_failed() {
+            return;
+        }
+        match sasl::authenticate(&conn, &settings).await {
+            Ok(Some(next)) => {
+                conn.note_reauthentication();
+                debug!(
+                    broker = conn.broker(),
+                    lifetime_ms = next.as_millis() as u64,
+                    "SASL re-authentication done"
+                );
+                lifetime = next;
+            }
+            Ok(None) => {
+                conn.note_reauthentication();
+                return;
+            }
+            Err(e) => {
+                warn!(broker = conn.broker(), error = %e, "SASL re-authentication failed; closing the connection");
+                conn.fail(e);
+                return;
+            }
+        }
     }
 }
 

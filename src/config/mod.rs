@@ -5,6 +5,8 @@
 //! policy). Defaults live in one place: the `default_*` functions below. Unknown
 //! keys and bad values are rejected with the key, the line and what is allowed.
 
+mod security;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -13,6 +15,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::client::{Backoff, ClientConfig, ConnectionConfig};
+pub use security::{SaslConfig, TlsConfig};
 
 /// Errors reading or validating a config file.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +58,12 @@ pub struct ClusterConfig {
     /// Largest response frame accepted, checked before allocating.
     #[serde(default = "default_max_frame_bytes")]
     pub max_frame_bytes: usize,
+    /// `[<cluster>.tls]`: TLS to the brokers (absent: plaintext).
+    #[serde(default)]
+    pub tls: Option<Spanned<TlsConfig>>,
+    /// `[<cluster>.sasl]`: SASL authentication (absent: none).
+    #[serde(default)]
+    pub sasl: Option<SaslConfig>,
 }
 
 /// Where to start a partition that has no checkpoint yet.
@@ -292,6 +301,8 @@ impl ClusterConfig {
         };
         c.connect_timeout = Duration::from_millis(self.connect_timeout_ms);
         c.backoff = Backoff::default();
+        c.tls = self.tls.as_ref().and_then(|t| t.get_ref().settings());
+        c.sasl = self.sasl.as_ref().and_then(|s| s.resolved.clone());
         c
     }
 }
@@ -308,9 +319,9 @@ impl Config {
 
     /// Parses and validates config text; `path` is used in error messages.
     pub fn parse(text: &str, path: &str) -> Result<Self, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_string(),
-            message: e.to_string().trim_end().replace('\n', "\n  "),
+            message: security::redact(e.to_string().trim_end()).replace('\n', "\n  "),
         })?;
         let invalid = |span: std::ops::Range<usize>, key: &str, problem: String| ConfigError::Invalid {
             path: path.to_string(),
@@ -360,6 +371,9 @@ impl Config {
                         format!("is invalid: {e}"),
                     )
                 })?;
+        }
+        for (key, c) in [("source", &mut raw.source), ("destination", &mut raw.destination)] {
+            security::validate(key, c.tls.as_ref(), c.sasl.as_mut(), &invalid)?;
         }
         if !(1..=5).contains(raw.max_in_flight_per_partition.get_ref()) {
             return Err(invalid(
