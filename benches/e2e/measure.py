@@ -93,9 +93,14 @@ def end_offsets_sum(admin, topic, partitions, isolation="read_uncommitted"):
            else IsolationLevel.READ_UNCOMMITTED)
     futs = admin.list_offsets(req, isolation_level=iso, request_timeout=10)
     total = 0
+    answered = 0
     for tp, fut in futs.items():
-        total += fut.result().offset
-    return total
+        try:
+            total += fut.result().offset
+            answered += 1
+        except Exception:  # no leader yet (the topic is still coming up)
+            pass
+    return total if answered else None
 
 
 def cmd_run(a):
