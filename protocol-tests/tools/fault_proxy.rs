@@ -17,7 +17,6 @@
 //! The proxy exits when stdin closes.
 
 #[path = "../harness/mod.rs"]
-#[allow(dead_code)]
 mod harness;
 
 use std::sync::atomic::Ordering;
