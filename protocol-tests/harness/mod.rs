@@ -6,8 +6,6 @@
 //! `target/test-clusters/`; those of failed tests are kept and their path printed.
 #![allow(dead_code)]
 
-pub mod proxy;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -302,7 +300,7 @@ pub fn kafka4_three_source() -> &'static KafkaCluster {
 }
 
 /// Listener name of [`kafka4_proxied`] and [`kafka4_proxied_dest`]: bound on one
-/// port, advertised on another where a test's [`proxy::ClusterProxy`] listens.
+/// port, advertised on another where a test's `proxy::ClusterProxy` listens.
 pub const PROXIED: &str = "PROXIED";
 
 fn proxied_options() -> StartOptions {

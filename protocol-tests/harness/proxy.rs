@@ -3,6 +3,8 @@
 //! forwards to the port it binds (see `kafka.sh start --listener`), so every
 //! connection strait makes to that cluster goes through it.
 //!
+//! Included by the test binaries that use it (`#[path]`), beside `mod harness`.
+//!
 //! Faults are switched at runtime through the proxy's [`Faults`]: added latency,
 //! a bandwidth cap, connection resets (all at once, or at random frames), stalls
 //! (frames are still read, nothing is forwarded), truncated frames (half a frame
@@ -24,7 +26,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::KafkaCluster;
+use crate::harness::KafkaCluster;
 
 /// Largest frame the proxy forwards (both brokers and strait cap lower).
 const MAX_FRAME: usize = 256 << 20;
@@ -334,7 +336,7 @@ async fn pump(
 /// Writes queued frames with the current faults applied; true when the queue
 /// ended (the reader's peer closed), false when the connection must be reset.
 async fn forward(mut rx: mpsc::Receiver<(Instant, Vec<u8>)>, w: &mut OwnedWriteHalf, dir: Dir, f: &Faults) -> bool {
-    let mut window = (Instant::now(), 0u64);
+    let mut link_free: Option<Instant> = None;
     while let Some((at, mut frame)) = rx.recv().await {
         while let Some(d) = f.stalled_for() {
             tokio::time::sleep(d.min(Duration::from_millis(100))).await;
@@ -345,15 +347,13 @@ async fn forward(mut rx: mpsc::Receiver<(Instant, Vec<u8>)>, w: &mut OwnedWriteH
         }
         let bw = f.bandwidth.load(Ordering::Relaxed);
         if bw > 0 {
-            // Sleep until this connection's bytes since the window start fit the cap.
-            let (start, sent) = &mut window;
-            if start.elapsed() > Duration::from_secs(1) {
-                *start = Instant::now();
-                *sent = 0;
-            }
-            *sent += frame.len() as u64;
-            let due = *start + Duration::from_secs_f64(*sent as f64 / bw as f64);
-            tokio::time::sleep_until(due.into()).await;
+            // Pacing: the frame is on the wire from when the link is free until
+            // its bytes at `bw` have passed.
+            let now = Instant::now();
+            let start = link_free.filter(|t| *t > now).unwrap_or(now);
+            let done = start + Duration::from_secs_f64(frame.len() as f64 / bw as f64);
+            link_free = Some(done);
+            tokio::time::sleep_until(done.into()).await;
         }
         if Faults::chance(&f.reset_ppm) {
             f.resets.fetch_add(1, Ordering::Relaxed);
@@ -471,5 +471,103 @@ mod tests {
         assert_eq!(diff.len(), 1);
         assert!(diff[0] >= 40 + 61 && diff[0] < 40 + batch.len(), "{diff:?}");
         assert!(find_batches(&frame).is_empty(), "the CRC no longer matches");
+    }
+
+    /// A server that answers every frame with the same frame.
+    async fn echo_server() -> u16 {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 1 << 20];
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        port
+    }
+
+    fn frame(len: usize) -> Vec<u8> {
+        let mut f = (len as i32).to_be_bytes().to_vec();
+        f.extend((0..len).map(|i| i as u8));
+        f
+    }
+
+    /// Sends one frame through a fresh connection; returns what came back
+    /// (up to the frame's length) and how long it took.
+    async fn roundtrip(port: u16, len: usize) -> (Vec<u8>, Duration) {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let f = frame(len);
+        let t = Instant::now();
+        c.write_all(&f).await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        while got.len() < f.len() {
+            match tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+                _ => break,
+            }
+        }
+        (got, t.elapsed())
+    }
+
+    #[tokio::test]
+    async fn latency_bandwidth_stall_reset_and_truncation_take_effect() {
+        let target = echo_server().await;
+        let listen = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let p = Proxy::start(listen, target).await.unwrap();
+        let f = &p.faults;
+        let (got, t) = roundtrip(listen, 1000).await;
+        assert_eq!(got, frame(1000));
+        assert!(t < Duration::from_millis(200), "{t:?}");
+
+        f.latency_ms.store(100, Ordering::Relaxed);
+        let (got, t) = roundtrip(listen, 1000).await;
+        assert_eq!(got, frame(1000));
+        assert!(t >= Duration::from_millis(200), "latency both ways: {t:?}");
+        f.clear();
+
+        f.bandwidth.store(200_000, Ordering::Relaxed);
+        let (got, t) = roundtrip(listen, 100_000).await;
+        assert_eq!(got, frame(100_000));
+        assert!(t >= Duration::from_millis(900), "100 kB each way at 200 kB/s: {t:?}");
+        f.clear();
+
+        f.stall(Duration::from_millis(800));
+        let (got, t) = roundtrip(listen, 1000).await;
+        assert_eq!(got, frame(1000), "held, then delivered");
+        assert!(t >= Duration::from_millis(700), "stalled: {t:?}");
+
+        f.truncate_ppm.store(1_000_000, Ordering::Relaxed);
+        let (got, _) = roundtrip(listen, 1000).await;
+        assert!(got.len() < 1004, "cut mid-frame: {} bytes", got.len());
+        assert!(f.truncated.load(Ordering::Relaxed) >= 1);
+        f.clear();
+
+        // reset_all cuts an open connection.
+        let mut c = TcpStream::connect(("127.0.0.1", listen)).await.unwrap();
+        c.write_all(&frame(10)).await.unwrap();
+        let mut buf = [0u8; 14];
+        c.read_exact(&mut buf).await.unwrap();
+        f.reset_all();
+        let r = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf))
+            .await
+            .unwrap();
+        assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+        assert!(f.resets.load(Ordering::Relaxed) >= 1);
+        f.corrupt_ppm.store(1_000_000, Ordering::Relaxed);
+        let (got, _) = roundtrip(listen, 2000).await;
+        assert_eq!(got, frame(2000), "no batch inside: nothing to corrupt");
+        assert_eq!(f.corrupted.load(Ordering::Relaxed), 0);
     }
 }

@@ -18,11 +18,13 @@
 
 #[path = "../harness/mod.rs"]
 mod harness;
+#[path = "../harness/proxy.rs"]
+mod proxy;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use harness::proxy::{Faults, Proxy};
+use proxy::{Faults, Proxy};
 use tokio::io::AsyncBufReadExt;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
