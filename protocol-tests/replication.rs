@@ -449,6 +449,170 @@ async fn sigkill_and_restart_loses_nothing() {
     let _ = std::fs::remove_file(&cfg_path);
 }
 
+/// Exactly-once mode under 20 SIGKILLs: a `read_committed` reader of the
+/// destination sees every source record once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_survives_repeated_sigkills() {
+    let (src, dst) = (harness::kafka4(), harness::kafka4_dest());
+    let t = unique_topic("eos-kill");
+    let total = 200_000u64;
+    create(src, &t, 4, &["retention.ms=-1"]);
+    // Batches of ~5 records, replicated one batch per partition per round trip
+    // (no coalescing), keep the replication slow enough for the kills to land mid-stream.
+    load(
+        src,
+        &t,
+        total as usize,
+        "lz4",
+        &["--value-size", "200", "--batch-size", "1024", "--linger-ms", "0"],
+    );
+    let name = unique_topic("eos-kill");
+    let cfg_path = config_file(
+        &name,
+        &src.bootstrap,
+        &dst.bootstrap,
+        &t,
+        "exactly_once = true\ntransaction_interval_ms = 300\nmax_buffered_bytes = 1048576\n\
+         fetch_max_bytes = 32768\nfetch_partition_max_bytes = 8192\ncoalesce_below_bytes = 0\n\
+         max_in_flight_per_partition = 1",
+        "",
+    );
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_strait"))
+            .args(["run", "--config", cfg_path.to_str().unwrap(), "--progress", "0"])
+            .env("RUST_LOG", "warn")
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let count = |isolation: &str| {
+        json(&tool(&[
+            "count",
+            "--bootstrap",
+            &dst.bootstrap,
+            "--topic",
+            &t,
+            "--isolation",
+            isolation,
+        ]))["total"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let mut kills = Vec::new();
+    let mut rng = fastrand::Rng::with_seed(std::process::id() as u64);
+    // 20 kills at random moments: during start-up, mid-transaction, while committing.
+    while kills.len() < 20 {
+        let mut child = spawn();
+        tokio::time::sleep(Duration::from_millis(rng.u64(200..1_500))).await;
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let committed = if dst_has_topic(dst, &t) {
+            count("read_committed")
+        } else {
+            0
+        };
+        kills.push(committed);
+    }
+    let mid_stream = kills.iter().filter(|n| **n < total).count();
+    let written = count("read_uncommitted");
+    eprintln!(
+        "exactly-once: committed records at each of {} SIGKILLs: {kills:?}; {written} records in the \
+         destination log (aborted transactions included)",
+        kills.len()
+    );
+    assert!(mid_stream >= 10, "at least 10 kills landed mid-stream: {kills:?}");
+    // A last run (same name: same transactional id and checkpoints; default fetch
+    // sizes) finishes the job.
+    let fast_path = std::env::temp_dir().join(format!("{name}-fast.toml"));
+    std::fs::write(
+        &fast_path,
+        config_text(&name, &src.bootstrap, &dst.bootstrap, &t, "exactly_once = true", ""),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_strait"))
+        .args(["run", "--config", fast_path.to_str().unwrap(), "--progress", "0"])
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while count("read_committed") < total {
+        assert!(Instant::now() < deadline, "not caught up after the last restart");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(child.wait().unwrap().success(), "exits 0 on SIGTERM");
+    let v = compare(src, &t, dst, &t, &["--isolation", "read_committed"]);
+    assert_eq!(v["missing"], 0, "lost: {v}");
+    assert_eq!(v["duplicates"], 0, "duplicated: {v}");
+    assert_eq!(v["order_violations"], 0, "reordered: {v}");
+    assert_eq!(v["mismatched"], 0, "changed: {v}");
+    assert_eq!(v["ok"], true, "{v}");
+    eprintln!(
+        "exactly-once after {} SIGKILLs: {} records, 0 lost, 0 duplicated (read_committed)",
+        kills.len(),
+        v["dest_records"]
+    );
+    // The offset map, written in the same transactions, is exact too.
+    assert_eq!(check_offset_map(src, dst, &t, &name, "read_committed"), total as usize);
+    let _ = std::fs::remove_file(&cfg_path);
+    let _ = std::fs::remove_file(&fast_path);
+}
+
+/// A second instance of the same exactly-once replication fences the first,
+/// which stops with a clear error; the second finishes without duplicates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_second_instance_fences_the_first() {
+    let (src, dst) = (harness::kafka4(), harness::kafka4_dest());
+    let t = unique_topic("eos-fence");
+    create(src, &t, 2, &["retention.ms=-1"]);
+    load(src, &t, 60_000, "none", &["--value-size", "200"]);
+    let name = unique_topic("eos-fence");
+    let cfg_path = config_file(
+        &name,
+        &src.bootstrap,
+        &dst.bootstrap,
+        &t,
+        "exactly_once = true\ntransaction_interval_ms = 200\nmax_buffered_bytes = 1048576\n\
+         fetch_max_bytes = 16384\nfetch_partition_max_bytes = 4096",
+        "",
+    );
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_strait"))
+            .args(["run", "--config", cfg_path.to_str().unwrap(), "--progress", "0"])
+            .env("RUST_LOG", "warn")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let first = spawn();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut second = spawn();
+    let out = tokio::task::spawn_blocking(move || first.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    eprintln!("fenced instance: {}", err.lines().last().unwrap_or_default());
+    assert!(!out.status.success(), "the fenced instance exits non-zero");
+    assert!(
+        err.contains("fenced by another strait instance") || err.contains("took over"),
+        "clear fencing error: {err}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let v = compare(src, &t, dst, &t, &["--isolation", "read_committed"]);
+        assert_eq!(v["duplicates"], 0, "{v}");
+        if v["ok"] == true {
+            break;
+        }
+        assert!(Instant::now() < deadline, "second instance did not finish: {v}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let _ = second.kill();
+    let _ = second.wait();
+    let _ = std::fs::remove_file(&cfg_path);
+}
+
 /// Replicates 60k records (80k in the end: the source keeps taking writes),
 /// killing the leader of partition 0 on `victim` (the source or the destination)
 /// mid-stream and restarting it; asserts nothing is lost and memory stayed within
@@ -630,7 +794,6 @@ async fn retention_overtaking_the_checkpoint_is_skipped_and_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offset_map_translates_every_record_exactly() {
-    use strait::replicate::offset_map::{decode_value, translate, MapEntry};
     let (src, dst) = (harness::kafka4(), harness::kafka4_dest());
     let t = unique_topic("map");
     create(src, &t, 2, &["retention.ms=-1"]);
@@ -642,10 +805,29 @@ async fn offset_map_translates_every_record_exactly() {
     r.wait_records(1_250, Duration::from_secs(60)).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     r.stop().await;
-    // The map as written to the destination, read by the independent client.
+    let checked = check_offset_map(src, dst, &t, &name, "read_uncommitted");
+    assert_eq!(checked, 1_250);
+}
+
+/// Checks, with the independent client, that the offset map of replication `name`
+/// translates every committed source record of `t` to the destination offset of
+/// the same record (destination read with `dst_iso`). Returns the records checked.
+fn check_offset_map(src: &KafkaCluster, dst: &KafkaCluster, t: &str, name: &str, dst_iso: &str) -> usize {
+    use strait::replicate::offset_map::{decode_value, translate, MapEntry};
+    // The map as written to the destination (committed transactions only).
     let map_topic = format!("__strait.{name}.offsets");
     let mut runs: std::collections::HashMap<i64, Vec<MapEntry>> = Default::default();
-    for line in tool(&["dump", "--bootstrap", &dst.bootstrap, "--topic", &map_topic]).lines() {
+    for line in tool(&[
+        "dump",
+        "--bootstrap",
+        &dst.bootstrap,
+        "--topic",
+        &map_topic,
+        "--isolation",
+        "read_committed",
+    ])
+    .lines()
+    {
         let rec: Value = serde_json::from_str(line).unwrap();
         let key = String::from_utf8(b64(rec["k"].as_str().unwrap())).unwrap();
         let (topic, part) = key.rsplit_once(':').unwrap();
@@ -656,7 +838,7 @@ async fn offset_map_translates_every_record_exactly() {
     }
     // Match every record by content: source offset → translated == destination offset.
     let index = |bootstrap: &str, iso: &str| -> std::collections::HashMap<String, (i64, i64)> {
-        tool(&["dump", "--bootstrap", bootstrap, "--topic", &t, "--isolation", iso])
+        tool(&["dump", "--bootstrap", bootstrap, "--topic", t, "--isolation", iso])
             .lines()
             .map(|l| {
                 let v: Value = serde_json::from_str(l).unwrap();
@@ -665,19 +847,16 @@ async fn offset_map_translates_every_record_exactly() {
             })
             .collect()
     };
-    let (s, d) = (
-        index(&src.bootstrap, "read_committed"),
-        index(&dst.bootstrap, "read_uncommitted"),
-    );
-    assert_eq!(s.len(), 1_250);
+    let (s, d) = (index(&src.bootstrap, "read_committed"), index(&dst.bootstrap, dst_iso));
     let mut checked = 0;
+    for r in runs.values_mut() {
+        r.sort_by_key(|e| e.src_base);
+    }
     for (id, (p, so)) in &s {
         let (dp, dof) = d[id];
         assert_eq!(dp, *p);
-        let mut r = runs[p].clone();
-        r.sort_by_key(|e| e.src_base);
         assert_eq!(
-            translate(&r, *so),
+            translate(&runs[p], *so),
             Some(dof),
             "source {p}@{so} should map to destination {dof}"
         );
@@ -687,6 +866,7 @@ async fn offset_map_translates_every_record_exactly() {
         "offset map: {checked} records translated exactly; runs per partition: {:?}",
         runs.iter().map(|(p, r)| (p, r.len())).collect::<Vec<_>>()
     );
+    checked
 }
 
 fn b64(s: &str) -> Vec<u8> {

@@ -72,6 +72,9 @@ enum Command {
         destination: String,
         #[command(flatten)]
         load: LoadArgs,
+        /// Replicate in exactly-once mode (transactions on the destination).
+        #[arg(long)]
+        exactly_once: bool,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -196,8 +199,9 @@ fn main() -> ExitCode {
                 source,
                 destination,
                 load,
+                exactly_once,
                 json,
-            } => bench(&source, &destination, &load, json).await,
+            } => bench(&source, &destination, &load, exactly_once, json).await,
             Command::Offsets {
                 command: OffsetsCommand::Translate { config, group, topic },
             } => {
@@ -319,7 +323,13 @@ async fn run(path: &std::path::Path, progress: u64) -> Result<(), Box<dyn std::e
     Ok(())
 }
 
-async fn bench(source: &str, destination: &str, load: &LoadArgs, json: bool) -> Result<(), Box<dyn std::error::Error>> {
+async fn bench(
+    source: &str,
+    destination: &str,
+    load: &LoadArgs,
+    exactly_once: bool,
+    json: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
     strait::bench::codec(&load.codec)?;
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
@@ -340,7 +350,7 @@ async fn bench(source: &str, destination: &str, load: &LoadArgs, json: bool) -> 
     .await?;
     let cfg = strait::config::Config::parse(
         &format!(
-            "name = \"bench-{stamp}\"\ntopics = [\"{topic}\"]\nrefresh_interval_ms = 1000\n[source]\nbootstrap_servers = \"{source}\"\n[destination]\nbootstrap_servers = \"{destination}\"\n"
+            "name = \"bench-{stamp}\"\ntopics = [\"{topic}\"]\nrefresh_interval_ms = 1000\nexactly_once = {exactly_once}\n[source]\nbootstrap_servers = \"{source}\"\n[destination]\nbootstrap_servers = \"{destination}\"\n"
         ),
         "bench",
     )?;

@@ -8,7 +8,8 @@
 #   --quick      200 MB for workloads a/b (default 1 GB); c and d are the same size
 #   --workloads  subset of a (1 KB lz4, 8 partitions), b (same, uncompressed),
 #                c (1-record batches), d (1,000 partitions)
-#   --tools      subset of strait, mm2, floor
+#   --tools      subset of strait, strait-eos (exactly_once = true; completion
+#                read at the last stable offset), mm2, floor
 #
 # Results: benches/e2e/results/latest.{md,json} (+ a timestamped copy), table
 # printed at the end. Work dir (clusters, logs, configs): target/e2e/work
@@ -107,28 +108,30 @@ workload() {
   esac
 }
 
-run_strait() { # W TOPIC
-  local w=$1 t=$2 cfg="$WORK/strait-$1.toml" out
+run_strait() { # W TOPIC [LABEL EXTRA_CONFIG ISOLATION]
+  local w=$1 t=$2 label=${3:-strait} extra=${4:-} iso=${5:-read_uncommitted}
+  local cfg="$WORK/$label-$1.toml" out
   cat >"$cfg" <<EOF
-name = "bench-$w-$RUNID"
+name = "bench-$label-$w-$RUNID"
 topics = ["$t"]
-rename = "strait.{topic}"
+rename = "$label.{topic}"
 refresh_interval_ms = 1000
 checkpoint_interval_ms = 1000
+$extra
 ${STRAIT_EXTRA_CONFIG:-}
 [source]
 bootstrap_servers = "$A"
 [destination]
 bootstrap_servers = "$B"
 EOF
-  log "[$w] strait -> strait.$t"
-  out=$(python3 "$E2E/measure.py" run --label strait --dest-bootstrap "$B" \
-    --dest-topic "strait.$t" --partitions "$PARTS" --expect "$COUNT" \
+  log "[$w] $label -> $label.$t"
+  out=$(python3 "$E2E/measure.py" run --label "$label" --dest-bootstrap "$B" \
+    --dest-topic "$label.$t" --partitions "$PARTS" --expect "$COUNT" \
     --source-bytes "$SRC_BYTES" --broker-pids "$BROKER_PIDS" --timeout "$TIMEOUT" \
-    --poll "$POLL" --stop-signal INT --log "$WORK/strait-$w.log" \
+    --poll "$POLL" --isolation "$iso" --stop-signal INT --log "$WORK/$label-$w.log" \
     -- "$ROOT/target/release/strait" run --config "$cfg" --progress 0) || true
-  log "[$w] strait: $out"
-  [[ -n $out ]] && emit "$w" strait "$out"
+  log "[$w] $label: $out"
+  [[ -n $out ]] && emit "$w" "$label" "$out"
 }
 
 # MirrorMaker 2 settings (dedicated mode). Producer/consumer overrides are
@@ -245,6 +248,7 @@ for w in "${WLIST[@]}"; do
   log "[$w] loaded in $((SECONDS - lt)) s: $SRC_BYTES bytes on disk"
   sync   # flush dirty pages so the runs don't pay for the load's writeback
   has_tool strait && run_strait "$w" "$T"
+  has_tool strait-eos && run_strait "$w" "$T" strait-eos "exactly_once = true" read_committed
   has_tool mm2 && run_mm2 "$w" "$T"
   has_tool floor && run_floor "$w"
 done

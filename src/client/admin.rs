@@ -530,6 +530,11 @@ impl Client {
                 .collect();
             req = req.with_group_id(GroupId(s(group))).with_topics((!all).then_some(list));
         }
+        if version >= 7 {
+            // Wait out offsets pending in an open transaction (exactly-once mode)
+            // instead of reading around them: UNSTABLE_OFFSET_COMMIT is retried.
+            req = req.with_require_stable(true);
+        }
         let resp = conn.request_at(version, &req).await?;
         let fail = |code: i16, what: String| ClientError::kafka("OffsetFetch", conn.broker(), what, code, None);
         // v8+ answers per group, older versions flat: reduce both to one list of

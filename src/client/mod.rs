@@ -6,12 +6,14 @@ pub mod conn;
 pub mod errors;
 pub mod metadata;
 pub mod pool;
+pub mod txn;
 
 pub use admin::{ConfigEntry, NewTopic};
 pub use conn::{Connection, ConnectionConfig, PendingProduce, Throttled};
 pub use errors::{classify, error_name, ErrorClass};
 pub use metadata::{BrokerInfo, Metadata, PartitionMetadata, TopicMetadata};
 pub use pool::{Backoff, Client, ClientConfig};
+pub use txn::TxnId;
 
 use crate::protocol::ProtocolError;
 

@@ -137,6 +137,14 @@ struct RawConfig {
     groups_exclude: Vec<Spanned<String>>,
     #[serde(default = "default_group_sync_interval_ms")]
     group_sync_interval_ms: u64,
+    #[serde(default)]
+    exactly_once: bool,
+    #[serde(default = "default_transaction_interval_ms")]
+    transaction_interval_ms: u64,
+    #[serde(default = "default_transaction_max_bytes")]
+    transaction_max_bytes: usize,
+    #[serde(default = "default_transaction_timeout_ms")]
+    transaction_timeout_ms: Spanned<u64>,
 }
 
 /// A validated replication config.
@@ -187,6 +195,15 @@ pub struct Config {
     pub groups_exclude: Vec<Regex>,
     /// How often group offsets are synced.
     pub group_sync_interval: Duration,
+    /// Write batches and source positions in destination transactions, so
+    /// `read_committed` consumers see every record exactly once, even across crashes.
+    pub exactly_once: bool,
+    /// Exactly-once: a transaction commits at least this often.
+    pub transaction_interval: Duration,
+    /// Exactly-once: a transaction commits once it holds this many batch bytes.
+    pub transaction_max_bytes: usize,
+    /// Exactly-once: the coordinator aborts a transaction left open this long.
+    pub transaction_timeout_ms: i32,
 }
 
 fn default_alias() -> String {
@@ -242,6 +259,15 @@ fn default_max_request_bytes() -> usize {
 }
 fn default_group_sync_interval_ms() -> u64 {
     10_000
+}
+fn default_transaction_interval_ms() -> u64 {
+    1_000
+}
+fn default_transaction_max_bytes() -> usize {
+    32 * 1024 * 1024
+}
+fn default_transaction_timeout_ms() -> Spanned<u64> {
+    Spanned::new(0..0, 60_000)
 }
 fn default_coalesce_below_bytes() -> usize {
     // One-record batches of ~1 KiB records, not the 16 KiB batches of a default
@@ -361,6 +387,18 @@ impl Config {
                 format!("is {fetch}, above max_buffered_bytes ({buffered}); allowed: at most max_buffered_bytes"),
             ));
         }
+        let txn_timeout = *raw.transaction_timeout_ms.get_ref();
+        if !(1_000..=900_000).contains(&txn_timeout) || txn_timeout <= raw.transaction_interval_ms.saturating_mul(2) {
+            return Err(invalid(
+                raw.transaction_timeout_ms.span(),
+                "transaction_timeout_ms",
+                format!(
+                    "is {txn_timeout}; allowed: 1000 to 900000 (the broker's default transaction.max.timeout.ms) \
+                     and more than twice transaction_interval_ms ({})",
+                    raw.transaction_interval_ms
+                ),
+            ));
+        }
         let metrics_address = match &raw.metrics_address {
             None => None,
             Some(a) => Some(a.get_ref().parse::<std::net::SocketAddr>().map_err(|_| {
@@ -397,11 +435,21 @@ impl Config {
             groups,
             groups_exclude,
             group_sync_interval: Duration::from_millis(raw.group_sync_interval_ms.max(100)),
+            exactly_once: raw.exactly_once,
+            transaction_interval: Duration::from_millis(raw.transaction_interval_ms.max(10)),
+            transaction_max_bytes: raw.transaction_max_bytes.max(64 * 1024),
+            transaction_timeout_ms: txn_timeout as i32,
         })
     }
 
     /// The consumer group on the destination that holds strait's source positions.
     pub fn checkpoint_group(&self) -> String {
+        format!("strait-{}", self.name)
+    }
+
+    /// The `transactional.id` of exactly-once mode: one per replication name, so a
+    /// second instance of the same replication fences the first.
+    pub fn transactional_id(&self) -> String {
         format!("strait-{}", self.name)
     }
 

@@ -7,7 +7,7 @@
 //! `strait-{name}` on the destination, so a failover site has it without the
 //! source. The offset-map records for the same batches are written first.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
@@ -17,9 +17,11 @@ use tracing::debug;
 
 use super::metrics::Metrics;
 use super::offset_map::{encode_value, merge, MapEntry};
-use super::producer::Producer;
+use super::producer::{Producer, Route};
 use crate::batch::build::simple_record;
-use crate::client::{Client, ClientError, NewTopic};
+use crate::batch::{patch_for_produce, ProducerStamp, RawBatch};
+use crate::client::txn::TXN_PRODUCE_MAX_VERSION;
+use crate::client::{Client, ClientError, NewTopic, TxnId};
 use crate::config::Config;
 use crate::protocol::{ProducePartition, ProduceTopic};
 
@@ -114,43 +116,97 @@ impl Checkpointer {
     pub async fn checkpoint(&self) -> Result<usize, ClientError> {
         let entries = self.producer.take_map_entries();
         if !entries.is_empty() {
-            if let Err(e) = self.write_map(&entries).await {
+            if let Err(e) = self.write_map(&entries, None).await {
                 self.producer.restore_map_entries(entries);
                 return Err(e);
             }
-            let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
-            for (route, runs) in &entries {
-                let e = index.entry((route.dst_topic.to_string(), route.partition)).or_default();
-                e.extend(merge(runs.clone()));
-                e.sort_by_key(|r| r.src_base);
-                let merged = merge(std::mem::take(e));
-                *e = merged;
-            }
+            self.extend_index(&entries);
         }
-        let moved: Vec<(String, i32, i64)> = {
-            let committed = self.committed.lock().unwrap_or_else(|e| e.into_inner());
-            self.producer
-                .positions()
-                .into_iter()
-                .filter(|p| p.acked_next >= 0)
-                .filter(|p| committed.get(&(p.route.dst_topic.clone(), p.route.partition)) != Some(&p.acked_next))
-                .map(|p| (p.route.dst_topic.to_string(), p.route.partition, p.acked_next))
-                .collect()
-        };
+        let moved = self.moved();
         if moved.is_empty() {
             // Every position is committed already: the checkpoint is current.
             self.touch();
             return Ok(0);
         }
         self.dst.commit_offsets(&self.cfg.checkpoint_group(), &moved).await?;
-        let mut committed = self.committed.lock().unwrap_or_else(|e| e.into_inner());
-        for (t, p, o) in &moved {
-            committed.insert((Arc::from(t.as_str()), *p), *o);
-        }
-        Metrics::add(&self.metrics.checkpoints, 1);
-        self.touch();
+        self.committed_now(&moved);
         debug!(partitions = moved.len(), "checkpoint committed");
         Ok(moved.len())
+    }
+
+    /// Exactly-once: writes the offset map and the positions of every batch the
+    /// open transaction holds into that transaction, then commits it. `added`: the
+    /// transaction already holds partitions (else there may be nothing to commit).
+    /// `map_seq` is the transactional producer's next sequence on the map partition.
+    pub async fn commit_txn(
+        &self,
+        txn: &TxnId,
+        stamp: ProducerStamp,
+        map_seq: &mut i32,
+        added: bool,
+    ) -> Result<usize, ClientError> {
+        let entries = self.producer.take_map_entries();
+        let moved = self.moved();
+        if !added && entries.is_empty() && moved.is_empty() {
+            self.touch();
+            return Ok(0);
+        }
+        let result = async {
+            if !entries.is_empty() {
+                let map = BTreeMap::from([(self.cfg.offset_map_topic(), vec![0])]);
+                self.dst.add_partitions_to_txn(txn, &map).await?;
+                let records = self.write_map(&entries, Some((txn, stamp, *map_seq))).await?;
+                *map_seq = map_seq.wrapping_add(records) & i32::MAX;
+            }
+            if !moved.is_empty() {
+                let group = self.cfg.checkpoint_group();
+                self.dst.add_offsets_to_txn(txn, &group).await?;
+                self.dst.txn_offset_commit(txn, &group, &moved).await?;
+            }
+            self.dst.end_txn(txn, true).await
+        }
+        .await;
+        if let Err(e) = result {
+            self.producer.restore_map_entries(entries);
+            return Err(e);
+        }
+        self.extend_index(&entries);
+        self.committed_now(&moved);
+        debug!(partitions = moved.len(), "transaction committed");
+        Ok(moved.len())
+    }
+
+    fn extend_index(&self, entries: &[(Route, Vec<MapEntry>)]) {
+        let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        for (route, runs) in entries {
+            let e = index.entry((route.dst_topic.to_string(), route.partition)).or_default();
+            e.extend(merge(runs.clone()));
+            e.sort_by_key(|r| r.src_base);
+            let merged = merge(std::mem::take(e));
+            *e = merged;
+        }
+    }
+
+    fn committed_now(&self, moved: &[(String, i32, i64)]) {
+        let mut committed = self.committed.lock().unwrap_or_else(|e| e.into_inner());
+        for (t, p, o) in moved {
+            committed.insert((Arc::from(t.as_str()), *p), *o);
+        }
+        drop(committed);
+        Metrics::add(&self.metrics.checkpoints, 1);
+        self.touch();
+    }
+
+    /// Positions that differ from the last committed ones.
+    fn moved(&self) -> Vec<(String, i32, i64)> {
+        let committed = self.committed.lock().unwrap_or_else(|e| e.into_inner());
+        self.producer
+            .positions()
+            .into_iter()
+            .filter(|p| p.acked_next >= 0)
+            .filter(|p| committed.get(&(p.route.dst_topic.clone(), p.route.partition)) != Some(&p.acked_next))
+            .map(|p| (p.route.dst_topic.to_string(), p.route.partition, p.acked_next))
+            .collect()
     }
 
     fn touch(&self) {
@@ -163,10 +219,13 @@ impl Checkpointer {
             .store(now, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Produces one offset-map batch; transactional when `txn` is given (then with
+    /// that producer's stamp and sequence). Returns the number of records.
     async fn write_map(
         &self,
-        entries: &[(super::producer::Route, Vec<super::offset_map::MapEntry>)],
-    ) -> Result<(), ClientError> {
+        entries: &[(Route, Vec<MapEntry>)],
+        txn: Option<(&TxnId, ProducerStamp, i32)>,
+    ) -> Result<i32, ClientError> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
@@ -196,7 +255,23 @@ impl Checkpointer {
             what: "offset map batch",
             reason: format!("{e:#}"),
         })?;
-        let batch = buf.freeze();
+        let raw = RawBatch::from_single(buf.freeze()).map_err(|e| ClientError::Invalid {
+            what: "offset map batch",
+            reason: e.to_string(),
+        })?;
+        let count = raw.record_count();
+        let part = match txn {
+            Some((_, stamp, seq)) => {
+                let patched = patch_for_produce(&raw, stamp, seq);
+                ProducePartition {
+                    partition: 0,
+                    header: patched.header,
+                    records: patched.body,
+                }
+            }
+            None => ProducePartition::whole(0, raw.into_bytes()),
+        };
+        let txn_id = txn.map(|(t, _, _)| t.transactional_id.as_str());
         let topic = self.cfg.offset_map_topic();
         self.dst
             .retrying(|| async {
@@ -204,17 +279,20 @@ impl Checkpointer {
                 let conn = self.dst.broker(leader).await?;
                 let md = self.dst.cached_metadata();
                 let id = md.topics.get(&topic).map(|t| t.id).unwrap_or_default();
-                let version = conn.version_of::<ProduceRequest>()?;
+                let mut version = conn.version_of::<ProduceRequest>()?;
+                if txn_id.is_some() {
+                    version = version.min(TXN_PRODUCE_MAX_VERSION);
+                }
                 let resp = conn
                     .produce(
                         version,
-                        None,
+                        txn_id,
                         -1,
                         30_000,
                         &[ProduceTopic {
                             name: topic.clone(),
                             topic_id: id,
-                            partitions: vec![ProducePartition::whole(0, batch.clone())],
+                            partitions: vec![part.clone()],
                         }],
                     )
                     .await?;
@@ -224,11 +302,13 @@ impl Checkpointer {
                     .and_then(|t| t.partition_responses.first())
                     .map(|p| p.error_code)
                     .unwrap_or(-1);
-                if code != 0 {
+                // DUPLICATE_SEQUENCE_NUMBER: a retry of a write that landed.
+                if code != 0 && code != 46 {
                     return Err(ClientError::kafka("Produce", conn.broker(), topic.as_str(), code, None));
                 }
                 Ok(())
             })
-            .await
+            .await?;
+        Ok(count)
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod budget;
 pub mod checkpoint;
+pub mod eos;
 pub mod failover;
 pub mod fetcher;
 pub mod groups;
@@ -44,6 +45,10 @@ pub enum EngineError {
         #[source]
         source: ClientError,
     },
+    /// Exactly-once mode: a transaction failed; nothing after the last committed
+    /// one is visible to read_committed consumers, and a restart resumes there.
+    #[error("{0}")]
+    Transaction(#[from] eos::TxnError),
     /// The metrics endpoint cannot listen.
     #[error("cannot serve metrics on {address}: {reason}")]
     Metrics {
@@ -196,20 +201,26 @@ where
         cluster: "destination",
         source,
     };
-    let (pid, epoch) = dst.init_producer_id(None, 60_000).await.map_err(dst_err)?;
-    info!(producer_id = pid, epoch, "idempotent producer ready on the destination");
+    let txn_id = cfg.exactly_once.then(|| cfg.transactional_id());
+    // Transactional: fences an older instance and aborts its open transaction.
+    let (pid, epoch) = dst
+        .init_producer_id(txn_id.as_deref(), cfg.transaction_timeout_ms)
+        .await
+        .map_err(dst_err)?;
+    match &txn_id {
+        Some(t) => {
+            info!(producer_id = pid, epoch, transactional_id = %t, "exactly-once: transactional producer ready on the destination")
+        }
+        None => info!(producer_id = pid, epoch, "idempotent producer ready on the destination"),
+    }
+    let stamp = ProducerStamp {
+        producer_id: pid,
+        producer_epoch: epoch,
+        transactional: cfg.exactly_once,
+    };
     let metrics = Arc::new(Metrics::default());
     let budget = Budget::new(cfg.max_buffered_bytes);
-    let producer = Producer::new(
-        dst.clone(),
-        cfg.clone(),
-        metrics.clone(),
-        ProducerStamp {
-            producer_id: pid,
-            producer_epoch: epoch,
-            transactional: false,
-        },
-    );
+    let producer = Producer::new(dst.clone(), cfg.clone(), metrics.clone(), stamp);
     let fetchers = Fetchers::new(
         src.clone(),
         cfg.clone(),
@@ -217,7 +228,12 @@ where
         budget.clone(),
         producer.clone(),
     );
-    let ckpt = Checkpointer::new(dst.clone(), cfg.clone(), producer.clone(), metrics.clone());
+    let ckpt = Arc::new(Checkpointer::new(
+        dst.clone(),
+        cfg.clone(),
+        producer.clone(),
+        metrics.clone(),
+    ));
     ckpt.ensure_map_topic().await.map_err(dst_err)?;
     if !cfg.groups.is_empty() {
         ckpt.load_index().await.map_err(dst_err)?;
@@ -241,6 +257,24 @@ where
         let server = tokio::spawn(crate::ops::serve(listener, handle.clone()));
         _metrics_guard = Some(AbortOnDrop(server));
     }
+    // Exactly-once: the transaction loop replaces the checkpoint timer.
+    let (finish_txn, finish_rx) = tokio::sync::watch::channel(false);
+    let mut txn_task = txn_id.map(|t| {
+        tokio::spawn(eos::run(
+            cfg.clone(),
+            dst.clone(),
+            producer.clone(),
+            ckpt.clone(),
+            crate::client::TxnId {
+                transactional_id: t,
+                producer_id: pid,
+                producer_epoch: epoch,
+            },
+            stamp,
+            finish_rx,
+        ))
+    });
+    let mut failed: Option<EngineError> = None;
     on_start(handle.clone());
 
     tokio::pin!(shutdown);
@@ -252,6 +286,15 @@ where
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
+            r = async { txn_task.as_mut().expect("guarded").await }, if txn_task.is_some() => {
+                txn_task = None;
+                failed = Some(match r {
+                    Ok(Err(e)) => e.into(),
+                    Ok(Ok(())) => eos::TxnError::Producer("transaction loop ended".into()).into(),
+                    Err(e) => eos::TxnError::Producer(format!("transaction loop panicked: {e}")).into(),
+                });
+                break;
+            }
             _ = refresh.tick() => {
                 match topics::reconcile(&cfg, &src, &dst).await {
                     Ok(topics) => {
@@ -264,7 +307,7 @@ where
                     Err(e) => warn!(error = %e, "topic refresh failed; will retry"),
                 }
             }
-            _ = checkpoint.tick() => {
+            _ = checkpoint.tick(), if !cfg.exactly_once => {
                 if let Err(e) = ckpt.checkpoint().await {
                     warn!(error = %e, "checkpoint failed; will retry");
                 }
@@ -297,12 +340,28 @@ where
     info!("stopping: no more fetches; finishing in-flight produces");
     fetchers.stop();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while producer.pending() > 0 && Instant::now() < deadline {
+    while failed.is_none() && producer.pending() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    if let Some(task) = txn_task.take() {
+        // The last transaction commits what was acknowledged; anything still
+        // queued is not in it and is fetched again by the next run.
+        let _ = finish_txn.send(true);
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failed = Some(e.into()),
+            Err(e) => failed = Some(eos::TxnError::Producer(format!("transaction loop panicked: {e}")).into()),
+        }
+    }
     producer.stop();
-    if let Err(e) = ckpt.checkpoint().await {
-        warn!(error = %e, "final checkpoint failed; a restart re-sends from the previous one");
+    if let Some(e) = failed {
+        fetchers.stop();
+        return Err(e);
+    }
+    if !cfg.exactly_once {
+        if let Err(e) = ckpt.checkpoint().await {
+            warn!(error = %e, "final checkpoint failed; a restart re-sends from the previous one");
+        }
     }
     if !cfg.groups.is_empty() {
         // A last group sync, so a failover site has the newest translated offsets.

@@ -11,7 +11,7 @@
 //! unacknowledged batch (to the new leader after a metadata refresh). A
 //! partition's source position advances only over acknowledged entries.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,6 +26,7 @@ use super::metrics::Metrics;
 use super::offset_map::MapEntry;
 use crate::batch::coalesce::{can_coalesce, coalesce};
 use crate::batch::{patch_for_produce, PatchedBatch, ProducerStamp, RawBatch};
+use crate::client::txn::TXN_PRODUCE_MAX_VERSION;
 use crate::client::{classify, error_name, Client, ClientError, ErrorClass};
 use crate::config::Config;
 use crate::protocol::{ProducePartition, ProduceTopic};
@@ -84,6 +85,8 @@ struct Entry {
     deltas: Option<Vec<i32>>,
     /// Sent at least once: the broker may have it, so it is never merged again.
     sent_once: bool,
+    /// Exactly-once: the transaction it was first sent in (0: not sent yet).
+    txn: u64,
     _held: Vec<Held>,
 }
 
@@ -138,6 +141,27 @@ struct Inner {
     next_id: u64,
     /// Set while a new producer id is being installed: nothing is sent.
     paused: bool,
+    txn: TxnState,
+}
+
+/// Exactly-once bookkeeping: which partitions the current transaction holds and
+/// whether it is closing. Entries are tagged with the transaction they were
+/// first sent in; while a commit is pending (`closing`), only entries of the
+/// current transaction are (re)sent, so it commits exactly what was acknowledged.
+#[derive(Debug, Default)]
+struct TxnState {
+    on: bool,
+    /// Number of the open transaction (starts at 1).
+    current: u64,
+    /// Partitions added to the open transaction (AddPartitionsToTxn answered).
+    added: HashSet<PartKey>,
+    /// Partitions with batches waiting to be added.
+    wanted: HashSet<PartKey>,
+    closing: bool,
+    /// Batch bytes sent in the open transaction.
+    bytes: usize,
+    /// Set when the transaction cannot commit (fenced, producer state lost).
+    fatal: Option<String>,
 }
 
 /// Position report of one partition.
@@ -165,21 +189,27 @@ pub struct Producer {
     needs_refresh: Notify,
     reinit: AtomicBool,
     stopping: AtomicBool,
+    /// Exactly-once: woken when partitions wait to join the transaction.
+    txn_wake: Notify,
 }
 
 impl Producer {
-    /// A producer using the idempotent producer id `stamp`.
+    /// A producer using the producer id `stamp` (transactional when `stamp.transactional`).
     pub fn new(dst: Arc<Client>, cfg: Arc<Config>, metrics: Arc<Metrics>, stamp: ProducerStamp) -> Arc<Self> {
+        let mut inner = Inner::default();
+        inner.txn.on = stamp.transactional;
+        inner.txn.current = 1;
         let p = Arc::new(Self {
             dst,
             cfg,
             metrics,
-            inner: Mutex::new(Inner::default()),
+            inner: Mutex::new(inner),
             wake: Notify::new(),
             stamp: Mutex::new(stamp),
             needs_refresh: Notify::new(),
             reinit: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
+            txn_wake: Notify::new(),
         });
         tokio::spawn(leader_watch(p.clone()));
         p
@@ -256,6 +286,7 @@ impl Producer {
                         batch: Some((batch, patched)),
                         deltas,
                         sent_once: false,
+                        txn: 0,
                         _held: vec![held],
                     });
                 }
@@ -269,6 +300,7 @@ impl Producer {
                     batch: None,
                     deltas: None,
                     sent_once: false,
+                    txn: 0,
                     _held: Vec::new(),
                 }),
             }
@@ -372,6 +404,19 @@ impl Producer {
             let topic_id = inner.topic_ids.get(&key.0).copied().unwrap_or_default();
             let part = inner.parts.get_mut(&key).expect("key from map");
             let Some(i) = part.first_queued() else { continue };
+            let txn = &mut inner.txn;
+            if txn.on {
+                if txn.closing {
+                    // Only batches the closing transaction already holds may be resent.
+                    if part.entries[i].txn != txn.current {
+                        continue;
+                    }
+                } else if !txn.added.contains(&key) {
+                    txn.wanted.insert(key.clone());
+                    self.txn_wake.notify_one();
+                    continue;
+                }
+            }
             if let Some(merged) = coalesce_run(part, i, self.cfg.coalesce_below_bytes, stamp, &mut inner.next_id) {
                 Metrics::add(&self.metrics.batches_coalesced, merged as u64);
             }
@@ -383,6 +428,10 @@ impl Producer {
             bytes += patched.len();
             e.state = State::InFlight;
             e.sent_once = true;
+            if inner.txn.on && e.txn == 0 {
+                e.txn = inner.txn.current;
+                inner.txn.bytes += patched.len();
+            }
             let pp = ProducePartition {
                 partition: key.1,
                 header: patched.header.clone(),
@@ -398,7 +447,10 @@ impl Producer {
     /// Applies the outcome of one Produce request.
     fn complete(&self, node: i32, sent: Vec<(PartKey, u64)>, result: Result<ProduceOutcome, ClientError>) {
         let mut refresh = false;
-        let mut inner = self.lock();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let inner_txn_on = inner.txn.on;
+        let mut fatal_txn: Option<String> = None;
         for (key, id) in sent {
             let Some(part) = inner.parts.get_mut(&key) else {
                 continue;
@@ -451,7 +503,24 @@ impl Producer {
                     let e = &mut part.entries[idx];
                     e.state = State::Queued;
                     let lost_state = (code == 45 || code == 59) && idx == first_unacked && !part.resend;
-                    if lost_state {
+                    if inner_txn_on && (lost_state || matches!(code, 47 | 48 | 53 | 90)) {
+                        // A transaction cannot renumber its batches under a new producer id,
+                        // and a fenced producer must stop: the whole run ends, and a restart
+                        // resumes from the last committed transaction.
+                        let reason = format!(
+                            "exactly-once transaction on the destination failed: {} ({code}) producing {} partition {}{}",
+                            error_name(code),
+                            key.0,
+                            key.1,
+                            if matches!(code, 47 | 90) {
+                                "; another strait instance with the same name (transactional id) took over"
+                            } else {
+                                ""
+                            }
+                        );
+                        fatal_txn.get_or_insert(reason);
+                        part.resend = true;
+                    } else if lost_state {
                         warn!(topic = %key.0, partition = key.1, code = error_name(code), "destination lost producer state; starting a new producer id (batches may be duplicated)");
                         self.reinit.store(true, Ordering::SeqCst);
                         part.resend = true;
@@ -491,7 +560,12 @@ impl Producer {
                 part.resend = false;
             }
         }
-        drop(inner);
+        if let Some(reason) = fatal_txn {
+            error!("{reason}");
+            inner.txn.fatal.get_or_insert(reason);
+            self.txn_wake.notify_one();
+        }
+        drop(guard);
         if refresh {
             self.dst.invalidate_metadata();
             self.needs_refresh.notify_one();
@@ -572,6 +646,76 @@ impl Producer {
     }
 }
 
+impl Producer {
+    /// Exactly-once: takes the partitions waiting to join the open transaction,
+    /// grouped by destination topic.
+    pub fn txn_wanted(&self) -> BTreeMap<String, Vec<i32>> {
+        let mut inner = self.lock();
+        let mut out: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+        let wanted: Vec<PartKey> = inner.txn.wanted.drain().collect();
+        for (t, p) in wanted {
+            if !inner.txn.added.contains(&(t.clone(), p)) {
+                out.entry(t.to_string()).or_default().push(p);
+            }
+        }
+        out
+    }
+
+    /// Exactly-once: the coordinator accepted these partitions into the open transaction.
+    pub fn txn_added(&self, partitions: &BTreeMap<String, Vec<i32>>) {
+        let mut inner = self.lock();
+        for (t, ps) in partitions {
+            let t: Arc<str> = Arc::from(t.as_str());
+            for p in ps {
+                inner.txn.added.insert((t.clone(), *p));
+            }
+        }
+        drop(inner);
+        self.wake.notify_waiters();
+    }
+
+    /// Exactly-once: waits until partitions want to join the transaction, or `timeout`.
+    pub async fn txn_wait(&self, timeout: Duration) {
+        let _ = tokio::time::timeout(timeout, self.txn_wake.notified()).await;
+    }
+
+    /// Exactly-once: batch bytes in the open transaction, whether partitions were
+    /// added to it, and why it cannot commit (if so).
+    pub fn txn_status(&self) -> (usize, bool, Option<String>) {
+        let inner = self.lock();
+        (inner.txn.bytes, !inner.txn.added.is_empty(), inner.txn.fatal.clone())
+    }
+
+    /// Exactly-once: stops sending batches that are not yet part of the open
+    /// transaction (its own batches may still be resent).
+    pub fn txn_close(&self) {
+        self.lock().txn.closing = true;
+        self.wake.notify_waiters();
+    }
+
+    /// Exactly-once: true once every batch of the open transaction is acknowledged
+    /// (or its partition stopped), so its positions can be committed with it.
+    pub fn txn_settled(&self) -> bool {
+        let inner = self.lock();
+        let cur = inner.txn.current;
+        inner
+            .parts
+            .values()
+            .all(|p| p.failed.is_some() || p.entries.iter().all(|e| e.txn != cur || e.state == State::Acked))
+    }
+
+    /// Exactly-once: the transaction committed; the next one starts empty.
+    pub fn txn_next(&self) {
+        let mut inner = self.lock();
+        inner.txn.current += 1;
+        inner.txn.added.clear();
+        inner.txn.closing = false;
+        inner.txn.bytes = 0;
+        drop(inner);
+        self.wake.notify_waiters();
+    }
+}
+
 /// Largest batch built by coalescing.
 const COALESCE_MAX_BYTES: usize = 512 * 1024;
 
@@ -632,6 +776,7 @@ fn coalesce_run(part: &mut Part, i: usize, below: usize, stamp: ProducerStamp, n
             batch: Some((merged.batch, patched)),
             deltas: Some(merged.source_deltas),
             sent_once: false,
+            txn: 0,
             _held: held,
         },
     );
@@ -700,9 +845,15 @@ async fn sender(p: Arc<Producer>, node: i32) {
             }
         };
         // Submit here, in order; only the wait for the answer runs concurrently.
+        let txn_id = p.cfg.exactly_once.then(|| p.cfg.transactional_id());
         let submitted = match conn.version_of::<ProduceRequest>() {
             Ok(version) => {
-                conn.submit_produce(version, None, -1, conn_timeout_ms(&p), &topics)
+                let version = if txn_id.is_some() {
+                    version.min(TXN_PRODUCE_MAX_VERSION)
+                } else {
+                    version
+                };
+                conn.submit_produce(version, txn_id.as_deref(), -1, conn_timeout_ms(&p), &topics)
                     .await
             }
             Err(e) => Err(e),

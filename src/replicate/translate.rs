@@ -10,6 +10,8 @@ use std::collections::HashMap;
 
 use kafka_protocol::records::RecordBatchDecoder;
 
+use crate::batch::{split_batches, BatchFilter, Disposition};
+
 use super::offset_map::{decode_value, translate, MapEntry};
 use crate::client::admin::LATEST;
 use crate::client::{Client, ClientError};
@@ -36,7 +38,8 @@ pub struct Translation {
 /// runs per (destination topic, partition), sorted by source offset.
 pub async fn load_map(cfg: &Config, dst: &Client) -> Result<HashMap<(String, i32), Vec<MapEntry>>, ClientError> {
     let topic = cfg.offset_map_topic();
-    let end = dst.list_offset(&topic, 0, LATEST, false).await?;
+    // Up to the last stable offset: an open transaction's map records may still abort.
+    let end = dst.list_offset(&topic, 0, LATEST, true).await?;
     let id = dst
         .refresh_metadata(Some(std::slice::from_ref(&topic)))
         .await?
@@ -75,11 +78,31 @@ pub async fn load_map(cfg: &Config, dst: &Client) -> Result<HashMap<(String, i32
                 None,
             ));
         }
-        let mut records = p.records.clone().unwrap_or_default();
+        let records = p.records.clone().unwrap_or_default();
         let before = offset;
-        while !records.is_empty() {
-            let Ok(set) = RecordBatchDecoder::decode(&mut records) else {
-                break;
+        // Exactly-once mode writes the map in transactions: drop the records of
+        // aborted ones (a crashed instance's last transaction) and the markers.
+        let aborted = p
+            .aborted_transactions
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .map(|a| (a.producer_id.0, a.first_offset))
+            .collect();
+        let mut filter = BatchFilter::new(aborted);
+        let (batches, _) = split_batches(&records).map_err(|e| ClientError::Invalid {
+            what: "offset map batch",
+            reason: e.to_string(),
+        })?;
+        for b in batches {
+            let keep = matches!(filter.classify(&b), Disposition::Forward | Disposition::Reencode);
+            offset = offset.max(b.last_offset() + 1);
+            if !keep {
+                continue;
+            }
+            let mut bytes = b.into_bytes();
+            let Ok(set) = RecordBatchDecoder::decode(&mut bytes) else {
+                continue;
             };
             for r in set.records {
                 offset = offset.max(r.offset + 1);

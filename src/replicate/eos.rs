@@ -1,0 +1,145 @@
+//! Exactly-once mode: the transaction loop.
+//!
+//! One transaction at a time, with the transactional id `strait-{name}`:
+//! partitions join it (AddPartitionsToTxn) when their first batch is ready,
+//! batches are produced through the normal pipelined producer with the
+//! transactional bit set, and every `transaction_interval` (or once
+//! `transaction_max_bytes` were sent) the transaction closes: no new batches
+//! go out, the ones it holds are acknowledged (resent if needed), then the
+//! offset-map records and the source positions of exactly those batches
+//! (TxnOffsetCommit to the checkpoint group) are added and the transaction
+//! commits. A crash at any point leaves either a committed transaction (data
+//! and positions) or an open one, which the next instance's InitProducerId
+//! aborts: `read_committed` consumers see each record once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::{debug, info};
+
+use super::checkpoint::Checkpointer;
+use super::producer::Producer;
+use crate::batch::ProducerStamp;
+use crate::client::{Client, ClientError, TxnId};
+use crate::config::Config;
+
+/// Why the transaction loop stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum TxnError {
+    /// A transactional call failed after its retries.
+    #[error("exactly-once transaction on the destination failed: {0}")]
+    Client(#[from] ClientError),
+    /// The producer reported a failure the transaction cannot survive.
+    #[error("{0}")]
+    Producer(String),
+    /// Another instance initialized the same transactional id.
+    #[error("exactly-once: fenced by another strait instance using transactional id {transactional_id} (this one stops; {source})")]
+    Fenced {
+        /// The shared transactional id.
+        transactional_id: String,
+        /// The broker's answer.
+        source: ClientError,
+    },
+    /// The open transaction's batches were not acknowledged in time.
+    #[error("exactly-once transaction could not settle within {0:?}: its batches were not acknowledged")]
+    Stuck(Duration),
+}
+
+/// Runs transactions until `finish` turns true, then commits a last one.
+pub async fn run(
+    cfg: Arc<Config>,
+    dst: Arc<Client>,
+    producer: Arc<Producer>,
+    ckpt: Arc<Checkpointer>,
+    txn: TxnId,
+    stamp: ProducerStamp,
+    finish: watch::Receiver<bool>,
+) -> Result<(), TxnError> {
+    let id = txn.transactional_id.clone();
+    transactions(cfg, dst, producer, ckpt, txn, stamp, finish)
+        .await
+        .map_err(|e| match e {
+            // INVALID_PRODUCER_EPOCH, PRODUCER_FENCED
+            TxnError::Client(c) if matches!(c.code(), Some(47 | 90)) => TxnError::Fenced {
+                transactional_id: id,
+                source: c,
+            },
+            e => e,
+        })
+}
+
+async fn transactions(
+    cfg: Arc<Config>,
+    dst: Arc<Client>,
+    producer: Arc<Producer>,
+    ckpt: Arc<Checkpointer>,
+    txn: TxnId,
+    stamp: ProducerStamp,
+    mut finish: watch::Receiver<bool>,
+) -> Result<(), TxnError> {
+    let mut map_seq = 0i32;
+    let mut opened = Instant::now();
+    loop {
+        let finishing = *finish.borrow();
+        let due = opened + cfg.transaction_interval;
+        tokio::select! {
+            _ = producer.txn_wait(due.saturating_duration_since(Instant::now())) => {}
+            _ = finish.changed(), if !finishing => {}
+        }
+        let finishing = *finish.borrow();
+        let wanted = producer.txn_wanted();
+        if !wanted.is_empty() {
+            dst.add_partitions_to_txn(&txn, &wanted).await?;
+            debug!(
+                partitions = wanted.values().map(Vec::len).sum::<usize>(),
+                "partitions joined the transaction"
+            );
+            producer.txn_added(&wanted);
+        }
+        let (bytes, _, fatal) = producer.txn_status();
+        if let Some(reason) = fatal {
+            return Err(TxnError::Producer(reason));
+        }
+        if finishing || Instant::now() >= due || bytes >= cfg.transaction_max_bytes {
+            commit(&cfg, &producer, &ckpt, &txn, stamp, &mut map_seq).await?;
+            opened = Instant::now();
+            if finishing {
+                info!("last transaction committed");
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Closes the open transaction, waits for its batches, commits it with their positions.
+async fn commit(
+    cfg: &Config,
+    producer: &Producer,
+    ckpt: &Checkpointer,
+    txn: &TxnId,
+    stamp: ProducerStamp,
+    map_seq: &mut i32,
+) -> Result<(), TxnError> {
+    producer.txn_close();
+    // Half the transaction timeout: the coordinator must not abort it under us.
+    let limit = Duration::from_millis(cfg.transaction_timeout_ms as u64 / 2);
+    let deadline = Instant::now() + limit;
+    while !producer.txn_settled() {
+        if let (_, _, Some(reason)) = producer.txn_status() {
+            return Err(TxnError::Producer(reason));
+        }
+        if Instant::now() >= deadline {
+            return Err(TxnError::Stuck(limit));
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let (bytes, added, _) = producer.txn_status();
+    let partitions = ckpt.commit_txn(txn, stamp, map_seq, added).await?;
+    if added || partitions > 0 {
+        debug!(bytes, partitions, "transaction committed");
+    }
+    producer.txn_next();
+    Ok(())
+}
