@@ -5,131 +5,15 @@
 //! confluent-kafka) and Kafka's own `DumpLogSegments`; strait never grades its
 //! own output.
 
+mod common;
 mod harness;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::*;
 use harness::{unique_topic, KafkaCluster};
 use serde_json::Value;
-use strait::config::Config;
-use strait::replicate::{run, Handle, Summary};
-
-fn tool(args: &[&str]) -> String {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/protocol-tests/tools/kafka_tool.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "kafka_tool {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-fn json(s: &str) -> Value {
-    serde_json::from_str(s.trim().lines().last().unwrap_or("null")).unwrap_or_else(|e| panic!("bad JSON {s:?}: {e}"))
-}
-
-fn create(c: &KafkaCluster, topic: &str, partitions: u32, configs: &[&str]) {
-    let p = partitions.to_string();
-    let mut args = vec![
-        "create",
-        "--bootstrap",
-        &c.bootstrap,
-        "--topic",
-        topic,
-        "--partitions",
-        &p,
-    ];
-    for kv in configs {
-        args.extend(["--config", kv]);
-    }
-    tool(&args);
-}
-
-fn load(c: &KafkaCluster, topic: &str, count: usize, codec: &str, extra: &[&str]) {
-    let n = count.to_string();
-    let mut args = vec![
-        "load",
-        "--bootstrap",
-        &c.bootstrap,
-        "--topic",
-        topic,
-        "--count",
-        &n,
-        "--codec",
-        codec,
-    ];
-    args.extend(extra);
-    tool(&args);
-}
-
-/// Compares source and destination with the independent client; returns its report.
-fn compare(src: &KafkaCluster, st: &str, dst: &KafkaCluster, dt: &str, extra: &[&str]) -> Value {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/protocol-tests/tools/kafka_tool.py");
-    let mut args = vec![
-        "compare",
-        "--source",
-        &src.bootstrap,
-        "--source-topic",
-        st,
-        "--dest",
-        &dst.bootstrap,
-        "--dest-topic",
-        dt,
-    ];
-    args.extend(extra);
-    let out = Command::new("python3").arg(script).args(&args).output().unwrap();
-    let v = json(&String::from_utf8_lossy(&out.stdout));
-    eprintln!("compare {st} -> {dt}: {v}");
-    v
-}
-
-fn assert_same(src: &KafkaCluster, st: &str, dst: &KafkaCluster, dt: &str, extra: &[&str]) -> Value {
-    let v = compare(src, st, dst, dt, extra);
-    assert_eq!(v["missing"], 0, "{st}: records lost: {v}");
-    assert_eq!(v["order_violations"], 0, "{st}: order broken: {v}");
-    assert_eq!(v["mismatched"], 0, "{st}: records changed: {v}");
-    assert_eq!(v["ok"], true, "{st}: {v}");
-    v
-}
-
-/// A replication config; `extra` goes at the top level, `dst_extra` into `[destination]`.
-fn config_text(name: &str, src: &str, dst: &str, topics: &str, extra: &str, dst_extra: &str) -> String {
-    format!(
-        r#"name = "{name}"
-topics = ["{topics}"]
-refresh_interval_ms = 1000
-checkpoint_interval_ms = 200
-{extra}
-[source]
-bootstrap_servers = "{src}"
-[destination]
-bootstrap_servers = "{dst}"
-{dst_extra}
-"#
-    )
-}
-
-fn config(name: &str, src: &KafkaCluster, dst: &KafkaCluster, topics: &str, extra: &str) -> Config {
-    Config::parse(
-        &config_text(name, &src.bootstrap, &dst.bootstrap, topics, extra, ""),
-        "test",
-    )
-    .unwrap()
-}
-
-/// The same config written to a file, for tests of the `strait` binary.
-fn config_file(name: &str, src: &str, dst: &str, topics: &str, extra: &str, dst_extra: &str) -> std::path::PathBuf {
-    let path = std::env::temp_dir().join(format!("{name}.toml"));
-    std::fs::write(&path, config_text(name, src, dst, topics, extra, dst_extra)).unwrap();
-    path
-}
 
 /// A transactional load of `transactions` × `per_txn` records, aborting every
 /// `abort_every`-th transaction; returns the tool's summary.
@@ -171,69 +55,6 @@ fn dump(bootstrap: &str, topic: &str, isolation: &str) -> Vec<Value> {
 /// A record's identity, independent of its offset.
 fn record_id(v: &Value) -> String {
     format!("{}|{}|{}|{}", v["k"], v["v"], v["h"], v["ts"])
-}
-
-/// strait running in-process.
-struct Running {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    join: tokio::task::JoinHandle<Result<Summary, strait::replicate::EngineError>>,
-    handle: Handle,
-}
-
-async fn start(cfg: Config) -> Running {
-    if std::env::var_os("RUST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
-    }
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (h_tx, h_rx) = tokio::sync::oneshot::channel();
-    let join = tokio::spawn(async move {
-        run(
-            cfg,
-            async {
-                let _ = stop_rx.await;
-            },
-            Some(Duration::from_secs(2)),
-            move |h| {
-                let _ = h_tx.send(h);
-            },
-        )
-        .await
-    });
-    let handle = h_rx.await.expect("replication started");
-    Running {
-        stop: Some(stop_tx),
-        join,
-        handle,
-    }
-}
-
-impl Running {
-    /// Waits until the destination acknowledged at least `n` records.
-    async fn wait_records(&self, n: u64, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let got = self.handle.metrics.records.load(std::sync::atomic::Ordering::Relaxed);
-            if got >= n {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "only {got} of {n} records replicated after {timeout:?}; lag {:?}",
-                self.handle.lag()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn stop(mut self) -> Summary {
-        let _ = self.stop.take().unwrap().send(());
-        let s = self.join.await.unwrap().expect("replication ran");
-        // Give the checkpoint a moment to be visible (it was committed before return).
-        s
-    }
 }
 
 /// Batch codecs in a partition's log (in log order), read by Kafka's DumpLogSegments.
@@ -792,15 +613,6 @@ async fn exactly_once_second_instance_fences_the_first() {
     let _ = std::fs::remove_file(&cfg_path);
 }
 
-fn dst_has_topic(dst: &KafkaCluster, t: &str) -> bool {
-    let out = Command::new("kcat")
-        .args(["-L", "-b", &dst.bootstrap, "-t", t])
-        .output()
-        .unwrap();
-    let s = String::from_utf8_lossy(&out.stdout);
-    s.contains(&format!("topic \"{t}\" with")) && !s.contains("Broker: Unknown topic")
-}
-
 /// Replicates 60k records (80k in the end: the source keeps taking writes),
 /// killing the leader of partition 0 on `victim` (the source or the destination)
 /// mid-stream and restarting it; asserts nothing is lost and memory stayed within
@@ -1219,21 +1031,6 @@ async fn check_reports_versions_topics_and_unreachable_clusters() {
         out.contains("problem: destination cluster") && out.contains(&dead),
         "{out}"
     );
-}
-
-/// The leader of `partition` of `topic`, as kcat sees it.
-fn leader_of(cluster: &KafkaCluster, topic: &str, partition: u32) -> usize {
-    let md = Command::new("kcat")
-        .args(["-L", "-b", &cluster.bootstrap, "-t", topic])
-        .output()
-        .unwrap();
-    let md = String::from_utf8_lossy(&md.stdout).to_string();
-    md.lines()
-        .find(|l| l.trim_start().starts_with(&format!("partition {partition},")))
-        .and_then(|l| l.split("leader ").nth(1))
-        .and_then(|s| s.split(',').next())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no leader in {md}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -237,9 +237,18 @@ fn run(cmd: &mut Command) -> Result<String, String> {
 }
 
 fn shared(cell: &'static OnceLock<Result<KafkaCluster, String>>, version: &str, nodes: usize) -> &'static KafkaCluster {
+    shared_with(cell, version, nodes, &StartOptions::default())
+}
+
+fn shared_with(
+    cell: &'static OnceLock<Result<KafkaCluster, String>>,
+    version: &str,
+    nodes: usize,
+    opts: &StartOptions,
+) -> &'static KafkaCluster {
     let r = cell.get_or_init(|| {
         let t = std::time::Instant::now();
-        let c = KafkaCluster::start(version, nodes).map(|mut c| {
+        let c = KafkaCluster::start_with(version, nodes, opts).map(|mut c| {
             c.shared = true;
             c
         });
@@ -288,6 +297,29 @@ pub fn kafka4_three() -> &'static KafkaCluster {
 pub fn kafka4_three_source() -> &'static KafkaCluster {
     static C: OnceLock<Result<KafkaCluster, String>> = OnceLock::new();
     shared(&C, KAFKA_4, 3)
+}
+
+/// Listener name of [`kafka4_proxied`] and [`kafka4_proxied_dest`]: bound on one
+/// port, advertised on another where a test's `proxy::ClusterProxy` listens.
+pub const PROXIED: &str = "PROXIED";
+
+fn proxied_options() -> StartOptions {
+    StartOptions {
+        listeners: vec![format!("{PROXIED}:PLAINTEXT:proxied")],
+        ..Default::default()
+    }
+}
+
+/// A single-node Kafka 4.x cluster with a proxied listener (fault-injection source).
+pub fn kafka4_proxied() -> &'static KafkaCluster {
+    static C: OnceLock<Result<KafkaCluster, String>> = OnceLock::new();
+    shared_with(&C, KAFKA_4, 1, &proxied_options())
+}
+
+/// A second single-node Kafka 4.x cluster with a proxied listener (fault-injection destination).
+pub fn kafka4_proxied_dest() -> &'static KafkaCluster {
+    static C: OnceLock<Result<KafkaCluster, String>> = OnceLock::new();
+    shared_with(&C, KAFKA_4, 1, &proxied_options())
 }
 
 impl KafkaCluster {

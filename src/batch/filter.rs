@@ -54,6 +54,20 @@ impl BatchFilter {
         }
     }
 
+    /// [`classify`](Self::classify) after verifying a v2 batch's CRC-32C; `None`
+    /// when it fails. Every header field the decision reads (attributes,
+    /// producer id, record count, last offset delta) is covered by that CRC, so a
+    /// corrupted batch must be caught before it is classified: a flipped control
+    /// bit or record count would otherwise drop a data batch as a marker or as
+    /// empty, and its records would be lost without a trace. Magic 0/1 batches
+    /// are classified as is (up-conversion verifies their legacy CRC).
+    pub fn classify_verified(&mut self, b: &RawBatch) -> Option<Disposition> {
+        if b.magic() >= 2 && !super::crc_is_valid(b) {
+            return None;
+        }
+        Some(self.classify(b))
+    }
+
     /// Decides for the next batch of the partition, in offset order.
     pub fn classify(&mut self, b: &RawBatch) -> Disposition {
         if b.magic() < 2 {
@@ -123,6 +137,40 @@ mod tests {
             },
             &(0..n).map(|i| TestRecord::simple(i, b"v")).collect::<Vec<_>>(),
         )
+    }
+
+    /// Regression: a data batch whose control bit flipped in transit was dropped
+    /// as a transaction marker before its CRC was ever checked.
+    #[test]
+    fn corrupted_headers_fail_verification_before_classification() {
+        let good = build_batch(
+            &BuildOptions::default(),
+            &(0..3).map(|i| TestRecord::simple(i, b"v")).collect::<Vec<_>>(),
+        );
+        assert_eq!(
+            BatchFilter::new(vec![]).classify_verified(&good),
+            Some(Disposition::Forward)
+        );
+        // Attributes are bytes 21..23; the control bit is 0x20 of the low byte.
+        // Record count is bytes 57..61.
+        for (at, xor) in [(22, 0x20u8), (60, 0x03), (22, 0x10), (61, 0x01)] {
+            let mut bytes = good.bytes().to_vec();
+            bytes[at] ^= xor;
+            let bad = RawBatch::from_single(bytes::Bytes::from(bytes)).unwrap();
+            assert_eq!(
+                BatchFilter::new(vec![]).classify_verified(&bad),
+                None,
+                "byte {at} ^ {xor:#x}"
+            );
+        }
+        let mut bytes = good.bytes().to_vec();
+        bytes[22] |= 0x20;
+        let control = RawBatch::from_single(bytes::Bytes::from(bytes)).unwrap();
+        assert_eq!(
+            BatchFilter::new(vec![]).classify(&control),
+            Disposition::Skip(SkipReason::Control),
+            "unverified, the corrupted batch looks like a marker"
+        );
     }
 
     fn marker(pid: i64, offset: i64, commit: bool) -> RawBatch {
