@@ -47,7 +47,8 @@ pub fn reencode_from(b: &RawBatch, min_offset: i64) -> Result<Option<Reencoded>,
         decompress(codec_id, b.bytes().slice(V2_HEADER_LEN..)).map_err(|e| bad(format!("cannot decompress: {e:#}")))?;
     let mut input = &plain[..];
     let mut out = Vec::with_capacity(plain.len());
-    let mut deltas: Vec<i32> = Vec::with_capacity(b.record_count().max(0) as usize);
+    // recordCount comes from the wire: every record takes at least one byte.
+    let mut deltas: Vec<i32> = Vec::with_capacity((b.record_count().max(0) as usize).min(plain.len()));
     let mut scratch = Vec::new();
     let mut seen = 0i64;
     let mut first_kept: Option<i32> = None;
