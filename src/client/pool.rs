@@ -20,6 +20,27 @@ use tracing::{debug, info, warn};
 use super::conn::{Connection, ConnectionConfig};
 use super::metadata::Metadata;
 use super::{ClientError, ErrorClass, Result};
+use crate::protocol::ProtocolError;
+
+/// Why the answer to the first request (ApiVersions) is not Kafka, for the
+/// operator. A size prefix that does not fit a frame is the server's first four
+/// bytes: shown as text when they are text (`"HTTP"` from a web server), since
+/// "raise max_frame_bytes" would be the wrong advice.
+fn not_kafka(source: &ProtocolError) -> String {
+    let first = match source {
+        ProtocolError::FrameTooLarge { actual, .. } => Some((*actual as u32).to_be_bytes()),
+        ProtocolError::NegativeFrameSize { size } => Some(size.to_be_bytes()),
+        _ => None,
+    };
+    match first {
+        Some(b) if b.iter().all(|c| c.is_ascii_graphic() || *c == b' ') => format!(
+            "the server answered {:?}, not a Kafka frame: is this a Kafka listener?",
+            String::from_utf8_lossy(&b)
+        ),
+        Some(_) => format!("the server's answer is not a Kafka frame ({source}): is this a Kafka listener?"),
+        None => format!("the server's answer to ApiVersions is not Kafka ({source}): is this a Kafka listener?"),
+    }
+}
 
 /// Exponential backoff with ±20 % jitter.
 #[derive(Debug, Clone, Copy)]
@@ -201,12 +222,26 @@ impl Client {
         stream.set_nodelay(true).map_err(|e| connect_err(e.to_string()))?;
         // The ApiVersions exchange must also finish within the connect timeout: a
         // server that accepts TCP but does not speak Kafka must not hang us.
-        tokio::time::timeout(
+        let conn = tokio::time::timeout(
             self.config.connect_timeout,
             Connection::handshake(stream, addr, self.config.connection.clone()),
         )
         .await
         .map_err(|_| connect_err("no ApiVersions answer: is this a Kafka listener?".into()))?
+        .map_err(|e| match e {
+            ClientError::Protocol { source, .. } => connect_err(not_kafka(&source)),
+            other => other,
+        })?;
+        // strait asks for Metadata without topic auto-creation, a field of v4+
+        // (Kafka 0.11, like Produce v3 and v2 batches): an older broker is refused
+        // here, by name and versions, not by a failure to encode the first request.
+        conn.versions()
+            .negotiate_at_least::<MetadataRequest>(4)
+            .map_err(|source| ClientError::Protocol {
+                broker: addr.to_string(),
+                source,
+            })?;
+        Ok(conn)
     }
 
     /// The connection to broker `node`, by its id in the metadata.
