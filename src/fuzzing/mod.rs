@@ -186,7 +186,7 @@ fn check_patch(b: &RawBatch, (stamp, seq): (ProducerStamp, i32)) {
 }
 
 /// Input: `[flags][stamp 14 bytes][batch bytes]`. The bytes become a v2 batch
-/// (magic and length forced, the CRC made valid or left as is) and are patched;
+/// (magic, length and sane offsets forced, the CRC made valid or left as is) and are patched;
 /// the linearity fix-up is also checked alone on a prefix of arbitrary length.
 pub fn patch(data: &[u8]) {
     let mut c = Cursor::new(data);
@@ -205,6 +205,8 @@ pub fn patch(data: &[u8]) {
     let mut raw = body.to_vec();
     raw.resize(raw.len().max(61), 0);
     raw[16] = 2;
+    raw[0] &= 0x3f; // offsets a broker could write (split_batches refuses others)
+    raw[23] &= 0x3f;
     let length = (raw.len() - 12) as i32;
     raw[8..12].copy_from_slice(&length.to_be_bytes());
     if flags & 0x80 != 0 {
