@@ -342,8 +342,9 @@ fn broker_without_strait_produce_and_fetch_versions() {
 #[test]
 fn oversized_frame_is_refused_before_allocating() {
     let addr = fake(Fake::OversizedMetadata);
-    // 512 MiB of address space: the 2 GiB the frame announces cannot be allocated.
-    let err = one_error(strait(&["describe", "--bootstrap", &addr], Some(512 * 1024)));
+    // 1.5 GiB of address space (room for a runtime thread per core): the 2 GiB
+    // the frame announces cannot be allocated, so trying would abort.
+    let err = one_error(strait(&["describe", "--bootstrap", &addr], Some(1536 * 1024)));
     assert!(err.contains(&addr), "{err}");
     assert!(
         err.contains("frame of 2147483647 bytes exceeds the limit of 134217728 bytes"),
