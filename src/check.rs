@@ -52,14 +52,18 @@ async fn versions(side: &str, client: &Client, report: &mut CheckReport) -> Resu
     for id in ids {
         match client.broker(id).await {
             Ok(conn) => {
-                let p = conn
-                    .version_of::<ProduceRequest>()
-                    .map(|v| format!("v{v}"))
-                    .unwrap_or_else(|e| e.to_string());
-                let f = conn
-                    .version_of::<FetchRequest>()
-                    .map(|v| format!("v{v}"))
-                    .unwrap_or_else(|e| e.to_string());
+                let produce = conn.version_of::<ProduceRequest>();
+                let fetch = conn.version_of::<FetchRequest>();
+                // The source must serve Fetch, the destination Produce.
+                let needed = if side == "source" { &fetch } else { &produce };
+                if let Err(e) = needed {
+                    report.problems.push(format!("{side} broker {id}: {e}"));
+                }
+                let show = |r: &Result<i16, ClientError>| match r {
+                    Ok(v) => format!("v{v}"),
+                    Err(e) => e.to_string(),
+                };
+                let (p, f) = (show(&produce), show(&fetch));
                 report
                     .lines
                     .push(format!("  broker {id} {}: Produce {p}, Fetch {f}", conn.broker()));

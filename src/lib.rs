@@ -10,6 +10,8 @@ pub mod bench;
 pub mod check;
 pub mod client;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ops;
 pub mod protocol;
 pub mod replicate;

@@ -67,10 +67,18 @@ pub fn coalesce(batches: &[RawBatch]) -> Result<Reencoded, BatchError> {
             let mut r = &rec[1..];
             let ts_delta = read_varlong(&mut r).ok_or_else(|| bad(at, "bad timestamp delta".into()))?;
             let off_delta = read_varint(&mut r).ok_or_else(|| bad(at, "bad offset delta".into()))?;
-            deltas.push((at + off_delta as i64 - base) as i32);
+            let delta = (at - base)
+                .checked_add(off_delta as i64)
+                .and_then(|d| i32::try_from(d).ok())
+                .ok_or_else(|| bad(at, format!("offset delta {off_delta} does not fit the merged batch")))?;
+            deltas.push(delta);
+            let ts = batch_ts
+                .checked_add(ts_delta)
+                .and_then(|t| t.checked_sub(base_ts))
+                .ok_or_else(|| bad(at, format!("timestamp delta {ts_delta} overflows")))?;
             scratch.clear();
             scratch.push(attributes);
-            put_varlong(&mut scratch, batch_ts + ts_delta - base_ts);
+            put_varlong(&mut scratch, ts);
             put_varint(&mut scratch, (deltas.len() - 1) as i32);
             scratch.extend_from_slice(r); // key, value, headers: untouched
             put_varint(&mut out, scratch.len() as i32);

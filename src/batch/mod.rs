@@ -35,6 +35,14 @@ pub enum BatchError {
     /// A batch announced a length that cannot hold its header.
     #[error("record batch at byte {position} announces length {length}, below the minimum for magic {magic}")]
     BadLength { position: usize, length: i32, magic: i8 },
+    /// Offsets no broker writes: a negative base or last offset, or a last offset
+    /// past `i64::MAX - 1` (the next fetch offset would overflow).
+    #[error("record batch at byte {position} has impossible offsets: base {base_offset}, last offset delta {last_offset_delta}")]
+    BadOffsets {
+        position: usize,
+        base_offset: i64,
+        last_offset_delta: i32,
+    },
     /// A batch with an unknown magic byte.
     #[error("record batch at byte {position} has unknown magic {magic}")]
     BadMagic { position: usize, magic: i8 },
@@ -126,7 +134,8 @@ impl RawBatch {
         if self.magic() < 2 {
             return self.base_offset();
         }
-        self.base_offset() + self.last_offset_delta() as i64
+        // Cannot overflow for a batch from split_batches; saturate for any other.
+        self.base_offset().saturating_add(self.last_offset_delta() as i64)
     }
     /// v2 `maxTimestamp` (-1 for magic 0/1).
     pub fn max_timestamp(&self) -> i64 {
@@ -175,6 +184,20 @@ pub fn split_batches(records: &Bytes) -> Result<(Vec<RawBatch>, usize), BatchErr
         let end = pos + LOG_OVERHEAD + length as usize;
         if end > records.len() {
             break;
+        }
+        // Offsets are checked once here, so offset arithmetic on a RawBatch (last
+        // offset, next fetch offset = last + 1) cannot overflow.
+        let base_offset = i64::from_be_bytes(records[pos..pos + 8].try_into().expect("8 bytes"));
+        let last_offset_delta = match magic {
+            2 => i32::from_be_bytes(records[pos + 23..pos + 27].try_into().expect("4 bytes")),
+            _ => 0,
+        };
+        if base_offset < 0 || last_offset_delta < 0 || base_offset > i64::MAX - 1 - last_offset_delta as i64 {
+            return Err(BatchError::BadOffsets {
+                position: pos,
+                base_offset,
+                last_offset_delta,
+            });
         }
         out.push(RawBatch {
             bytes: records.slice(pos..end),
@@ -236,6 +259,31 @@ mod tests {
             blob.as_ptr(),
             "slices share the fetch buffer"
         );
+    }
+
+    #[test]
+    fn rejects_offsets_no_broker_writes() {
+        // Found by the `batches` fuzz target: baseOffset i64::MAX made last_offset()
+        // overflow (a panic in debug builds, a negative next fetch offset in release).
+        let good = batch(3, Compression::None);
+        for (base, delta) in [(i64::MAX, 2), (i64::MAX - 2, 2), (-1, 2), (5, -1)] {
+            let mut b = BytesMut::from(&good[..]);
+            b[0..8].copy_from_slice(&i64::to_be_bytes(base));
+            b[23..27].copy_from_slice(&i32::to_be_bytes(delta));
+            assert_eq!(
+                split_batches(&b.freeze()),
+                Err(BatchError::BadOffsets {
+                    position: 0,
+                    base_offset: base,
+                    last_offset_delta: delta
+                })
+            );
+        }
+        // The largest valid last offset still leaves room for the next fetch offset.
+        let mut b = BytesMut::from(&good[..]);
+        b[0..8].copy_from_slice(&i64::to_be_bytes(i64::MAX - 3));
+        let (v, _) = split_batches(&b.freeze()).unwrap();
+        assert_eq!(v[0].last_offset(), i64::MAX - 1);
     }
 
     #[test]

@@ -47,7 +47,8 @@ pub fn reencode_from(b: &RawBatch, min_offset: i64) -> Result<Option<Reencoded>,
         decompress(codec_id, b.bytes().slice(V2_HEADER_LEN..)).map_err(|e| bad(format!("cannot decompress: {e:#}")))?;
     let mut input = &plain[..];
     let mut out = Vec::with_capacity(plain.len());
-    let mut deltas: Vec<i32> = Vec::with_capacity(b.record_count().max(0) as usize);
+    // recordCount comes from the wire: every record takes at least one byte.
+    let mut deltas: Vec<i32> = Vec::with_capacity((b.record_count().max(0) as usize).min(plain.len()));
     let mut scratch = Vec::new();
     let mut seen = 0i64;
     let mut first_kept: Option<i32> = None;
@@ -65,11 +66,16 @@ pub fn reencode_from(b: &RawBatch, min_offset: i64) -> Result<Option<Reencoded>,
         let ts_bytes = &ts_start[..ts_start.len() - rec.len()];
         let delta = read_varint(&mut rec).ok_or_else(|| bad("bad offset delta".into()))?;
         seen += 1;
-        if at + (delta as i64) < min_offset {
+        if at.saturating_add(delta as i64) < min_offset {
             continue;
         }
         let first = *first_kept.get_or_insert(delta);
-        deltas.push(delta - first);
+        // Offset deltas only grow within a batch; anything else is malformed.
+        let rel = delta
+            .checked_sub(first)
+            .filter(|d| *d >= 0)
+            .ok_or_else(|| bad(format!("offset delta {delta} below the first kept one ({first})")))?;
+        deltas.push(rel);
         scratch.clear();
         scratch.push(attributes);
         scratch.extend_from_slice(ts_bytes);
@@ -85,7 +91,10 @@ pub fn reencode_from(b: &RawBatch, min_offset: i64) -> Result<Option<Reencoded>,
     let body = compress(codec_id, &out).map_err(|e| bad(format!("cannot compress: {e:#}")))?;
     let mut h = BytesMut::with_capacity(V2_HEADER_LEN + body.len());
     h.put_slice(&b.bytes()[..V2_HEADER_LEN]);
-    h[0..8].copy_from_slice(&(at + first as i64).to_be_bytes());
+    let new_base = at
+        .checked_add(first as i64)
+        .ok_or_else(|| bad(format!("offset delta {first} overflows the base offset")))?;
+    h[0..8].copy_from_slice(&new_base.to_be_bytes());
     h[57..61].copy_from_slice(&(deltas.len() as i32).to_be_bytes());
     let length = (V2_HEADER_LEN - 12 + body.len()) as i32;
     h[8..12].copy_from_slice(&length.to_be_bytes());

@@ -127,6 +127,19 @@ pub fn up_convert(b: &RawBatch) -> Result<Reencoded, BatchError> {
         });
     };
     let base = first.offset;
+    let source_deltas = messages
+        .iter()
+        .map(|m| {
+            m.offset
+                .checked_sub(base)
+                .and_then(|d| i32::try_from(d).ok())
+                .filter(|d| *d >= 0)
+                .ok_or_else(|| BatchError::Malformed {
+                    base_offset: at,
+                    reason: format!("legacy inner offset {} is not within a batch of {base}", m.offset),
+                })
+        })
+        .collect::<Result<Vec<i32>, BatchError>>()?;
     let records: Vec<TestRecord> = messages
         .iter()
         .enumerate()
@@ -146,10 +159,7 @@ pub fn up_convert(b: &RawBatch) -> Result<Reencoded, BatchError> {
         },
         &records,
     );
-    Ok(Reencoded {
-        batch,
-        source_deltas: messages.iter().map(|m| (m.offset - base) as i32).collect(),
-    })
+    Ok(Reencoded { batch, source_deltas })
 }
 
 #[cfg(test)]

@@ -195,11 +195,17 @@ impl Connection {
         let req = ApiVersionsRequest::default()
             .with_client_software_name(StrBytes::from_static_str("strait"))
             .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
-        let mut resp: ApiVersionsResponse = self.request_at(3, &req).await?;
-        if resp.error_code == 35 {
-            // UNSUPPORTED_VERSION: the broker answered in v0 format; ask again at v0.
-            resp = self.request_at(0, &ApiVersionsRequest::default()).await?;
-        }
+        // UNSUPPORTED_VERSION (35): a broker older than v3 answers in v0 format
+        // (header v0, error_code first), which need not decode as v3; ask again at v0.
+        const UNSUPPORTED_VERSION: [u8; 2] = 35i16.to_be_bytes();
+        let frame = self.request_frame(3, &req).await?;
+        let unsupported = frame.get(4..6) == Some(&UNSUPPORTED_VERSION[..]);
+        let resp: ApiVersionsResponse = match decode_response::<ApiVersionsRequest>(frame, 3) {
+            Ok((_, resp)) if resp.error_code != 35 => resp,
+            Err(_) | Ok(_) if unsupported => self.request_at(0, &ApiVersionsRequest::default()).await?,
+            Ok((_, resp)) => resp,
+            Err(source) => return Err(self.protocol_error(source)),
+        };
         if resp.error_code != 0 {
             return Err(ClientError::kafka(
                 "ApiVersions",
@@ -519,9 +525,7 @@ async fn read_loop<R: AsyncRead + Unpin>(mut rd: R, shared: Arc<Shared>, decoder
                 }
                 match rd.read_buf(&mut buf).await {
                     Ok(0) => {
-                        shared.fail(ClientError::Closed {
-                            broker: shared.broker.clone(),
-                        });
+                        shared.fail(closed(&shared.broker, &buf));
                         return;
                     }
                     Ok(_) => {}
@@ -551,6 +555,28 @@ async fn read_loop<R: AsyncRead + Unpin>(mut rd: R, shared: Arc<Shared>, decoder
                 return;
             }
         }
+    }
+}
+
+/// The error for a connection the broker closed: plain when it closed between
+/// responses, with how much of the frame had arrived when it cut one short.
+fn closed(broker: &str, buf: &[u8]) -> ClientError {
+    let broker = broker.to_string();
+    let reason = match buf.len() {
+        0 => return ClientError::Closed { broker },
+        n @ 1..=3 => format!("the broker closed the connection after {n} of the 4 bytes of a response's size prefix"),
+        n => {
+            let size = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+            format!(
+                "the broker closed the connection in the middle of a response: {} of its {size} bytes arrived",
+                n - 4
+            )
+        }
+    };
+    ClientError::Io {
+        broker,
+        kind: std::io::ErrorKind::UnexpectedEof,
+        reason,
     }
 }
 
@@ -761,6 +787,22 @@ mod tests {
         let full = response(h.correlation_id, h.request_api_version, &MetadataResponse::default());
         server.write_all(&full[..full.len() / 2]).await.unwrap(); // half a response
         drop(server);
-        assert!(matches!(call.await.unwrap().unwrap_err(), ClientError::Closed { .. }));
+        let err = call.await.unwrap().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ClientError::Io {
+                    kind: std::io::ErrorKind::UnexpectedEof,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let expected = format!(
+            "connection to broker fake:9092 failed: the broker closed the connection in the middle of a response: {} of its {} bytes arrived",
+            full.len() / 2 - 4,
+            full.len() - 4
+        );
+        assert_eq!(err.to_string(), expected);
     }
 }

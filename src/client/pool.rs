@@ -27,6 +27,27 @@ use super::metadata::Metadata;
 use super::sasl::{self, SaslSettings};
 use super::tls::{Tls, TlsSettings};
 use super::{ClientError, ErrorClass, Result};
+use crate::protocol::ProtocolError;
+
+/// Why the answer to the first request (ApiVersions) is not Kafka, for the
+/// operator. A size prefix that does not fit a frame is the server's first four
+/// bytes: shown as text when they are text (`"HTTP"` from a web server), since
+/// "raise max_frame_bytes" would be the wrong advice.
+fn not_kafka(source: &ProtocolError) -> String {
+    let first = match source {
+        ProtocolError::FrameTooLarge { actual, .. } => Some((*actual as u32).to_be_bytes()),
+        ProtocolError::NegativeFrameSize { size } => Some(size.to_be_bytes()),
+        _ => None,
+    };
+    match first {
+        Some(b) if b.iter().all(|c| c.is_ascii_graphic() || *c == b' ') => format!(
+            "the server answered {:?}, not a Kafka frame: is this a Kafka listener?",
+            String::from_utf8_lossy(&b)
+        ),
+        Some(_) => format!("the server's answer is not a Kafka frame ({source}): is this a Kafka listener?"),
+        None => format!("the server's answer to ApiVersions is not Kafka ({source}): is this a Kafka listener?"),
+    }
+}
 
 /// Exponential backoff with ±20 % jitter.
 #[derive(Debug, Clone, Copy)]
@@ -235,6 +256,11 @@ impl Client {
         // connect timeout: a server that accepts TCP but does not speak Kafka (or
         // TLS) must not hang us.
         let timeout = self.config.connect_timeout;
+        // An answer that is not a Kafka frame: say so, not "raise max_frame_bytes".
+        let not_kafka_err = |e: ClientError| match e {
+            ClientError::Protocol { source, .. } => connect_err(not_kafka(&source)),
+            other => other,
+        };
         let conn = match &self.tls {
             Some(tls) => {
                 let stream = tokio::time::timeout(timeout, tls.connect(addr, stream))
@@ -248,15 +274,26 @@ impl Client {
                     Connection::handshake(stream, addr, self.config.connection.clone()),
                 )
                 .await
-                .map_err(|_| connect_err("no ApiVersions answer over TLS: is this a Kafka listener?".into()))??
+                .map_err(|_| connect_err("no ApiVersions answer over TLS: is this a Kafka listener?".into()))?
+                .map_err(not_kafka_err)?
             }
             None => tokio::time::timeout(
                 timeout,
                 Connection::handshake(stream, addr, self.config.connection.clone()),
             )
             .await
-            .map_err(|_| connect_err("no ApiVersions answer: is this a Kafka listener?".into()))??,
+            .map_err(|_| connect_err("no ApiVersions answer: is this a Kafka listener?".into()))?
+            .map_err(not_kafka_err)?,
         };
+        // strait asks for Metadata without topic auto-creation, a field of v4+
+        // (Kafka 0.11, like Produce v3 and v2 batches): an older broker is refused
+        // here, by name and versions, not by a failure to encode the first request.
+        conn.versions()
+            .negotiate_at_least::<MetadataRequest>(4)
+            .map_err(|source| ClientError::Protocol {
+                broker: addr.to_string(),
+                source,
+            })?;
         let conn = Arc::new(conn);
         if let Some(s) = &self.config.sasl {
             let lifetime = tokio::time::timeout(timeout, sasl::authenticate(&conn, s))

@@ -45,6 +45,22 @@ impl ApiVersionTable {
         self.negotiate_capped::<R>(i16::MAX)
     }
 
+    /// Like [`negotiate`](Self::negotiate), but never below `floor` (for requests
+    /// strait builds with fields older versions lack).
+    pub fn negotiate_at_least<R: Request>(&self, floor: i16) -> Result<i16, ProtocolError> {
+        let v = self.negotiate::<R>()?;
+        match self.broker_range(R::KEY) {
+            Some((lo, hi)) if v < floor => Err(ProtocolError::NoCommonVersion {
+                api: api_name(R::KEY),
+                broker_min: lo,
+                broker_max: hi,
+                ours_min: floor.max(<R as Message>::VERSIONS.min),
+                ours_max: <R as Message>::VERSIONS.max,
+            }),
+            _ => Ok(v),
+        }
+    }
+
     /// Like [`negotiate`](Self::negotiate), but never above `cap` (for callers that
     /// only implement part of an API's version history, e.g. name-addressed Fetch).
     pub fn negotiate_capped<R: Request>(&self, cap: i16) -> Result<i16, ProtocolError> {

@@ -20,6 +20,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kafka_protocol::messages::{FetchRequest, ProduceRequest};
 use tracing::{debug, info, warn};
 
 use crate::batch::ProducerStamp;
@@ -201,6 +202,19 @@ where
         cluster: "destination",
         source,
     };
+    // A broker too old for Fetch (source) or Produce (destination) at any version
+    // strait speaks is one clear error now, not a loop that logs it forever.
+    src.any_broker()
+        .await
+        .and_then(|c| c.version_of::<FetchRequest>())
+        .map_err(|source| EngineError::Cluster {
+            cluster: "source",
+            source,
+        })?;
+    dst.any_broker()
+        .await
+        .and_then(|c| c.version_of::<ProduceRequest>())
+        .map_err(dst_err)?;
     let txn_id = cfg.exactly_once.then(|| cfg.transactional_id());
     // Transactional: fences an older instance and aborts its open transaction.
     let (pid, epoch) = dst
