@@ -577,23 +577,49 @@ async fn exactly_once_second_instance_fences_the_first() {
          fetch_max_bytes = 16384\nfetch_partition_max_bytes = 4096",
         "",
     );
-    let spawn = || {
+    // stderr to files, never to pipes nobody reads (a full pipe blocks the process).
+    let spawn = |log: &std::path::Path| {
         Command::new(env!("CARGO_BIN_EXE_strait"))
             .args(["run", "--config", cfg_path.to_str().unwrap(), "--progress", "0"])
             .env("RUST_LOG", "warn")
-            .stderr(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(log).unwrap())
             .spawn()
             .unwrap()
     };
-    let first = spawn();
+    let (log1, log2) = (
+        std::env::temp_dir().join(format!("{name}-1.log")),
+        std::env::temp_dir().join(format!("{name}-2.log")),
+    );
+    let mut first = spawn(&log1);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let mut second = spawn();
-    let out = tokio::task::spawn_blocking(move || first.wait_with_output().unwrap())
-        .await
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let mut second = spawn(&log2);
+    // New source records: the first instance must write again, and so learns it
+    // was fenced (an idle transactional producer talks to no broker).
+    load(
+        src,
+        &t,
+        20_000,
+        "none",
+        &["--value-size", "200", "--start-index", "60000"],
+    );
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        if let Some(status) = first.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = first.kill();
+            let _ = second.kill();
+            panic!(
+                "the first instance was not fenced within 90 s: {}",
+                std::fs::read_to_string(&log1).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let err = std::fs::read_to_string(&log1).unwrap_or_default();
     eprintln!("fenced instance: {}", err.lines().last().unwrap_or_default());
-    assert!(!out.status.success(), "the fenced instance exits non-zero");
+    assert!(!status.success(), "the fenced instance exits non-zero");
     assert!(
         err.contains("fenced by another strait instance") || err.contains("took over"),
         "clear fencing error: {err}"
@@ -610,7 +636,9 @@ async fn exactly_once_second_instance_fences_the_first() {
     }
     let _ = second.kill();
     let _ = second.wait();
-    let _ = std::fs::remove_file(&cfg_path);
+    for f in [&cfg_path, &log1, &log2] {
+        let _ = std::fs::remove_file(f);
+    }
 }
 
 /// Replicates 60k records (80k in the end: the source keeps taking writes),
