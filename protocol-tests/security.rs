@@ -109,15 +109,7 @@ fn secured() -> &'static Secured {
 }
 
 fn tool(args: &[&str]) -> String {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/protocol-tests/tools/kafka_tool.py");
-    let out = Command::new("python3").arg(script).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "kafka_tool {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
+    harness::kafka_tool(args)
 }
 
 fn create_and_load(bootstrap: &str, topic: &str, count: usize, start: usize) {

@@ -138,15 +138,7 @@ fn chroot(root: &Path, args: &[&str]) -> Command {
 }
 
 fn tool(args: &[&str]) -> String {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/protocol-tests/tools/kafka_tool.py");
-    let out = Command::new("python3").arg(script).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "kafka_tool {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
+    harness::kafka_tool(args)
 }
 
 /// Records in `topic` by the independent client (0 while the topic does not exist yet).

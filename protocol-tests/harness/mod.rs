@@ -333,3 +333,21 @@ impl KafkaCluster {
 pub fn unique_topic(prefix: &str) -> String {
     format!("{prefix}-{}-{}-{}", std::process::id(), unique(), fastrand::u32(..))
 }
+
+/// Runs the independent test client (`protocol-tests/tools/kafka_tool.py`,
+/// librdkafka via confluent-kafka) and returns its stdout; panics on failure.
+pub fn kafka_tool(args: &[&str]) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/protocol-tests/tools/kafka_tool.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "kafka_tool {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}

@@ -55,28 +55,6 @@ pub async fn run(
     ckpt: Arc<Checkpointer>,
     txn: TxnId,
     stamp: ProducerStamp,
-    finish: watch::Receiver<bool>,
-) -> Result<(), TxnError> {
-    let id = txn.transactional_id.clone();
-    transactions(cfg, dst, producer, ckpt, txn, stamp, finish)
-        .await
-        .map_err(|e| match e {
-            // INVALID_PRODUCER_EPOCH, PRODUCER_FENCED
-            TxnError::Client(c) if matches!(c.code(), Some(47 | 90)) => TxnError::Fenced {
-                transactional_id: id,
-                source: c,
-            },
-            e => e,
-        })
-}
-
-async fn transactions(
-    cfg: Arc<Config>,
-    dst: Arc<Client>,
-    producer: Arc<Producer>,
-    ckpt: Arc<Checkpointer>,
-    txn: TxnId,
-    stamp: ProducerStamp,
     mut finish: watch::Receiver<bool>,
 ) -> Result<(), TxnError> {
     let mut map_seq = 0i32;
@@ -91,7 +69,9 @@ async fn transactions(
         let finishing = *finish.borrow();
         let wanted = producer.txn_wanted();
         if !wanted.is_empty() {
-            dst.add_partitions_to_txn(&txn, &wanted).await?;
+            dst.add_partitions_to_txn(&txn, &wanted)
+                .await
+                .map_err(|e| txn_error(&txn, e))?;
             debug!(
                 partitions = wanted.values().map(Vec::len).sum::<usize>(),
                 "partitions joined the transaction"
@@ -136,10 +116,26 @@ async fn commit(
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let (bytes, added, _) = producer.txn_status();
-    let partitions = ckpt.commit_txn(txn, stamp, map_seq, added).await?;
+    let partitions = ckpt
+        .commit_txn(txn, stamp, map_seq, added)
+        .await
+        .map_err(|e| txn_error(txn, e))?;
     if added || partitions > 0 {
         debug!(bytes, partitions, "transaction committed");
     }
     producer.txn_next();
     Ok(())
+}
+
+/// A failed transactional call: fencing (INVALID_PRODUCER_EPOCH, PRODUCER_FENCED)
+/// gets its own message, since the operator's fix is to stop one of two instances.
+fn txn_error(txn: &TxnId, e: ClientError) -> TxnError {
+    if matches!(e.code(), Some(47 | 90)) {
+        TxnError::Fenced {
+            transactional_id: txn.transactional_id.clone(),
+            source: e,
+        }
+    } else {
+        TxnError::Client(e)
+    }
 }
