@@ -22,9 +22,20 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::{Client, ClientError, Result};
+use crate::batch::ProducerStamp;
 
 /// Highest Produce version of the classic transaction protocol.
-pub const TXN_PRODUCE_MAX_VERSION: i16 = 11;
+const TXN_PRODUCE_MAX_VERSION: i16 = 11;
+
+/// The Produce version to use: the negotiated one, capped for transactional
+/// requests (`transactional_id` set) to the classic transaction protocol.
+pub fn produce_version(negotiated: i16, transactional_id: Option<&str>) -> i16 {
+    if transactional_id.is_some() {
+        negotiated.min(TXN_PRODUCE_MAX_VERSION)
+    } else {
+        negotiated
+    }
+}
 const ADD_PARTITIONS_MAX_VERSION: i16 = 3;
 const END_TXN_MAX_VERSION: i16 = 4;
 
@@ -37,6 +48,17 @@ pub struct TxnId {
     pub producer_id: i64,
     /// Producer epoch from InitProducerId.
     pub producer_epoch: i16,
+}
+
+impl TxnId {
+    /// The header stamp of this producer's batches (transactional bit set).
+    pub fn stamp(&self) -> ProducerStamp {
+        ProducerStamp {
+            producer_id: self.producer_id,
+            producer_epoch: self.producer_epoch,
+            transactional: true,
+        }
+    }
 }
 
 fn s(v: &str) -> StrBytes {

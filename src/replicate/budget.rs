@@ -54,29 +54,11 @@ impl Budget {
         self.limit
     }
 
-    /// Waits until `bytes` fit, then holds them. A request larger than the whole
-    /// budget is granted when nothing else is held, so progress never stops.
-    pub async fn reserve(self: &Arc<Self>, bytes: usize) -> Held {
-        loop {
-            let notified = self.freed.notified();
-            {
-                let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
-                if *used + bytes <= self.limit || *used == 0 {
-                    *used += bytes;
-                    self.peak.fetch_max(*used, std::sync::atomic::Ordering::Relaxed);
-                    return Held {
-                        budget: self.clone(),
-                        bytes,
-                    };
-                }
-            }
-            notified.await;
-        }
-    }
-
     /// Waits until at least `min` bytes fit, then holds as much as is free, up to
     /// `max` (at least `min`). A fetcher sizes its request by what it got, so a
     /// small budget still lets the next fetch overlap with producing the last one.
+    /// A request larger than the whole budget is granted when nothing else is
+    /// held, so progress never stops.
     pub async fn reserve_up_to(self: &Arc<Self>, min: usize, max: usize) -> Held {
         let min = min.min(max);
         loop {
@@ -106,16 +88,6 @@ impl Budget {
 }
 
 impl Held {
-    /// Splits `bytes` off into a separate holding (for one batch of a fetch).
-    pub fn split(&mut self, bytes: usize) -> Held {
-        let bytes = bytes.min(self.bytes);
-        self.bytes -= bytes;
-        Held {
-            budget: self.budget.clone(),
-            bytes,
-        }
-    }
-
     /// Gives back everything above `bytes` (a fetch answered with less than it
     /// reserved).
     pub fn shrink_to(&mut self, bytes: usize) {
@@ -148,11 +120,11 @@ mod tests {
     #[tokio::test]
     async fn reserve_waits_for_release() {
         let b = Budget::new(100);
-        let mut a = b.reserve(80).await;
-        let part = a.split(30);
+        let a = b.reserve_up_to(50, 50).await;
+        let part = b.reserve_up_to(30, 30).await;
         assert_eq!(b.used(), 80);
         let b2 = b.clone();
-        let waiter = tokio::spawn(async move { b2.reserve(50).await });
+        let waiter = tokio::spawn(async move { b2.reserve_up_to(50, 50).await });
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!waiter.is_finished(), "80 + 50 > 100");
         drop(a); // returns 50
@@ -165,7 +137,7 @@ mod tests {
         drop(got);
         assert_eq!(b.used(), 0);
         // Oversized requests pass when nothing is held.
-        let big = b.reserve(1000).await;
+        let big = b.reserve_up_to(1000, 1000).await;
         assert_eq!(big.bytes(), 1000);
     }
 

@@ -19,8 +19,8 @@ use super::metrics::Metrics;
 use super::offset_map::{encode_value, merge, MapEntry};
 use super::producer::{Producer, Route};
 use crate::batch::build::simple_record;
-use crate::batch::{patch_for_produce, ProducerStamp, RawBatch};
-use crate::client::txn::TXN_PRODUCE_MAX_VERSION;
+use crate::batch::{patch_for_produce, RawBatch};
+use crate::client::txn::produce_version;
 use crate::client::{Client, ClientError, NewTopic, TxnId};
 use crate::config::Config;
 use crate::protocol::{ProducePartition, ProduceTopic};
@@ -138,13 +138,7 @@ impl Checkpointer {
     /// open transaction holds into that transaction, then commits it. `added`: the
     /// transaction already holds partitions (else there may be nothing to commit).
     /// `map_seq` is the transactional producer's next sequence on the map partition.
-    pub async fn commit_txn(
-        &self,
-        txn: &TxnId,
-        stamp: ProducerStamp,
-        map_seq: &mut i32,
-        added: bool,
-    ) -> Result<usize, ClientError> {
+    pub async fn commit_txn(&self, txn: &TxnId, map_seq: &mut i32, added: bool) -> Result<usize, ClientError> {
         let entries = self.producer.take_map_entries();
         let moved = self.moved();
         if !added && entries.is_empty() && moved.is_empty() {
@@ -155,7 +149,7 @@ impl Checkpointer {
             if !entries.is_empty() {
                 let map = BTreeMap::from([(self.cfg.offset_map_topic(), vec![0])]);
                 self.dst.add_partitions_to_txn(txn, &map).await?;
-                let records = self.write_map(&entries, Some((txn, stamp, *map_seq))).await?;
+                let records = self.write_map(&entries, Some((txn, *map_seq))).await?;
                 *map_seq = map_seq.wrapping_add(records) & i32::MAX;
             }
             if !moved.is_empty() {
@@ -220,11 +214,11 @@ impl Checkpointer {
     }
 
     /// Produces one offset-map batch; transactional when `txn` is given (then with
-    /// that producer's stamp and sequence). Returns the number of records.
+    /// that producer's stamp and the given sequence). Returns the number of records.
     async fn write_map(
         &self,
         entries: &[(Route, Vec<MapEntry>)],
-        txn: Option<(&TxnId, ProducerStamp, i32)>,
+        txn: Option<(&TxnId, i32)>,
     ) -> Result<i32, ClientError> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -261,8 +255,8 @@ impl Checkpointer {
         })?;
         let count = raw.record_count();
         let part = match txn {
-            Some((_, stamp, seq)) => {
-                let patched = patch_for_produce(&raw, stamp, seq);
+            Some((txn, seq)) => {
+                let patched = patch_for_produce(&raw, txn.stamp(), seq);
                 ProducePartition {
                     partition: 0,
                     header: patched.header,
@@ -271,7 +265,7 @@ impl Checkpointer {
             }
             None => ProducePartition::whole(0, raw.into_bytes()),
         };
-        let txn_id = txn.map(|(t, _, _)| t.transactional_id.as_str());
+        let txn_id = txn.map(|(t, _)| t.transactional_id.as_str());
         let topic = self.cfg.offset_map_topic();
         self.dst
             .retrying(|| async {
@@ -279,10 +273,7 @@ impl Checkpointer {
                 let conn = self.dst.broker(leader).await?;
                 let md = self.dst.cached_metadata();
                 let id = md.topics.get(&topic).map(|t| t.id).unwrap_or_default();
-                let mut version = conn.version_of::<ProduceRequest>()?;
-                if txn_id.is_some() {
-                    version = version.min(TXN_PRODUCE_MAX_VERSION);
-                }
+                let version = produce_version(conn.version_of::<ProduceRequest>()?, txn_id);
                 let resp = conn
                     .produce(
                         version,

@@ -21,7 +21,6 @@ use tracing::{debug, info};
 
 use super::checkpoint::Checkpointer;
 use super::producer::Producer;
-use crate::batch::ProducerStamp;
 use crate::client::{Client, ClientError, TxnId};
 use crate::config::Config;
 
@@ -54,7 +53,6 @@ pub async fn run(
     producer: Arc<Producer>,
     ckpt: Arc<Checkpointer>,
     txn: TxnId,
-    stamp: ProducerStamp,
     mut finish: watch::Receiver<bool>,
 ) -> Result<(), TxnError> {
     let mut map_seq = 0i32;
@@ -83,7 +81,7 @@ pub async fn run(
             return Err(TxnError::Producer(reason));
         }
         if finishing || Instant::now() >= due || bytes >= cfg.transaction_max_bytes {
-            commit(&cfg, &producer, &ckpt, &txn, stamp, &mut map_seq).await?;
+            commit(&cfg, &producer, &ckpt, &txn, &mut map_seq).await?;
             opened = Instant::now();
             if finishing {
                 info!("last transaction committed");
@@ -99,7 +97,6 @@ async fn commit(
     producer: &Producer,
     ckpt: &Checkpointer,
     txn: &TxnId,
-    stamp: ProducerStamp,
     map_seq: &mut i32,
 ) -> Result<(), TxnError> {
     producer.txn_close();
@@ -117,7 +114,7 @@ async fn commit(
     }
     let (bytes, added, _) = producer.txn_status();
     let partitions = ckpt
-        .commit_txn(txn, stamp, map_seq, added)
+        .commit_txn(txn, map_seq, added)
         .await
         .map_err(|e| txn_error(txn, e))?;
     if added || partitions > 0 {

@@ -24,7 +24,9 @@ use uuid::Uuid;
 use super::budget::Budget;
 use super::metrics::Metrics;
 use super::producer::{Item, Producer, Route};
-use crate::batch::{reencode_from, split_batches, up_convert, BatchError, BatchFilter, Disposition, SkipReason};
+use crate::batch::{
+    reencode_from, split_batches, up_convert, BatchError, BatchFilter, Disposition, RawBatch, SkipReason,
+};
 use crate::client::admin::{EARLIEST, LATEST};
 use crate::client::{classify, error_name, Client, ErrorClass};
 use crate::config::{Config, StartFrom};
@@ -535,6 +537,12 @@ async fn process_partition(
             .map(|a| (a.producer_id.0, a.first_offset))
             .collect();
         let mut filter = BatchFilter::new(aborted);
+        // A batch failing its CRC (v2, or a legacy wrapper's) ends this partition's
+        // batches: the next fetch asks for it again.
+        let crc_refetch = |b: &RawBatch| {
+            Metrics::add(&f.metrics.crc_refetches, 1);
+            warn!(topic = %key.0, partition = key.1, offset = b.base_offset(), "fetched batch fails its CRC; fetching it again");
+        };
         for b in batches {
             if b.last_offset() < next {
                 continue; // the first batch can start before the fetch offset
@@ -543,8 +551,7 @@ async fn process_partition(
             // path's one pass): a corrupted header could otherwise make a data batch
             // look like a marker or an empty batch, which would be dropped.
             let Some(mut disposition) = filter.classify_verified(&b) else {
-                Metrics::add(&f.metrics.crc_refetches, 1);
-                warn!(topic = %key.0, partition = key.1, offset = b.base_offset(), "fetched batch fails its CRC; fetching it again");
+                crc_refetch(&b);
                 break;
             };
             if b.base_offset() < next && matches!(disposition, Disposition::Forward | Disposition::Reencode) {
@@ -593,8 +600,7 @@ async fn process_partition(
                             src_last: b.last_offset(),
                         }),
                         Err(BatchError::CrcMismatch { .. }) => {
-                            Metrics::add(&f.metrics.crc_refetches, 1);
-                            warn!(topic = %key.0, partition = key.1, offset = b.base_offset(), "fetched batch fails its CRC; fetching it again");
+                            crc_refetch(&b);
                             break;
                         }
                         Err(e) => {

@@ -284,7 +284,6 @@ where
                 producer_id: pid,
                 producer_epoch: epoch,
             },
-            stamp,
             finish_rx,
         ))
     });

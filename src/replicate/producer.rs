@@ -26,7 +26,7 @@ use super::metrics::Metrics;
 use super::offset_map::MapEntry;
 use crate::batch::coalesce::{can_coalesce, coalesce};
 use crate::batch::{patch_for_produce, PatchedBatch, ProducerStamp, RawBatch};
-use crate::client::txn::TXN_PRODUCE_MAX_VERSION;
+use crate::client::txn::produce_version;
 use crate::client::{classify, error_name, Client, ClientError, ErrorClass};
 use crate::config::Config;
 use crate::protocol::{ProducePartition, ProduceTopic};
@@ -151,7 +151,6 @@ struct Inner {
 /// current transaction are (re)sent, so it commits exactly what was acknowledged.
 #[derive(Debug, Default)]
 struct TxnState {
-    on: bool,
     /// Number of the open transaction (starts at 1).
     current: u64,
     /// Partitions added to the open transaction (AddPartitionsToTxn answered).
@@ -195,10 +194,10 @@ pub struct Producer {
 }
 
 impl Producer {
-    /// A producer using the producer id `stamp` (transactional when `stamp.transactional`).
+    /// A producer using the producer id `stamp` (transactional, with the transactional
+    /// bit in `stamp`, when the config says `exactly_once`).
     pub fn new(dst: Arc<Client>, cfg: Arc<Config>, metrics: Arc<Metrics>, stamp: ProducerStamp) -> Arc<Self> {
         let mut inner = Inner::default();
-        inner.txn.on = stamp.transactional;
         inner.txn.current = 1;
         let p = Arc::new(Self {
             dst,
@@ -406,7 +405,7 @@ impl Producer {
             let part = inner.parts.get_mut(&key).expect("key from map");
             let Some(i) = part.first_queued() else { continue };
             let txn = &mut inner.txn;
-            if txn.on {
+            if self.cfg.exactly_once {
                 if txn.closing {
                     // Only batches the closing transaction already holds may be resent.
                     if part.entries[i].txn != txn.current {
@@ -429,7 +428,7 @@ impl Producer {
             bytes += patched.len();
             e.state = State::InFlight;
             e.sent_once = true;
-            if inner.txn.on && e.txn == 0 {
+            if self.cfg.exactly_once && e.txn == 0 {
                 e.txn = inner.txn.current;
                 inner.txn.bytes += patched.len();
             }
@@ -450,7 +449,6 @@ impl Producer {
         let mut refresh = false;
         let mut guard = self.lock();
         let inner = &mut *guard;
-        let inner_txn_on = inner.txn.on;
         let mut fatal_txn: Option<String> = None;
         for (key, id) in sent {
             let Some(part) = inner.parts.get_mut(&key) else {
@@ -504,7 +502,7 @@ impl Producer {
                     let e = &mut part.entries[idx];
                     e.state = State::Queued;
                     let lost_state = (code == 45 || code == 59) && idx == first_unacked && !part.resend;
-                    if inner_txn_on && (lost_state || matches!(code, 47 | 48 | 53 | 90)) {
+                    if self.cfg.exactly_once && (lost_state || matches!(code, 47 | 48 | 53 | 90)) {
                         // A transaction cannot renumber its batches under a new producer id,
                         // and a fenced producer must stop: the whole run ends, and a restart
                         // resumes from the last committed transaction.
@@ -809,6 +807,7 @@ async fn leader_watch(p: Arc<Producer>) {
 async fn sender(p: Arc<Producer>, node: i32) {
     // Requests in flight on the connection; the broker answers them in order.
     let slots = Arc::new(Semaphore::new(8));
+    let txn_id = p.cfg.exactly_once.then(|| p.cfg.transactional_id());
     loop {
         let wake = p.wake.notified();
         if p.stopping.load(Ordering::SeqCst) {
@@ -846,14 +845,9 @@ async fn sender(p: Arc<Producer>, node: i32) {
             }
         };
         // Submit here, in order; only the wait for the answer runs concurrently.
-        let txn_id = p.cfg.exactly_once.then(|| p.cfg.transactional_id());
         let submitted = match conn.version_of::<ProduceRequest>() {
             Ok(version) => {
-                let version = if txn_id.is_some() {
-                    version.min(TXN_PRODUCE_MAX_VERSION)
-                } else {
-                    version
-                };
+                let version = produce_version(version, txn_id.as_deref());
                 conn.submit_produce(version, txn_id.as_deref(), -1, conn_timeout_ms(&p), &topics)
                     .await
             }
