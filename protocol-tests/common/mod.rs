@@ -144,7 +144,11 @@ pub async fn start(cfg: Config) -> Running {
         )
         .await
     });
-    let handle = h_rx.await.expect("replication started");
+    let handle = match h_rx.await {
+        Ok(h) => h,
+        // run() returned before it started: show why.
+        Err(_) => panic!("replication did not start: {:?}", join.await),
+    };
     Running {
         stop: Some(stop_tx),
         join,
