@@ -277,6 +277,20 @@ async fn compacted_topic_with_gaps_replicates_every_survivor() {
         )
         .await
         .unwrap();
+    // strait copies the configs the broker describes: wait until it describes these,
+    // or the destination topic is created compacting and drops records under the comparison.
+    let frozen = Instant::now() + Duration::from_secs(30);
+    loop {
+        let info = json(&tool(&["topic-info", "--bootstrap", &src.bootstrap, "--topic", &t]));
+        if info["configs"]["segment.ms"] == "604800000" && info["configs"]["min.cleanable.dirty.ratio"] == "0.99" {
+            break;
+        }
+        assert!(
+            Instant::now() < frozen,
+            "config change did not reach the broker: {info}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let mut survivors = 0;
     let mut stable = 0;
     while stable < 4 {
@@ -367,7 +381,8 @@ async fn sigkill_and_restart_loses_nothing() {
         &src.bootstrap,
         &dst.bootstrap,
         &t,
-        "max_buffered_bytes = 1048576\nfetch_max_bytes = 65536\nfetch_partition_max_bytes = 16384",
+        "max_buffered_bytes = 1048576\nfetch_max_bytes = 16384\nfetch_partition_max_bytes = 4096\n\
+         max_in_flight_per_partition = 1",
         "",
     );
     let spawn = || {
