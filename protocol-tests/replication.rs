@@ -263,7 +263,10 @@ async fn compacted_topic_with_gaps_replicates_every_survivor() {
     }
     // Freeze the cleaner before replicating: otherwise it keeps removing records while strait
     // reads, and neither "how many survive" nor the source/destination comparison is stable.
-    // The destination topic inherits these settings, so it does not compact either.
+    // The destination topic inherits these settings, so it does not compact either. A high
+    // dirty ratio is not enough there: the loaded timestamps span more than `segment.ms`, so
+    // the destination rolls a segment that is 100 % dirty and cleans it (CI saw 107 records
+    // go). A compaction lag longer than the records' age keeps every segment uncleanable.
     let admin = strait::client::Client::connect(strait::client::ClientConfig::new(&src.bootstrap))
         .await
         .unwrap();
@@ -272,7 +275,7 @@ async fn compacted_topic_with_gaps_replicates_every_survivor() {
             &t,
             &[
                 ("segment.ms".into(), Some("604800000".into())),
-                ("min.cleanable.dirty.ratio".into(), Some("0.99".into())),
+                ("min.compaction.lag.ms".into(), Some(i64::MAX.to_string())),
             ],
         )
         .await
@@ -282,7 +285,9 @@ async fn compacted_topic_with_gaps_replicates_every_survivor() {
     let frozen = Instant::now() + Duration::from_secs(30);
     loop {
         let info = json(&tool(&["topic-info", "--bootstrap", &src.bootstrap, "--topic", &t]));
-        if info["configs"]["segment.ms"] == "604800000" && info["configs"]["min.cleanable.dirty.ratio"] == "0.99" {
+        if info["configs"]["segment.ms"] == "604800000"
+            && info["configs"]["min.compaction.lag.ms"] == i64::MAX.to_string().as_str()
+        {
             break;
         }
         assert!(
