@@ -98,7 +98,7 @@ fn golden_frames_survive_arbitrary_read_boundaries() {
         wire.extend_from_slice(&(f.len() as i32).to_be_bytes());
         wire.extend_from_slice(f);
     }
-    let dec = FrameDecoder::new(1 << 20);
+    let mut dec = FrameDecoder::new(1 << 20);
     let mut buf = bytes::BytesMut::new();
     let mut out = Vec::new();
     for chunk in wire.chunks(37) {
@@ -109,7 +109,7 @@ fn golden_frames_survive_arbitrary_read_boundaries() {
     }
     assert_eq!(out, frames);
     // A cap below the largest frame refuses it with the announced size.
-    let small = FrameDecoder::new(500);
+    let mut small = FrameDecoder::new(500);
     let mut buf = bytes::BytesMut::from(&wire[..]);
     assert!(small.decode(&mut buf).is_err());
 }

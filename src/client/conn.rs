@@ -492,7 +492,7 @@ impl<R: Request> KeyI16 for R {
     const KEY_I16: i16 = R::KEY;
 }
 
-async fn read_loop<R: AsyncRead + Unpin>(mut rd: R, shared: Arc<Shared>, decoder: FrameDecoder) {
+async fn read_loop<R: AsyncRead + Unpin>(mut rd: R, shared: Arc<Shared>, mut decoder: FrameDecoder) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
         match decoder.decode(&mut buf) {

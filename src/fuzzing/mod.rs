@@ -72,7 +72,7 @@ pub fn frames(data: &[u8]) {
         expected.push(&stream[pos + 4..pos + 4 + size as usize]);
         pos += 4 + size as usize;
     }
-    let dec = FrameDecoder::new(cap);
+    let mut dec = FrameDecoder::new(cap);
     let mut buf = bytes::BytesMut::new();
     let mut got = Vec::new();
     let mut err = None;
