@@ -238,6 +238,27 @@ fn malformed_config_names_file_key_and_line() {
 }
 
 #[test]
+fn thread_count_out_of_range_is_refused_by_name() {
+    let path = config_file(
+        "threads",
+        "name = \"x\"\ntopics = [\"t\"]\n[source]\nbootstrap_servers = \"a:9092\"\n[destination]\nbootstrap_servers = \"b:9092\"\n",
+    );
+    for bad in ["0", "many", "100000"] {
+        let (code, _, stderr) = strait(&["--threads", bad, "check-config", "--config", &path], None);
+        assert_eq!(code, 2, "usage error for --threads {bad}: {stderr}");
+        assert!(
+            stderr.contains("--threads") && stderr.contains(&format!("'{bad}'")),
+            "names the flag and the value: {stderr}"
+        );
+    }
+    // In range, on either kind of runtime, the same config is fine.
+    for good in ["1", "3"] {
+        let (code, _, stderr) = strait(&["--threads", good, "check-config", "--config", &path], None);
+        assert_eq!(code, 0, "--threads {good}: {stderr}");
+    }
+}
+
+#[test]
 fn unresolvable_host_is_named() {
     let err = one_error(strait(&["describe", "--bootstrap", "no-such-host.invalid:9092"], None));
     assert!(
