@@ -22,6 +22,7 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use super::lowat::LowWatermark;
 use super::{ClientError, Result};
 use crate::protocol::produce::{encode_produce, ProduceTopic};
 use crate::protocol::{
@@ -166,14 +167,36 @@ impl Connection {
     where
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
-        let broker = broker.into();
+        Self::start(stream, broker.into(), config, None).await
+    }
+
+    /// [`Connection::handshake`] over a plain TCP stream, whose receive
+    /// low-watermark then follows large responses (see [`super::lowat`]).
+    pub async fn handshake_tcp(
+        stream: tokio::net::TcpStream,
+        broker: impl Into<String>,
+        config: ConnectionConfig,
+    ) -> Result<Self> {
+        let lowat = LowWatermark::new(std::os::fd::AsRawFd::as_raw_fd(&stream));
+        Self::start(stream, broker.into(), config, Some(lowat)).await
+    }
+
+    async fn start<S>(stream: S, broker: String, config: ConnectionConfig, lowat: Option<LowWatermark>) -> Result<Self>
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
         let (rd, wr) = tokio::io::split(stream);
         let shared = Arc::new(Shared {
             broker: broker.clone(),
             state: Mutex::new(State::default()),
         });
         let (tx, rx) = mpsc::channel(128);
-        let reader = tokio::spawn(read_loop(rd, shared.clone(), FrameDecoder::new(config.max_frame_bytes)));
+        let reader = tokio::spawn(read_loop(
+            rd,
+            shared.clone(),
+            FrameDecoder::new(config.max_frame_bytes),
+            lowat,
+        ));
         let writer = tokio::spawn(write_loop(wr, rx, shared.clone()));
         let mut conn = Connection {
             shared,
@@ -492,7 +515,20 @@ impl<R: Request> KeyI16 for R {
     const KEY_I16: i16 = R::KEY;
 }
 
-async fn read_loop<R: AsyncRead + Unpin>(mut rd: R, shared: Arc<Shared>, mut decoder: FrameDecoder) {
+/// Bytes the frame at the start of `buf` still lacks (0 before its size is known).
+fn missing_bytes(buf: &[u8]) -> usize {
+    match buf.get(..4) {
+        Some(b) => (i32::from_be_bytes([b[0], b[1], b[2], b[3]]).max(0) as usize + 4).saturating_sub(buf.len()),
+        None => 0,
+    }
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(
+    mut rd: R,
+    shared: Arc<Shared>,
+    mut decoder: FrameDecoder,
+    mut lowat: Option<LowWatermark>,
+) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
         match decoder.decode(&mut buf) {
@@ -522,6 +558,9 @@ async fn read_loop<R: AsyncRead + Unpin>(mut rd: R, shared: Arc<Shared>, mut dec
                 // only a full buffer between frames gets a fresh read area.
                 if buf.capacity() == buf.len() {
                     buf.reserve(64 * 1024);
+                }
+                if let Some(w) = lowat.as_mut() {
+                    w.expect(missing_bytes(&buf));
                 }
                 match rd.read_buf(&mut buf).await {
                     Ok(0) => {

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod conn;
 pub mod errors;
+pub mod lowat;
 pub mod metadata;
 pub mod pool;
 pub mod sasl;

@@ -279,7 +279,7 @@ impl Client {
             }
             None => tokio::time::timeout(
                 timeout,
-                Connection::handshake(stream, addr, self.config.connection.clone()),
+                Connection::handshake_tcp(stream, addr, self.config.connection.clone()),
             )
             .await
             .map_err(|_| connect_err("no ApiVersions answer: is this a Kafka listener?".into()))?
