@@ -13,9 +13,9 @@ struct Cli {
     #[arg(long, global = true, default_value = "human", env = "STRAIT_LOG_FORMAT", value_parser = ["human", "json"])]
     log_format: String,
     /// Threads that run replication. 1 (the default for every command but `bench` and
-    /// `load`) runs everything on one thread: no cross-thread wake-ups, about 10 % less
-    /// CPU per GB and half the memory of two threads, and one core moves well over 1 GB/s.
-    /// More threads help only when one core is saturated (see the README).
+    /// `load`) runs everything on one thread: no cross-thread wake-ups, 4-12 % less CPU
+    /// per GB and about half the memory of two threads in the benchmarks. More threads
+    /// help only when strait saturates one core (see the README).
     #[arg(long, global = true, env = "STRAIT_THREADS", value_parser = clap::value_parser!(u16).range(1..=256))]
     threads: Option<u16>,
     #[command(subcommand)]
