@@ -9,7 +9,7 @@
 //! first. This is a slow path, taken only when it wins (configurable:
 //! `coalesce_below_bytes`).
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::patch::crc_is_valid;
 use super::reencode::{compress, decompress};
@@ -41,9 +41,16 @@ pub fn coalesce(batches: &[RawBatch]) -> Result<Reencoded, BatchError> {
     };
     let base_ts = batches.iter().map(|b| i64_at(b.bytes(), 27)).min().unwrap_or(-1);
     let max_ts = batches.iter().map(|b| i64_at(b.bytes(), 35)).max().unwrap_or(-1);
-    let mut out = Vec::new();
+    // Uncompressed records are written straight after the merged header, in one
+    // buffer sized up front: each record is copied once. Other codecs collect the
+    // plain records first and compress them behind the header.
+    let input_len: usize = batches.iter().map(|b| b.len()).sum();
+    let mut out = Vec::with_capacity(input_len + V2_HEADER_LEN);
+    if codec == 0 {
+        out.extend_from_slice(&first.bytes()[..V2_HEADER_LEN]);
+    }
     let mut deltas = Vec::new();
-    let mut scratch = Vec::new();
+    let mut prefix = Vec::with_capacity(16);
     for b in batches {
         let at = b.base_offset();
         if !crc_is_valid(b) {
@@ -76,24 +83,30 @@ pub fn coalesce(batches: &[RawBatch]) -> Result<Reencoded, BatchError> {
                 .checked_add(ts_delta)
                 .and_then(|t| t.checked_sub(base_ts))
                 .ok_or_else(|| bad(at, format!("timestamp delta {ts_delta} overflows")))?;
-            scratch.clear();
-            scratch.push(attributes);
-            put_varlong(&mut scratch, ts);
-            put_varint(&mut scratch, (deltas.len() - 1) as i32);
-            scratch.extend_from_slice(r); // key, value, headers: untouched
-            put_varint(&mut out, scratch.len() as i32);
-            out.extend_from_slice(&scratch);
+            prefix.clear();
+            prefix.push(attributes);
+            put_varlong(&mut prefix, ts);
+            put_varint(&mut prefix, (deltas.len() - 1) as i32);
+            put_varint(&mut out, (prefix.len() + r.len()) as i32);
+            out.extend_from_slice(&prefix);
+            out.extend_from_slice(r); // key, value, headers: untouched
         }
     }
-    let body = compress(codec, &out).map_err(|e| bad(base, format!("cannot compress: {e:#}")))?;
-    let mut h = BytesMut::with_capacity(V2_HEADER_LEN + body.len());
-    h.put_slice(&first.bytes()[..V2_HEADER_LEN]);
-    h[8..12].copy_from_slice(&((V2_HEADER_LEN - 12 + body.len()) as i32).to_be_bytes());
+    let mut h = if codec == 0 {
+        out
+    } else {
+        let body = compress(codec, &out).map_err(|e| bad(base, format!("cannot compress: {e:#}")))?;
+        let mut h = Vec::with_capacity(V2_HEADER_LEN + body.len());
+        h.extend_from_slice(&first.bytes()[..V2_HEADER_LEN]);
+        h.extend_from_slice(&body);
+        h
+    };
+    let body_len = h.len() - V2_HEADER_LEN;
+    h[8..12].copy_from_slice(&((V2_HEADER_LEN - 12 + body_len) as i32).to_be_bytes());
     h[23..27].copy_from_slice(&(deltas.len() as i32 - 1).to_be_bytes());
     h[27..35].copy_from_slice(&base_ts.to_be_bytes());
     h[35..43].copy_from_slice(&max_ts.to_be_bytes());
     h[57..61].copy_from_slice(&(deltas.len() as i32).to_be_bytes());
-    h.put_slice(&body);
     let crc = crc32c::crc32c(&h[21..]);
     h[17..21].copy_from_slice(&crc.to_be_bytes());
     Ok(Reencoded {
