@@ -641,7 +641,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::Receiver<Vec
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use kafka_protocol::messages::api_versions_response::ApiVersion;
     use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader};
@@ -649,7 +649,7 @@ mod tests {
     use tokio::io::DuplexStream;
 
     /// Reads one request frame; returns (header, body bytes).
-    async fn read_request(s: &mut DuplexStream) -> Option<(RequestHeader, Bytes)> {
+    pub(crate) async fn read_request(s: &mut DuplexStream) -> Option<(RequestHeader, Bytes)> {
         let mut len = [0u8; 4];
         s.read_exact(&mut len).await.ok()?;
         let mut buf = vec![0u8; i32::from_be_bytes(len) as usize];
@@ -662,7 +662,8 @@ mod tests {
         Some((h, b))
     }
 
-    fn response<T: Encodable + HeaderVersion>(corr: i32, version: i16, body: &T) -> Vec<u8> {
+    /// One response frame, size prefix included.
+    pub(crate) fn response<T: Encodable + HeaderVersion>(corr: i32, version: i16, body: &T) -> Vec<u8> {
         let mut b = BytesMut::new();
         ResponseHeader::default()
             .with_correlation_id(corr)

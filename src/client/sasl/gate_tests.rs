@@ -7,41 +7,22 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader,
-    SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeResponse,
+    ApiKey, ApiVersionsResponse, MetadataRequest, MetadataResponse, RequestHeader, SaslAuthenticateRequest,
+    SaslAuthenticateResponse, SaslHandshakeResponse,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::io::{AsyncWriteExt, DuplexStream};
 
 use super::{authenticate, SaslMechanism, SaslSettings};
+use crate::client::conn::tests::{read_request, response};
 use crate::client::{ClientError, Connection, ConnectionConfig, Secret};
 
-async fn read_request(s: &mut DuplexStream) -> Option<(RequestHeader, Bytes)> {
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len).await.ok()?;
-    let mut buf = vec![0u8; i32::from_be_bytes(len) as usize];
-    s.read_exact(&mut buf).await.ok()?;
-    let mut b = Bytes::from(buf);
-    let key = i16::from_be_bytes([b[0], b[1]]);
-    let version = i16::from_be_bytes([b[2], b[3]]);
-    let hv = ApiKey::try_from(key).unwrap().request_header_version(version);
-    let h = RequestHeader::decode(&mut b, hv).unwrap();
-    Some((h, b))
-}
-
 async fn respond<T: Encodable + HeaderVersion>(s: &mut DuplexStream, h: &RequestHeader, body: &T) {
-    let mut b = BytesMut::new();
-    ResponseHeader::default()
-        .with_correlation_id(h.correlation_id)
-        .encode(&mut b, T::header_version(h.request_api_version))
+    s.write_all(&response(h.correlation_id, h.request_api_version, body))
+        .await
         .unwrap();
-    body.encode(&mut b, h.request_api_version).unwrap();
-    let mut out = (b.len() as i32).to_be_bytes().to_vec();
-    out.extend_from_slice(&b);
-    s.write_all(&out).await.unwrap();
 }
 
 async fn connected() -> (Arc<Connection>, DuplexStream) {
