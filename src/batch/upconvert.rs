@@ -163,38 +163,9 @@ pub fn up_convert(b: &RawBatch) -> Result<Reencoded, BatchError> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use bytes::{BufMut, BytesMut};
-
-    /// One legacy message (without the offset/size prefix).
-    pub fn legacy_message(magic: u8, codec: u8, ts: i64, key: Option<&[u8]>, value: Option<&[u8]>) -> Vec<u8> {
-        let mut m = BytesMut::new();
-        m.put_u8(magic);
-        m.put_u8(codec);
-        if magic == 1 {
-            m.put_i64(ts);
-        }
-        for f in [key, value] {
-            match f {
-                None => m.put_i32(-1),
-                Some(v) => {
-                    m.put_i32(v.len() as i32);
-                    m.put_slice(v);
-                }
-            }
-        }
-        let mut out = crc32fast::hash(&m).to_be_bytes().to_vec();
-        out.extend_from_slice(&m);
-        out
-    }
-
-    pub fn entry(offset: i64, msg: &[u8]) -> Vec<u8> {
-        let mut e = offset.to_be_bytes().to_vec();
-        e.extend_from_slice(&(msg.len() as i32).to_be_bytes());
-        e.extend_from_slice(msg);
-        e
-    }
+    use crate::fuzzing::records::{legacy_entry, legacy_message};
 
     /// (offset, key, value, timestamp) of each record.
     type Decoded = (i64, Option<Vec<u8>>, Option<Vec<u8>>, i64);
@@ -216,7 +187,7 @@ pub(crate) mod tests {
 
     #[test]
     fn uncompressed_v0_and_v1_messages_convert() {
-        let v0 = RawBatch::from_single(Bytes::from(entry(
+        let v0 = RawBatch::from_single(Bytes::from(legacy_entry(
             41,
             &legacy_message(0, 0, 0, Some(b"k"), Some(b"v0")),
         )))
@@ -227,7 +198,7 @@ pub(crate) mod tests {
             decode_v2(&r.batch),
             vec![(41, Some(b"k".to_vec()), Some(b"v0".to_vec()), -1)]
         );
-        let v1 = RawBatch::from_single(Bytes::from(entry(
+        let v1 = RawBatch::from_single(Bytes::from(legacy_entry(
             42,
             &legacy_message(1, 0, 1_600_000_000_000, None, Some(b"v1")),
         )))
@@ -244,7 +215,7 @@ pub(crate) mod tests {
     fn compressed_v1_wrapper_converts_with_its_codec() {
         let inner: Vec<u8> = (0..3)
             .flat_map(|i| {
-                entry(
+                legacy_entry(
                     i,
                     &legacy_message(
                         1,
@@ -259,7 +230,7 @@ pub(crate) mod tests {
         let gz = crate::batch::reencode::compress(1, &inner).unwrap();
         // Wrapper at the absolute offset of its last inner message (102).
         let wrapper = legacy_message(1, 1, 1_600_000_000_002, None, Some(&gz));
-        let b = RawBatch::from_single(Bytes::from(entry(102, &wrapper))).unwrap();
+        let b = RawBatch::from_single(Bytes::from(legacy_entry(102, &wrapper))).unwrap();
         assert_eq!(b.magic(), 1);
         let r = up_convert(&b).unwrap();
         assert_eq!(r.batch.codec(), 1, "gzip kept");
@@ -278,7 +249,7 @@ pub(crate) mod tests {
         let mut m = legacy_message(1, 0, 5, Some(b"k"), Some(b"v"));
         let n = m.len();
         m[n - 1] ^= 1;
-        let b = RawBatch::from_single(Bytes::from(entry(7, &m))).unwrap();
+        let b = RawBatch::from_single(Bytes::from(legacy_entry(7, &m))).unwrap();
         assert!(matches!(
             up_convert(&b),
             Err(BatchError::CrcMismatch { base_offset: 7 })
