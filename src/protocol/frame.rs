@@ -114,7 +114,7 @@ impl FrameDecoder {
     /// An empty buffer with room for `need` bytes whose memory held an earlier
     /// frame that nobody references any more.
     fn recycled(&mut self, need: usize) -> Option<BytesMut> {
-        if need < RECYCLE_MIN_BYTES || self.recycle == 0 {
+        if need < RECYCLE_MIN_BYTES {
             return None;
         }
         // The old frame's buffer held its 4-byte size prefix too.
