@@ -383,3 +383,56 @@ fn truncated_frame_says_how_much_arrived() {
         "{err}"
     );
 }
+
+#[test]
+fn errors_name_the_cluster_by_its_alias() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = l.local_addr().unwrap().to_string();
+    drop(l);
+    let path = config_file(
+        "alias",
+        &format!(
+            "name = \"alias\"\n[source]\nalias = \"east\"\nbootstrap_servers = \"{dead}\"\nconnect_timeout_ms = 3000\n\
+             [destination]\nalias = \"west\"\nbootstrap_servers = \"{dead}\"\nconnect_timeout_ms = 3000\n"
+        ),
+    );
+    let err = one_error(strait(&["run", "--config", &path], None));
+    assert!(err.contains("source cluster \"east\"") && err.contains(&dead), "{err}");
+    // `describe` takes a cluster of a config file (its TLS and SASL too), by alias.
+    let err = one_error(strait(&["describe", "--config", &path, "--cluster", "west"], None));
+    assert!(err.contains(&dead), "{err}");
+    let err = one_error(strait(&["describe", "--config", &path, "--cluster", "north"], None));
+    assert!(
+        err.contains("no cluster \"north\"") && err.contains("\"east\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn help_is_short_per_command_and_lists_exit_codes() {
+    let (code, top, _) = strait(&["--help"], None);
+    assert_eq!(code, 0);
+    assert!(
+        top.contains("Exit status:") && top.contains("2  command-line usage error"),
+        "{top}"
+    );
+    assert_eq!(
+        top.matches("4-12 %").count(),
+        1,
+        "the threads paragraph once, at the top: {top}"
+    );
+    for cmd in ["run", "check", "failover"] {
+        let (code, help, _) = strait(&[cmd, "--help"], None);
+        assert_eq!(code, 0);
+        assert!(help.contains("Exit status:"), "{cmd}: {help}");
+        assert!(!help.contains("4-12 %"), "{cmd} repeats the threads paragraph: {help}");
+        assert!(
+            !help.contains("strait.example.toml"),
+            "{cmd} refers to a file a binary user lacks: {help}"
+        );
+    }
+    let (_, run, _) = strait(&["run", "--help"], None);
+    assert!(run.contains("strait example-config"), "{run}");
+    // A usage error exits 2.
+    assert_eq!(strait(&["run"], None).0, 2);
+}

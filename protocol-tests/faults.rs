@@ -659,3 +659,92 @@ async fn brokers_killed_on_both_sides_lose_nothing() {
         &format!("killed and restarted: {kills:?}"),
     );
 }
+
+/// `/readyz` follows both clusters while nothing moves: an idle replication
+/// re-commits its positions, so a destination (or source) that stops answering
+/// turns readiness off within `readiness_timeout_ms`, and back on when it returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_both_clusters_while_idle() {
+    let _one = PROXY_LOCK.lock().await;
+    let src = harness::kafka4_proxied();
+    let t = unique_topic("ready");
+    create(src, &t, 2, &["retention.ms=-1"]);
+    load(src, &t, 1_000, "lz4", &[]);
+    let (sp, dp) = proxies().await;
+    let addr = free_addr();
+    let text = format!(
+        r#"name = "{name}"
+topics = ["{t}"]
+refresh_interval_ms = 1000
+checkpoint_interval_ms = 200
+metrics_address = "{addr}"
+readiness_timeout_ms = 6000
+[source]
+bootstrap_servers = "{s}"
+request_timeout_ms = 3000
+connect_timeout_ms = 2000
+[destination]
+bootstrap_servers = "{d}"
+request_timeout_ms = 3000
+connect_timeout_ms = 2000
+"#,
+        name = unique_topic("ready"),
+        s = sp.bootstrap,
+        d = dp.bootstrap,
+    );
+    let r = start(Config::parse(&text, "test").unwrap()).await;
+    r.wait_records(1_000, Duration::from_secs(60)).await;
+    let ready = || http_get(&addr, "/readyz");
+    let metrics = || http_get(&addr, "/metrics").1;
+    wait_until("ready once replicated", Duration::from_secs(30), || ready().0 == 200).await;
+    // Idle and healthy: no data held (only the waiting fetch's reservation), and
+    // the checkpoint keeps committing, so its age stays small.
+    let m = metrics();
+    assert_eq!(metric(&m, "strait_buffered_bytes"), 0.0, "idle, yet data held:\n{m}");
+    assert!(metric(&m, "strait_buffered_reserved_bytes") > 0.0, "{m}");
+    let before = metric(&m, "strait_checkpoints_total");
+    wait_until("idle checkpoints keep committing", Duration::from_secs(20), || {
+        metric(&metrics(), "strait_checkpoints_total") > before
+    })
+    .await;
+    assert!(metric(&metrics(), "strait_checkpoint_age_seconds") < 6.0);
+    assert_eq!(ready().0, 200);
+
+    // The destination stops answering: not ready within the timeout, checkpoints stuck.
+    dp.each(|f| {
+        f.refuse(true);
+        f.reset_all();
+    });
+    wait_until("not ready with the destination down", Duration::from_secs(30), || {
+        let (code, body) = ready();
+        code == 503 && body.contains("destination")
+    })
+    .await;
+    let m = metrics();
+    assert!(metric(&m, "strait_checkpoint_age_seconds") >= 6.0, "{m}");
+    let stuck = metric(&m, "strait_checkpoints_total");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(metric(&metrics(), "strait_checkpoints_total"), stuck);
+    dp.each(|f| f.refuse(false));
+    wait_until("ready again with the destination back", Duration::from_secs(45), || {
+        ready().0 == 200
+    })
+    .await;
+
+    // The source stops answering: the same.
+    sp.each(|f| {
+        f.refuse(true);
+        f.reset_all();
+    });
+    wait_until("not ready with the source down", Duration::from_secs(30), || {
+        let (code, body) = ready();
+        code == 503 && body.contains("source")
+    })
+    .await;
+    sp.each(|f| f.refuse(false));
+    wait_until("ready again with the source back", Duration::from_secs(45), || {
+        ready().0 == 200
+    })
+    .await;
+    r.stop().await;
+}

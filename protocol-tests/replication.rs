@@ -968,30 +968,6 @@ async fn one_record_batches_are_coalesced_without_changing_records() {
     }
 }
 
-fn http_get(addr: &str, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).expect("metrics endpoint listens");
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (
-        status,
-        out.split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default(),
-    )
-}
-
-fn metric(body: &str, name: &str) -> f64 {
-    body.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in\n{body}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_and_health_endpoints_move_with_replication() {
     let (src, dst) = (harness::kafka4(), harness::kafka4_dest());
@@ -1370,4 +1346,155 @@ async fn failover_then_failback_moves_consumers_and_new_records_without_duplicat
     let v = assert_same(dst, &t, src, &t, &[]);
     assert_eq!(v["source_records"], 900);
     assert_eq!(v["duplicates"], 0);
+}
+
+/// The planned-failover runbook after consumers drained: every partition of a
+/// caught-up group gets its destination offset, including an empty partition
+/// and partitions whose offset-map records aged out (deleted here), from the
+/// checkpoint and the destination offset recorded with it. A group behind what
+/// the map still covers cannot be translated: failover exits 1 naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_translates_drained_empty_and_aged_out_partitions() {
+    let (src, dst) = (harness::kafka4(), harness::kafka4_dest());
+    let t = unique_topic("drained");
+    create(src, &t, 3, &["retention.ms=-1"]);
+    load(src, &t, 200, "lz4", &["--partition", "0"]);
+    load(src, &t, 100, "lz4", &["--partition", "1", "--start-index", "200"]);
+    // Partition 2 stays empty. The group read everything.
+    let group = unique_topic("drained-app");
+    let admin = strait::client::Client::connect(strait::client::ClientConfig::new(&src.bootstrap))
+        .await
+        .unwrap();
+    admin
+        .commit_offsets(&group, &[(t.clone(), 0, 200), (t.clone(), 1, 100), (t.clone(), 2, 0)])
+        .await
+        .unwrap();
+    let name = unique_topic("drained");
+    let r = start(config(&name, src, dst, &t, "")).await;
+    r.wait_records(300, Duration::from_secs(60)).await;
+    r.stop().await;
+    // A week later the offset map's records are gone (retention): delete them.
+    delete_records(dst, &format!("__strait.{name}.offsets"), 0, -1);
+    let cfg_path = config_file(&name, &src.bootstrap, &dst.bootstrap, &t, "", "");
+    let cfg = cfg_path.to_str().unwrap();
+    let (ok, out) = strait_cmd(&["offsets", "translate", "--config", cfg, "--group", &group]);
+    assert!(ok, "{out}");
+    for p in 0..3 {
+        let row = out
+            .lines()
+            .find(|l| l.split_whitespace().take(2).eq([t.as_str(), &p.to_string()]))
+            .unwrap_or_else(|| panic!("no row for partition {p}: {out}"));
+        assert!(!row.contains(" - "), "partition {p} not translated: {row}");
+    }
+    let (ok, out) = strait_cmd(&["failover", "--config", cfg, "--group", &group]);
+    assert!(ok, "{out}");
+    assert!(!out.contains("destination offset -"), "{out}");
+    // Consumers resume right after the last record, on every partition.
+    for (p, end) in [(0, 200), (1, 100), (2, 0)] {
+        assert_eq!(group_offset(dst, &group, &t, p), Some(end), "partition {p}\n{out}");
+    }
+    // A group still behind, on a partition whose map aged out: no exact answer.
+    let behind = unique_topic("behind-app");
+    admin.commit_offsets(&behind, &[(t.clone(), 0, 50)]).await.unwrap();
+    let (ok, out) = strait_cmd(&["failover", "--config", cfg, "--group", &behind]);
+    let _ = std::fs::remove_file(&cfg_path);
+    assert!(
+        !ok,
+        "failover must fail when a group offset cannot be translated: {out}"
+    );
+    assert!(
+        out.contains(&format!("group {behind} {t}[0] at source offset 50")),
+        "{out}"
+    );
+}
+
+/// Source and destination on one cluster: identity names, or a rename whose
+/// copies the selection matches again, are refused by `run`, `check` and
+/// `check-config`; a rename the selection does not match copies inside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_cluster_is_refused_unless_a_rename_makes_a_separate_copy() {
+    let src = harness::kafka4();
+    let t = unique_topic("self");
+    create(src, &t, 1, &["retention.ms=-1"]);
+    load(src, &t, 100, "none", &[]);
+    let b = &src.bootstrap;
+    for (label, topics, extra) in [
+        ("identity", t.clone(), String::new()),
+        (
+            "prefix-rematched",
+            format!("{t}.*|source\\\\..*"),
+            "rename = \"prefix\"".to_string(),
+        ),
+    ] {
+        let path = config_file(&format!("{t}-{label}"), b, b, &topics, &extra, "");
+        let p = path.to_str().unwrap();
+        let (ok, out) = strait_cmd(&["run", "--config", p]);
+        assert!(!ok && out.contains("same cluster"), "{label}: run: {out}");
+        let (ok, out) = strait_cmd(&["check", "--config", p]);
+        assert!(!ok && out.contains("same cluster"), "{label}: check: {out}");
+        if label == "identity" {
+            let (ok, out) = strait_cmd(&["check-config", "--config", p]);
+            assert!(!ok && out.contains("same cluster"), "{label}: check-config: {out}");
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+    // A deliberate copy: `{t}` into `source.{t}`, which the selection does not match.
+    let cfg = config(&unique_topic("self"), src, src, &t, "rename = \"prefix\"");
+    let r = start(cfg).await;
+    r.wait_records(100, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await; // two more topic refreshes
+    r.stop().await;
+    assert_same(src, &t, src, &format!("source.{t}"), &[]);
+    assert!(
+        !dst_has_topic(src, &format!("source.source.{t}")),
+        "the copy was copied again"
+    );
+}
+
+/// `--log-format json`: every line strait writes is JSON, the progress line
+/// carries its numbers as fields, and a selection matching no topic is warned
+/// about by `run` and `check`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_progress_fields_and_no_topic_warnings() {
+    let (src, dst) = (harness::kafka4(), harness::kafka4_dest());
+    let t = unique_topic("nomatch");
+    let path = config_file(&t, &src.bootstrap, &dst.bootstrap, &format!("{t}-absent"), "", "");
+    let p = path.to_str().unwrap();
+    let (ok, out) = strait_cmd(&["check", "--config", p]);
+    assert!(ok, "{out}");
+    assert!(out.contains("warning: no source topic matches"), "{out}");
+    let child = Command::new(env!("CARGO_BIN_EXE_strait"))
+        .args(["run", "--config", p, "--progress", "1", "--log-format", "json"])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let message = |v: &Value| v["fields"]["message"].as_str().unwrap_or_default().to_string();
+    assert!(
+        lines.iter().any(|v| message(v).contains("no source topic matches")),
+        "{text}"
+    );
+    let progress = lines
+        .iter()
+        .find(|v| message(v) == "progress")
+        .unwrap_or_else(|| panic!("no progress line: {text}"));
+    assert!(progress["fields"]["records_per_s"].is_number(), "{progress}");
+    assert!(progress["fields"]["records_total"].is_number(), "{progress}");
+    let last = lines.last().unwrap();
+    assert_eq!(message(last), "stopped", "{text}");
+    assert_eq!(last["fields"]["records"], 0, "{last}");
 }

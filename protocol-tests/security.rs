@@ -280,6 +280,47 @@ async fn scram_sha_256_and_512_over_tls_with_password_from_env_and_file() {
     let text = config_text(&topic, &topic, src, "", &s.cluster.listener_bootstrap("SCRAM"), &dst);
     replicate(Config::parse(&text, "test").unwrap(), 1000, async {}).await;
     assert_same(&plain.bootstrap, &s.cluster.bootstrap, &topic, 1000);
+    // `describe` and `load` reach the same secured cluster through the config file.
+    let path = s.pki.path(&format!("{topic}.toml"));
+    std::fs::write(&path, &text).unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_strait"))
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "strait {args:?}: {text}");
+        text
+    };
+    let p = path.to_str().unwrap();
+    let described = run(&["describe", "--config", p, "--cluster", "destination"]);
+    assert!(
+        described.contains("broker 1 ") && described.contains(&format!("topic {topic} ")),
+        "{described}"
+    );
+    let loaded = format!("{topic}-loaded");
+    run(&[
+        "load",
+        "--config",
+        p,
+        "--cluster",
+        "destination",
+        "--topic",
+        &loaded,
+        "--records",
+        "100",
+        "--partitions",
+        "1",
+    ]);
+    let c: Value = serde_json::from_str(
+        tool(&["count", "--bootstrap", &s.cluster.bootstrap, "--topic", &loaded])
+            .trim()
+            .lines()
+            .last()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(c["total"], 100, "{c}");
     // SCRAM-SHA-512, password from a file; the same topic again under a new replication name.
     let pw_file = s.pki.path("scram-password");
     std::fs::write(&pw_file, format!("{SCRAM_PASSWORD}\n")).unwrap();

@@ -26,8 +26,8 @@ use crate::replicate::metrics::Metrics;
 /// What to load.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
-    /// Source bootstrap servers.
-    pub bootstrap: String,
+    /// The cluster to write to (bootstrap servers, TLS, SASL).
+    pub client: ClientConfig,
     /// Topic (created if missing with `partitions` partitions).
     pub topic: String,
     /// Records to write in total.
@@ -114,7 +114,7 @@ fn batch(first: u64, n: usize, o: &LoadOptions, codec: Compression) -> Result<By
 /// Writes `o.records` records; returns the bytes written.
 pub async fn load(o: &LoadOptions) -> Result<u64, ClientError> {
     let codec = codec(&o.codec).map_err(|reason| ClientError::Invalid { what: "codec", reason })?;
-    let client = Arc::new(Client::connect(ClientConfig::new(&o.bootstrap)).await?);
+    let client = Arc::new(Client::connect(o.client.clone()).await?);
     client
         .create_topics(
             &[NewTopic {

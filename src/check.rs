@@ -27,6 +27,13 @@ pub struct CheckReport {
     pub lines: Vec<String>,
     /// Problems that would make a run fail.
     pub problems: Vec<String>,
+    /// Things that would not fail a run but are probably not what was meant.
+    pub warnings: Vec<String>,
+}
+
+/// A `topics` regex as the user wrote it (config parsing anchors it as `^(?:…)$`).
+pub fn unanchored(r: &str) -> &str {
+    r.strip_prefix("^(?:").and_then(|r| r.strip_suffix(")$")).unwrap_or(r)
 }
 
 fn missing(ops: i32, needed: &[(i32, &'static str)]) -> Vec<&'static str> {
@@ -77,24 +84,39 @@ async fn versions(side: &str, client: &Client, report: &mut CheckReport) -> Resu
 /// Runs every check of `cfg`.
 pub async fn check(cfg: &Config) -> CheckReport {
     let mut report = CheckReport::default();
+    let (src_label, dst_label) = (cfg.source.label("source"), cfg.destination.label("destination"));
     let src = match Client::connect(cfg.source.client_config()).await {
         Ok(c) => Some(c),
         Err(e) => {
-            report.problems.push(format!("source cluster: {e}"));
+            report.problems.push(format!("{src_label}: {e}"));
             None
         }
     };
     let dst = match Client::connect(cfg.destination.client_config()).await {
         Ok(c) => Some(c),
         Err(e) => {
-            report.problems.push(format!("destination cluster: {e}"));
+            report.problems.push(format!("{dst_label}: {e}"));
             None
         }
     };
+    if let (Some(s), Some(d)) = (&src, &dst) {
+        if crate::replicate::same_cluster(s, d) {
+            match s.refresh_metadata(None).await {
+                Ok(md) => match cfg.self_copy_problem(md.topics.keys().map(String::as_str)) {
+                    Some(problem) => report.problems.push(problem),
+                    None => report.lines.push(
+                        "source and destination are the same cluster: topics are copied inside it under their renamed names"
+                            .into(),
+                    ),
+                },
+                Err(e) => report.problems.push(format!("{src_label}: {e}")),
+            }
+        }
+    }
     let mut mapped: Vec<(String, String)> = Vec::new();
     if let Some(src) = &src {
         if let Err(e) = versions("source", src, &mut report).await {
-            report.problems.push(format!("source cluster: {e}"));
+            report.problems.push(format!("{src_label}: {e}"));
         }
         let req = MetadataRequest::default()
             .with_topics(None)
@@ -128,19 +150,23 @@ pub async fn check(cfg: &Config) -> CheckReport {
                         report.lines.push(format!("  {s} -> {d}"));
                     }
                     if mapped.is_empty() {
-                        report
-                            .lines
-                            .push("  (none yet: strait will pick up matching topics as they appear)".into());
+                        report.warnings.push(format!(
+                            "no source topic matches topics = {:?}{}: `strait run` would replicate nothing until one appears",
+                            cfg.topics.iter().map(|r| unanchored(r.as_str())).collect::<Vec<_>>(),
+                            if cfg.topics_exclude.is_empty() { String::new() } else {
+                                format!(" minus topics_exclude = {:?}", cfg.topics_exclude.iter().map(|r| unanchored(r.as_str())).collect::<Vec<_>>())
+                            }
+                        ));
                     }
                 }
-                Err(e) => report.problems.push(format!("source cluster: {e}")),
+                Err(e) => report.problems.push(format!("{src_label}: {e}")),
             },
-            Err(e) => report.problems.push(format!("source cluster: {e}")),
+            Err(e) => report.problems.push(format!("{src_label}: {e}")),
         }
     }
     if let Some(dst) = &dst {
         if let Err(e) = versions("destination", dst, &mut report).await {
-            report.problems.push(format!("destination cluster: {e}"));
+            report.problems.push(format!("{dst_label}: {e}"));
         }
         let cluster_ops = match dst.any_broker().await {
             Ok(conn) => conn
@@ -194,9 +220,9 @@ pub async fn check(cfg: &Config) -> CheckReport {
                         }
                     }
                 }
-                Err(e) => report.problems.push(format!("destination cluster: {e}")),
+                Err(e) => report.problems.push(format!("{dst_label}: {e}")),
             },
-            Err(e) => report.problems.push(format!("destination cluster: {e}")),
+            Err(e) => report.problems.push(format!("{dst_label}: {e}")),
         }
     }
     report

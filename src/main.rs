@@ -1,21 +1,35 @@
 //! The `strait` command line. Parsing lives here only; the work is in the library.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use strait::client::{Client, ClientConfig};
 
+/// Exit statuses, listed in every help that has them.
+const EXIT_CODES: &str = "\
+Exit status:
+  0  success
+  1  failure: the error names the cluster and the reason (a partition stopped
+     for `run`, a problem found for `check`, a consumer-group partition left
+     untranslated for `failover`)
+  2  command-line usage error";
+
+/// What `--threads` does, in the top-level help only.
+const THREADS_HELP: &str = "\
+Threads: strait runs on one thread by default (every command but `bench` and
+`load`): no cross-thread wake-ups, 4-12 % less CPU per GB and about half the
+memory of two threads in the benchmarks. Add threads (--threads N or
+STRAIT_THREADS) only when strait saturates one core.";
+
 /// strait: a pure-Rust replicator for Apache Kafka.
 #[derive(Debug, Parser)]
-#[command(name = "strait", version, about, long_about = None)]
+#[command(name = "strait", version, about, long_about = None, after_help = format!("{THREADS_HELP}\n\n{EXIT_CODES}"))]
 struct Cli {
     /// Log format on stderr: human or json. Level from RUST_LOG (default info for run, warn otherwise).
     #[arg(long, global = true, default_value = "human", env = "STRAIT_LOG_FORMAT", value_parser = ["human", "json"])]
     log_format: String,
-    /// Threads that run replication. 1 (the default for every command but `bench` and
-    /// `load`) runs everything on one thread: no cross-thread wake-ups, 4-12 % less CPU
-    /// per GB and about half the memory of two threads in the benchmarks. More threads
-    /// help only when strait saturates one core (see the README).
+    /// Worker threads (default 1; more only when strait saturates a core, see `strait --help`).
     #[arg(long, global = true, env = "STRAIT_THREADS", value_parser = clap::value_parser!(u16).range(1..=256))]
     threads: Option<u16>,
     #[command(subcommand)]
@@ -25,10 +39,11 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Replicates topics from the source to the destination cluster until SIGINT/SIGTERM.
+    #[command(after_help = EXIT_CODES)]
     Run {
-        /// Path of the TOML config (see strait.example.toml).
+        /// Path of the TOML config (`strait example-config` prints an annotated one).
         #[arg(long)]
-        config: std::path::PathBuf,
+        config: PathBuf,
         /// Seconds between progress lines (records/s, MB/s, lag per topic); 0 turns them off.
         #[arg(long, default_value_t = 5)]
         progress: u64,
@@ -37,10 +52,11 @@ enum Command {
     ExampleConfig,
     /// Drains replication, syncs the groups' offsets exactly, stops, prepares
     /// failback, and prints what consumers must change.
+    #[command(after_help = EXIT_CODES)]
     Failover {
         /// Path of the TOML config.
         #[arg(long)]
-        config: std::path::PathBuf,
+        config: PathBuf,
         /// Consumer groups to move (repeatable; default: the config's `groups`).
         #[arg(long = "group")]
         groups: Vec<String>,
@@ -50,7 +66,7 @@ enum Command {
     Failback {
         /// Path of the TOML config of the original replication.
         #[arg(long)]
-        config: std::path::PathBuf,
+        config: PathBuf,
         /// Seconds between progress lines; 0 turns them off.
         #[arg(long, default_value_t = 5)]
         progress: u64,
@@ -62,20 +78,24 @@ enum Command {
     },
     /// Connects to both clusters of a config and reports broker versions, matched
     /// topics and missing permissions; exits non-zero if a run would fail.
+    #[command(after_help = EXIT_CODES)]
     Check {
         /// Path of the TOML config.
         #[arg(long)]
-        config: std::path::PathBuf,
+        config: PathBuf,
     },
     /// Measures a replication: loads a fresh source topic (in a separate process)
     /// while replicating it, then reports throughput, latency, CPU and memory.
     Bench {
-        /// Source cluster bootstrap servers.
+        /// Source cluster bootstrap servers (plaintext, no authentication).
+        #[arg(long, required_unless_present = "config", conflicts_with = "config")]
+        source: Option<String>,
+        /// Destination cluster bootstrap servers (plaintext, no authentication).
+        #[arg(long, required_unless_present = "config", conflicts_with = "config")]
+        destination: Option<String>,
+        /// Take both clusters (with their TLS and SASL settings) from this config file instead.
         #[arg(long)]
-        source: String,
-        /// Destination cluster bootstrap servers.
-        #[arg(long)]
-        destination: String,
+        config: Option<PathBuf>,
         #[command(flatten)]
         load: LoadArgs,
         /// Replicate in exactly-once mode (transactions on the destination).
@@ -87,9 +107,8 @@ enum Command {
     },
     /// Writes synthetic records to a topic (used by `bench`; handy for tests).
     Load {
-        /// Bootstrap servers.
-        #[arg(long)]
-        bootstrap: String,
+        #[command(flatten)]
+        cluster: ClusterArgs,
         /// Topic (created if missing).
         #[arg(long)]
         topic: String,
@@ -100,14 +119,56 @@ enum Command {
     CheckConfig {
         /// Path of the TOML config.
         #[arg(long)]
-        config: std::path::PathBuf,
+        config: PathBuf,
     },
     /// Connects to a cluster and prints its brokers, negotiated API versions and topics.
     Describe {
-        /// Comma-separated bootstrap servers (host:port).
-        #[arg(long)]
-        bootstrap: String,
+        #[command(flatten)]
+        cluster: ClusterArgs,
     },
+}
+
+/// One cluster to talk to: a bootstrap list (plaintext, no authentication), or
+/// a cluster of a config file with its TLS and SASL settings.
+#[derive(Debug, Clone, clap::Args)]
+struct ClusterArgs {
+    /// Comma-separated bootstrap servers (host:port), plaintext without authentication.
+    #[arg(long, required_unless_present = "config", conflicts_with = "config")]
+    bootstrap: Option<String>,
+    /// A strait config file: connect with the settings (TLS, SASL, timeouts) of one of its clusters.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// With --config: `source`, `destination`, or a cluster's alias.
+    #[arg(long, default_value = "source", requires = "config")]
+    cluster: String,
+}
+
+impl ClusterArgs {
+    fn client_config(&self) -> Result<ClientConfig, Box<dyn std::error::Error>> {
+        match (&self.bootstrap, &self.config) {
+            (Some(b), _) => Ok(ClientConfig::new(b)),
+            (None, Some(path)) => {
+                let c = strait::config::Config::load(path)?;
+                let cluster = match self.cluster.as_str() {
+                    "source" => &c.source,
+                    "destination" => &c.destination,
+                    a if a == c.source.alias => &c.source,
+                    a if a == c.destination.alias => &c.destination,
+                    other => {
+                        return Err(format!(
+                            "config {} has no cluster {other:?}; allowed: source, destination, {:?}, {:?}",
+                            path.display(),
+                            c.source.alias,
+                            c.destination.alias
+                        )
+                        .into())
+                    }
+                };
+                Ok(cluster.client_config())
+            }
+            (None, None) => Err("give --bootstrap or --config".into()),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,7 +178,7 @@ enum OffsetsCommand {
     Translate {
         /// Path of the TOML config of the replication.
         #[arg(long)]
-        config: std::path::PathBuf,
+        config: PathBuf,
         /// Consumer group on the source.
         #[arg(long)]
         group: String,
@@ -150,9 +211,9 @@ struct LoadArgs {
 }
 
 impl LoadArgs {
-    fn options(&self, bootstrap: &str, topic: &str) -> strait::bench::LoadOptions {
+    fn options(&self, client: ClientConfig, topic: &str) -> strait::bench::LoadOptions {
         strait::bench::LoadOptions {
-            bootstrap: bootstrap.to_string(),
+            client,
             topic: topic.to_string(),
             records: self.records,
             record_size: self.record_size,
@@ -201,12 +262,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let json = cli.log_format == "json";
     let result = rt.block_on(async {
         match cli.command {
-            Command::Describe { bootstrap } => describe(&bootstrap).await,
-            Command::Run { config, progress } => run(&config, progress).await,
-            Command::Load { bootstrap, topic, load } => {
-                let bytes = strait::bench::load(&load.options(&bootstrap, &topic)).await?;
+            Command::Describe { cluster } => describe(cluster.client_config()?).await,
+            Command::Run { config, progress } => run(&config, progress, json).await,
+            Command::Load { cluster, topic, load } => {
+                let bytes = strait::bench::load(&load.options(cluster.client_config()?, &topic)).await?;
                 eprintln!(
                     "loaded {} records, {:.1} MB of batches into {topic}",
                     load.records,
@@ -217,20 +279,28 @@ fn main() -> ExitCode {
             Command::Bench {
                 source,
                 destination,
+                config,
                 load,
                 exactly_once,
                 json,
-            } => bench(&source, &destination, &load, exactly_once, json).await,
+            } => {
+                let clusters = match (source, destination, config) {
+                    (Some(s), Some(d), _) => BenchClusters::Plain(s, d),
+                    (_, _, Some(path)) => BenchClusters::Config(path),
+                    _ => return Err("give --source and --destination, or --config".into()),
+                };
+                bench(clusters, &load, exactly_once, json).await
+            }
             Command::Offsets {
                 command: OffsetsCommand::Translate { config, group, topic },
             } => {
                 let c = strait::config::Config::load(&config)?;
                 let src = Client::connect(c.source.client_config())
                     .await
-                    .map_err(|e| format!("source cluster: {e}"))?;
+                    .map_err(|e| format!("{}: {e}", c.source.label("source")))?;
                 let dst = Client::connect(c.destination.client_config())
                     .await
-                    .map_err(|e| format!("destination cluster: {e}"))?;
+                    .map_err(|e| format!("{}: {e}", c.destination.label("destination")))?;
                 let rows =
                     strait::replicate::translate::translate_group(&c, &src, &dst, &group, topic.as_deref()).await?;
                 println!(
@@ -268,6 +338,19 @@ fn main() -> ExitCode {
                     }
                 }
                 println!("Producers may now write to the destination; `strait failback --config ...` replicates those records back.");
+                let untranslated = r.untranslated();
+                if !untranslated.is_empty() {
+                    let list: Vec<String> = untranslated
+                        .iter()
+                        .map(|(g, t, p, o)| format!("group {g} {t}[{p}] at source offset {o}"))
+                        .collect();
+                    return Err(format!(
+                        "failover incomplete: {} consumer-group partition(s) have no destination offset (not replicated, or behind what the offset map still covers); their consumers will start per auto.offset.reset: {}",
+                        list.len(),
+                        list.join(", ")
+                    )
+                    .into());
+                }
                 Ok(())
             }
             Command::Failback { config, progress } => {
@@ -276,7 +359,11 @@ fn main() -> ExitCode {
                 eprintln!("failback: replicating {} back to {} as {:?}", c.destination.bootstrap_servers.get_ref(), c.source.bootstrap_servers.get_ref(), reverse.name);
                 let progress = (progress > 0).then(|| std::time::Duration::from_secs(progress));
                 let summary = strait::replicate::run(reverse, shutdown_signal(), progress, |_| {}).await?;
-                eprintln!("stopped: {} records, {:.1} MB replicated back", summary.records, summary.bytes as f64 / 1e6);
+                if json {
+                    tracing::info!(records = summary.records, megabytes = summary.bytes as f64 / 1e6, "stopped: failback");
+                } else {
+                    eprintln!("stopped: {} records, {:.1} MB replicated back", summary.records, summary.bytes as f64 / 1e6);
+                }
                 Ok(())
             }
             Command::Check { config } => {
@@ -284,6 +371,9 @@ fn main() -> ExitCode {
                 let report = strait::check::check(&c).await;
                 for l in &report.lines {
                     println!("{l}");
+                }
+                for w in &report.warnings {
+                    println!("warning: {w}");
                 }
                 if report.problems.is_empty() {
                     println!("ok: a run of {:?} should work", c.name);
@@ -301,6 +391,12 @@ fn main() -> ExitCode {
             }
             Command::CheckConfig { config } => {
                 let c = strait::config::Config::load(&config)?;
+                if c.same_bootstrap() {
+                    if let Some(problem) = c.self_copy_problem(std::iter::empty()) {
+                        return Err(format!("config {}: {problem}", config.display()).into());
+                    }
+                    println!("note: source and destination have the same bootstrap servers: topics are copied inside one cluster under their renamed names (`strait check` verifies the selection does not match the copies)");
+                }
                 println!(
                     "replication {:?}: {} -> {}; checkpoint group {}; offset map topic {}",
                     c.name,
@@ -316,35 +412,61 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            if json {
+                tracing::error!(error = %e, "strait failed");
+            } else {
+                eprintln!("error: {e}");
+            }
             ExitCode::FAILURE
         }
     }
 }
 
-async fn run(path: &std::path::Path, progress: u64) -> Result<(), Box<dyn std::error::Error>> {
+async fn run(path: &Path, progress: u64, json: bool) -> Result<(), Box<dyn std::error::Error>> {
     let cfg = strait::config::Config::load(path)?;
     let progress = (progress > 0).then(|| std::time::Duration::from_secs(progress));
     let summary = strait::replicate::run(cfg, shutdown_signal(), progress, |_| {}).await?;
-    eprintln!(
-        "stopped: {} records, {:.1} MB replicated ({} batches raw, {} re-encoded)",
-        summary.records,
-        summary.bytes as f64 / 1e6,
-        summary.batches_fast,
-        summary.batches_slow
-    );
+    if json {
+        tracing::info!(
+            records = summary.records,
+            megabytes = summary.bytes as f64 / 1e6,
+            batches_raw = summary.batches_fast,
+            batches_reencoded = summary.batches_slow,
+            partitions_stopped = summary.stopped.len(),
+            "stopped"
+        );
+    } else {
+        eprintln!(
+            "stopped: {} records, {:.1} MB replicated ({} batches raw, {} re-encoded)",
+            summary.records,
+            summary.bytes as f64 / 1e6,
+            summary.batches_fast,
+            summary.batches_slow
+        );
+    }
     if !summary.stopped.is_empty() {
         for s in &summary.stopped {
-            eprintln!("partition stopped: {s}");
+            if json {
+                tracing::error!(reason = %s, "partition stopped");
+            } else {
+                eprintln!("partition stopped: {s}");
+            }
         }
         return Err(format!("{} partition(s) stopped on errors", summary.stopped.len()).into());
     }
     Ok(())
 }
 
+/// Where `bench` finds its clusters.
+enum BenchClusters {
+    /// Plaintext bootstrap lists.
+    Plain(String, String),
+    /// The source and destination of a config file.
+    Config(PathBuf),
+}
+
 async fn bench(
-    source: &str,
-    destination: &str,
+    clusters: BenchClusters,
     load: &LoadArgs,
     exactly_once: bool,
     json: bool,
@@ -354,8 +476,38 @@ async fn bench(
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis();
     let topic = format!("strait-bench-{stamp}");
+    let settings = format!(
+        "name = \"bench-{stamp}\"\ntopics = [\"{topic}\"]\nrefresh_interval_ms = 1000\nexactly_once = {exactly_once}\n"
+    );
+    let (cfg, loader_cluster) = match &clusters {
+        BenchClusters::Plain(source, destination) => (
+            strait::config::Config::parse(
+                &format!("{settings}[source]\nbootstrap_servers = \"{source}\"\n[destination]\nbootstrap_servers = \"{destination}\"\n"),
+                "bench",
+            )?,
+            vec!["--bootstrap".to_string(), source.clone()],
+        ),
+        BenchClusters::Config(path) => {
+            let file = strait::config::Config::load(path)?;
+            let mut c = strait::config::Config::parse(
+                &format!("{settings}[source]\nbootstrap_servers = \"127.0.0.1:1\"\n[destination]\nbootstrap_servers = \"127.0.0.1:1\"\n"),
+                "bench",
+            )?;
+            c.source = file.source;
+            c.destination = file.destination;
+            (
+                c,
+                vec![
+                    "--config".to_string(),
+                    path.display().to_string(),
+                    "--cluster".to_string(),
+                    "source".to_string(),
+                ],
+            )
+        }
+    };
     // Create the topic first, so replication finds it at once.
-    let src = Client::connect(ClientConfig::new(source)).await?;
+    let src = Client::connect(cfg.source.client_config()).await?;
     src.create_topics(
         &[strait::client::NewTopic {
             name: topic.clone(),
@@ -367,14 +519,10 @@ async fn bench(
         false,
     )
     .await?;
-    let cfg = strait::config::Config::parse(
-        &format!(
-            "name = \"bench-{stamp}\"\ntopics = [\"{topic}\"]\nrefresh_interval_ms = 1000\nexactly_once = {exactly_once}\n[source]\nbootstrap_servers = \"{source}\"\n[destination]\nbootstrap_servers = \"{destination}\"\n"
-        ),
-        "bench",
-    )?;
     let loader = std::process::Command::new(std::env::current_exe()?)
-        .args(["load", "--bootstrap", source, "--topic", &topic])
+        .arg("load")
+        .args(&loader_cluster)
+        .args(["--topic", &topic])
         .args([
             "--records",
             &load.records.to_string(),
@@ -418,8 +566,8 @@ async fn shutdown_signal() {
     }
 }
 
-async fn describe(bootstrap: &str) -> Result<(), Box<dyn std::error::Error>> {
-    let client = Client::connect(ClientConfig::new(bootstrap)).await?;
+async fn describe(client: ClientConfig) -> Result<(), Box<dyn std::error::Error>> {
+    let client = Client::connect(client).await?;
     let md = client.refresh_metadata(None).await?;
     println!("cluster {}", md.cluster_id.as_deref().unwrap_or("?"));
     let mut brokers: Vec<_> = md.brokers.values().collect();

@@ -205,3 +205,80 @@ pub fn leader_of(cluster: &KafkaCluster, topic: &str, partition: u32) -> usize {
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or_else(|| panic!("no leader in {md}"))
 }
+
+/// A plain HTTP GET; returns the status and the body.
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("metrics endpoint listens");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (
+        status,
+        out.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default(),
+    )
+}
+
+/// The value of an unlabelled Prometheus metric.
+pub fn metric(body: &str, name: &str) -> f64 {
+    body.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{body}"))
+}
+
+/// A free loopback `ip:port` (bound, then released).
+pub fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+/// Waits until `f` holds, polling every 200 ms; panics with `what` after `timeout`.
+pub async fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Moves the log start of `topic`'s `partition` to `offset` (-1: its end) with
+/// Kafka's own DeleteRecords tool.
+pub fn delete_records(cluster: &KafkaCluster, topic: &str, partition: i32, offset: i64) {
+    let spec = std::env::temp_dir().join(format!("{topic}-{partition}-delete.json"));
+    std::fs::write(
+        &spec,
+        format!(r#"{{"version":1,"partitions":[{{"topic":"{topic}","partition":{partition},"offset":{offset}}}]}}"#),
+    )
+    .unwrap();
+    cluster
+        .tool(
+            "org.apache.kafka.tools.DeleteRecordsCommand",
+            &[
+                "--bootstrap-server",
+                &cluster.bootstrap,
+                "--offset-json-file",
+                spec.to_str().unwrap(),
+            ],
+        )
+        .unwrap();
+    let _ = std::fs::remove_file(&spec);
+}
+
+/// The `strait` binary with `args`; returns (exit success, stdout + stderr).
+pub fn strait_cmd(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_strait"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+    )
+}

@@ -244,8 +244,8 @@ def cmd_load(a):
     cb = Delivery()
     for i in range(a.start_index, a.start_index + a.count):
         key, value, headers, ts = record_for(i, a.seed, a.value_size, a.keys, not a.no_null_keys)
-        part = None
-        if key is None:
+        part = a.partition
+        if part is None and key is None:
             # Explicit round robin over null-key records, a pure function of
             # i (null keys are i % 7 == 6) so split loads (--start-index)
             # place records exactly like one big load.
@@ -618,6 +618,8 @@ def main(argv=None):
     s.add_argument("--batch-size", type=int, default=16384)
     s.add_argument("--keys", type=int, default=16)
     s.add_argument("--start-index", type=int, default=0)
+    s.add_argument("--partition", type=int,
+                   help="write every record to this partition (default: by key; null keys round robin)")
     s.add_argument("--no-null-keys", action="store_true",
                    help="every record gets a key (compacted topics refuse null keys)")
     s.add_argument("--partitioner", default="murmur2_random",

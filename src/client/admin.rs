@@ -33,6 +33,32 @@ pub const LATEST: i64 = -1;
 /// Config resource type of a topic (`ConfigResource.Type.TOPIC`).
 const RESOURCE_TOPIC: i8 = 2;
 
+/// A group's committed offset of one partition, with the metadata string
+/// committed beside it (OffsetCommit's `committed_metadata`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupOffset {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Next offset to consume (-1: none committed).
+    pub offset: i64,
+    /// Metadata committed with the offset ("" when none).
+    pub metadata: String,
+}
+
+impl GroupOffset {
+    /// An offset without metadata.
+    pub fn new(topic: impl Into<String>, partition: i32, offset: i64) -> Self {
+        Self {
+            topic: topic.into(),
+            partition,
+            offset,
+            metadata: String::new(),
+        }
+    }
+}
+
 /// A topic to create.
 #[derive(Debug, Clone)]
 pub struct NewTopic {
@@ -449,17 +475,27 @@ impl Client {
     /// Commits offsets for a group with no active members (generation -1), as admin tools do.
     /// `offsets`: (topic, partition, next offset to consume).
     pub async fn commit_offsets(&self, group: &str, offsets: &[(String, i32, i64)]) -> Result<()> {
+        let offsets: Vec<GroupOffset> = offsets
+            .iter()
+            .map(|(t, p, o)| GroupOffset::new(t.as_str(), *p, *o))
+            .collect();
+        self.commit_group_offsets(group, &offsets).await
+    }
+
+    /// Like [`commit_offsets`](Self::commit_offsets), with each offset's metadata string.
+    pub async fn commit_group_offsets(&self, group: &str, offsets: &[GroupOffset]) -> Result<()> {
         self.retrying(|| self.commit_offsets_once(group, offsets)).await
     }
 
-    async fn commit_offsets_once(&self, group: &str, offsets: &[(String, i32, i64)]) -> Result<()> {
+    async fn commit_offsets_once(&self, group: &str, offsets: &[GroupOffset]) -> Result<()> {
         let mut by_topic: HashMap<&str, Vec<OffsetCommitRequestPartition>> = HashMap::new();
-        for (t, p, o) in offsets {
-            by_topic.entry(t.as_str()).or_default().push(
+        for o in offsets {
+            by_topic.entry(o.topic.as_str()).or_default().push(
                 OffsetCommitRequestPartition::default()
-                    .with_partition_index(*p)
-                    .with_committed_offset(*o)
-                    .with_committed_leader_epoch(-1),
+                    .with_partition_index(o.partition)
+                    .with_committed_offset(o.offset)
+                    .with_committed_leader_epoch(-1)
+                    .with_committed_metadata((!o.metadata.is_empty()).then(|| s(&o.metadata))),
             );
         }
         let req = OffsetCommitRequest::default()
@@ -499,10 +535,20 @@ impl Client {
     /// Committed offsets of a group for the given topics' partitions (all of the
     /// group's partitions when `topics` is empty); -1 where none.
     pub async fn fetch_offsets(&self, group: &str, topics: &[(String, Vec<i32>)]) -> Result<Vec<(String, i32, i64)>> {
+        Ok(self
+            .fetch_group_offsets(group, topics)
+            .await?
+            .into_iter()
+            .map(|o| (o.topic, o.partition, o.offset))
+            .collect())
+    }
+
+    /// Like [`fetch_offsets`](Self::fetch_offsets), with each offset's metadata string.
+    pub async fn fetch_group_offsets(&self, group: &str, topics: &[(String, Vec<i32>)]) -> Result<Vec<GroupOffset>> {
         self.retrying(|| self.fetch_offsets_once(group, topics)).await
     }
 
-    async fn fetch_offsets_once(&self, group: &str, topics: &[(String, Vec<i32>)]) -> Result<Vec<(String, i32, i64)>> {
+    async fn fetch_offsets_once(&self, group: &str, topics: &[(String, Vec<i32>)]) -> Result<Vec<GroupOffset>> {
         let conn = self.find_coordinator(group, 0).await?;
         let version = conn.version_of::<OffsetFetchRequest>()?;
         let mut req = OffsetFetchRequest::default();
@@ -538,8 +584,9 @@ impl Client {
         let resp = conn.request_at(version, &req).await?;
         let fail = |code: i16, what: String| ClientError::kafka("OffsetFetch", conn.broker(), what, code, None);
         // v8+ answers per group, older versions flat: reduce both to one list of
-        // (group error, [(topic, partition, error, offset)]).
-        let (group_error, partitions): (i16, Vec<(String, i32, i16, i64)>) = if version >= 8 {
+        // (group error, [(topic, partition, error, offset, metadata)]).
+        type Row = (String, i32, i16, i64, String);
+        let (group_error, partitions): (i16, Vec<Row>) = if version >= 8 {
             let g = resp.groups.first();
             (
                 g.map(|g| g.error_code).unwrap_or(0),
@@ -552,6 +599,7 @@ impl Client {
                                 p.partition_index,
                                 p.error_code,
                                 p.committed_offset,
+                                p.metadata.as_ref().map(|m| m.to_string()).unwrap_or_default(),
                             )
                         })
                     })
@@ -569,6 +617,7 @@ impl Client {
                                 p.partition_index,
                                 p.error_code,
                                 p.committed_offset,
+                                p.metadata.as_ref().map(|m| m.to_string()).unwrap_or_default(),
                             )
                         })
                     })
@@ -579,11 +628,16 @@ impl Client {
             return Err(fail(group_error, format!("group {group}")));
         }
         let mut out = Vec::with_capacity(partitions.len());
-        for (t, p, code, offset) in partitions {
+        for (topic, partition, code, offset, metadata) in partitions {
             if code != 0 {
-                return Err(fail(code, format!("group {group} {t}-{p}")));
+                return Err(fail(code, format!("group {group} {topic}-{partition}")));
             }
-            out.push((t, p, offset));
+            out.push(GroupOffset {
+                topic,
+                partition,
+                offset,
+                metadata,
+            });
         }
         Ok(out)
     }

@@ -12,7 +12,7 @@ pub mod secret;
 pub mod tls;
 pub mod txn;
 
-pub use admin::{ConfigEntry, NewTopic};
+pub use admin::{ConfigEntry, GroupOffset, NewTopic};
 pub use conn::{Connection, ConnectionConfig, PendingProduce, Throttled};
 pub use errors::{classify, error_name, ErrorClass};
 pub use metadata::{BrokerInfo, Metadata, PartitionMetadata, TopicMetadata};

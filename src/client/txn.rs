@@ -21,7 +21,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::{Client, ClientError, Result};
+use super::{Client, ClientError, GroupOffset, Result};
 use crate::batch::ProducerStamp;
 
 /// Highest Produce version of the classic transaction protocol.
@@ -136,17 +136,18 @@ impl Client {
 
     /// Commits offsets (topic, partition, next offset) for `group` inside the transaction;
     /// they become visible when the transaction commits.
-    pub async fn txn_offset_commit(&self, txn: &TxnId, group: &str, offsets: &[(String, i32, i64)]) -> Result<()> {
+    pub async fn txn_offset_commit(&self, txn: &TxnId, group: &str, offsets: &[GroupOffset]) -> Result<()> {
         if offsets.is_empty() {
             return Ok(());
         }
         let mut by_topic: BTreeMap<&str, Vec<TxnOffsetCommitRequestPartition>> = BTreeMap::new();
-        for (t, p, o) in offsets {
-            by_topic.entry(t.as_str()).or_default().push(
+        for o in offsets {
+            by_topic.entry(o.topic.as_str()).or_default().push(
                 TxnOffsetCommitRequestPartition::default()
-                    .with_partition_index(*p)
-                    .with_committed_offset(*o)
-                    .with_committed_leader_epoch(-1),
+                    .with_partition_index(o.partition)
+                    .with_committed_offset(o.offset)
+                    .with_committed_leader_epoch(-1)
+                    .with_committed_metadata((!o.metadata.is_empty()).then(|| s(&o.metadata))),
             );
         }
         let req = TxnOffsetCommitRequest::default()

@@ -41,8 +41,9 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
-    /// Short name of the cluster, used by `rename = "prefix"` (MM2's cluster alias).
-    #[serde(default = "default_alias")]
+    /// Short name of the cluster, used by `rename = "prefix"` (MM2's cluster alias)
+    /// and in messages (default: "source" / "destination").
+    #[serde(default)]
     pub alias: String,
     /// Comma-separated `host:port` list.
     pub bootstrap_servers: Spanned<String>,
@@ -140,6 +141,8 @@ struct RawConfig {
     sync_topic_configs: bool,
     #[serde(default)]
     metrics_address: Option<Spanned<String>>,
+    #[serde(default = "default_readiness_timeout_ms")]
+    readiness_timeout_ms: Spanned<u64>,
     #[serde(default)]
     groups: Vec<Spanned<String>>,
     #[serde(default)]
@@ -198,6 +201,9 @@ pub struct Config {
     pub sync_topic_configs: bool,
     /// `host:port` of the Prometheus/health HTTP endpoint (none: off).
     pub metrics_address: Option<std::net::SocketAddr>,
+    /// `/readyz` fails once the destination has not acknowledged a checkpoint,
+    /// or the source has not answered, for this long (idle or not).
+    pub readiness_timeout: Duration,
     /// Consumer groups whose offsets are translated onto the destination (empty: off).
     pub groups: Vec<Regex>,
     /// Groups never synced.
@@ -215,9 +221,6 @@ pub struct Config {
     pub transaction_timeout_ms: i32,
 }
 
-fn default_alias() -> String {
-    "source".into()
-}
 fn default_client_id() -> String {
     "strait".into()
 }
@@ -266,6 +269,9 @@ fn default_max_in_flight() -> Spanned<usize> {
 fn default_max_request_bytes() -> usize {
     8 * 1024 * 1024
 }
+fn default_readiness_timeout_ms() -> Spanned<u64> {
+    Spanned::new(0..0, 30_000)
+}
 fn default_group_sync_interval_ms() -> u64 {
     10_000
 }
@@ -291,6 +297,16 @@ fn default_true() -> bool {
 }
 
 impl ClusterConfig {
+    /// How messages name this cluster in its `role` ("source" or "destination"):
+    /// `source cluster "east"`, or `source cluster` when the alias is the role.
+    pub fn label(&self, role: &str) -> String {
+        if self.alias.is_empty() || self.alias == role {
+            format!("{role} cluster")
+        } else {
+            format!("{role} cluster {:?}", self.alias)
+        }
+    }
+
     /// Client settings for this cluster.
     pub fn client_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new(self.bootstrap_servers.get_ref());
@@ -321,7 +337,7 @@ impl Config {
     pub fn parse(text: &str, path: &str) -> Result<Self, ConfigError> {
         let mut raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_string(),
-            message: security::redact(e.to_string().trim_end()).replace('\n', "\n  "),
+            message: security::redact(&misplaced_key_hint(e.to_string().trim_end())).replace('\n', "\n  "),
         })?;
         let invalid = |span: std::ops::Range<usize>, key: &str, problem: String| ConfigError::Invalid {
             path: path.to_string(),
@@ -374,6 +390,9 @@ impl Config {
         }
         for (key, c) in [("source", &mut raw.source), ("destination", &mut raw.destination)] {
             security::validate(key, c.tls.as_ref(), c.sasl.as_mut(), &invalid)?;
+            if c.alias.is_empty() {
+                c.alias = key.to_string();
+            }
         }
         if !(1..=5).contains(raw.max_in_flight_per_partition.get_ref()) {
             return Err(invalid(
@@ -426,6 +445,14 @@ impl Config {
                 )
             })?),
         };
+        let readiness = *raw.readiness_timeout_ms.get_ref();
+        if readiness < 1_000 {
+            return Err(invalid(
+                raw.readiness_timeout_ms.span(),
+                "readiness_timeout_ms",
+                format!("is {readiness}; allowed: at least 1000"),
+            ));
+        }
         Ok(Config {
             name,
             source: raw.source,
@@ -446,6 +473,7 @@ impl Config {
             replication_factor: raw.replication_factor,
             sync_topic_configs: raw.sync_topic_configs,
             metrics_address,
+            readiness_timeout: Duration::from_millis(readiness),
             groups,
             groups_exclude,
             group_sync_interval: Duration::from_millis(raw.group_sync_interval_ms.max(100)),
@@ -523,6 +551,48 @@ impl Config {
             && !self.groups_exclude.iter().any(|r| r.is_match(group))
     }
 
+    /// When source and destination are one cluster: why copying `topics` into it
+    /// would feed the copy back into itself, or `None` when it is a deliberate
+    /// copy (a rename whose output the topic selection does not match).
+    pub fn self_copy_problem<'a>(&self, topics: impl IntoIterator<Item = &'a str>) -> Option<String> {
+        if self.rename == Rename::Identity {
+            return Some(
+                "source and destination are the same cluster and rename = \"identity\": every topic would be copied into itself"
+                    .into(),
+            );
+        }
+        let loops: Vec<String> = topics
+            .into_iter()
+            .filter(|t| self.wants_topic(t, false))
+            .filter_map(|t| {
+                let d = self.destination_topic(t);
+                self.wants_topic(&d, false).then(|| format!("{t} -> {d}"))
+            })
+            .collect();
+        (!loops.is_empty()).then(|| {
+            format!(
+                "source and destination are the same cluster and the topic selection matches the renamed copies too ({}): each copy would be copied again; narrow `topics` or exclude the copies with `topics_exclude`",
+                loops.join(", ")
+            )
+        })
+    }
+
+    /// True when the two bootstrap lists name the same servers (in any order).
+    pub fn same_bootstrap(&self) -> bool {
+        let set = |c: &ClusterConfig| {
+            let mut v: Vec<String> = c
+                .bootstrap_servers
+                .get_ref()
+                .split(',')
+                .map(|s| s.trim().to_ascii_lowercase())
+                .filter(|s| !s.is_empty())
+                .collect();
+            v.sort();
+            v
+        };
+        set(&self.source) == set(&self.destination)
+    }
+
     /// Destination name of a source topic.
     pub fn destination_topic(&self, source_topic: &str) -> String {
         self.rename.apply(&self.source.alias, source_topic)
@@ -531,6 +601,51 @@ impl Config {
 
 /// The annotated example configuration shipped with strait.
 pub const EXAMPLE: &str = include_str!("strait.example.toml");
+
+/// Keys of the top level of a config file.
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "name",
+    "topics",
+    "topics_exclude",
+    "rename",
+    "start_from",
+    "refresh_interval_ms",
+    "checkpoint_interval_ms",
+    "max_buffered_bytes",
+    "fetch_max_bytes",
+    "fetch_partition_max_bytes",
+    "fetch_max_wait_ms",
+    "max_in_flight_per_partition",
+    "max_request_bytes",
+    "coalesce_below_bytes",
+    "replication_factor",
+    "sync_topic_configs",
+    "metrics_address",
+    "readiness_timeout_ms",
+    "groups",
+    "groups_exclude",
+    "group_sync_interval_ms",
+    "exactly_once",
+    "transaction_interval_ms",
+    "transaction_max_bytes",
+    "transaction_timeout_ms",
+];
+
+/// TOML puts every key after a `[table]` header into that table: a top-level
+/// key written below `[source]` or `[destination]` reads as an unknown key of
+/// that table. Says so, with the fix.
+fn misplaced_key_hint(message: &str) -> String {
+    let key = message
+        .split("unknown field `")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next());
+    match key {
+        Some(k) if TOP_LEVEL_KEYS.contains(&k) && message.contains("`bootstrap_servers`") => format!(
+            "{message}\n`{k}` is a top-level key: move it above the [source] and [destination] tables (in TOML, every key below a [table] header belongs to that table)"
+        ),
+        _ => message.to_string(),
+    }
+}
 
 fn line_of(text: &str, byte: usize) -> usize {
     text[..byte.min(text.len())].matches('\n').count() + 1
@@ -625,6 +740,48 @@ bootstrap_servers = "127.0.0.1:9093,127.0.0.1:9094"
         assert_eq!(c.name, "dr-east");
         assert!(c.wants_topic("orders.eu", false) && !c.wants_topic("orders.tmp.x", false));
         assert_eq!(c.source.alias, "east");
+    }
+
+    #[test]
+    fn top_level_key_below_a_table_says_to_move_it() {
+        for key in TOP_LEVEL_KEYS {
+            let value = match *key {
+                "topics" | "topics_exclude" | "groups" | "groups_exclude" => "[\"x\"]",
+                "name" | "rename" | "start_from" | "metrics_address" => "\"x\"",
+                "sync_topic_configs" | "exactly_once" => "true",
+                _ => "1",
+            };
+            let text = format!("{GOOD}{key} = {value}\n");
+            let e = Config::parse(&text, "t.toml").unwrap_err().to_string();
+            assert!(
+                e.contains(&format!(
+                    "`{key}` is a top-level key: move it above the [source] and [destination] tables"
+                )),
+                "{e}"
+            );
+            // The same key at the top level is known (whatever its value's verdict).
+            let top = format!("{key} = {value}\n{GOOD}");
+            if let Err(e) = Config::parse(&top, "t.toml") {
+                assert!(!e.to_string().contains("unknown field"), "{key}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn one_cluster_needs_a_rename_whose_copies_are_not_selected() {
+        let same = GOOD.replace("127.0.0.1:9093,127.0.0.1:9094", "127.0.0.1:9092");
+        let c = Config::parse(&same, "t").unwrap();
+        assert!(c.same_bootstrap());
+        assert!(!Config::parse(GOOD, "t").unwrap().same_bootstrap());
+        // prefix: "orders.eu" -> "east.orders.eu", which `orders\..*` does not match.
+        assert_eq!(c.self_copy_problem(["orders.eu", "payments"]), None);
+        let all = same.replace(r#"topics = ["orders\\..*", "payments"]"#, r#"topics = [".*"]"#);
+        let c = Config::parse(&all, "t").unwrap();
+        let p = c.self_copy_problem(["orders"]).unwrap();
+        assert!(p.contains("orders -> east.orders") && p.contains("same cluster"), "{p}");
+        let identity = same.replace(r#"rename = "prefix""#, r#"rename = "identity""#);
+        let p = Config::parse(&identity, "t").unwrap().self_copy_problem([]).unwrap();
+        assert!(p.contains("identity"), "{p}");
     }
 
     #[test]

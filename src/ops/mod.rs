@@ -66,23 +66,26 @@ pub async fn serve(listener: TcpListener, handle: Handle) {
     }
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-/// Ready when a checkpoint succeeded within the last 30 s (so both clusters
-/// answer) and no partition is stopped.
+/// Ready when both clusters answered recently, idle or not: a checkpoint was
+/// committed on the destination (an idle replication re-commits its positions)
+/// and the source answered a fetch or a metadata request, each within
+/// `stale_after` (30 s by default); and no partition is stopped.
 fn readiness(h: &Handle) -> Result<(), String> {
-    let last = Metrics::get(&h.metrics.last_checkpoint_ms);
-    if last == 0 {
-        return Err("no checkpoint committed yet".into());
+    let limit = h.stale_after.as_millis() as u64;
+    match Metrics::age_ms(&h.metrics.last_checkpoint_ms) {
+        None => return Err("no checkpoint committed yet".into()),
+        Some(age) if age > limit => {
+            return Err(format!(
+                "last checkpoint committed {} s ago: the destination does not answer",
+                age / 1000
+            ))
+        }
+        Some(_) => {}
     }
-    let age = now_ms().saturating_sub(last);
-    if age > 30_000 {
-        return Err(format!("last checkpoint {} s ago", age / 1000));
+    match Metrics::age_ms(&h.metrics.last_source_ok_ms) {
+        None => return Err("the source has not answered yet".into()),
+        Some(age) if age > limit => return Err(format!("the source last answered {} s ago", age / 1000)),
+        Some(_) => {}
     }
     let stopped = h.stopped_partitions();
     if stopped > 0 {
@@ -169,14 +172,10 @@ pub fn render(h: &Handle) -> String {
         );
     }
     let _ = writeln!(o, "strait_replication_latency_seconds_count {}", hist.count());
-    let last = Metrics::get(&m.last_checkpoint_ms);
-    let age = if last == 0 {
-        -1.0
-    } else {
-        now_ms().saturating_sub(last) as f64 / 1000.0
-    };
+    let age = Metrics::age_ms(&m.last_checkpoint_ms).map_or(-1.0, |ms| ms as f64 / 1000.0);
     let _ = writeln!(o, "# HELP strait_checkpoint_age_seconds Seconds since the last checkpoint (-1: none yet).\n# TYPE strait_checkpoint_age_seconds gauge\nstrait_checkpoint_age_seconds {age:.3}");
-    let _ = writeln!(o, "# HELP strait_buffered_bytes Bytes held between fetch and acknowledgement.\n# TYPE strait_buffered_bytes gauge\nstrait_buffered_bytes {}", h.buffered_bytes());
+    let _ = writeln!(o, "# HELP strait_buffered_bytes Bytes of fetched data held until the destination acknowledges them.\n# TYPE strait_buffered_bytes gauge\nstrait_buffered_bytes {}", h.buffered_bytes());
+    let _ = writeln!(o, "# HELP strait_buffered_reserved_bytes Bytes of the memory budget reserved by fetches waiting for their response.\n# TYPE strait_buffered_reserved_bytes gauge\nstrait_buffered_reserved_bytes {}", h.reserved_bytes());
     let _ = writeln!(o, "# HELP strait_partitions_stopped Partitions stopped on unrecoverable errors.\n# TYPE strait_partitions_stopped gauge\nstrait_partitions_stopped {}", h.stopped_partitions());
     o
 }

@@ -7,6 +7,11 @@
 //! the memory really in use, not the sum of the batches still queued. When the
 //! budget is spent, fetchers wait: a slow destination slows fetching instead of
 //! growing memory.
+//!
+//! A reservation for a fetch still waiting for its response holds budget but no
+//! data: [`Budget::data`] counts only bytes of responses that arrived, which is
+//! what `strait_buffered_bytes` reports (an idle replication holds 0), and
+//! [`Budget::reserved`] the rest.
 
 use std::sync::{Arc, Mutex};
 
@@ -17,6 +22,8 @@ use tokio::sync::Notify;
 pub struct Budget {
     limit: usize,
     used: Mutex<usize>,
+    /// Bytes of responses that arrived (a part of `used`).
+    data: std::sync::atomic::AtomicUsize,
     peak: std::sync::atomic::AtomicUsize,
     freed: Notify,
 }
@@ -26,6 +33,8 @@ pub struct Budget {
 pub struct Held {
     budget: Arc<Budget>,
     bytes: usize,
+    /// True once the bytes hold response data ([`Held::shrink_to`]), not a reservation.
+    data: bool,
 }
 
 impl Budget {
@@ -34,14 +43,26 @@ impl Budget {
         Arc::new(Self {
             limit,
             used: Mutex::new(0),
+            data: std::sync::atomic::AtomicUsize::new(0),
             peak: std::sync::atomic::AtomicUsize::new(0),
             freed: Notify::new(),
         })
     }
 
-    /// Bytes currently held.
+    /// Bytes currently held: response data and reservations of waiting fetches.
     pub fn used(&self) -> usize {
         *self.used.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Bytes of fetched data currently held (fetch responses not yet fully
+    /// acknowledged by the destination).
+    pub fn data(&self) -> usize {
+        self.data.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Bytes reserved by fetches still waiting for their response.
+    pub fn reserved(&self) -> usize {
+        self.used().saturating_sub(self.data())
     }
 
     /// The most bytes ever held at once.
@@ -72,6 +93,7 @@ impl Budget {
                     return Held {
                         budget: self.clone(),
                         bytes,
+                        data: false,
                     };
                 }
             }
@@ -88,13 +110,19 @@ impl Budget {
 }
 
 impl Held {
-    /// Gives back everything above `bytes` (a fetch answered with less than it
-    /// reserved).
+    /// The fetch was answered with `bytes` of data: gives back everything above
+    /// that, and counts the rest as data held.
     pub fn shrink_to(&mut self, bytes: usize) {
         if bytes < self.bytes {
             let extra = self.bytes - bytes;
             self.bytes = bytes;
             self.budget.release(extra);
+        }
+        if !self.data {
+            self.data = true;
+            self.budget
+                .data
+                .fetch_add(self.bytes, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
@@ -106,6 +134,11 @@ impl Held {
 
 impl Drop for Held {
     fn drop(&mut self) {
+        if self.data {
+            self.budget
+                .data
+                .fetch_sub(self.bytes, std::sync::atomic::Ordering::Relaxed);
+        }
         if self.bytes > 0 {
             self.budget.release(self.bytes);
         }
@@ -139,6 +172,21 @@ mod tests {
         // Oversized requests pass when nothing is held.
         let big = b.reserve_up_to(1000, 1000).await;
         assert_eq!(big.bytes(), 1000);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_fetch_reserves_but_holds_no_data() {
+        let b = Budget::new(100);
+        let mut fetch = b.reserve_up_to(20, 60).await;
+        assert_eq!((b.used(), b.data(), b.reserved()), (60, 0, 60), "idle: nothing held");
+        fetch.shrink_to(25); // the response brought 25 bytes
+        assert_eq!((b.used(), b.data(), b.reserved()), (25, 25, 0));
+        let other = b.reserve_up_to(20, 60).await;
+        assert_eq!((b.used(), b.data(), b.reserved()), (85, 25, 60));
+        drop(fetch);
+        assert_eq!((b.used(), b.data(), b.reserved()), (60, 0, 60));
+        drop(other);
+        assert_eq!((b.used(), b.data()), (0, 0));
     }
 
     #[tokio::test]

@@ -6,9 +6,19 @@
 //! committed as the offset of the destination partition in the consumer group
 //! `strait-{name}` on the destination, so a failover site has it without the
 //! source. The offset-map records for the same batches are written first.
+//!
+//! Each committed position carries, in the commit's metadata string
+//! (`strait:dst=<offset>`), the destination offset right after the last record
+//! written for the source offsets before it. That pair translates a consumer
+//! offset at or past the last replicated record even where the offset map has
+//! no run (an empty or idle partition, records expired before they were
+//! copied, map records aged out). An idle replication re-commits its positions
+//! every [`keepalive`] period, so the checkpoint age measures the last successful
+//! round trip to the destination and the group's offsets never expire.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::ProduceRequest;
@@ -21,9 +31,103 @@ use super::producer::{Producer, Route};
 use crate::batch::build::simple_record;
 use crate::batch::{patch_for_produce, RawBatch};
 use crate::client::txn::produce_version;
-use crate::client::{Client, ClientError, NewTopic, TxnId};
+use crate::client::{Client, ClientError, GroupOffset, NewTopic, TxnId};
 use crate::config::Config;
 use crate::protocol::{ProducePartition, ProduceTopic};
+
+/// An idle replication re-commits its positions at least this often: the
+/// commit is the proof that the destination answers (readiness, checkpoint
+/// age), and it keeps the checkpoint group's offsets from expiring
+/// (`offsets.retention.minutes`).
+pub const KEEPALIVE: Duration = Duration::from_secs(5);
+
+/// The keepalive period of `cfg`: [`KEEPALIVE`], or a third of the readiness
+/// timeout when that is shorter, so an idle, healthy replication stays ready.
+pub fn keepalive(cfg: &Config) -> Duration {
+    KEEPALIVE.min(cfg.readiness_timeout / 3)
+}
+
+/// A committed position: the next source offset, and the destination offset
+/// where the record at that source offset will land (-1: unknown).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// Next source offset.
+    pub src_next: i64,
+    /// Destination offset right after the last record written before `src_next`.
+    pub dst_next: i64,
+}
+
+/// The metadata string committed with a position.
+fn encode_meta(dst_next: i64) -> String {
+    if dst_next >= 0 {
+        format!("strait:dst={dst_next}")
+    } else {
+        String::new()
+    }
+}
+
+/// The destination offset of a committed position's metadata (-1: none).
+fn decode_meta(meta: &str) -> i64 {
+    meta.strip_prefix("strait:dst=")
+        .and_then(|v| v.parse::<i64>().ok())
+        .filter(|v| *v >= 0)
+        .unwrap_or(-1)
+}
+
+/// Translates source offset `offset` with one partition's map runs and its
+/// committed position: exact through the runs; an offset at or past the last
+/// replicated record maps to the destination position right after it (the
+/// consumer may re-read records replicated later, never skip one).
+pub fn translate_at(runs: Option<&[MapEntry]>, position: Option<Position>, offset: i64) -> Option<i64> {
+    if let Some(d) = runs.and_then(|r| super::offset_map::translate(r, offset)) {
+        return Some(d);
+    }
+    // No run: only the checkpoint knows where the destination stands.
+    position
+        .filter(|p| p.dst_next >= 0 && offset >= p.src_next)
+        .map(|p| p.dst_next)
+}
+
+/// Reads the committed positions of `group` on `dst` for the given topics' partitions
+/// (all of the group's partitions when `topics` is empty).
+pub async fn committed_positions(
+    dst: &Client,
+    group: &str,
+    topics: &[(String, Vec<i32>)],
+) -> Result<HashMap<(String, i32), Position>, ClientError> {
+    Ok(dst
+        .fetch_group_offsets(group, topics)
+        .await?
+        .into_iter()
+        .filter(|o| o.offset >= 0)
+        .map(|o| {
+            (
+                (o.topic, o.partition),
+                Position {
+                    src_next: o.offset,
+                    dst_next: decode_meta(&o.metadata),
+                },
+            )
+        })
+        .collect())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Commit entries of positions, each with its destination offset as metadata.
+fn offsets(positions: &[(Arc<str>, i32, Position)]) -> Vec<GroupOffset> {
+    positions
+        .iter()
+        .map(|(t, p, pos)| GroupOffset {
+            topic: t.to_string(),
+            partition: *p,
+            offset: pos.src_next,
+            metadata: encode_meta(pos.dst_next),
+        })
+        .collect()
+}
 
 /// Writes checkpoints for one replication.
 #[derive(Debug)]
@@ -32,7 +136,8 @@ pub struct Checkpointer {
     cfg: Arc<Config>,
     producer: Arc<Producer>,
     metrics: Arc<Metrics>,
-    committed: Mutex<HashMap<(Arc<str>, i32), i64>>,
+    /// Last committed position per destination partition.
+    committed: Mutex<HashMap<(Arc<str>, i32), Position>>,
     /// The offset map written so far (loaded at start, extended by every
     /// checkpoint): (destination topic, partition) → runs sorted by source offset.
     index: Mutex<HashMap<(String, i32), Vec<MapEntry>>>,
@@ -54,7 +159,7 @@ impl Checkpointer {
     /// Loads the offset map already in the destination (for group offset sync).
     pub async fn load_index(&self) -> Result<(), ClientError> {
         let map = super::translate::load_map(&self.cfg, &self.dst).await?;
-        let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        let mut index = lock(&self.index);
         for (k, runs) in map {
             let e = index.entry(k).or_default();
             e.extend(runs);
@@ -64,10 +169,16 @@ impl Checkpointer {
     }
 
     /// The destination offset of the first record at or after source `offset`
-    /// of destination topic `dst_topic`'s partition, if strait replicated that far.
+    /// of destination topic `dst_topic`'s partition ([`translate_at`] over the
+    /// offset map and the last committed position).
     pub fn translate(&self, dst_topic: &str, partition: i32, offset: i64) -> Option<i64> {
-        let index = self.index.lock().unwrap_or_else(|e| e.into_inner());
-        super::offset_map::translate(index.get(&(dst_topic.to_string(), partition))?, offset)
+        let position = lock(&self.committed).get(&(Arc::from(dst_topic), partition)).copied();
+        let index = lock(&self.index);
+        translate_at(
+            index.get(&(dst_topic.to_string(), partition)).map(Vec::as_slice),
+            position,
+            offset,
+        )
     }
 
     /// Creates the offset-map topic if it does not exist.
@@ -89,23 +200,21 @@ impl Checkpointer {
             .await
     }
 
-    /// Committed source positions of `partitions` of destination topic `dst_topic` (-1: none).
-    pub async fn load(&self, dst_topic: &str, partitions: &[i32]) -> Result<HashMap<i32, i64>, ClientError> {
-        let got = self
-            .dst
-            .fetch_offsets(
-                &self.cfg.checkpoint_group(),
-                &[(dst_topic.to_string(), partitions.to_vec())],
-            )
-            .await?;
+    /// Committed positions of `partitions` of destination topic `dst_topic`
+    /// (absent: none committed yet).
+    pub async fn load(&self, dst_topic: &str, partitions: &[i32]) -> Result<HashMap<i32, Position>, ClientError> {
+        let got = committed_positions(
+            &self.dst,
+            &self.cfg.checkpoint_group(),
+            &[(dst_topic.to_string(), partitions.to_vec())],
+        )
+        .await?;
         let mut out = HashMap::new();
-        let mut committed = self.committed.lock().unwrap_or_else(|e| e.into_inner());
-        for (t, p, o) in got {
+        let mut committed = lock(&self.committed);
+        for ((t, p), pos) in got {
             if t == dst_topic {
-                out.insert(p, o);
-                if o >= 0 {
-                    committed.insert((Arc::from(t.as_str()), p), o);
-                }
+                out.insert(p, pos);
+                committed.insert((Arc::from(t.as_str()), p), pos);
             }
         }
         Ok(out)
@@ -122,13 +231,19 @@ impl Checkpointer {
             }
             self.extend_index(&entries);
         }
-        let moved = self.moved();
+        let moved = self.due();
         if moved.is_empty() {
-            // Every position is committed already: the checkpoint is current.
-            self.touch();
+            if self.idle_probe_due() {
+                // Nothing to commit at all (no partitions yet): the round trip
+                // still proves the destination answers.
+                self.dst.refresh_metadata(Some(&[])).await?;
+                self.touch();
+            }
             return Ok(0);
         }
-        self.dst.commit_offsets(&self.cfg.checkpoint_group(), &moved).await?;
+        self.dst
+            .commit_group_offsets(&self.cfg.checkpoint_group(), &offsets(&moved))
+            .await?;
         self.committed_now(&moved);
         debug!(partitions = moved.len(), "checkpoint committed");
         Ok(moved.len())
@@ -140,9 +255,12 @@ impl Checkpointer {
     /// `map_seq` is the transactional producer's next sequence on the map partition.
     pub async fn commit_txn(&self, txn: &TxnId, map_seq: &mut i32, added: bool) -> Result<usize, ClientError> {
         let entries = self.producer.take_map_entries();
-        let moved = self.moved();
+        let moved = self.due();
         if !added && entries.is_empty() && moved.is_empty() {
-            self.touch();
+            if self.idle_probe_due() {
+                self.dst.refresh_metadata(Some(&[])).await?;
+                self.touch();
+            }
             return Ok(0);
         }
         let result = async {
@@ -155,7 +273,7 @@ impl Checkpointer {
             if !moved.is_empty() {
                 let group = self.cfg.checkpoint_group();
                 self.dst.add_offsets_to_txn(txn, &group).await?;
-                self.dst.txn_offset_commit(txn, &group, &moved).await?;
+                self.dst.txn_offset_commit(txn, &group, &offsets(&moved)).await?;
             }
             self.dst.end_txn(txn, true).await
         }
@@ -171,7 +289,7 @@ impl Checkpointer {
     }
 
     fn extend_index(&self, entries: &[(Route, Vec<MapEntry>)]) {
-        let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        let mut index = lock(&self.index);
         for (route, runs) in entries {
             let e = index.entry((route.dst_topic.to_string(), route.partition)).or_default();
             e.extend(merge(runs.clone()));
@@ -181,36 +299,53 @@ impl Checkpointer {
         }
     }
 
-    fn committed_now(&self, moved: &[(String, i32, i64)]) {
-        let mut committed = self.committed.lock().unwrap_or_else(|e| e.into_inner());
-        for (t, p, o) in moved {
-            committed.insert((Arc::from(t.as_str()), *p), *o);
+    fn committed_now(&self, moved: &[(Arc<str>, i32, Position)]) {
+        let mut committed = lock(&self.committed);
+        for (t, p, pos) in moved {
+            committed.insert((t.clone(), *p), *pos);
         }
         drop(committed);
         Metrics::add(&self.metrics.checkpoints, 1);
         self.touch();
     }
 
-    /// Positions that differ from the last committed ones.
-    fn moved(&self) -> Vec<(String, i32, i64)> {
-        let committed = self.committed.lock().unwrap_or_else(|e| e.into_inner());
-        self.producer
+    /// Positions to commit now: those that moved since their last commit; when
+    /// none moved, every position once the last commit is a [`keepalive`] period old.
+    fn due(&self) -> Vec<(Arc<str>, i32, Position)> {
+        let committed = lock(&self.committed);
+        let current: Vec<(Arc<str>, i32, Position)> = self
+            .producer
             .positions()
             .into_iter()
             .filter(|p| p.acked_next >= 0)
-            .filter(|p| committed.get(&(p.route.dst_topic.clone(), p.route.partition)) != Some(&p.acked_next))
-            .map(|p| (p.route.dst_topic.to_string(), p.route.partition, p.acked_next))
-            .collect()
+            .map(|p| {
+                let pos = Position {
+                    src_next: p.acked_next,
+                    dst_next: p.dst_next,
+                };
+                (p.route.dst_topic, p.route.partition, pos)
+            })
+            .collect();
+        let moved: Vec<_> = current
+            .iter()
+            .filter(|(t, p, pos)| committed.get(&(t.clone(), *p)) != Some(pos))
+            .cloned()
+            .collect();
+        if !moved.is_empty() || !self.idle_probe_due() {
+            return moved;
+        }
+        current
+    }
+
+    /// True when the last successful round trip to the destination is one
+    /// [`keepalive`] period old.
+    fn idle_probe_due(&self) -> bool {
+        let period = keepalive(&self.cfg).as_millis() as u64;
+        Metrics::age_ms(&self.metrics.last_checkpoint_ms).is_none_or(|age| age >= period)
     }
 
     fn touch(&self) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        self.metrics
-            .last_checkpoint_ms
-            .store(now, std::sync::atomic::Ordering::Relaxed);
+        Metrics::stamp_now(&self.metrics.last_checkpoint_ms);
     }
 
     /// Produces one offset-map batch; transactional when `txn` is given (then with
@@ -301,5 +436,49 @@ impl Checkpointer {
             })
             .await?;
         Ok(count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_round_trip_through_commit_metadata() {
+        assert_eq!(decode_meta(&encode_meta(1234)), 1234);
+        assert_eq!(encode_meta(-1), "");
+        assert_eq!(decode_meta(""), -1);
+        assert_eq!(decode_meta("written by someone else"), -1);
+    }
+
+    #[test]
+    fn caught_up_and_unmapped_offsets_translate_from_the_checkpoint() {
+        let runs = vec![MapEntry {
+            src_base: 0,
+            src_last: 99,
+            dst_base: 500,
+            dst_count: 100,
+            deltas: None,
+        }];
+        let pos = Some(Position {
+            src_next: 101, // a transaction marker at 100
+            dst_next: 600,
+        });
+        assert_eq!(translate_at(Some(&runs), pos, 40), Some(540), "exact through the map");
+        assert_eq!(translate_at(Some(&runs), pos, 101), Some(600), "drained group");
+        // No run at all (empty partition, expired records, map aged out).
+        assert_eq!(translate_at(None, pos, 101), Some(600));
+        assert_eq!(
+            translate_at(None, pos, 150),
+            Some(600),
+            "ahead of replication: may repeat"
+        );
+        assert_eq!(translate_at(None, pos, 50), None, "behind, with no map: unknown");
+        assert_eq!(translate_at(None, None, 0), None);
+        let unknown = Some(Position {
+            src_next: 0,
+            dst_next: -1,
+        });
+        assert_eq!(translate_at(None, unknown, 0), None);
     }
 }

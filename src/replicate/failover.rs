@@ -12,8 +12,8 @@ use std::time::Duration;
 use regex::Regex;
 use tracing::info;
 
-use super::translate::{translate_group, Translation};
-use super::{run, EngineError};
+use super::translate::{Translation, Translator};
+use super::{dst_err, run, src_err, EngineError};
 use crate::client::admin::LATEST;
 use crate::client::{Client, ClientError};
 use crate::config::Config;
@@ -29,8 +29,19 @@ pub struct FailoverReport {
     pub drained_records: u64,
 }
 
-fn cluster_err(cluster: &'static str) -> impl Fn(ClientError) -> EngineError {
-    move |source| EngineError::Cluster { cluster, source }
+impl FailoverReport {
+    /// Partitions of moved groups whose offset has no destination equivalent:
+    /// (group, source topic, partition, committed source offset).
+    pub fn untranslated(&self) -> Vec<(String, String, i32, i64)> {
+        self.groups
+            .iter()
+            .flat_map(|(g, rows)| {
+                rows.iter()
+                    .filter(|r| r.translated.is_none())
+                    .map(move |r| (g.clone(), r.src_topic.clone(), r.partition, r.committed))
+            })
+            .collect()
+    }
 }
 
 /// Source topics a config replicates (as they exist now).
@@ -73,12 +84,12 @@ pub async fn failover(mut cfg: Config, groups: Vec<String>) -> Result<FailoverRe
     .await?;
     let src = Client::connect(cfg.source.client_config())
         .await
-        .map_err(cluster_err("source"))?;
+        .map_err(src_err(&cfg))?;
     let dst = Client::connect(cfg.destination.client_config())
         .await
-        .map_err(cluster_err("destination"))?;
+        .map_err(dst_err(&cfg))?;
     // Failback starts at today's end of every destination partition.
-    let topics = replicated_topics(&cfg, &src).await.map_err(cluster_err("source"))?;
+    let topics = replicated_topics(&cfg, &src).await.map_err(src_err(&cfg))?;
     let reverse_group = format!("strait-{}-failback", cfg.name);
     let mut starts = Vec::new();
     for t in &topics {
@@ -86,12 +97,12 @@ pub async fn failover(mut cfg: Config, groups: Vec<String>) -> Result<FailoverRe
         let parts = dst
             .refresh_metadata(Some(std::slice::from_ref(&d)))
             .await
-            .map_err(cluster_err("destination"))?;
+            .map_err(dst_err(&cfg))?;
         let n = parts.topics.get(&d).map(|x| x.partitions.len() as i32).unwrap_or(0);
         let ends = dst
             .list_offsets(&d, &(0..n).collect::<Vec<_>>(), LATEST, false)
             .await
-            .map_err(cluster_err("destination"))?;
+            .map_err(dst_err(&cfg))?;
         // The reverse replication commits its positions under the reverse
         // destination topic, which is the original source topic.
         starts.extend(ends.into_iter().map(|(p, o)| (t.clone(), p, o)));
@@ -99,15 +110,27 @@ pub async fn failover(mut cfg: Config, groups: Vec<String>) -> Result<FailoverRe
     if !starts.is_empty() {
         src.commit_offsets(&reverse_group, &starts)
             .await
-            .map_err(cluster_err("source"))?;
+            .map_err(src_err(&cfg))?;
+    }
+    // Every group moved is reported with its translations: the ones named on
+    // the command line, else the source groups the config's `groups` select.
+    let mut names = groups.clone();
+    if names.is_empty() && !cfg.groups.is_empty() {
+        names = super::groups::list_groups(&src)
+            .await
+            .map_err(src_err(&cfg))?
+            .into_iter()
+            .filter(|g| cfg.wants_group(g))
+            .collect();
+        names.sort();
     }
     let mut report_groups = Vec::new();
-    // The groups named on the command line are reported with their translations.
-    for g in &groups {
-        let rows = translate_group(&cfg, &src, &dst, g, None)
-            .await
-            .map_err(cluster_err("destination"))?;
-        report_groups.push((g.clone(), rows));
+    if !names.is_empty() {
+        let translator = Translator::load(&cfg, &dst).await.map_err(dst_err(&cfg))?;
+        for g in names {
+            let rows = translator.group(&cfg, &src, &g, None).await.map_err(src_err(&cfg))?;
+            report_groups.push((g, rows));
+        }
     }
     Ok(FailoverReport {
         topics: topics.iter().map(|t| (t.clone(), cfg.destination_topic(t))).collect(),
@@ -120,13 +143,12 @@ pub async fn failover(mut cfg: Config, groups: Vec<String>) -> Result<FailoverRe
 pub async fn failback_config(cfg: &Config) -> Result<Config, EngineError> {
     let src = Client::connect(cfg.source.client_config())
         .await
-        .map_err(cluster_err("source"))?;
-    let topics = replicated_topics(cfg, &src).await.map_err(cluster_err("source"))?;
-    cfg.reversed(&topics).map_err(|reason| EngineError::Cluster {
-        cluster: "source",
-        source: ClientError::Invalid {
+        .map_err(src_err(cfg))?;
+    let topics = replicated_topics(cfg, &src).await.map_err(src_err(cfg))?;
+    cfg.reversed(&topics).map_err(|reason| {
+        src_err(cfg)(ClientError::Invalid {
             what: "failback",
             reason,
-        },
+        })
     })
 }

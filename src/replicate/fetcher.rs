@@ -119,6 +119,11 @@ impl Fetchers {
         self.refresh.notify_one();
     }
 
+    /// True when any partition is being replicated.
+    pub fn any(&self) -> bool {
+        !self.lock().is_empty()
+    }
+
     /// True when the partition is known.
     pub fn has(&self, topic: &str, partition: i32) -> bool {
         self.lock().contains_key(&(Arc::from(topic), partition))
@@ -327,6 +332,7 @@ async fn fetch_loop(f: Arc<Fetchers>, node: i32) {
             }
         };
         failures = 0;
+        Metrics::stamp_now(&f.metrics.last_source_ok_ms);
         if resp.error_code != 0 {
             f.metrics.error(resp.error_code);
             debug!(broker = node, code = error_name(resp.error_code), "fetch session reset");

@@ -28,7 +28,7 @@ pub struct GroupSync {
 }
 
 /// Group ids known to any broker of `client`'s cluster.
-async fn list_groups(client: &Client) -> Result<HashSet<String>, ClientError> {
+pub async fn list_groups(client: &Client) -> Result<HashSet<String>, ClientError> {
     let md = client.refresh_metadata(Some(&[])).await?;
     let mut out = HashSet::new();
     for id in md.brokers.keys() {

@@ -35,8 +35,19 @@ pub struct Metrics {
     pub group_offsets_synced: AtomicU64,
     /// When the last checkpoint was committed, ms since the Unix epoch (0: never).
     pub last_checkpoint_ms: AtomicU64,
+    /// When the source last answered (a fetch response or a metadata refresh),
+    /// ms since the Unix epoch (0: never).
+    pub last_source_ok_ms: AtomicU64,
     errors: Mutex<BTreeMap<i16, u64>>,
     latency: Mutex<Histogram>,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Log-bucketed histogram of microseconds (16 buckets per power of two, ~4 % resolution).
@@ -98,6 +109,19 @@ impl Metrics {
     /// Reads a counter.
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// Sets a timestamp gauge to now (ms since the Unix epoch).
+    pub fn stamp_now(gauge: &AtomicU64) {
+        gauge.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// Milliseconds since a timestamp gauge was set (`None`: never set).
+    pub fn age_ms(gauge: &AtomicU64) -> Option<u64> {
+        match gauge.load(Ordering::Relaxed) {
+            0 => None,
+            t => Some(now_ms().saturating_sub(t)),
+        }
     }
 
     /// Counts one Kafka error code seen in a response.

@@ -38,10 +38,10 @@ use producer::{Producer, Route};
 #[non_exhaustive]
 pub enum EngineError {
     /// A cluster could not be reached or refused a setup step.
-    #[error("{cluster} cluster: {source}")]
+    #[error("{cluster}: {source}")]
     Cluster {
-        /// "source" or "destination".
-        cluster: &'static str,
+        /// The cluster's role and alias (`source cluster "east"`).
+        cluster: String,
         /// What went wrong.
         #[source]
         source: ClientError,
@@ -50,6 +50,9 @@ pub enum EngineError {
     /// one is visible to read_committed consumers, and a restart resumes there.
     #[error("{0}")]
     Transaction(#[from] eos::TxnError),
+    /// Source and destination are one cluster and the copy would feed itself.
+    #[error("refusing to replicate: {0}")]
+    SelfCopy(String),
     /// The metrics endpoint cannot listen.
     #[error("cannot serve metrics on {address}: {reason}")]
     Metrics {
@@ -92,6 +95,8 @@ pub struct Handle {
     producer: Arc<Producer>,
     fetchers: Arc<Fetchers>,
     budget: Arc<Budget>,
+    /// Readiness: the longest a checkpoint, and an answer from the source, may be old.
+    pub stale_after: Duration,
 }
 
 /// Replication lag of one source topic.
@@ -158,9 +163,14 @@ impl Handle {
         self.fetchers.stopped().len() + self.producer.positions().iter().filter(|p| p.failed.is_some()).count()
     }
 
-    /// Bytes currently held between fetch and acknowledgement.
+    /// Bytes of fetched data currently held between fetch and acknowledgement.
     pub fn buffered_bytes(&self) -> usize {
-        self.budget.used()
+        self.budget.data()
+    }
+
+    /// Bytes of the budget reserved by fetches still waiting for their response.
+    pub fn reserved_bytes(&self) -> usize {
+        self.budget.reserved()
     }
 
     /// The most bytes ever held between fetch and acknowledgement.
@@ -185,42 +195,38 @@ where
     let src = Arc::new(
         Client::connect(cfg.source.client_config())
             .await
-            .map_err(|source| EngineError::Cluster {
-                cluster: "source",
-                source,
-            })?,
+            .map_err(src_err(&cfg))?,
     );
     let dst = Arc::new(
         Client::connect(cfg.destination.client_config())
             .await
-            .map_err(|source| EngineError::Cluster {
-                cluster: "destination",
-                source,
-            })?,
+            .map_err(dst_err(&cfg))?,
     );
-    let dst_err = |source| EngineError::Cluster {
-        cluster: "destination",
-        source,
-    };
+    let dst_err = dst_err(&cfg);
     // A broker too old for Fetch (source) or Produce (destination) at any version
     // strait speaks is one clear error now, not a loop that logs it forever.
     src.any_broker()
         .await
         .and_then(|c| c.version_of::<FetchRequest>())
-        .map_err(|source| EngineError::Cluster {
-            cluster: "source",
-            source,
-        })?;
+        .map_err(src_err(&cfg))?;
     dst.any_broker()
         .await
         .and_then(|c| c.version_of::<ProduceRequest>())
-        .map_err(dst_err)?;
+        .map_err(&dst_err)?;
+    let same_cluster = same_cluster(&src, &dst);
+    if same_cluster {
+        let md = src.refresh_metadata(None).await.map_err(src_err(&cfg))?;
+        if let Some(problem) = cfg.self_copy_problem(md.topics.keys().map(String::as_str)) {
+            return Err(EngineError::SelfCopy(problem));
+        }
+        warn!("source and destination are the same cluster: copying topics inside it under their renamed names");
+    }
     let txn_id = cfg.exactly_once.then(|| cfg.transactional_id());
     // Transactional: fences an older instance and aborts its open transaction.
     let (pid, epoch) = dst
         .init_producer_id(txn_id.as_deref(), cfg.transaction_timeout_ms)
         .await
-        .map_err(dst_err)?;
+        .map_err(&dst_err)?;
     match &txn_id {
         Some(t) => {
             info!(producer_id = pid, epoch, transactional_id = %t, "exactly-once: transactional producer ready on the destination")
@@ -248,9 +254,9 @@ where
         producer.clone(),
         metrics.clone(),
     ));
-    ckpt.ensure_map_topic().await.map_err(dst_err)?;
+    ckpt.ensure_map_topic().await.map_err(&dst_err)?;
     if !cfg.groups.is_empty() {
-        ckpt.load_index().await.map_err(dst_err)?;
+        ckpt.load_index().await.map_err(&dst_err)?;
     }
     let group_sync = groups::GroupSync::default();
     let mut group_tick = tokio::time::interval(cfg.group_sync_interval);
@@ -260,6 +266,7 @@ where
         producer: producer.clone(),
         fetchers: fetchers.clone(),
         budget: budget.clone(),
+        stale_after: readiness_limit(&cfg),
     };
     if let Some(addr) = cfg.metrics_address {
         let listener = tokio::net::TcpListener::bind(addr)
@@ -296,6 +303,7 @@ where
     let mut report = tokio::time::interval(progress.unwrap_or(Duration::from_secs(3600)));
     report.tick().await;
     let mut last = (Instant::now(), 0u64, 0u64);
+    let mut warned_no_topics = false;
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
@@ -309,10 +317,16 @@ where
                 break;
             }
             _ = refresh.tick() => {
-                match topics::reconcile(&cfg, &src, &dst).await {
+                match topics::reconcile(&cfg, &src, &dst, same_cluster).await {
                     Ok(topics) => {
+                        Metrics::stamp_now(&metrics.last_source_ok_ms);
+                        if topics.is_empty() && !fetchers.any() && !warned_no_topics {
+                            warned_no_topics = true;
+                            let wanted: Vec<&str> = cfg.topics.iter().map(|r| crate::check::unanchored(r.as_str())).collect();
+                            warn!(topics = ?wanted, "no source topic matches the topic selection: nothing to replicate until one appears");
+                        }
                         for t in topics {
-                            if let Err(e) = add_partitions(&cfg, &src, &ckpt, &producer, &fetchers, &t).await {
+                            if let Err(e) = add_partitions(&cfg, &src, &dst, &ckpt, &producer, &fetchers, &t).await {
                                 warn!(topic = %t.src, error = %e, "cannot start replicating; will retry");
                             }
                         }
@@ -335,16 +349,21 @@ where
                 let now = Instant::now();
                 let (r, b) = (Metrics::get(&metrics.records), Metrics::get(&metrics.bytes));
                 let secs = now.duration_since(last.0).as_secs_f64().max(1e-3);
-                let lag: Vec<String> = handle.lag().iter().map(|(t, l)| format!("{t}={}", l.records)).collect();
+                let lags = handle.lag();
+                let lag: Vec<String> = lags.iter().map(|(t, l)| format!("{t}={}", l.records)).collect();
+                let records_per_s = ((r - last.1) as f64 / secs).round();
+                let mb_per_s = ((b - last.2) as f64 / secs / 1e6 * 100.0).round() / 100.0;
+                // Numbers as fields, so `--log-format json` gives them typed.
                 info!(
-                    "progress: {:.0} records/s, {:.2} MB/s, total {} records; lag {}; buffered {:.1} MiB; slow path {:.1}%; coalesced {} batches",
-                    (r - last.1) as f64 / secs,
-                    (b - last.2) as f64 / secs / 1e6,
-                    r,
-                    if lag.is_empty() { "-".to_string() } else { lag.join(" ") },
-                    budget.used() as f64 / (1024.0 * 1024.0),
-                    metrics.slow_path_percent(),
-                    Metrics::get(&metrics.batches_coalesced),
+                    records_per_s,
+                    mb_per_s,
+                    records_total = r,
+                    lag_records = lags.values().map(|l| l.records).sum::<i64>(),
+                    lag_by_topic = %if lag.is_empty() { "-".to_string() } else { lag.join(" ") },
+                    buffered_mib = (budget.data() as f64 / (1024.0 * 1024.0) * 10.0).round() / 10.0,
+                    slow_path_pct = (metrics.slow_path_percent() * 10.0).round() / 10.0,
+                    batches_coalesced = Metrics::get(&metrics.batches_coalesced),
+                    "progress"
                 );
                 last = (now, r, b);
             }
@@ -394,9 +413,44 @@ where
     })
 }
 
+/// Maps a client error on the source to an [`EngineError`] naming that cluster.
+pub fn src_err(cfg: &Config) -> impl Fn(ClientError) -> EngineError {
+    let cluster = cfg.source.label("source");
+    move |source| EngineError::Cluster {
+        cluster: cluster.clone(),
+        source,
+    }
+}
+
+/// Maps a client error on the destination to an [`EngineError`] naming that cluster.
+pub fn dst_err(cfg: &Config) -> impl Fn(ClientError) -> EngineError {
+    let cluster = cfg.destination.label("destination");
+    move |source| EngineError::Cluster {
+        cluster: cluster.clone(),
+        source,
+    }
+}
+
+/// True when both clients talk to the cluster with one cluster id.
+pub fn same_cluster(src: &Client, dst: &Client) -> bool {
+    let id = |c: &Client| c.cached_metadata().cluster_id;
+    matches!((id(src), id(dst)), (Some(a), Some(b)) if a == b)
+}
+
+/// How old the last checkpoint and the last answer from the source may be
+/// before `/readyz` says not ready: `readiness_timeout_ms`, or two intervals of
+/// the work that proves each side answers when that is longer.
+fn readiness_limit(cfg: &Config) -> Duration {
+    cfg.readiness_timeout
+        .max(cfg.checkpoint_interval * 2)
+        .max(cfg.refresh_interval * 2)
+        .max(cfg.fetch_max_wait * 2)
+}
+
 async fn add_partitions(
     cfg: &Config,
     src: &Client,
+    dst: &Client,
     ckpt: &Checkpointer,
     producer: &Producer,
     fetchers: &Fetchers,
@@ -408,11 +462,7 @@ async fn add_partitions(
     }
     let saved = ckpt.load(&t.dst, &new).await?;
     // Partitions without a checkpoint start per start_from: one ListOffsets per leader.
-    let fresh: Vec<i32> = new
-        .iter()
-        .copied()
-        .filter(|p| saved.get(p).is_none_or(|o| *o < 0))
-        .collect();
+    let fresh: Vec<i32> = new.iter().copied().filter(|p| !saved.contains_key(p)).collect();
     let listed = if fresh.is_empty() {
         HashMap::new()
     } else {
@@ -423,18 +473,36 @@ async fn add_partitions(
         };
         src.retrying(|| src.list_offsets(&t.src, &fresh, ts, true)).await?
     };
+    // Where the next record lands on the destination, for partitions whose
+    // checkpoint does not say (new ones, or checkpoints of older versions).
+    let unknown: Vec<i32> = new
+        .iter()
+        .copied()
+        .filter(|p| saved.get(p).is_none_or(|s| s.dst_next < 0))
+        .collect();
+    let dst_ends = if unknown.is_empty() {
+        HashMap::new()
+    } else {
+        dst.retrying(|| dst.list_offsets(&t.dst, &unknown, LATEST, false))
+            .await?
+    };
     for p in new {
-        let start = match saved.get(&p) {
-            Some(o) if *o >= 0 => *o,
-            _ => listed[&p],
+        let (start, dst_next) = match saved.get(&p) {
+            Some(s) => (s.src_next, s.dst_next),
+            None => (listed[&p], -1),
         };
-        debug!(topic = %t.src, partition = p, destination = %t.dst, offset = start, "replicating partition");
+        let dst_next = if dst_next >= 0 {
+            dst_next
+        } else {
+            dst_ends.get(&p).copied().unwrap_or(-1)
+        };
+        debug!(topic = %t.src, partition = p, destination = %t.dst, offset = start, dst_next, "replicating partition");
         let route = Route {
             src_topic: t.src.clone(),
             partition: p,
             dst_topic: t.dst.clone(),
         };
-        producer.add_route(route.clone(), start, t.dst_id);
+        producer.add_route(route.clone(), start, dst_next, t.dst_id);
         fetchers.add(route, t.src_id, start);
     }
     info!(topic = %t.src, destination = %t.dst, partitions = t.partitions, "replicating topic");

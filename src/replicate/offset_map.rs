@@ -129,9 +129,15 @@ pub fn decode_value(mut b: &[u8]) -> Option<(String, Vec<MapEntry>)> {
 }
 
 /// Translates a source offset with the runs of one partition (sorted by source
-/// offset): the destination offset of the first record at or after it, or
-/// `None` when it lies after every run.
+/// offset): the destination offset of the first record at or after it. An
+/// offset past every run (a consumer that read everything replicated so far)
+/// maps to the destination position right after the last run. `None` only
+/// when there is no run.
 pub fn translate(runs: &[MapEntry], src_offset: i64) -> Option<i64> {
+    let last = runs.last()?;
+    if src_offset > last.src_last {
+        return Some(last.dst_base + last.dst_count as i64);
+    }
     for r in runs {
         if src_offset > r.src_last {
             continue;
@@ -189,7 +195,18 @@ mod tests {
         assert_eq!(translate(&runs, 21), Some(120), "compacted gap → next surviving record");
         assert_eq!(translate(&runs, 24), Some(120));
         assert_eq!(translate(&runs, 25), Some(121));
-        assert_eq!(translate(&runs, 30), None);
+        assert_eq!(translate(&runs, 29), Some(121), "the last record of a sparse run");
+        assert_eq!(
+            translate(&runs, 30),
+            Some(122),
+            "caught up: right after the last record"
+        );
+        assert_eq!(
+            translate(&runs, 5000),
+            Some(122),
+            "past every run: right after the last record"
+        );
+        assert_eq!(translate(&[], 0), None);
         assert!(decode_value(&v[..v.len() - 1]).is_none());
     }
 }

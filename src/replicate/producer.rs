@@ -88,6 +88,8 @@ struct Entry {
     sent_once: bool,
     /// Exactly-once: the transaction it was first sent in (0: not sent yet).
     txn: u64,
+    /// Once acknowledged: the destination offset after its last record (-1: unknown).
+    dst_end: i64,
     _held: Vec<Arc<Held>>,
 }
 
@@ -105,6 +107,10 @@ struct Part {
     /// first sequence: a later batch could land before an earlier one that failed.
     confirmed: bool,
     acked_next: i64,
+    /// The destination offset right after the last record strait wrote for the
+    /// source offsets before `acked_next` (-1: unknown). With `acked_next` it
+    /// translates a consumer offset at or past the last replicated record.
+    dst_next: i64,
     failed: Option<String>,
     map: Vec<MapEntry>,
 }
@@ -117,6 +123,9 @@ impl Part {
                 break;
             }
             self.acked_next = e.src_last + 1;
+            if e.dst_end >= 0 {
+                self.dst_next = e.dst_end;
+            }
             self.entries.pop_front();
         }
     }
@@ -171,6 +180,9 @@ pub struct Position {
     pub route: Route,
     /// Next source offset not yet acknowledged by the destination.
     pub acked_next: i64,
+    /// Destination offset right after the last record written for the source
+    /// offsets before `acked_next` (-1: unknown).
+    pub dst_next: i64,
     /// Entries held (queued or in flight).
     pub pending: usize,
     /// Set when the partition stopped on an unrecoverable error.
@@ -219,8 +231,9 @@ impl Producer {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Starts tracking a partition whose next source offset is `start`.
-    pub fn add_route(&self, route: Route, start: i64, dst_topic_id: Uuid) {
+    /// Starts tracking a partition whose next source offset is `start`;
+    /// `dst_next` is the destination offset where its next record will land (-1: unknown).
+    pub fn add_route(&self, route: Route, start: i64, dst_next: i64, dst_topic_id: Uuid) {
         let mut inner = self.lock();
         inner.topic_ids.insert(route.dst_topic.clone(), dst_topic_id);
         let key = (route.dst_topic.clone(), route.partition);
@@ -233,6 +246,7 @@ impl Producer {
             resend: false,
             confirmed: false,
             acked_next: start,
+            dst_next,
             failed: None,
             map: Vec::new(),
         });
@@ -287,6 +301,7 @@ impl Producer {
                         deltas,
                         sent_once: false,
                         txn: 0,
+                        dst_end: -1,
                         _held: vec![held],
                     });
                 }
@@ -301,6 +316,7 @@ impl Producer {
                     deltas: None,
                     sent_once: false,
                     txn: 0,
+                    dst_end: -1,
                     _held: Vec::new(),
                 }),
             }
@@ -318,6 +334,7 @@ impl Producer {
             .map(|p| Position {
                 route: p.route.clone(),
                 acked_next: p.acked_next,
+                dst_next: p.dst_next,
                 pending: p.entries.len(),
                 failed: p.failed.clone(),
             })
@@ -484,6 +501,7 @@ impl Producer {
                         self.metrics.latency(raw.max_timestamp(), e.records as u64);
                     }
                     if base >= 0 {
+                        e.dst_end = base + e.records as i64;
                         part.map.push(MapEntry {
                             src_base: e.src_base,
                             src_last: e.src_last,
@@ -776,6 +794,7 @@ fn coalesce_run(part: &mut Part, i: usize, below: usize, stamp: ProducerStamp, n
             deltas: Some(merged.source_deltas),
             sent_once: false,
             txn: 0,
+            dst_end: -1,
             _held: held,
         },
     );

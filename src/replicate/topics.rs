@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 use uuid::Uuid;
 
 use crate::client::{Client, ClientError, ConfigEntry, NewTopic};
@@ -55,8 +55,15 @@ fn copyable(entries: &[ConfigEntry]) -> HashMap<String, String> {
 }
 
 /// Lists matching source topics and makes the destination match them. Returns
-/// every mirrored topic whose destination is ready.
-pub async fn reconcile(cfg: &Config, src: &Client, dst: &Client) -> Result<Vec<MirroredTopic>, ClientError> {
+/// every mirrored topic whose destination is ready. With `same_cluster` (source
+/// and destination share a cluster id) a topic whose renamed copy the selection
+/// matches too is refused, so a copy is never copied again.
+pub async fn reconcile(
+    cfg: &Config,
+    src: &Client,
+    dst: &Client,
+    same_cluster: bool,
+) -> Result<Vec<MirroredTopic>, ClientError> {
     let smd = src.refresh_metadata(None).await?;
     let mut wanted: Vec<(&str, Uuid, i32)> = smd
         .topics
@@ -65,6 +72,15 @@ pub async fn reconcile(cfg: &Config, src: &Client, dst: &Client) -> Result<Vec<M
         .map(|t| (t.name.as_str(), t.id, t.partitions.len() as i32))
         .collect();
     wanted.sort();
+    if same_cluster {
+        wanted.retain(|(name, _, _)| match cfg.self_copy_problem([*name]) {
+            Some(problem) => {
+                error!(topic = name, "{problem}; this topic is not replicated");
+                false
+            }
+            None => true,
+        });
+    }
     // Two source topics must not land in one destination topic.
     let mut seen: HashMap<String, &str> = HashMap::new();
     let mut skip: HashSet<&str> = HashSet::new();

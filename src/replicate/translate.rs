@@ -3,8 +3,11 @@
 //! A consumer group's committed source offset `o` (the next record it would
 //! read) translates to the destination offset of the first record at or after
 //! `o`, read from the map strait wrote while replicating
-//! ([`super::offset_map`]). Offsets past the last replicated batch translate to
-//! the destination's end of what strait has written so far.
+//! ([`super::offset_map`]). Offsets at or past the last replicated record
+//! translate to the destination position right after it; where the map has no
+//! run for a partition, the checkpoint's committed position and the
+//! destination offset recorded with it say where that is
+//! ([`super::checkpoint::translate_at`]).
 
 use std::collections::HashMap;
 
@@ -12,7 +15,8 @@ use kafka_protocol::records::RecordBatchDecoder;
 
 use crate::batch::{split_batches, BatchFilter, Disposition};
 
-use super::offset_map::{decode_value, translate, MapEntry};
+use super::checkpoint::{committed_positions, translate_at, Position};
+use super::offset_map::{decode_value, MapEntry};
 use crate::client::admin::LATEST;
 use crate::client::{Client, ClientError};
 use crate::config::Config;
@@ -28,7 +32,9 @@ pub struct Translation {
     pub committed: i64,
     /// Destination topic.
     pub dst_topic: String,
-    /// The equivalent destination offset, if strait replicated that far.
+    /// The equivalent destination offset; `None` when neither the offset map
+    /// nor the checkpoint can place it (the group is behind what the map still
+    /// covers, or strait never replicated the partition).
     pub translated: Option<i64>,
     /// Records between the committed offset and the source's end.
     pub lag: i64,
@@ -135,25 +141,58 @@ pub async fn translate_group(
     group: &str,
     topic: Option<&str>,
 ) -> Result<Vec<Translation>, ClientError> {
-    let map = load_map(cfg, dst).await?;
-    let committed = src.fetch_offsets(group, &[]).await?;
-    let mut out = Vec::new();
-    for (t, p, o) in committed {
-        if o < 0 || topic.is_some_and(|x| x != t) || !cfg.wants_topic(&t, false) {
-            continue;
-        }
-        let dst_topic = cfg.destination_topic(&t);
-        let end = src.list_offset(&t, p, LATEST, true).await.unwrap_or(o);
-        let translated = map.get(&(dst_topic.clone(), p)).and_then(|runs| translate(runs, o));
-        out.push(Translation {
-            src_topic: t,
-            partition: p,
-            committed: o,
-            dst_topic,
-            translated,
-            lag: (end - o).max(0),
-        });
+    Translator::load(cfg, dst).await?.group(cfg, src, group, topic).await
+}
+
+/// The offset map and checkpoint of one replication, read once for translating
+/// any number of groups.
+#[derive(Debug)]
+pub struct Translator {
+    map: HashMap<(String, i32), Vec<MapEntry>>,
+    positions: HashMap<(String, i32), Position>,
+}
+
+impl Translator {
+    /// Reads the offset map and the committed positions from the destination.
+    pub async fn load(cfg: &Config, dst: &Client) -> Result<Self, ClientError> {
+        Ok(Self {
+            map: load_map(cfg, dst).await?,
+            positions: committed_positions(dst, &cfg.checkpoint_group(), &[]).await?,
+        })
     }
-    out.sort_by(|a, b| (&a.src_topic, a.partition).cmp(&(&b.src_topic, b.partition)));
-    Ok(out)
+
+    /// Translates the committed offsets of `group` (optionally only `topic`).
+    pub async fn group(
+        &self,
+        cfg: &Config,
+        src: &Client,
+        group: &str,
+        topic: Option<&str>,
+    ) -> Result<Vec<Translation>, ClientError> {
+        let committed = src.fetch_offsets(group, &[]).await?;
+        let mut out = Vec::new();
+        for (t, p, o) in committed {
+            if o < 0 || topic.is_some_and(|x| x != t) || !cfg.wants_topic(&t, false) {
+                continue;
+            }
+            let dst_topic = cfg.destination_topic(&t);
+            let end = src.list_offset(&t, p, LATEST, true).await.unwrap_or(o);
+            let key = (dst_topic.clone(), p);
+            let translated = translate_at(
+                self.map.get(&key).map(Vec::as_slice),
+                self.positions.get(&key).copied(),
+                o,
+            );
+            out.push(Translation {
+                src_topic: t,
+                partition: p,
+                committed: o,
+                dst_topic,
+                translated,
+                lag: (end - o).max(0),
+            });
+        }
+        out.sort_by(|a, b| (&a.src_topic, a.partition).cmp(&(&b.src_topic, b.partition)));
+        Ok(out)
+    }
 }
