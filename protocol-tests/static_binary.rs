@@ -29,8 +29,32 @@ fn static_target_dir() -> PathBuf {
 /// its lock and its `release/strait`.
 static STATIC_BUILD: Mutex<()> = Mutex::new(());
 
+/// `cargo`, without the variables `cargo test` sets for this process: ring's
+/// build script reruns when `CARGO_MANIFEST_DIR`, `CARGO_PKG_*` and the like
+/// change, so builds from here and from a shell would rebuild each other.
 fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_CFG_")
+            || matches!(
+                &*name,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_MANIFEST_LINKS"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_TARGET_TMPDIR"
+                    | "CARGO_RUSTC_CURRENT_DIR"
+                    | "OUT_DIR"
+            )
+        {
+            cmd.env_remove(&*name);
+        }
+    }
+    cmd
 }
 
 /// Builds the static binary once per test process, and returns a copy of it
@@ -448,7 +472,10 @@ fn glob(pattern: &[String], parts: &[&str]) -> bool {
 
 /// Copies `rel` (a file or directory of the build context, minus what
 /// `.dockerignore` excludes) to `dest`, as `COPY` does: a directory's
-/// contents go into `dest`. Returns the files copied.
+/// contents go into `dest`. Returns the files copied. Files keep their
+/// modification times, so cargo rebuilds nothing that `build_static` built
+/// from the same sources (unit hashes and fingerprints of path packages are
+/// relative to the workspace root); a file missing here still fails the build.
 fn copy_from_context(ignore: &DockerIgnore, rel: &str, dest: &Path) -> usize {
     let src = root().join(rel);
     let meta = std::fs::symlink_metadata(&src).unwrap();
@@ -473,6 +500,8 @@ fn copy_from_context(ignore: &DockerIgnore, rel: &str, dest: &Path) -> usize {
             std::os::unix::fs::symlink(std::fs::read_link(&src).unwrap(), dest).unwrap();
         } else {
             std::fs::copy(&src, dest).unwrap();
+            let file = std::fs::File::options().write(true).open(dest).unwrap();
+            file.set_modified(meta.modified().unwrap()).unwrap();
         }
         1
     }
@@ -543,8 +572,13 @@ fn dockerfile_build_stage_builds_from_what_it_copies() {
         .arg(static_target_dir())
         .output()
         .expect("run cargo");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let compiled: Vec<&str> = stderr
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Compiling "))
+        .collect();
     eprintln!(
-        "cargo {} --offline in a copy of the build stage's {files} files: {:.1?}",
+        "cargo {} --offline in a copy of the build stage's {files} files: {:.1?}, compiled {compiled:?}",
         build.cargo_args.join(" "),
         started.elapsed()
     );
@@ -553,7 +587,7 @@ fn dockerfile_build_stage_builds_from_what_it_copies() {
         "the Dockerfile's build stage fails: `cargo {} --offline` in a directory holding \
          only what its COPY lines copy:\n{}",
         build.cargo_args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
+        stderr
     );
     let bin = static_target_dir().join(&binary);
     let (interp, needed) = elf_dynamic_facts(&std::fs::read(&bin).unwrap());
