@@ -54,11 +54,8 @@ kafka_cached() { [[ -f ${STRAIT_CACHE_DIR:-$HOME/.cache/strait}/kafka/$1/.comple
 
 # ------------------------------------------------------ Debian packages ----
 step "system packages (only if missing)"
-pkgs=()
-if ((kcat)) && ! have kcat && ! have kafkacat; then
-  # Debian 12 ships "kcat"; older releases "kafkacat".
-  if apt-cache show kcat >/dev/null 2>&1; then pkgs+=(kcat); else pkgs+=(kafkacat); fi
-fi
+pkgs=() need_kcat=0
+if ((kcat)) && ! have kcat && ! have kafkacat; then need_kcat=1; fi
 if ((musl)) && ! have musl-gcc; then pkgs+=(musl-tools); fi
 if ((python || ${#kafka[@]})) && ! have python3; then pkgs+=(python3); fi
 if ((python)) && ! python3 -c 'import confluent_kafka' 2>/dev/null \
@@ -73,10 +70,13 @@ if ((${#kafka[@]})); then
     if ! kafka_cached "$v"; then have mvn || pkgs+=(maven); break; fi
   done
 fi
-if ((${#pkgs[@]})); then
+if ((${#pkgs[@]} || need_kcat)); then
+  ((need_kcat)) && pkgs+=(kcat)
   have apt-get || die "missing, and no apt-get to install them: ${pkgs[*]}"
-  echo "installing: ${pkgs[*]}"
   as_root apt-get update -q
+  # Debian 12 ships "kcat"; older releases "kafkacat".
+  if ((need_kcat)) && ! apt-cache show kcat >/dev/null 2>&1; then pkgs=("${pkgs[@]/#kcat/kafkacat}"); fi
+  echo "installing: ${pkgs[*]}"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${pkgs[@]}"
 else
   echo "nothing to install"
