@@ -43,12 +43,7 @@ done_step() { echo "::: done in $((SECONDS - step_start))s"; }
 die() { echo "install-deps: $*" >&2; exit 1; }
 have() { command -v "$1" >/dev/null; }
 
-as_root() {
-  if ((EUID == 0)); then "$@"
-  elif have sudo; then sudo "$@"
-  else die "not root and no sudo, cannot run: $*"
-  fi
-}
+as_root() { if ((EUID == 0)); then "$@"; else sudo "$@"; fi; }
 
 kafka_cached() { [[ -f ${STRAIT_CACHE_DIR:-$HOME/.cache/strait}/kafka/$1/.complete ]]; }
 
@@ -73,6 +68,7 @@ fi
 if ((${#pkgs[@]} || need_kcat)); then
   ((need_kcat)) && pkgs+=(kcat)
   have apt-get || die "missing, and no apt-get to install them: ${pkgs[*]}"
+  ((EUID == 0)) || have sudo || die "missing, and neither root nor sudo to install them: ${pkgs[*]}"
   as_root apt-get update -q
   # Debian 12 ships "kcat"; older releases "kafkacat".
   if ((need_kcat)) && ! apt-cache show kcat >/dev/null 2>&1; then pkgs=("${pkgs[@]/#kcat/kafkacat}"); fi
