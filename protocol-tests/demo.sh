@@ -3,6 +3,9 @@
 #
 #   bash protocol-tests/demo.sh
 #
+# 0. installs what it needs, only what is missing (install-deps.sh --demo:
+#    python3 with confluent-kafka, Java 17, the Kafka 4.1.1 jars, and Maven
+#    to fetch them),
 # 1. builds strait (cargo build --release --locked),
 # 2. starts two local single-node Kafka 4.1.1 clusters, "source" and
 #    "destination" (protocol-tests/harness/kafka.sh, jars from Maven Central),
@@ -34,7 +37,7 @@ cd "$ROOT"
 KAFKA_SH="$ROOT/protocol-tests/harness/kafka.sh"
 TOOL="$ROOT/protocol-tests/tools/kafka_tool.py"
 STRAIT="$ROOT/target/release/strait"
-KAFKA_VERSION=4.1.1
+KAFKA_VERSION=4.1.1   # install-deps.sh --demo fetches its jars
 DIR="${DEMO_DIR:-target/demo}"
 RECORDS="${DEMO_RECORDS:-900000}"
 SECS="${DEMO_SECONDS:-}"
@@ -115,6 +118,11 @@ trap 'on_signal interrupt' INT
 trap 'on_signal terminate' TERM
 trap 'STOP_REASON=${STOP_REASON:-timer}' USR1
 
+# ---------------------------------------------------------------- deps ----
+say "installing what the demo needs, if missing (protocol-tests/install-deps.sh --demo)"
+command -v cargo >/dev/null || { echo "demo: cargo is missing (https://rustup.rs)" >&2; exit 1; }
+bash "$ROOT/protocol-tests/install-deps.sh" --demo 2>&1 | sed 's/^/  /' >&2
+
 # --------------------------------------------------------------- build ----
 say "building strait (cargo build --release --locked)"
 cargo build --release --locked
@@ -124,9 +132,6 @@ say "work dir $DIR (wiped)"
 rm -rf "$DIR"
 mkdir -p "$DIR"
 DIR="$(cd "$DIR" && pwd)"
-
-say "fetching Kafka $KAFKA_VERSION jars"
-bash "$KAFKA_SH" fetch "$KAFKA_VERSION" >/dev/null
 
 say "starting the source and destination clusters (Kafka $KAFKA_VERSION, KRaft, 1 node each)"
 # Both start in parallel (the harness prints the bootstrap on stdout). The
@@ -193,6 +198,7 @@ sed 's/^/  /' "$DIR/strait.toml" >&2
 # dies.
 say "starting the trickle producer (200 new orders records per second)"
 rm -f "$DIR/trickle.stop"
+# shellcheck disable=SC2016  # (expanded by the inner bash)
 setsid bash -c '
   tool=$1 src=$2 dir=$3 n=$4 owner=$5
   while [[ ! -e $dir/trickle.stop ]] && kill -0 "$owner" 2>/dev/null; do
@@ -270,10 +276,10 @@ if [[ $STOP_REASON == timer ]]; then
         'import json,sys; r=json.load(sys.stdin); print("%d source = %d destination records, nothing missing/duplicated/reordered/mismatched" % (r["source_records"], r["dest_records"]))' \
         2>/dev/null || echo "$out" | tail -n1))" >&2
     else
-      echo "  $t: FAILED" >&2; echo "$out" | sed 's/^/    /' >&2; fail=1
+      echo "  $t: FAILED" >&2; printf '%s\n' "$out" | sed 's/^/    /' >&2; fail=1
     fi
   done
-  ((fail == 0 && strait_rc == 0)) && say "all topics replicated exactly" || say "demo FAILED"
+  if ((fail == 0 && strait_rc == 0)); then say "all topics replicated exactly"; else say "demo FAILED"; fi
 fi
 ((fail == 0 && strait_rc == 0))
 # The EXIT trap stops both clusters and prints where the logs are.

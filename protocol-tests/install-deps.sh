@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Installs what the tests or the demo need, only what is missing. Debian
+# packages go through apt-get (apt-get update first, only when something must
+# be installed), as root or through sudo.
+#
+#   bash protocol-tests/install-deps.sh --tests   # what `cargo test` needs
+#   bash protocol-tests/install-deps.sh --demo    # what protocol-tests/demo.sh needs
+#
+# Or pick parts:
+#   --kcat          kcat (Debian package kcat, or kafkacat linked as kcat)
+#   --musl          musl-tools and the Rust target x86_64-unknown-linux-musl
+#   --python        python3 and the Python confluent-kafka client (librdkafka)
+#   --kafka VERSION Java 17 and the Kafka jars in ~/.cache/strait
+#                   (protocol-tests/harness/kafka.sh fetch; Maven only if they
+#                   are not cached yet)
+#
+# --tests is --kcat --musl --python --kafka 4.1.1 --kafka 3.9.1 (the versions of
+# protocol-tests/harness/mod.rs); --demo is --python --kafka 4.1.1 (demo.sh's).
+# Each step prints "::: STEP (time)" and its duration.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+MUSL_TARGET=x86_64-unknown-linux-musl
+CONFLUENT_KAFKA=confluent-kafka==2.16.1
+
+kcat=0 musl=0 python=0 kafka=()
+while (($#)); do
+  case $1 in
+    --tests) kcat=1 musl=1 python=1 kafka+=(4.1.1 3.9.1) ;;
+    --demo) python=1 kafka+=(4.1.1) ;;
+    --kcat) kcat=1 ;;
+    --musl) musl=1 ;;
+    --python) python=1 ;;
+    --kafka) kafka+=("${2:?--kafka needs a version}"); shift ;;
+    *) echo "usage: $0 [--tests] [--demo] [--kcat] [--musl] [--python] [--kafka VERSION]..." >&2; exit 2 ;;
+  esac
+  shift
+done
+
+step_start=0
+step() { step_start=$SECONDS; echo "::: $* ($(date -u +%T))"; }
+done_step() { echo "::: done in $((SECONDS - step_start))s"; }
+die() { echo "install-deps: $*" >&2; exit 1; }
+have() { command -v "$1" >/dev/null; }
+
+as_root() { if ((EUID == 0)); then "$@"; else sudo "$@"; fi; }
+
+kafka_cached() { [[ -f ${STRAIT_CACHE_DIR:-$HOME/.cache/strait}/kafka/$1/.complete ]]; }
+
+# ------------------------------------------------------ Debian packages ----
+step "system packages (only if missing)"
+pkgs=() need_kcat=0
+if ((kcat)) && ! have kcat && ! have kafkacat; then need_kcat=1; fi
+if ((musl)) && ! have musl-gcc; then pkgs+=(musl-tools); fi
+if ((python || ${#kafka[@]})) && ! have python3; then pkgs+=(python3); fi
+if ((python)) && ! python3 -c 'import confluent_kafka' 2>/dev/null \
+   && ! python3 -m pip --version >/dev/null 2>&1; then
+  # Debian's python3 has no pip (and no ensurepip); another python3 may have ensurepip.
+  python3 -m ensurepip --upgrade >/dev/null 2>&1 || pkgs+=(python3-pip)
+fi
+if ((${#kafka[@]})); then
+  have java || pkgs+=(openjdk-17-jre-headless)
+  have flock || pkgs+=(util-linux)
+  for v in "${kafka[@]}"; do
+    if ! kafka_cached "$v"; then have mvn || pkgs+=(maven); break; fi
+  done
+fi
+if ((${#pkgs[@]} || need_kcat)); then
+  ((need_kcat)) && pkgs+=(kcat)
+  have apt-get || die "missing, and no apt-get to install them: ${pkgs[*]}"
+  ((EUID == 0)) || have sudo || die "missing, and neither root nor sudo to install them: ${pkgs[*]}"
+  as_root apt-get update -q
+  # Debian 12 ships "kcat"; older releases "kafkacat".
+  if ((need_kcat)) && ! apt-cache show kcat >/dev/null 2>&1; then pkgs=("${pkgs[@]/#kcat/kafkacat}"); fi
+  echo "installing: ${pkgs[*]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${pkgs[@]}"
+else
+  echo "nothing to install"
+fi
+# Tests call "kcat"; provide it if only the old name exists.
+if ((kcat)) && ! have kcat; then
+  as_root ln -sf "$(command -v kafkacat)" /usr/local/bin/kcat
+fi
+done_step
+
+# ------------------------------------------------------------ the rest ----
+if ((python)); then
+  step "python confluent-kafka (the independent client of the tests and the demo)"
+  if python3 -c 'import confluent_kafka' 2>/dev/null; then
+    echo "already installed"
+  else
+    # A Debian system python refuses plain pip installs (PEP 668); pyenv's does not.
+    pip=(python3 -m pip install --quiet --disable-pip-version-check "$CONFLUENT_KAFKA")
+    "${pip[@]}" 2>/dev/null || "${pip[@]}" --break-system-packages
+  fi
+  done_step
+fi
+
+if ((musl)); then
+  step "Rust target $MUSL_TARGET"
+  have rustc || die "Rust is missing (https://rustup.rs)"
+  if [[ -d "$(rustc --print sysroot)/lib/rustlib/$MUSL_TARGET" ]]; then
+    echo "already installed"
+  else
+    have rustup || die "the Rust target $MUSL_TARGET is missing and there is no rustup to add it"
+    rustup target add "$MUSL_TARGET"
+  fi
+  done_step
+fi
+
+for v in "${kafka[@]}"; do
+  step "Kafka $v jars"
+  if kafka_cached "$v"; then echo "already cached"; else bash "$ROOT/protocol-tests/harness/kafka.sh" fetch "$v" >/dev/null; fi
+  done_step
+done
