@@ -1479,15 +1479,22 @@ fn rss_of(pid: u32) -> Option<(u64, u64)> {
     Some((kb("VmHWM:")?, kb("VmRSS:")?))
 }
 
-/// The `/metrics` page of a running strait, or `None` while it does not answer.
+/// The `/metrics` page of a running strait, or `None` while it does not answer
+/// (within a bounded time: a busy strait must not stall the caller).
 fn try_metrics(addr: &str) -> Option<String> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    let sock: std::net::SocketAddr = addr.parse().ok()?;
+    let mut s = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(1)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.set_write_timeout(Some(Duration::from_secs(2))).ok()?;
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
 }
+
+/// Peak RSS at which [`run_binary_until`] kills strait: a decompression bomb went off.
+const RSS_KILL: u64 = 3 << 29; // 1.5 GiB
 
 /// What a run of the strait binary left: peak RSS, exit status, stderr.
 struct BinaryRun {
@@ -1498,7 +1505,7 @@ struct BinaryRun {
 
 /// Runs the strait binary on `topic` (extra top-level config in `extra`) until
 /// `done(metrics page)`, then SIGTERMs it. Its RSS is watched all along: past
-/// 1.5 GiB it is killed and the test fails (a decompression bomb went off).
+/// [`RSS_KILL`] it is killed and the test fails (a decompression bomb went off).
 async fn run_binary_until(
     label: &str,
     topic: &str,
@@ -1529,38 +1536,63 @@ async fn run_binary_until(
         s
     });
     let pid = child.id();
+    // The watchdog reads the peak RSS every 5 ms on its own thread (strait's
+    // metrics endpoint may not answer while its workers decompress) and kills
+    // strait once it passes RSS_KILL. It ends when strait exits.
+    let watchdog = std::thread::spawn(move || {
+        let mut peak = 0;
+        while let Some((hwm, _)) = rss_of(pid) {
+            peak = peak.max(hwm);
+            if hwm > RSS_KILL {
+                let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+                return (peak, true);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        (peak, false)
+    });
     let deadline = Instant::now() + timeout;
-    let mut peak = 0;
-    loop {
-        let (hwm, now) = rss_of(pid).unwrap_or((0, 0));
-        peak = peak.max(hwm);
-        if now > 3 << 29 || Instant::now() > deadline {
+    let finished = loop {
+        if child.try_wait().unwrap().is_some() {
+            break false;
+        }
+        if Instant::now() > deadline {
             let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{label}: strait killed at {} MiB RSS (peak {} MiB) after {timeout:?} at most; stderr:\n{}",
-                now >> 20,
-                peak >> 20,
-                stderr.join().unwrap()
-            );
+            break false;
         }
         if try_metrics(&addr).is_some_and(|m| done(&m)) {
-            break;
+            break true;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Read before strait exits: the watchdog sees the peak only while strait lives.
+    let last_peak = rss_of(pid).map_or(0, |r| r.0);
+    if finished {
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success());
     }
-    peak = peak.max(rss_of(pid).map_or(0, |r| r.0));
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap()
-        .success());
     let status = child.wait().unwrap();
+    let (peak, killed) = watchdog.join().unwrap();
+    let peak = peak.max(last_peak);
     let _ = std::fs::remove_file(&cfg);
+    let stderr = stderr.join().unwrap();
+    assert!(
+        !killed,
+        "{label}: strait killed at a peak RSS of {} MiB; stderr:\n{stderr}",
+        peak >> 20
+    );
+    assert!(
+        finished,
+        "{label}: not done after {timeout:?} ({status}); peak RSS {} MiB; stderr:\n{stderr}",
+        peak >> 20
+    );
     BinaryRun {
         peak_rss: peak,
         status,
-        stderr: stderr.join().unwrap(),
+        stderr,
     }
 }
 
