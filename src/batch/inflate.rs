@@ -103,22 +103,39 @@ pub(crate) fn decompress_records(
     })
 }
 
-/// Reads `r` to its end into a buffer that never grows past `limit`.
+/// Reads `r` to its end into a buffer that never grows past `limit`. Reads go
+/// straight into the buffer, at most [`CHUNK`] bytes at a time (so a small
+/// batch costs no large scratch buffer, and spare capacity is zeroed once).
 fn read_bounded(mut r: impl Read, limit: usize, hint: usize) -> Result<Vec<u8>, InflateError> {
     let mut out: Vec<u8> = Vec::with_capacity(hint.min(limit));
-    let mut chunk = vec![0u8; CHUNK];
     loop {
-        let n = match r.read(&mut chunk) {
-            Ok(0) => return Ok(out),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(corrupt(e)),
-        };
-        if n > limit - out.len() {
-            return Err(InflateError::TooLarge { limit });
+        if out.len() == limit {
+            // Full: one more byte is one too many.
+            let mut probe = [0u8; 1];
+            return match read_some(&mut r, &mut probe)? {
+                0 => Ok(out),
+                _ => Err(InflateError::TooLarge { limit }),
+            };
         }
-        grow_for(&mut out, n, limit);
-        out.extend_from_slice(&chunk[..n]);
+        grow_for(&mut out, 1, limit);
+        let start = out.len();
+        let window = (out.capacity() - start).min(CHUNK);
+        out.resize(start + window, 0);
+        let n = read_some(&mut r, &mut out[start..])?;
+        out.truncate(start + n);
+        if n == 0 {
+            return Ok(out);
+        }
+    }
+}
+
+/// One `read`, retried when interrupted.
+fn read_some(r: &mut impl Read, buf: &mut [u8]) -> Result<usize, InflateError> {
+    loop {
+        match r.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => return other.map_err(corrupt),
+        }
     }
 }
 
