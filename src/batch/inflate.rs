@@ -9,8 +9,8 @@
 //! grows past the limit. Snappy announces its decompressed length up front; the
 //! announcement is checked against what snappy can expand to and against the
 //! limit before anything is allocated. The decoders keep their own bounded state
-//! (zstd's window is capped by libzstd at 128 MiB, deflate's is 32 KiB, lz4 frames
-//! hold at most two 4 MiB blocks).
+//! (zstd's window is capped by libzstd at 128 MiB, deflate's is 32 KiB, an lz4
+//! frame's blocks are at most 4 MiB).
 //!
 //! Formats follow Kafka's Java client (`org.apache.kafka.common.compress`):
 //! gzip may hold several members (`GZIPInputStream` reads them all), snappy is
@@ -104,8 +104,8 @@ pub(crate) fn decompress_records(
 }
 
 /// Reads `r` to its end into a buffer that never grows past `limit`. Reads go
-/// straight into the buffer, at most [`CHUNK`] bytes at a time (so a small
-/// batch costs no large scratch buffer, and spare capacity is zeroed once).
+/// straight into the buffer, at most [`CHUNK`] bytes at a time: a small batch
+/// costs no large scratch buffer, and each read zeroes at most that much.
 fn read_bounded(mut r: impl Read, limit: usize, hint: usize) -> Result<Vec<u8>, InflateError> {
     let mut out: Vec<u8> = Vec::with_capacity(hint.min(limit));
     loop {
