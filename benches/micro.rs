@@ -160,7 +160,9 @@ fn slow_path(c: &mut Criterion) {
         );
         let plain: usize = 256 * 1040;
         g.throughput(Throughput::Bytes(plain as u64));
-        g.bench_function(name, |bn| bn.iter(|| reencode_contiguous(&b).unwrap()));
+        g.bench_function(name, |bn| {
+            bn.iter(|| reencode_contiguous(&b, strait::batch::inflate::DEFAULT_MAX_DECOMPRESSED_BYTES).unwrap())
+        });
     }
     g.finish();
 }

@@ -468,6 +468,116 @@ async fn corrupted_batch_headers_are_refetched_never_dropped() {
     drop(dp);
 }
 
+/// A topic of `partitions` partitions on the proxied source with `records`
+/// uncompressed records loaded in batches of about 4 KiB; returns its name.
+fn small_batches_topic(label: &str, partitions: u32, records: usize, extra: &[&str]) -> String {
+    let src = harness::kafka4_proxied();
+    let t = unique_topic(label);
+    create(src, &t, partitions, &["retention.ms=-1"]);
+    let mut args = vec!["--batch-size", "4096"];
+    args.extend(extra);
+    load(src, &t, records, "none", &args);
+    t
+}
+
+/// A replication of topic `t` through the proxies, with small fetches: many
+/// responses, each holding a few batches of each partition.
+fn proxied_config(t: &str, sp: &ClusterProxy, dp: &ClusterProxy) -> Config {
+    let extra = "max_buffered_bytes = 1048576\nfetch_max_bytes = 65536\nfetch_partition_max_bytes = 16384";
+    Config::parse(
+        &config_text(&unique_topic(t), &sp.bootstrap, &dp.bootstrap, t, extra, ""),
+        "test",
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupted_batch_lengths_are_refetched_never_lost() {
+    let _one = PROXY_LOCK.lock().await;
+    let t0 = Instant::now();
+    let (src, dst) = (harness::kafka4_proxied(), harness::kafka4_proxied_dest());
+    let t = small_batches_topic("badlen", 2, 4_000, &[]);
+    let (sp, dp) = proxies().await;
+    // Every second fetch response holding batches gets the length of its last
+    // batch corrupted (no CRC covers it): below the minimum, negative, or past
+    // the response, in turn.
+    sp.each(|f| f.corrupt_length_every.store(2, Ordering::Relaxed));
+    let r = start(proxied_config(&t, &sp, &dp)).await;
+    r.wait_records(4_000, Duration::from_secs(60)).await;
+    sp.each(|f| f.clear());
+    let malformed = r.handle.metrics.malformed_refetches.load(Ordering::Relaxed);
+    let stopped = r.handle.stopped_partitions();
+    let s = r.stop().await;
+    let corrupted = sp.total(|f| &f.length_corrupted);
+    eprintln!(
+        "{corrupted} batch lengths corrupted; strait refetched {malformed} times; {}",
+        sp.stats()
+    );
+    assert!(corrupted >= 4, "the proxy corrupted only {corrupted} lengths");
+    assert!(malformed >= 1, "no malformed batch length detected");
+    assert!(
+        malformed <= corrupted,
+        "{malformed} refetches for {corrupted} corruptions"
+    );
+    assert_eq!(
+        (stopped, s.stopped.len()),
+        (0, 0),
+        "a partition stopped: {:?}",
+        s.stopped
+    );
+    assert_eq!(s.records, 4_000);
+    let v = assert_same(src, &t, dst, &t, &[]);
+    assert_eq!(v["source_records"], 4_000, "{v}");
+    eprintln!(
+        "RESULT corrupted batch lengths: 4000 records, 0 lost, 0 changed, {malformed} refetches, {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    drop(dp);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_length_corrupted_on_every_fetch_stops_the_partition_after_the_bound() {
+    let _one = PROXY_LOCK.lock().await;
+    let dst = harness::kafka4_proxied_dest();
+    // One batch (a long linger collects the 20 records), corrupted in every response.
+    let t = small_batches_topic(
+        "badlen-always",
+        1,
+        20,
+        &["--linger-ms", "1000", "--batch-size", "1000000"],
+    );
+    let (sp, dp) = proxies().await;
+    sp.each(|f| f.corrupt_length_every.store(1, Ordering::Relaxed));
+    let r = start(proxied_config(&t, &sp, &dp)).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while r.handle.stopped_partitions() == 0 {
+        assert!(Instant::now() < deadline, "the partition never stopped; {}", sp.stats());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let malformed = r.handle.metrics.malformed_refetches.load(Ordering::Relaxed);
+    let records = r.handle.metrics.records.load(Ordering::Relaxed);
+    let s = r.stop().await;
+    sp.each(|f| f.clear());
+    assert_eq!(s.stopped.len(), 1, "{:?}", s.stopped);
+    let reason = &s.stopped[0];
+    eprintln!("stopped: {reason}; {malformed} refetches; {}", sp.stats());
+    assert!(
+        reason.contains(&t) && reason.contains("partition 0") && reason.contains("at offset 0"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("11 times in a row") && reason.contains("malformed"),
+        "{reason}"
+    );
+    // Ten refetches, then the stop (a length pointing past the response looks
+    // like a response cut short, which is fetched again without counting).
+    assert_eq!(malformed, 10);
+    assert_eq!(records, 0);
+    let c = json(&tool(&["count", "--bootstrap", &dst.bootstrap, "--topic", &t]));
+    assert_eq!(c["total"], 0, "{c}");
+    drop(dp);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncated_frames_on_both_sides_lose_nothing() {
     let _one = PROXY_LOCK.lock().await;

@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use bytes::{BufMut, BytesMut};
 use kafka_protocol::messages::{ApiVersionsRequest, MetadataRequest};
+use strait::batch::inflate::DEFAULT_MAX_DECOMPRESSED_BYTES;
 use strait::batch::{reencode_contiguous, BatchError, RawBatch};
 use strait::fuzzing::{self, records};
 use strait::protocol::{decode_response, ProtocolError};
@@ -247,7 +248,7 @@ fn huge_record_and_header_counts_are_errors_not_allocations() {
     };
     let b = records::v2_batch(header, &one);
     refused_with_bounded_memory("re-encoding 2^31-1 announced records", b.len(), || {
-        let err = reencode_contiguous(&b).unwrap_err();
+        let err = reencode_contiguous(&b, DEFAULT_MAX_DECOMPRESSED_BYTES).unwrap_err();
         assert!(
             err.to_string().contains("header says 2147483647 records, found 1"),
             "{err}"
@@ -291,7 +292,7 @@ fn snappy_announcing_gigabytes_is_an_error_not_an_allocation() {
         &payload,
     );
     refused_with_bounded_memory("re-encoding a 4 GiB snappy announcement", b.len(), || {
-        let err = reencode_contiguous(&b).unwrap_err();
+        let err = reencode_contiguous(&b, DEFAULT_MAX_DECOMPRESSED_BYTES).unwrap_err();
         assert!(matches!(err, BatchError::Malformed { .. }), "{err:?}");
         assert!(err.to_string().contains("cannot decompress"), "{err}");
         Err::<(), _>(err.to_string())
@@ -312,6 +313,66 @@ fn snappy_announcing_gigabytes_is_an_error_not_an_allocation() {
         &framed,
     );
     refused_with_bounded_memory("re-encoding a framed 4 GiB snappy announcement", b.len(), || {
-        reencode_contiguous(&b).map(|_| ()).map_err(|e| e.to_string())
+        reencode_contiguous(&b, DEFAULT_MAX_DECOMPRESSED_BYTES)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     });
+}
+
+#[test]
+fn decompression_bombs_stop_at_the_cap_in_every_codec() {
+    // Re-encoding a batch whose records inflate far past the cap allocates about
+    // the cap, not what the records inflate to: 4 GiB for zstd (hand-built from
+    // RLE blocks), 64 MiB for the codecs built by compressing zeros.
+    let cap = 1 << 20;
+    let header = |codec: u8, n: usize| records::Header {
+        base_offset: 70,
+        attributes: codec as i16,
+        last_offset_delta: n as i32 + 2, // a compaction gap: the batch needs a re-encode
+        base_timestamp: 0,
+        producer_id: -1,
+        record_count: n as i32,
+    };
+    let zstd = records::v2_batch(header(4, 4), &records::zstd_zero_records(&[1 << 30; 4]));
+    let mut bombs = vec![("zstd, 4 GiB", zstd)];
+    let plain = records::encode(
+        &(0..64)
+            .map(|i| records::Rec {
+                attributes: 0,
+                timestamp_delta: 0,
+                offset_delta: i,
+                key: None,
+                value: Some(vec![0; 1 << 20]),
+                headers: vec![],
+            })
+            .collect::<Vec<_>>(),
+    );
+    for (codec, name) in [(1u8, "gzip, 64 MiB"), (2, "snappy, 64 MiB"), (3, "lz4, 64 MiB")] {
+        let packed = strait::batch::reencode::compress(codec, &plain).unwrap();
+        bombs.push((name, records::v2_batch(header(codec, 64), &packed)));
+    }
+    for (name, b) in bombs {
+        let started = Instant::now();
+        let (result, largest) = largest_allocation(|| reencode_contiguous(&b, cap));
+        assert_eq!(
+            result.unwrap_err(),
+            BatchError::TooLargeDecompressed {
+                base_offset: 70,
+                limit: cap
+            },
+            "{name}"
+        );
+        // The output buffer stops at the cap. (The C decoders' own state, bounded by
+        // their formats, is not allocated through Rust's allocator.)
+        assert!(
+            largest <= cap + (64 << 10),
+            "{name}: largest allocation {largest} bytes for a {}-byte batch",
+            b.len()
+        );
+        eprintln!(
+            "{name}: {} bytes compressed, refused in {:?}, largest allocation {largest} bytes",
+            b.len(),
+            started.elapsed()
+        );
+    }
 }

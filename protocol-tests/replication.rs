@@ -11,9 +11,15 @@ mod harness;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use common::*;
 use harness::{unique_topic, KafkaCluster};
+use kafka_protocol::messages::ProduceRequest;
 use serde_json::Value;
+use strait::batch::build::{build_batch, BuildOptions, TestRecord};
+use strait::client::{Client, ClientConfig};
+use strait::fuzzing::records;
+use strait::protocol::{ProducePartition, ProduceTopic};
 
 /// A transactional load of `transactions` × `per_txn` records, aborting every
 /// `abort_every`-th transaction; returns the tool's summary.
@@ -59,7 +65,16 @@ fn record_id(v: &Value) -> String {
 
 /// Batch codecs in a partition's log (in log order), read by Kafka's DumpLogSegments.
 fn log_codecs(dst: &KafkaCluster, topic: &str, partition: u32) -> Vec<String> {
-    let mut codecs = Vec::new();
+    log_batches(dst, topic, partition)
+        .into_iter()
+        .map(|(_, codec)| codec)
+        .collect()
+}
+
+/// Record count and codec of each batch in a partition's log (in log order),
+/// read by Kafka's DumpLogSegments from the batch headers (records are not read).
+fn log_batches(dst: &KafkaCluster, topic: &str, partition: u32) -> Vec<(u64, String)> {
+    let mut batches = Vec::new();
     for node in 1..=dst.nodes {
         let dir = dst.data_dir(node).join(format!("{topic}-{partition}"));
         let Ok(files) = std::fs::read_dir(&dir) else { continue };
@@ -70,24 +85,29 @@ fn log_codecs(dst: &KafkaCluster, topic: &str, partition: u32) -> Vec<String> {
                     .tool("kafka.tools.DumpLogSegments", &["--files", path.to_str().unwrap()])
                     .unwrap();
                 for line in out.lines().filter(|l| l.starts_with("baseOffset:")) {
-                    let codec = line
-                        .split("compresscodec: ")
-                        .nth(1)
-                        .and_then(|s| s.split_whitespace().next())
-                        .unwrap_or("?");
+                    let field = |name: &str| {
+                        line.split(name)
+                            .nth(1)
+                            .and_then(|s| s.split_whitespace().next())
+                            .unwrap_or("?")
+                            .to_string()
+                    };
                     assert!(
                         line.contains("isControl: false"),
                         "control batch on the destination: {line}"
                     );
-                    codecs.push(codec.to_string());
+                    let count = field("count: ")
+                        .parse()
+                        .unwrap_or_else(|_| panic!("no count in {line}"));
+                    batches.push((count, field("compresscodec: ")));
                 }
             }
         }
-        if !codecs.is_empty() {
+        if !batches.is_empty() {
             break;
         }
     }
-    codecs
+    batches
 }
 
 const CODECS: [&str; 8] = ["none", "gzip", "snappy", "lz4", "zstd", "lz4", "zstd", "none"];
@@ -1497,4 +1517,325 @@ async fn json_logs_progress_fields_and_no_topic_warnings() {
     let last = lines.last().unwrap();
     assert_eq!(message(last), "stopped", "{text}");
     assert_eq!(last["fields"]["records"], 0, "{last}");
+}
+
+/// Now, in ms since the epoch: batches in one log segment (so one fetch
+/// response) need timestamps close together, or the broker rolls the segment.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A valid zstd v2 batch of `n` records whose values are 1 GiB of zeros each,
+/// about 32 KiB per record on the wire: the zstd frame is hand-built from raw and
+/// RLE blocks, so building it is instant.
+fn gib_records_batch(n: usize) -> Bytes {
+    let header = records::Header {
+        base_offset: 0,
+        attributes: 4, // zstd
+        last_offset_delta: n as i32 - 1,
+        base_timestamp: now_ms(),
+        producer_id: -1,
+        record_count: n as i32,
+    };
+    records::v2_batch(header, &records::zstd_zero_records(&vec![1 << 30; n])).into_bytes()
+}
+
+/// A small zstd batch of `n` records.
+fn small_zstd_batch(n: i32) -> Bytes {
+    let recs: Vec<TestRecord> = (0..n).map(|i| TestRecord::simple(i, b"small record")).collect();
+    build_batch(
+        &BuildOptions {
+            codec: 4,
+            base_timestamp: now_ms(),
+            ..Default::default()
+        },
+        &recs,
+    )
+    .into_bytes()
+}
+
+/// Produces each batch as it is (one Produce request each, acks=all) to
+/// partition 0 of `topic`, through strait's zero-copy path; the broker validates
+/// every batch (streaming through compressed ones) before it answers.
+async fn produce_raw(c: &KafkaCluster, topic: &str, batches: &[Bytes]) {
+    let mut cc = ClientConfig::new(&c.bootstrap);
+    cc.connection.request_timeout = Duration::from_secs(120);
+    let client = Client::connect(cc).await.unwrap();
+    let id = client
+        .refresh_metadata(Some(&[topic.to_string()]))
+        .await
+        .unwrap()
+        .topics[topic]
+        .id;
+    let (leader, _) = client.leader(topic, 0).await.unwrap();
+    let conn = client.broker(leader).await.unwrap();
+    let version = conn.version_of::<ProduceRequest>().unwrap();
+    for b in batches {
+        let t = Instant::now();
+        let part = ProducePartition::whole(0, b.clone());
+        let resp = conn
+            .produce(
+                version,
+                None,
+                -1,
+                120_000,
+                &[ProduceTopic {
+                    name: topic.into(),
+                    topic_id: id,
+                    partitions: vec![part],
+                }],
+            )
+            .await
+            .unwrap();
+        let p = &resp.responses[0].partition_responses[0];
+        assert_eq!(p.error_code, 0, "{topic}: produce refused: {:?}", p.error_message);
+        eprintln!("{topic}: produced a {}-byte batch in {:?}", b.len(), t.elapsed());
+    }
+}
+
+/// `VmHWM` (peak) and `VmRSS` of process `pid`, in bytes.
+fn rss_of(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb = |name: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|k| k * 1024)
+    };
+    Some((kb("VmHWM:")?, kb("VmRSS:")?))
+}
+
+/// The `/metrics` page of a running strait, or `None` while it does not answer
+/// (within a bounded time: a busy strait must not stall the caller).
+fn try_metrics(addr: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let sock: std::net::SocketAddr = addr.parse().ok()?;
+    let mut s = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(1)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.set_write_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+}
+
+/// Peak RSS at which [`run_binary_until`] kills strait: a decompression bomb went off.
+const RSS_KILL: u64 = 3 << 29; // 1.5 GiB
+
+/// What a run of the strait binary left: peak RSS, exit status, stderr.
+struct BinaryRun {
+    peak_rss: u64,
+    status: std::process::ExitStatus,
+    stderr: String,
+}
+
+/// Runs the strait binary on `topic` (extra top-level config in `extra`) until
+/// `done(metrics page)`, then SIGTERMs it. Its RSS is watched all along: past
+/// [`RSS_KILL`] it is killed and the test fails (a decompression bomb went off).
+async fn run_binary_until(
+    label: &str,
+    topic: &str,
+    extra: &str,
+    timeout: Duration,
+    done: impl Fn(&str) -> bool,
+) -> BinaryRun {
+    let (src, dst) = (harness::kafka4(), harness::kafka4_dest());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let name = unique_topic(label);
+    let extra = format!("metrics_address = \"{addr}\"\n{extra}");
+    let cfg = config_file(&name, &src.bootstrap, &dst.bootstrap, topic, &extra, "");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_strait"))
+        .args(["run", "--config", cfg.to_str().unwrap(), "--progress", "0"])
+        .env("RUST_LOG", "warn")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut pipe, &mut s);
+        s
+    });
+    let pid = child.id();
+    // The watchdog reads the peak RSS every 5 ms on its own thread (strait's
+    // metrics endpoint may not answer while its workers decompress) and kills
+    // strait once it passes RSS_KILL. It ends when strait exits.
+    let watchdog = std::thread::spawn(move || {
+        let mut peak = 0;
+        while let Some((hwm, _)) = rss_of(pid) {
+            peak = peak.max(hwm);
+            if hwm > RSS_KILL {
+                let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+                return (peak, true);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        (peak, false)
+    });
+    let deadline = Instant::now() + timeout;
+    let finished = loop {
+        if child.try_wait().unwrap().is_some() {
+            break false;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break false;
+        }
+        if try_metrics(&addr).is_some_and(|m| done(&m)) {
+            break true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Read before strait exits: the watchdog sees the peak only while strait lives.
+    let last_peak = rss_of(pid).map_or(0, |r| r.0);
+    if finished {
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success());
+    }
+    let status = child.wait().unwrap();
+    let (peak, killed) = watchdog.join().unwrap();
+    let peak = peak.max(last_peak);
+    let _ = std::fs::remove_file(&cfg);
+    let stderr = stderr.join().unwrap();
+    assert!(
+        !killed,
+        "{label}: strait killed at a peak RSS of {} MiB; stderr:\n{stderr}",
+        peak >> 20
+    );
+    assert!(
+        finished,
+        "{label}: not done after {timeout:?} ({status}); peak RSS {} MiB; stderr:\n{stderr}",
+        peak >> 20
+    );
+    BinaryRun {
+        peak_rss: peak,
+        status,
+        stderr,
+    }
+}
+
+/// A valid zstd batch of 4 records that inflate to 4 GiB in all (about 128 KiB
+/// on the wire), made to need a re-encode: DeleteRecords moves the log start
+/// into it, so strait, starting from the earliest offset, fetches a batch that
+/// straddles its position. Decompression stops at the cap: the partition stops
+/// with an error naming topic, partition and offset, strait's memory stays far
+/// below 4 GiB, and nothing of the batch (or after it) reaches the destination.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_inflating_to_4_gib_that_needs_a_re_encode_stops_its_partition() {
+    let (src, dst) = (harness::kafka4(), harness::kafka4_dest());
+    let t0 = Instant::now();
+    let t = unique_topic("bomb-reencode");
+    create(src, &t, 1, &["retention.ms=-1"]);
+    let bomb = gib_records_batch(4);
+    assert!(bomb.len() < 200 * 1024, "{} bytes", bomb.len());
+    // Offsets 0..=3 (the bomb), then 4..=8.
+    produce_raw(src, &t, &[bomb, small_zstd_batch(5)]).await;
+    let spec = std::env::temp_dir().join(format!("{t}.json"));
+    std::fs::write(
+        &spec,
+        format!(r#"{{"version":1,"partitions":[{{"topic":"{t}","partition":0,"offset":2}}]}}"#),
+    )
+    .unwrap();
+    src.tool(
+        "org.apache.kafka.tools.DeleteRecordsCommand",
+        &[
+            "--bootstrap-server",
+            &src.bootstrap,
+            "--offset-json-file",
+            spec.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    let _ = std::fs::remove_file(&spec);
+    let run = run_binary_until("bomb-reencode", &t, "", Duration::from_secs(90), |m| {
+        metric(m, "strait_partitions_stopped") >= 1.0
+    })
+    .await;
+    eprintln!(
+        "4 GiB batch needing a re-encode: strait peak RSS {} MiB; {:.1} s; stderr:\n{}",
+        run.peak_rss >> 20,
+        t0.elapsed().as_secs_f64(),
+        run.stderr
+    );
+    assert!(!run.status.success(), "a stopped partition makes strait exit 1");
+    let expected = format!(
+        "partition stopped: cannot re-encode the batch of {t} partition 0 at offset 0 (it starts before the fetch \
+         position 2): record batch at offset 0 decompresses to more than 268435456 bytes (max_decompressed_batch_bytes)"
+    );
+    assert!(
+        run.stderr.contains(&expected),
+        "expected {expected:?} in:\n{}",
+        run.stderr
+    );
+    assert!(run.peak_rss < 1 << 30, "peak RSS {} MiB", run.peak_rss >> 20);
+    // Nothing of the batch, and nothing after it, was written.
+    let c = json(&tool(&["count", "--bootstrap", &dst.bootstrap, "--topic", &t]));
+    assert_eq!(c["total"], 0, "{c}");
+    assert_eq!(c["offsets"]["0"][1], 0, "{c}");
+}
+
+/// The same 4 GiB batch between small zstd batches, where it needs no re-encode:
+/// it goes raw. Coalescing is on for batches of up to 1 MiB on the wire, so the
+/// producer tries to merge it with its neighbours and stops at the cap; the
+/// batch is forwarded raw, its neighbours are still merged, and strait's
+/// memory stays far below 4 GiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_inflating_to_4_gib_is_forwarded_raw_when_coalescing() {
+    let (src, dst) = (harness::kafka4(), harness::kafka4_dest());
+    let t0 = Instant::now();
+    let t = unique_topic("bomb-raw");
+    create(src, &t, 1, &["retention.ms=-1"]);
+    let mut batches: Vec<Bytes> = (0..3).map(|_| small_zstd_batch(5)).collect();
+    batches.push(gib_records_batch(4));
+    batches.extend((0..3).map(|_| small_zstd_batch(5)));
+    produce_raw(src, &t, &batches).await;
+    let total = 3 * 5 + 4 + 3 * 5;
+    let run = run_binary_until(
+        "bomb-raw",
+        &t,
+        "coalesce_below_bytes = 1048576",
+        Duration::from_secs(120),
+        |m| metric(m, "strait_records_total") >= total as f64,
+    )
+    .await;
+    eprintln!(
+        "4 GiB batch forwarded raw: strait peak RSS {} MiB; {:.1} s; stderr:\n{}",
+        run.peak_rss >> 20,
+        t0.elapsed().as_secs_f64(),
+        run.stderr
+    );
+    assert!(run.status.success(), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("batch decompresses past max_decompressed_batch_bytes; forwarded raw, not merged"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.peak_rss < 1 << 30, "peak RSS {} MiB", run.peak_rss >> 20);
+    // Kafka's own DumpLogSegments reads the destination's batch headers: the
+    // 4-record zstd batch is there whole, every record is, and the small
+    // batches around it were merged (fewer batches than on the source).
+    let dst_batches = log_batches(dst, &t, 0);
+    eprintln!("destination batches (records, codec): {dst_batches:?}");
+    assert!(dst_batches.contains(&(4, "zstd".to_string())), "{dst_batches:?}");
+    assert_eq!(dst_batches.iter().map(|b| b.0).sum::<u64>(), total);
+    assert!(dst_batches.len() < batches.len(), "{dst_batches:?}");
+    let out = Command::new("kcat")
+        .args(["-Q", "-b", &dst.bootstrap, "-t", &format!("{t}:0:-1")])
+        .output()
+        .unwrap();
+    let end = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        end.contains(&format!(" offset {total}")),
+        "destination end offset: {end}"
+    );
 }

@@ -12,7 +12,9 @@
 //! Kafka frames (`i32` size prefix), so it can cut one mid-frame and find the
 //! record batches inside a response: a batch is recognised by magic 2 and a
 //! CRC-32C that matches, and corruption flips one byte of its records section,
-//! which that CRC covers, so a client that checks CRCs detects every flip.
+//! which that CRC covers, so a client that checks CRCs detects every flip. A
+//! batch's `length` field, which no CRC covers, can be corrupted too, in every
+//! Nth response frame holding batches (deterministic, not by chance).
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -59,6 +61,12 @@ pub struct Faults {
     /// Corrupt the batch header instead: set the control bit of the attributes
     /// (also covered by the CRC), which makes a data batch look like a transaction marker.
     pub corrupt_control_bit: AtomicBool,
+    /// Corrupt the `length` field of the last batch with records in every Nth
+    /// response frame holding batches (0: off). Corruptions cycle through a
+    /// length below the minimum, a negative one and one pointing past the frame.
+    pub corrupt_length_every: AtomicU32,
+    /// Response frames holding batches seen while `corrupt_length_every` was set.
+    batch_frames: AtomicU64,
     stall_until: Mutex<Option<Instant>>,
     refuse: AtomicBool,
     epoch: Mutex<Option<watch::Sender<u64>>>,
@@ -70,6 +78,8 @@ pub struct Faults {
     pub truncated: AtomicU64,
     /// Frames with a flipped record byte.
     pub corrupted: AtomicU64,
+    /// Frames with a corrupted batch length.
+    pub length_corrupted: AtomicU64,
     /// Frames forwarded.
     pub frames: AtomicU64,
 }
@@ -110,6 +120,7 @@ impl Faults {
         self.truncate_ppm.store(0, Ordering::Relaxed);
         self.corrupt_ppm.store(0, Ordering::Relaxed);
         self.corrupt_control_bit.store(false, Ordering::Relaxed);
+        self.corrupt_length_every.store(0, Ordering::Relaxed);
         self.refuse(false);
         self.unstall();
     }
@@ -247,12 +258,13 @@ impl ClusterProxy {
     /// One line of what the proxies did.
     pub fn stats(&self) -> String {
         format!(
-            "connections {}, frames {}, resets {}, truncated {}, corrupted {}",
+            "connections {}, frames {}, resets {}, truncated {}, corrupted {}, lengths corrupted {}",
             self.total(|f| &f.connections),
             self.total(|f| &f.frames),
             self.total(|f| &f.resets),
             self.total(|f| &f.truncated),
             self.total(|f| &f.corrupted),
+            self.total(|f| &f.length_corrupted),
         )
     }
 }
@@ -377,6 +389,16 @@ async fn forward(mut rx: mpsc::Receiver<(Instant, Vec<u8>)>, w: &mut OwnedWriteH
         {
             f.corrupted.fetch_add(1, Ordering::Relaxed);
         }
+        let every = f.corrupt_length_every.load(Ordering::Relaxed) as u64;
+        if dir == Dir::Down && every > 0 {
+            if let Some(at) = last_batch_with_records(&frame) {
+                let n = f.batch_frames.fetch_add(1, Ordering::Relaxed) + 1;
+                if n % every == 0 {
+                    let done = f.length_corrupted.fetch_add(1, Ordering::Relaxed);
+                    corrupt_batch_length(&mut frame, at, done);
+                }
+            }
+        }
         if w.write_all(&frame).await.is_err() {
             return false;
         }
@@ -431,6 +453,27 @@ pub fn corrupt_record_byte(frame: &mut [u8]) -> bool {
     true
 }
 
+/// Start of the last batch with records in `frame`.
+pub fn last_batch_with_records(frame: &[u8]) -> Option<usize> {
+    find_batches(frame)
+        .iter()
+        .rev()
+        .find(|(_, len)| *len > 61)
+        .map(|(start, _)| *start)
+}
+
+/// Overwrites the `length` field of the batch at `start` (outside its CRC):
+/// below the v2 minimum of 49, negative, or past the end of the frame, by
+/// `variant % 3`.
+pub fn corrupt_batch_length(frame: &mut [u8], start: usize, variant: u64) {
+    let length: i32 = match variant % 3 {
+        0 => 20,
+        1 => -1,
+        _ => i32::MAX - 16,
+    };
+    frame[start + 8..start + 12].copy_from_slice(&length.to_be_bytes());
+}
+
 /// Sets the control bit (attributes bit 5) of the last data batch in `frame`,
 /// leaving its CRC stale; false if it holds none.
 pub fn set_control_bit(frame: &mut [u8]) -> bool {
@@ -471,6 +514,16 @@ mod tests {
         assert_eq!(diff.len(), 1);
         assert!(diff[0] >= 40 + 61 && diff[0] < 40 + batch.len(), "{diff:?}");
         assert!(find_batches(&frame).is_empty(), "the CRC no longer matches");
+        // A corrupted length hides the batch from the finder: its CRC span moved.
+        let mut frame = before.clone();
+        assert_eq!(last_batch_with_records(&frame), Some(40));
+        for (variant, length) in [(0, 20), (1, -1), (2, i32::MAX - 16)] {
+            corrupt_batch_length(&mut frame, 40, variant);
+            assert_eq!(&frame[48..52], &i32::to_be_bytes(length));
+            assert!(find_batches(&frame).is_empty());
+        }
+        let diff = (0..frame.len()).filter(|&i| frame[i] != before[i]).count();
+        assert!(diff <= 4, "only the length field changes");
     }
 
     /// A server that answers every frame with the same frame.

@@ -7,12 +7,16 @@
 //! copied byte for byte except their offset and timestamp deltas, which are
 //! rebased onto the merged batch, and the codec is kept. Source CRCs are checked
 //! first. This is a slow path, taken only when it wins (configurable:
-//! `coalesce_below_bytes`).
+//! `coalesce_below_bytes`). The merged records may take at most
+//! `max_decompressed_batch_bytes`: a run that would inflate past it is refused
+//! with [`BatchError::TooLargeDecompressed`] naming the batch where it did, and
+//! its batches travel raw instead.
 
 use bytes::Bytes;
 
+use super::inflate::decompress_records;
 use super::patch::crc_is_valid;
-use super::reencode::{compress, decompress};
+use super::reencode::compress;
 use super::varint::{put_varint, put_varlong, read_varint, read_varlong};
 use super::{BatchError, RawBatch, Reencoded, V2_HEADER_LEN};
 
@@ -27,8 +31,9 @@ pub fn can_coalesce(b: &RawBatch) -> bool {
 
 /// Merges consecutive batches (same codec, in offset order) into one batch with
 /// contiguous offset deltas; `source_deltas[i]` is record i's source offset minus
-/// the first batch's base offset.
-pub fn coalesce(batches: &[RawBatch]) -> Result<Reencoded, BatchError> {
+/// the first batch's base offset. The merged records may take at most
+/// `max_plain` bytes uncompressed.
+pub fn coalesce(batches: &[RawBatch], max_plain: usize) -> Result<Reencoded, BatchError> {
     let first = batches.first().ok_or(BatchError::Malformed {
         base_offset: -1,
         reason: "nothing to coalesce".into(),
@@ -60,8 +65,16 @@ pub fn coalesce(batches: &[RawBatch]) -> Result<Reencoded, BatchError> {
             return Err(bad(at, "only plain v2 batches of one codec can be coalesced".into()));
         }
         let batch_ts = i64_at(b.bytes(), 27);
-        let plain = decompress(codec, b.bytes().slice(V2_HEADER_LEN..))
-            .map_err(|e| bad(at, format!("cannot decompress: {e:#}")))?;
+        // The bound covers what the merged batch holds so far: each batch may
+        // inflate only into what is left of it.
+        let left = max_plain.saturating_sub(out.len());
+        let plain = decompress_records(codec, b.bytes().slice(V2_HEADER_LEN..), left, at).map_err(|e| match e {
+            BatchError::TooLargeDecompressed { base_offset, .. } => BatchError::TooLargeDecompressed {
+                base_offset,
+                limit: max_plain,
+            },
+            e => e,
+        })?;
         let mut input = &plain[..];
         while !input.is_empty() {
             let len = read_varint(&mut input).ok_or_else(|| bad(at, "bad record length".into()))?;
@@ -145,7 +158,7 @@ mod tests {
                     )
                 })
                 .collect();
-            let r = coalesce(&batches).unwrap();
+            let r = coalesce(&batches, 1 << 20).unwrap();
             assert!(crc_is_valid(&r.batch));
             assert_eq!(r.batch.codec(), codec);
             assert_eq!(r.batch.record_count(), 10);
@@ -159,6 +172,39 @@ mod tests {
             assert_eq!(ts, want, "codec {codec}");
             assert_eq!(got.records[4].value.as_deref(), Some(&b"a2"[..]));
         }
+    }
+
+    #[test]
+    fn a_run_inflating_past_the_cap_is_refused_naming_the_batch() {
+        use crate::fuzzing::records::{v2_batch, zstd_zero_records, Header};
+        let zeros = |base_offset: i64, lens: &[u32]| {
+            v2_batch(
+                Header {
+                    base_offset,
+                    attributes: 4, // zstd
+                    last_offset_delta: lens.len() as i32 - 1,
+                    base_timestamp: 1_700_000_000_000,
+                    producer_id: -1,
+                    record_count: lens.len() as i32,
+                },
+                &zstd_zero_records(lens),
+            )
+        };
+        let (small, bomb) = (zeros(10, &[100, 100]), zeros(12, &[1 << 30, 1 << 30, 1 << 30, 1 << 30]));
+        assert!(bomb.len() < 200 * 1024);
+        let limit = 1 << 20;
+        assert_eq!(
+            coalesce(&[small.clone(), bomb], limit).unwrap_err(),
+            BatchError::TooLargeDecompressed { base_offset: 12, limit }
+        );
+        // The cap bounds the merged batch, not only each batch: two of 600 KiB each.
+        let (a, b) = (zeros(20, &[600 << 10]), zeros(21, &[600 << 10]));
+        assert_eq!(
+            coalesce(&[a.clone(), b.clone()], limit).unwrap_err(),
+            BatchError::TooLargeDecompressed { base_offset: 21, limit }
+        );
+        let r = coalesce(&[small, a, b], 2 * limit).unwrap();
+        assert_eq!(r.source_deltas, vec![0, 1, 10, 11]);
     }
 
     #[test]
@@ -178,7 +224,7 @@ mod tests {
             },
             &[TestRecord::simple(0, b"c")],
         );
-        let r = coalesce(&[a, b]).unwrap();
+        let r = coalesce(&[a, b], 1 << 20).unwrap();
         assert_eq!(r.source_deltas, vec![0, 1, 3]);
         assert_eq!(r.batch.last_offset_delta(), 2);
     }

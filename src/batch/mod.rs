@@ -13,6 +13,7 @@ pub mod build;
 pub mod coalesce;
 pub mod crc;
 pub mod filter;
+pub mod inflate;
 pub mod patch;
 pub mod reencode;
 pub mod upconvert;
@@ -52,6 +53,25 @@ pub enum BatchError {
     /// The records inside a batch cannot be parsed.
     #[error("record batch at offset {base_offset} is malformed: {reason}")]
     Malformed { base_offset: i64, reason: String },
+    /// A slow path would decompress the batch past the cap
+    /// (`max_decompressed_batch_bytes`); decompression stopped there.
+    #[error(
+        "record batch at offset {base_offset} decompresses to more than {limit} bytes (max_decompressed_batch_bytes)"
+    )]
+    TooLargeDecompressed { base_offset: i64, limit: usize },
+}
+
+impl BatchError {
+    /// Byte position of the batch [`split_batches`] refused (bad length, magic or
+    /// offsets) in its records blob: the batches before it are whole.
+    pub fn position(&self) -> Option<usize> {
+        match self {
+            BatchError::BadLength { position, .. }
+            | BatchError::BadOffsets { position, .. }
+            | BatchError::BadMagic { position, .. } => Some(*position),
+            _ => None,
+        }
+    }
 }
 
 /// One record batch (any magic) as a zero-copy slice of a Fetch response.

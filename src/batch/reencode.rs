@@ -6,10 +6,13 @@
 //! keys included) except its offset delta, which becomes its index; the records
 //! are compressed again with the batch's own codec. Records are never decoded
 //! into `kafka-protocol` types, whose header map would merge duplicate keys.
+//! Decompression is bounded ([`super::inflate`]): a batch that would inflate past
+//! the cap is refused with [`BatchError::TooLargeDecompressed`].
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::compression::{self as codec, Compressor, Decompressor};
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::compression::{self as codec, Compressor};
 
+use super::inflate::decompress_records;
 use super::patch::crc_is_valid;
 use super::varint::{put_varint, read_varint, read_varlong};
 use super::{BatchError, RawBatch, V2_HEADER_LEN};
@@ -24,16 +27,17 @@ pub struct Reencoded {
 }
 
 /// Re-encodes `b` with contiguous offset deltas. The source CRC is checked first:
-/// a fresh CRC is computed only over bytes whose old CRC was verified.
-pub fn reencode_contiguous(b: &RawBatch) -> Result<Reencoded, BatchError> {
-    reencode_from(b, i64::MIN).map(|r| r.expect("no record is dropped without a minimum offset"))
+/// a fresh CRC is computed only over bytes whose old CRC was verified. The
+/// records may decompress to at most `max_plain` bytes.
+pub fn reencode_contiguous(b: &RawBatch, max_plain: usize) -> Result<Reencoded, BatchError> {
+    reencode_from(b, i64::MIN, max_plain).map(|r| r.expect("no record is dropped without a minimum offset"))
 }
 
 /// Like [`reencode_contiguous`], dropping the records below `min_offset` (a batch
 /// that straddles the fetch position, e.g. after the log start moved into it).
 /// The new batch's base offset is its first kept record's; `source_deltas` are
 /// relative to it. `None` when no record is kept.
-pub fn reencode_from(b: &RawBatch, min_offset: i64) -> Result<Option<Reencoded>, BatchError> {
+pub fn reencode_from(b: &RawBatch, min_offset: i64, max_plain: usize) -> Result<Option<Reencoded>, BatchError> {
     let at = b.base_offset();
     let bad = |reason: String| BatchError::Malformed {
         base_offset: at,
@@ -43,8 +47,7 @@ pub fn reencode_from(b: &RawBatch, min_offset: i64) -> Result<Option<Reencoded>,
         return Err(BatchError::CrcMismatch { base_offset: at });
     }
     let codec_id = b.codec();
-    let plain =
-        decompress(codec_id, b.bytes().slice(V2_HEADER_LEN..)).map_err(|e| bad(format!("cannot decompress: {e:#}")))?;
+    let plain = decompress_records(codec_id, b.bytes().slice(V2_HEADER_LEN..), max_plain, at)?;
     let mut input = &plain[..];
     let mut out = Vec::with_capacity(plain.len());
     // recordCount comes from the wire: every record takes at least one byte.
@@ -87,6 +90,7 @@ pub fn reencode_from(b: &RawBatch, min_offset: i64) -> Result<Option<Reencoded>,
     if seen != b.record_count() as i64 {
         return Err(bad(format!("header says {} records, found {seen}", b.record_count())));
     }
+    drop(plain); // before compressing, which copies `out` once more
     let Some(first) = first_kept else { return Ok(None) };
     let body = compress(codec_id, &out).map_err(|e| bad(format!("cannot compress: {e:#}")))?;
     let mut h = BytesMut::with_capacity(V2_HEADER_LEN + body.len());
@@ -108,21 +112,9 @@ pub fn reencode_from(b: &RawBatch, min_offset: i64) -> Result<Option<Reencoded>,
     }))
 }
 
-pub(crate) fn decompress(codec_id: u8, mut payload: Bytes) -> anyhow::Result<Bytes> {
-    fn all<B: Buf>(b: &mut B) -> anyhow::Result<Bytes> {
-        Ok(b.copy_to_bytes(b.remaining()))
-    }
-    match codec_id {
-        0 => Ok(payload),
-        1 => codec::Gzip::decompress(&mut payload, all),
-        2 => codec::Snappy::decompress(&mut payload, all),
-        3 => codec::Lz4::decompress(&mut payload, all),
-        4 => codec::Zstd::decompress(&mut payload, all),
-        c => anyhow::bail!("unknown compression codec {c}"),
-    }
-}
-
-pub(crate) fn compress(codec_id: u8, plain: &[u8]) -> anyhow::Result<Bytes> {
+/// Compresses `plain` with codec `codec_id` (0 none, 1 gzip, 2 snappy, 3 lz4,
+/// 4 zstd) as Kafka's Java client does (`kafka-protocol`'s compressors).
+pub fn compress(codec_id: u8, plain: &[u8]) -> anyhow::Result<Bytes> {
     let mut out = BytesMut::with_capacity(plain.len() / 2 + 64);
     match codec_id {
         0 => out.put_slice(plain),
@@ -200,7 +192,7 @@ mod tests {
                 5,
                 "three records, gaps of five"
             );
-            let r = reencode_contiguous(&b).unwrap();
+            let r = reencode_contiguous(&b, 1 << 20).unwrap();
             assert_eq!(r.source_deltas, vec![0, 3, 7]);
             let nb = &r.batch;
             assert!(crate::batch::crc_is_valid(nb));
@@ -213,7 +205,7 @@ mod tests {
             for (i, rec) in records.iter_mut().enumerate() {
                 rec.offset_delta = i as i32;
             }
-            let plain = decompress(codec, nb.bytes().slice(61..)).unwrap();
+            let plain = crate::batch::inflate::decompress(codec, nb.bytes().slice(61..), 1 << 20).unwrap();
             assert_eq!(&plain[..], &encode_records(&records)[..], "codec {codec}");
         }
     }
@@ -221,12 +213,46 @@ mod tests {
     #[test]
     fn records_below_the_fetch_position_are_dropped() {
         let (b, _) = compacted(2);
-        let r = reencode_from(&b, 103).unwrap().unwrap();
+        let r = reencode_from(&b, 103, 1 << 20).unwrap().unwrap();
         assert_eq!(r.batch.base_offset(), 103);
         assert_eq!(r.batch.record_count(), 2);
         assert_eq!(r.source_deltas, vec![0, 4]);
         assert!(crate::batch::crc_is_valid(&r.batch));
-        assert!(reencode_from(&b, 108).unwrap().is_none());
+        assert!(reencode_from(&b, 108, 1 << 20).unwrap().is_none());
+    }
+
+    #[test]
+    fn batch_inflating_past_the_cap_is_refused_with_its_offset() {
+        use crate::fuzzing::records::{v2_batch, zstd_zero_records, Header};
+        let header = Header {
+            base_offset: 40,
+            attributes: 4, // zstd
+            last_offset_delta: 5,
+            base_timestamp: 1_700_000_000_000,
+            producer_id: -1,
+            record_count: 2,
+        };
+        // Two records of 1 GiB of zeros each: 64 KiB on the wire.
+        let bomb = v2_batch(header, &zstd_zero_records(&[1 << 30, 1 << 30]));
+        assert!(bomb.len() < 100 * 1024);
+        for min_offset in [i64::MIN, 41] {
+            assert_eq!(
+                reencode_from(&bomb, min_offset, 1 << 20).unwrap_err(),
+                BatchError::TooLargeDecompressed {
+                    base_offset: 40,
+                    limit: 1 << 20
+                }
+            );
+        }
+        // The same shape within the cap re-encodes.
+        let small = v2_batch(header, &zstd_zero_records(&[1000, 2000]));
+        let r = reencode_from(&small, 41, 1 << 20).unwrap().unwrap();
+        assert_eq!(
+            (r.batch.base_offset(), r.batch.record_count(), r.batch.codec()),
+            (41, 1, 4)
+        );
+        let plain = crate::batch::inflate::decompress(4, r.batch.bytes().slice(61..), 1 << 20).unwrap();
+        assert_eq!(plain.len(), 2011, "length, 9 bytes of fields, 2000 zeros, no headers");
     }
 
     #[test]
@@ -239,7 +265,7 @@ mod tests {
             bytes: Bytes::from(raw),
         };
         assert!(matches!(
-            reencode_contiguous(&bad),
+            reencode_contiguous(&bad, 1 << 20),
             Err(BatchError::CrcMismatch { base_offset: 100 })
         ));
     }
@@ -251,9 +277,12 @@ mod tests {
         raw[57..61].copy_from_slice(&5i32.to_be_bytes());
         let crc = crc32c::crc32c(&raw[21..]);
         raw[17..21].copy_from_slice(&crc.to_be_bytes());
-        let e = reencode_contiguous(&RawBatch {
-            bytes: Bytes::from(raw),
-        })
+        let e = reencode_contiguous(
+            &RawBatch {
+                bytes: Bytes::from(raw),
+            },
+            1 << 20,
+        )
         .unwrap_err();
         assert!(e.to_string().contains("header says 5 records, found 3"), "{e}");
     }

@@ -6,11 +6,13 @@
 //! (`AbstractLegacyRecordBatch` in Kafka). Key, value and timestamp are kept;
 //! legacy messages have no headers. The v2 batch uses the same codec. The
 //! legacy CRC-32 (IEEE) is verified first: nothing unverified gets a fresh CRC.
+//! A wrapper's message set may decompress to at most `max_plain` bytes
+//! ([`super::inflate`]).
 
 use bytes::{Buf, Bytes};
 
 use super::build::{build_batch, BuildOptions, TestRecord};
-use super::reencode::decompress;
+use super::inflate::decompress_records;
 use super::{BatchError, RawBatch, Reencoded};
 
 struct Legacy {
@@ -90,8 +92,9 @@ fn parse_set(mut set: &[u8], at: i64) -> Result<Vec<(i64, Vec<u8>)>, BatchError>
 
 /// Converts one legacy entry (a message or a compressed wrapper) into a v2 batch
 /// with contiguous offsets; `source_deltas[i]` is record i's source offset minus
-/// the new batch's base offset.
-pub fn up_convert(b: &RawBatch) -> Result<Reencoded, BatchError> {
+/// the new batch's base offset. A compressed wrapper's message set may take at
+/// most `max_plain` bytes uncompressed.
+pub fn up_convert(b: &RawBatch, max_plain: usize) -> Result<Reencoded, BatchError> {
     let at = b.base_offset();
     let entry = &b.bytes()[12..];
     let outer = parse_message(at, entry, at)?;
@@ -100,10 +103,7 @@ pub fn up_convert(b: &RawBatch) -> Result<Reencoded, BatchError> {
         vec![outer]
     } else {
         let compressed = Bytes::from(outer.value.clone().unwrap_or_default());
-        let plain = decompress(outer.codec, compressed).map_err(|e| BatchError::Malformed {
-            base_offset: at,
-            reason: format!("cannot decompress legacy wrapper: {e:#}"),
-        })?;
+        let plain = decompress_records(outer.codec, compressed, max_plain, at)?;
         let inner = parse_set(&plain, at)?;
         let n = inner.len() as i64;
         inner
@@ -192,7 +192,7 @@ mod tests {
             &legacy_message(0, 0, 0, Some(b"k"), Some(b"v0")),
         )))
         .unwrap();
-        let r = up_convert(&v0).unwrap();
+        let r = up_convert(&v0, 1 << 20).unwrap();
         assert!(crate::batch::crc_is_valid(&r.batch));
         assert_eq!(
             decode_v2(&r.batch),
@@ -203,7 +203,7 @@ mod tests {
             &legacy_message(1, 0, 1_600_000_000_000, None, Some(b"v1")),
         )))
         .unwrap();
-        let r = up_convert(&v1).unwrap();
+        let r = up_convert(&v1, 1 << 20).unwrap();
         assert_eq!(
             decode_v2(&r.batch),
             vec![(42, None, Some(b"v1".to_vec()), 1_600_000_000_000)]
@@ -232,7 +232,7 @@ mod tests {
         let wrapper = legacy_message(1, 1, 1_600_000_000_002, None, Some(&gz));
         let b = RawBatch::from_single(Bytes::from(legacy_entry(102, &wrapper))).unwrap();
         assert_eq!(b.magic(), 1);
-        let r = up_convert(&b).unwrap();
+        let r = up_convert(&b, 1 << 20).unwrap();
         assert_eq!(r.batch.codec(), 1, "gzip kept");
         assert_eq!(r.batch.base_offset(), 100);
         assert_eq!(r.source_deltas, vec![0, 1, 2]);
@@ -245,13 +245,34 @@ mod tests {
     }
 
     #[test]
+    fn wrapper_inflating_past_the_cap_is_refused() {
+        // A gzip wrapper around 1,000 inner messages of 4 KiB of zeros each: 4 MiB inflated.
+        let zeros = vec![0u8; 4096];
+        let inner: Vec<u8> = (0..1000)
+            .flat_map(|i| legacy_entry(i, &legacy_message(1, 0, 1_600_000_000_000, None, Some(&zeros))))
+            .collect();
+        let gz = crate::batch::reencode::compress(1, &inner).unwrap();
+        assert!(gz.len() < 64 * 1024, "{}", gz.len());
+        let wrapper = legacy_message(1, 1, 1_600_000_000_000, None, Some(&gz));
+        let b = RawBatch::from_single(Bytes::from(legacy_entry(1999, &wrapper))).unwrap();
+        assert_eq!(
+            up_convert(&b, 1 << 20).unwrap_err(),
+            BatchError::TooLargeDecompressed {
+                base_offset: 1999,
+                limit: 1 << 20
+            }
+        );
+        assert_eq!(up_convert(&b, 8 << 20).unwrap().batch.record_count(), 1000);
+    }
+
+    #[test]
     fn corrupt_legacy_message_is_refused() {
         let mut m = legacy_message(1, 0, 5, Some(b"k"), Some(b"v"));
         let n = m.len();
         m[n - 1] ^= 1;
         let b = RawBatch::from_single(Bytes::from(legacy_entry(7, &m))).unwrap();
         assert!(matches!(
-            up_convert(&b),
+            up_convert(&b, 1 << 20),
             Err(BatchError::CrcMismatch { base_offset: 7 })
         ));
     }

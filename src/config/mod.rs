@@ -135,6 +135,8 @@ struct RawConfig {
     max_request_bytes: usize,
     #[serde(default = "default_coalesce_below_bytes")]
     coalesce_below_bytes: usize,
+    #[serde(default = "default_max_decompressed_batch_bytes")]
+    max_decompressed_batch_bytes: Spanned<usize>,
     #[serde(default = "default_replication_factor")]
     replication_factor: i16,
     #[serde(default = "default_true")]
@@ -195,6 +197,15 @@ pub struct Config {
     /// Queued source batches smaller than this are merged into larger ones before
     /// producing (re-encoded; 0 turns coalescing off).
     pub coalesce_below_bytes: usize,
+    /// Cap on the uncompressed size of one batch on the slow paths (re-encoding,
+    /// coalescing, up-conversion), which decompress: a small compressed batch can
+    /// inflate a thousandfold (a broken or hostile source's "memory bomb"), and
+    /// decompression stops at the cap. A batch over it that must be re-encoded
+    /// stops its partition; one that was only to be coalesced is forwarded raw.
+    /// The default, 256 MiB, is hundreds of times a default broker's largest batch
+    /// (`message.max.bytes`, 1 MiB compressed), yet a re-encode at the cap holds
+    /// about three times it (records, re-encoded records, compressed output).
+    pub max_decompressed_batch_bytes: usize,
     /// Replication factor of topics strait creates (-1: the destination's default).
     pub replication_factor: i16,
     /// Copy topic configs and their changes from source to destination.
@@ -288,6 +299,9 @@ fn default_coalesce_below_bytes() -> usize {
     // One-record batches of ~1 KiB records, not the 16 KiB batches of a default
     // Java producer: those stay on the raw fast path.
     2048
+}
+fn default_max_decompressed_batch_bytes() -> Spanned<usize> {
+    Spanned::new(0..0, crate::batch::inflate::DEFAULT_MAX_DECOMPRESSED_BYTES)
 }
 fn default_replication_factor() -> i16 {
     -1
@@ -420,6 +434,14 @@ impl Config {
                 format!("is {fetch}, above max_buffered_bytes ({buffered}); allowed: at most max_buffered_bytes"),
             ));
         }
+        let max_plain = *raw.max_decompressed_batch_bytes.get_ref();
+        if max_plain < 1024 * 1024 {
+            return Err(invalid(
+                raw.max_decompressed_batch_bytes.span(),
+                "max_decompressed_batch_bytes",
+                format!("is {max_plain}; allowed: at least 1048576 (a default broker's largest batch)"),
+            ));
+        }
         let txn_timeout = *raw.transaction_timeout_ms.get_ref();
         if !(1_000..=900_000).contains(&txn_timeout) || txn_timeout <= raw.transaction_interval_ms.saturating_mul(2) {
             return Err(invalid(
@@ -470,6 +492,7 @@ impl Config {
             max_in_flight_per_partition: *raw.max_in_flight_per_partition.get_ref(),
             max_request_bytes: raw.max_request_bytes.max(64 * 1024),
             coalesce_below_bytes: raw.coalesce_below_bytes,
+            max_decompressed_batch_bytes: max_plain,
             replication_factor: raw.replication_factor,
             sync_topic_configs: raw.sync_topic_configs,
             metrics_address,
@@ -683,6 +706,7 @@ bootstrap_servers = "127.0.0.1:9093,127.0.0.1:9094"
         assert_eq!(c.destination_topic("orders.eu"), "east.orders.eu");
         assert_eq!(c.start_from, StartFrom::Latest);
         assert_eq!(c.max_buffered_bytes, 16 * 1024 * 1024);
+        assert_eq!(c.max_decompressed_batch_bytes, 256 * 1024 * 1024);
         assert_eq!(c.refresh_interval, Duration::from_secs(10));
         assert_eq!(c.checkpoint_group(), "strait-dr");
     }
@@ -728,6 +752,16 @@ bootstrap_servers = "127.0.0.1:9093,127.0.0.1:9094"
         .unwrap_err()
         .to_string();
         assert!(e.contains("line 6") && e.contains("1 to 5"), "{e}");
+        let e = Config::parse(
+            &GOOD.replace("start_from = \"latest\"", "max_decompressed_batch_bytes = 1000"),
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("line 6") && e.contains("max_decompressed_batch_bytes") && e.contains("1048576"),
+            "{e}"
+        );
         let e = Config::parse(&GOOD.replace("[destination]\n", ""), "t.toml")
             .unwrap_err()
             .to_string();

@@ -14,8 +14,8 @@ use crate::batch::crc::fix_crc;
 use crate::batch::patch::{ATTR_LOG_APPEND_TIME, ATTR_TRANSACTIONAL};
 use crate::batch::reencode::compress;
 use crate::batch::{
-    crc_is_valid, patch_for_produce, reencode_from, split_batches, up_convert, BatchFilter, Disposition, ProducerStamp,
-    RawBatch, Reencoded,
+    crc_is_valid, patch_for_produce, reencode_from, split_batches, up_convert, BatchError, BatchFilter, Disposition,
+    ProducerStamp, RawBatch, Reencoded,
 };
 use crate::config::{Config, ConfigError};
 use crate::protocol::{FrameDecoder, ProtocolError};
@@ -278,20 +278,34 @@ pub fn reencode(data: &[u8]) {
             (v2_batch(h, &payload), false)
         }
     };
-    let before = records_of(&b);
     let min_offset = match min_sel {
         0..=127 => i64::MIN,
         s => base_offset + (s % 32) as i64,
     };
-    match reencode_from(&b, min_offset) {
+    match reencode_from(&b, min_offset, FUZZ_MAX_PLAIN) {
+        // The reference decoder is unbounded: it only reads batches that decompressed
+        // within the cap.
         Ok(out) => {
-            if let Some(before) = before {
+            if let Some(before) = records_of(&b) {
                 check_reencoded(&b, &before, min_offset, out);
+            }
+        }
+        Err(BatchError::TooLargeDecompressed { base_offset, limit }) => {
+            assert!(!valid && limit == FUZZ_MAX_PLAIN && base_offset == b.base_offset());
+            // Over the cap for real: under a larger cap the records are larger (or the
+            // stream turns out corrupt further on, past where the cap stopped reading).
+            let larger = crate::batch::inflate::decompress(b.codec(), b.bytes().slice(61..), 64 * FUZZ_MAX_PLAIN);
+            if let Ok(plain) = larger {
+                assert!(plain.len() > FUZZ_MAX_PLAIN, "{} bytes refused", plain.len());
             }
         }
         Err(e) => assert!(!valid, "valid batch refused: {e}"),
     }
 }
+
+/// The decompression cap of the fuzz bodies: small, so the coverage-guided
+/// fuzzer finds inputs that reach it.
+const FUZZ_MAX_PLAIN: usize = 1 << 20;
 
 fn check_reencoded(b: &RawBatch, before: &[records::Rec], min_offset: i64, out: Option<Reencoded>) {
     let kept: Vec<&records::Rec> = before
@@ -346,7 +360,7 @@ pub fn upconvert(data: &[u8]) {
         let Ok(b) = RawBatch::from_single(Bytes::from(legacy_entry(offset, &msg))) else {
             return;
         };
-        if let Ok(r) = up_convert(&b) {
+        if let Ok(r) = up_convert(&b, FUZZ_MAX_PLAIN) {
             assert!(crc_is_valid(&r.batch));
             assert_eq!(r.source_deltas.len(), r.batch.record_count() as usize);
         }
@@ -375,7 +389,7 @@ pub fn upconvert(data: &[u8]) {
         legacy_entry(base + n - 1, &legacy_message(magic, codec, max_ts, None, Some(&packed)))
     };
     let b = RawBatch::from_single(Bytes::from(entry)).expect("one legacy entry");
-    let r = up_convert(&b).expect("a valid legacy entry converts");
+    let r = up_convert(&b, FUZZ_MAX_PLAIN).expect("a valid legacy entry converts");
     assert!(crc_is_valid(&r.batch));
     assert_eq!(r.batch.codec(), codec);
     assert_eq!(r.batch.base_offset(), base);

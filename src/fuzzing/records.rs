@@ -5,7 +5,6 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::batch::reencode::decompress;
 use crate::batch::varint::{put_varint, read_varint, read_varlong};
 use crate::batch::{RawBatch, V2_HEADER_LEN};
 
@@ -132,9 +131,28 @@ pub fn parse_records(mut plain: &[u8]) -> Option<Vec<Rec>> {
 }
 
 /// The records of a v2 batch, or `None` when they do not decompress or parse.
+/// Decompresses with `kafka-protocol`'s codecs, independent of strait's bounded
+/// reader, and without a bound: call it on batches known to be small.
 pub fn records_of(b: &RawBatch) -> Option<Vec<Rec>> {
-    let plain = decompress(b.codec(), b.bytes().slice(V2_HEADER_LEN..)).ok()?;
+    let plain = reference_decompress(b.codec(), b.bytes().slice(V2_HEADER_LEN..)).ok()?;
     parse_records(&plain)
+}
+
+/// `kafka-protocol`'s decompression (unbounded), the reference for strait's.
+pub fn reference_decompress(codec: u8, mut payload: Bytes) -> anyhow::Result<Bytes> {
+    use bytes::Buf;
+    use kafka_protocol::compression::{self as codec, Decompressor};
+    fn all<B: Buf>(b: &mut B) -> anyhow::Result<Bytes> {
+        Ok(b.copy_to_bytes(b.remaining()))
+    }
+    match codec {
+        0 => Ok(payload),
+        1 => codec::Gzip::decompress(&mut payload, all),
+        2 => codec::Snappy::decompress(&mut payload, all),
+        3 => codec::Lz4::decompress(&mut payload, all),
+        4 => codec::Zstd::decompress(&mut payload, all),
+        c => anyhow::bail!("unknown compression codec {c}"),
+    }
 }
 
 /// Encodes records (the inverse of [`parse_records`]).
@@ -229,6 +247,80 @@ pub fn legacy_entry(offset: i64, msg: &[u8]) -> Vec<u8> {
     e.extend_from_slice(&(msg.len() as i32).to_be_bytes());
     e.extend_from_slice(msg);
     e
+}
+
+/// One part of a hand-built zstd frame ([`zstd_frame`]).
+#[derive(Debug, Clone, Copy)]
+pub enum ZstdPart<'a> {
+    /// Bytes stored as they are (raw blocks).
+    Raw(&'a [u8]),
+    /// That many zero bytes (RLE blocks: 4 bytes of frame per 128 KiB).
+    Zeros(u64),
+}
+
+/// Largest zstd block (`Block_Maximum_Size` with the 128 KiB window used here).
+const ZSTD_BLOCK: u64 = 128 * 1024;
+
+/// A valid zstd frame (RFC 8878) decoding to the parts in order, built by hand
+/// from raw and RLE blocks: gigabytes of zeros cost a few hundred kilobytes of
+/// frame and no compression work. No content size is announced; the window is
+/// 128 KiB.
+pub fn zstd_frame(parts: &[ZstdPart]) -> Vec<u8> {
+    // (block type 0 raw / 1 RLE, regenerated size, bytes that follow the header)
+    let mut blocks: Vec<(u32, u32, &[u8])> = Vec::new();
+    for part in parts {
+        match *part {
+            ZstdPart::Raw(b) => blocks.extend(b.chunks(ZSTD_BLOCK as usize).map(|c| (0, c.len() as u32, c))),
+            ZstdPart::Zeros(mut n) => {
+                while n > 0 {
+                    let k = n.min(ZSTD_BLOCK);
+                    blocks.push((1, k as u32, &[0u8][..]));
+                    n -= k;
+                }
+            }
+        }
+    }
+    if blocks.is_empty() {
+        blocks.push((0, 0, &[]));
+    }
+    let mut out = vec![0x28, 0xb5, 0x2f, 0xfd]; // magic 0xFD2FB528, little-endian
+    out.push(0x00); // frame header descriptor: no content size, not single-segment, no checksum, no dictionary
+    out.push(7 << 3); // window descriptor: 2^(10 + 7) = 128 KiB
+    let last = blocks.len() - 1;
+    for (i, (kind, size, body)) in blocks.into_iter().enumerate() {
+        let header = (i == last) as u32 | kind << 1 | size << 3;
+        out.extend_from_slice(&header.to_le_bytes()[..3]);
+        out.extend_from_slice(body);
+    }
+    out
+}
+
+/// A zstd frame ([`zstd_frame`]) holding one record per entry of `value_lens`:
+/// record `i` has offset delta `i`, timestamp delta 0, key `k<i>`, a value of
+/// that many zero bytes and no headers. Values of a gigabyte each cost about
+/// 32 KiB of frame.
+pub fn zstd_zero_records(value_lens: &[u32]) -> Vec<u8> {
+    let mut heads = Vec::new();
+    for (i, &n) in value_lens.iter().enumerate() {
+        assert!(n < i32::MAX as u32 - 64, "a record body must fit an i32");
+        let key = format!("k{i}");
+        let mut fields = vec![0u8, 0]; // attributes, timestamp delta 0
+        put_varint(&mut fields, i as i32);
+        put_varint(&mut fields, key.len() as i32);
+        fields.extend_from_slice(key.as_bytes());
+        put_varint(&mut fields, n as i32);
+        let body_len = fields.len() + n as usize + 1; // + the header count after the value
+        let mut head = Vec::new();
+        put_varint(&mut head, body_len as i32);
+        head.extend_from_slice(&fields);
+        heads.push(head);
+    }
+    let parts: Vec<ZstdPart> = heads
+        .iter()
+        .zip(value_lens)
+        .flat_map(|(head, &n)| [ZstdPart::Raw(head), ZstdPart::Zeros(n as u64), ZstdPart::Raw(&[0])])
+        .collect();
+    zstd_frame(&parts)
 }
 
 /// Bytes as a `Bytes`.

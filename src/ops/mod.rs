@@ -122,6 +122,11 @@ pub fn render(h: &Handle) -> String {
         Metrics::get(&m.crc_refetches),
     );
     counter(
+        "strait_malformed_refetches_total",
+        "Fetched records with a corrupted batch length, magic or offsets, fetched again.",
+        Metrics::get(&m.malformed_refetches),
+    );
+    counter(
         "strait_produce_retries_total",
         "Batches produced again after a retriable error.",
         Metrics::get(&m.produce_retries),

@@ -8,6 +8,9 @@
 //! again, never blessed with a fresh CRC), re-encoded if compaction left offset
 //! gaps, and handed to the producer in order. Fetch returns whole batches, so the
 //! first can start before the fetch offset: progress is tracked per batch.
+//! Records the splitter refuses (a corrupted batch length) are fetched again
+//! like a CRC failure; after [`MAX_REFETCHES`] failed fetches of one offset in a
+//! row the partition stops there.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,9 +27,7 @@ use uuid::Uuid;
 use super::budget::Budget;
 use super::metrics::Metrics;
 use super::producer::{Item, Producer, Route};
-use crate::batch::{
-    reencode_from, split_batches, up_convert, BatchError, BatchFilter, Disposition, RawBatch, SkipReason,
-};
+use crate::batch::{reencode_from, split_batches, up_convert, BatchError, BatchFilter, Disposition, SkipReason};
 use crate::client::admin::{EARLIEST, LATEST};
 use crate::client::{classify, error_name, Client, ErrorClass};
 use crate::config::{Config, StartFrom};
@@ -41,6 +42,8 @@ struct SrcPart {
     leader: i32,
     high_watermark: i64,
     stopped: Option<String>,
+    /// Offset being fetched again after corruption, and how many fetches of it failed in a row.
+    refetching: Option<(i64, u32)>,
 }
 
 /// Lag report of one partition.
@@ -115,6 +118,7 @@ impl Fetchers {
             leader: -1,
             high_watermark: -1,
             stopped: None,
+            refetching: None,
         });
         self.refresh.notify_one();
     }
@@ -522,18 +526,23 @@ async fn process_partition(
     let records = p.records.unwrap_or_default();
     let mut items = Vec::new();
     let mut next = fetch_offset;
+    // Why the records from `next` on must be fetched again (corrupted in transit).
+    let mut refetch: Option<Refetch> = None;
+    // Why the partition stops at `next` (nothing from there on is handed over).
+    let mut stop: Option<String> = None;
     if !records.is_empty() {
-        let batches = match split_batches(&records) {
-            Ok((b, _truncated_tail)) => b,
+        // A blob the splitter refuses (a corrupted batch length, magic or offsets) is
+        // handled like a CRC failure: the whole batches before the refused one are
+        // kept, and the rest is fetched again from the next offset not handed over
+        // (the refused batch's own header cannot be trusted).
+        let (batches, malformed) = match split_batches(&records) {
+            Ok((b, _truncated_tail)) => (b, None),
             Err(e) => {
-                f.stop_partition(
-                    key,
-                    format!(
-                        "source sent a malformed records blob for {} partition {} at offset {fetch_offset}: {e}",
-                        key.0, key.1
-                    ),
-                );
-                return;
+                let before = e
+                    .position()
+                    .and_then(|at| split_batches(&records.slice(..at)).ok())
+                    .map_or_else(Vec::new, |(b, _)| b);
+                (before, Some(e))
             }
         };
         let aborted = p
@@ -543,24 +552,21 @@ async fn process_partition(
             .map(|a| (a.producer_id.0, a.first_offset))
             .collect();
         let mut filter = BatchFilter::new(aborted);
-        // A batch failing its CRC (v2, or a legacy wrapper's) ends this partition's
-        // batches: the next fetch asks for it again.
-        let crc_refetch = |b: &RawBatch| {
-            Metrics::add(&f.metrics.crc_refetches, 1);
-            warn!(topic = %key.0, partition = key.1, offset = b.base_offset(), "fetched batch fails its CRC; fetching it again");
-        };
         for b in batches {
             if b.last_offset() < next {
                 continue; // the first batch can start before the fetch offset
             }
             // The CRC is verified before the batch is classified (and covers the fast
             // path's one pass): a corrupted header could otherwise make a data batch
-            // look like a marker or an empty batch, which would be dropped.
+            // look like a marker or an empty batch, which would be dropped. A batch
+            // failing its CRC (v2, or a legacy wrapper's) ends this partition's
+            // batches: the next fetch asks for it again.
             let Some(mut disposition) = filter.classify_verified(&b) else {
-                crc_refetch(&b);
+                refetch = Some(Refetch::Crc);
                 break;
             };
-            if b.base_offset() < next && matches!(disposition, Disposition::Forward | Disposition::Reencode) {
+            let straddles = b.base_offset() < next;
+            if straddles && matches!(disposition, Disposition::Forward | Disposition::Reencode) {
                 // The batch straddles the fetch position (the log start moved into it,
                 // or start_from = latest landed inside it): re-encode without the
                 // records before the position, which the source no longer serves.
@@ -580,16 +586,18 @@ async fn process_partition(
                 Disposition::Reencode | Disposition::UpConvert => {
                     // The slow path: re-encode (compaction gaps, straddling batch) or
                     // up-convert (magic 0/1), keeping only records at or after `next`.
+                    // Decompression stops at max_decompressed_batch_bytes.
+                    let max_plain = f.cfg.max_decompressed_batch_bytes;
                     let converted = if disposition == Disposition::UpConvert {
-                        up_convert(&b).and_then(|r| {
+                        up_convert(&b, max_plain).and_then(|r| {
                             if r.batch.base_offset() >= next {
                                 Ok(Some(r))
                             } else {
-                                reencode_from(&r.batch, next)
+                                reencode_from(&r.batch, next, max_plain)
                             }
                         })
                     } else {
-                        reencode_from(&b, next)
+                        reencode_from(&b, next, max_plain)
                     };
                     match converted {
                         Ok(Some(r)) => {
@@ -606,16 +614,25 @@ async fn process_partition(
                             src_last: b.last_offset(),
                         }),
                         Err(BatchError::CrcMismatch { .. }) => {
-                            crc_refetch(&b);
+                            refetch = Some(Refetch::Crc);
                             break;
                         }
                         Err(e) => {
-                            drop(items);
-                            f.stop_partition(
-                                key,
-                                format!("cannot re-encode a batch of {} partition {}: {e}", key.0, key.1),
-                            );
-                            return;
+                            // Nothing of this batch is handed over; the batches before it are.
+                            let why = if disposition == Disposition::UpConvert {
+                                format!("magic {} must be up-converted", b.magic())
+                            } else if straddles {
+                                format!("it starts before the fetch position {next}")
+                            } else {
+                                "compaction left offset gaps".to_string()
+                            };
+                            stop = Some(format!(
+                                "cannot re-encode the batch of {} partition {} at offset {} ({why}): {e}",
+                                key.0,
+                                key.1,
+                                b.base_offset()
+                            ));
+                            break;
                         }
                     }
                 }
@@ -633,6 +650,9 @@ async fn process_partition(
             }
             next = b.last_offset() + 1;
         }
+        if refetch.is_none() && stop.is_none() {
+            refetch = malformed.map(Refetch::Malformed);
+        }
     }
     // Apply only if nobody moved this partition meanwhile (leader change, reset).
     let mut parts = f.lock();
@@ -647,5 +667,57 @@ async fn process_partition(
     f.producer.enqueue(&dst, key.1, items);
     if next > fetch_offset {
         debug!(topic = %key.0, partition = key.1, from = fetch_offset, to = next, "fetched");
+    }
+    match refetch {
+        // Corruption in transit is rare and random: a batch that fails again and
+        // again is broken at the source (or on the way, for good).
+        Some(why) => {
+            let failures = match sp.refetching {
+                Some((at, n)) if at == next => n + 1,
+                _ => 1,
+            };
+            sp.refetching = Some((next, failures));
+            if failures > MAX_REFETCHES {
+                stop = Some(format!(
+                    "{} partition {} at offset {next}: fetched {failures} times in a row, corrupted every time; last: {why}",
+                    key.0, key.1
+                ));
+            } else {
+                let counter = match why {
+                    Refetch::Crc => &f.metrics.crc_refetches,
+                    Refetch::Malformed(_) => &f.metrics.malformed_refetches,
+                };
+                Metrics::add(counter, 1);
+                warn!(topic = %key.0, partition = key.1, offset = next, failures, "{why}; fetching it again");
+            }
+        }
+        None if next > fetch_offset => sp.refetching = None,
+        None => {}
+    }
+    if let Some(reason) = stop {
+        error!(topic = %key.0, partition = key.1, "{reason}; replication of this partition stopped");
+        sp.stopped = Some(reason);
+    }
+}
+
+/// Refetches of one offset in a row after corrupted records (a CRC failure, a
+/// malformed batch length, magic or offsets); the next failure stops the partition.
+const MAX_REFETCHES: u32 = 10;
+
+/// Why fetched records are fetched again.
+#[derive(Debug)]
+enum Refetch {
+    /// A batch fails its CRC.
+    Crc,
+    /// The splitter refused the records (bad batch length, magic or offsets).
+    Malformed(BatchError),
+}
+
+impl std::fmt::Display for Refetch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refetch::Crc => write!(f, "fetched batch fails its CRC"),
+            Refetch::Malformed(e) => write!(f, "fetched records are malformed: {e}"),
+        }
     }
 }

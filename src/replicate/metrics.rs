@@ -27,6 +27,9 @@ pub struct Metrics {
     pub offsets_skipped: AtomicU64,
     /// Fetched batches whose CRC failed and were fetched again.
     pub crc_refetches: AtomicU64,
+    /// Fetched records the splitter refused (a corrupted batch length, magic or
+    /// offsets) and that were fetched again.
+    pub malformed_refetches: AtomicU64,
     /// Produce retries (per batch).
     pub produce_retries: AtomicU64,
     /// Checkpoints committed.

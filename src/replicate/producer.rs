@@ -25,7 +25,7 @@ use super::budget::Held;
 use super::metrics::Metrics;
 use super::offset_map::MapEntry;
 use crate::batch::coalesce::{can_coalesce, coalesce};
-use crate::batch::{patch_for_produce, PatchedBatch, ProducerStamp, RawBatch};
+use crate::batch::{patch_for_produce, BatchError, PatchedBatch, ProducerStamp, RawBatch};
 use crate::client::txn::produce_version;
 use crate::client::{classify, error_name, Client, ClientError, ErrorClass};
 use crate::config::Config;
@@ -86,6 +86,8 @@ struct Entry {
     deltas: Option<Vec<i32>>,
     /// Sent at least once: the broker may have it, so it is never merged again.
     sent_once: bool,
+    /// Decompressing it passed `max_decompressed_batch_bytes`: never merged, sent raw.
+    oversized: bool,
     /// Exactly-once: the transaction it was first sent in (0: not sent yet).
     txn: u64,
     /// Once acknowledged: the destination offset after its last record (-1: unknown).
@@ -300,6 +302,7 @@ impl Producer {
                         batch: Some((batch, patched)),
                         deltas,
                         sent_once: false,
+                        oversized: false,
                         txn: 0,
                         dst_end: -1,
                         _held: vec![held],
@@ -315,6 +318,7 @@ impl Producer {
                     batch: None,
                     deltas: None,
                     sent_once: false,
+                    oversized: false,
                     txn: 0,
                     dst_end: -1,
                     _held: Vec::new(),
@@ -434,7 +438,8 @@ impl Producer {
                     continue;
                 }
             }
-            if let Some(merged) = coalesce_run(part, i, self.cfg.coalesce_below_bytes, stamp, &mut inner.next_id) {
+            let (below, max_plain) = (self.cfg.coalesce_below_bytes, self.cfg.max_decompressed_batch_bytes);
+            if let Some(merged) = coalesce_run(part, i, below, max_plain, stamp, &mut inner.next_id) {
                 Metrics::add(&self.metrics.batches_coalesced, merged as u64);
             }
             let e = &mut part.entries[i];
@@ -738,14 +743,28 @@ const COALESCE_MAX_BYTES: usize = 512 * 1024;
 
 /// Merges the run of small, never-sent batches starting at entry `i` into one
 /// entry (see [`crate::batch::coalesce`]). Returns how many batches were merged.
-fn coalesce_run(part: &mut Part, i: usize, below: usize, stamp: ProducerStamp, next_id: &mut u64) -> Option<usize> {
+/// A run whose records would decompress past `max_plain` is not merged: its
+/// batches go raw, and the batch where it passed the cap is never tried again.
+fn coalesce_run(
+    part: &mut Part,
+    i: usize,
+    below: usize,
+    max_plain: usize,
+    stamp: ProducerStamp,
+    next_id: &mut u64,
+) -> Option<usize> {
     if below == 0 {
         return None;
     }
     let small = |e: &Entry| -> Option<RawBatch> {
         let (raw, _) = e.batch.as_ref()?;
-        (e.state == State::Queued && !e.sent_once && e.deltas.is_none() && raw.len() < below && can_coalesce(raw))
-            .then(|| raw.clone())
+        (e.state == State::Queued
+            && !e.sent_once
+            && !e.oversized
+            && e.deltas.is_none()
+            && raw.len() < below
+            && can_coalesce(raw))
+        .then(|| raw.clone())
     };
     let first = small(&part.entries[i])?;
     let codec = first.codec();
@@ -771,7 +790,25 @@ fn coalesce_run(part: &mut Part, i: usize, below: usize, stamp: ProducerStamp, n
     if raws.len() < 2 {
         return None;
     }
-    let merged = coalesce(&raws).ok()?;
+    let merged = match coalesce(&raws, max_plain) {
+        Ok(m) => m,
+        Err(BatchError::TooLargeDecompressed { base_offset, limit }) => {
+            warn!(
+                topic = %part.route.src_topic, partition = part.route.partition, offset = base_offset, limit,
+                "batch decompresses past max_decompressed_batch_bytes; forwarded raw, not merged"
+            );
+            let big = part.entries.range_mut(i..=end).find(|e| {
+                e.batch
+                    .as_ref()
+                    .is_some_and(|(raw, _)| raw.base_offset() == base_offset)
+            });
+            if let Some(e) = big {
+                e.oversized = true;
+            }
+            return None;
+        }
+        Err(_) => return None,
+    };
     let head = &part.entries[i];
     let (seq, src_base) = (head.seq, head.src_base);
     let src_last = part.entries[end].src_last;
@@ -793,6 +830,7 @@ fn coalesce_run(part: &mut Part, i: usize, below: usize, stamp: ProducerStamp, n
             batch: Some((merged.batch, patched)),
             deltas: Some(merged.source_deltas),
             sent_once: false,
+            oversized: false,
             txn: 0,
             dst_end: -1,
             _held: held,
