@@ -1013,7 +1013,7 @@ async fn metrics_and_health_endpoints_move_with_replication() {
     assert_eq!(status, 200);
     assert_eq!(metric(&first, "strait_records_total"), 5_000.0);
     assert!(
-        first.contains(&format!("strait_lag_records{{topic=\"{t}\",partition=\"0\"}} 0")),
+        first.contains(&format!("topic=\"{t}\",partition=\"0\"}} 0")) && first.contains("strait_lag_records{"),
         "{first}"
     );
     assert!(metric(&first, "strait_replication_latency_seconds_count") >= 5_000.0);
@@ -1024,7 +1024,17 @@ async fn metrics_and_health_endpoints_move_with_replication() {
     let (_, second) = http_get(&addr, "/metrics");
     assert_eq!(metric(&second, "strait_records_total"), 8_000.0, "records moved");
     assert!(metric(&second, "strait_bytes_total") > metric(&first, "strait_bytes_total"));
-    assert!(second.contains("strait_batches_total{path=\"fast\"}"));
+    assert!(second.contains("strait_batches_total{") && second.contains("path=\"fast\"}"));
+    assert!(metric(&second, "process_resident_memory_bytes") > 1e6, "{second}");
+    assert!(
+        second.contains("strait_replication_latency_seconds_bucket{"),
+        "a histogram: {second}"
+    );
+    let (status, body) = http_get(&addr, "/status");
+    assert_eq!(status, 200);
+    let doc: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(doc["flows"][0]["records"], 8_000, "{doc}");
+    assert_eq!(doc["flows"][0]["lag"][t.as_str()]["records"], 0, "{doc}");
     assert_eq!(http_get(&addr, "/nope").0, 404);
     r.stop().await;
     // The server task is aborted with the run; its listener closes shortly after.

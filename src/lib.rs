@@ -6,8 +6,6 @@
 #![warn(missing_debug_implementations)]
 
 pub mod batch;
-pub mod bench;
-pub mod check;
 pub mod client;
 pub mod config;
 #[doc(hidden)]

@@ -120,6 +120,7 @@ pub struct Running {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     join: tokio::task::JoinHandle<Result<Summary, strait::replicate::EngineError>>,
     pub handle: Handle,
+    endpoint: Option<tokio::task::JoinHandle<()>>,
 }
 
 pub async fn start(cfg: Config) -> Running {
@@ -131,6 +132,11 @@ pub async fn start(cfg: Config) -> Running {
     }
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (h_tx, h_rx) = tokio::sync::oneshot::channel();
+    // The metrics endpoint, as `strait run` serves it.
+    let listener = match cfg.metrics_address {
+        Some(a) => Some(tokio::net::TcpListener::bind(a).await.expect("metrics address free")),
+        None => None,
+    };
     let join = tokio::spawn(async move {
         run(
             cfg,
@@ -139,12 +145,13 @@ pub async fn start(cfg: Config) -> Running {
             },
             Some(Duration::from_secs(2)),
             move |h| {
-                let _ = h_tx.send(h);
+                let endpoint = listener.map(|l| strait::replicate::exposition::spawn_endpoint(l, vec![h.clone()]));
+                let _ = h_tx.send((h, endpoint));
             },
         )
         .await
     });
-    let handle = match h_rx.await {
+    let (handle, endpoint) = match h_rx.await {
         Ok(h) => h,
         // run() returned before it started: show why.
         Err(_) => panic!("replication did not start: {:?}", join.await),
@@ -153,6 +160,7 @@ pub async fn start(cfg: Config) -> Running {
         stop: Some(stop_tx),
         join,
         handle,
+        endpoint,
     }
 }
 
@@ -177,6 +185,9 @@ impl Running {
     pub async fn stop(mut self) -> Summary {
         let _ = self.stop.take().unwrap().send(());
         let s = self.join.await.unwrap().expect("replication ran");
+        if let Some(e) = self.endpoint.take() {
+            e.abort();
+        }
         // Give the checkpoint a moment to be visible (it was committed before return).
         s
     }
@@ -223,10 +234,10 @@ pub fn http_get(addr: &str, path: &str) -> (u16, String) {
     )
 }
 
-/// The value of an unlabelled Prometheus metric.
+/// The value of a Prometheus metric (its first sample, whatever its labels).
 pub fn metric(body: &str, name: &str) -> f64 {
     body.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .find(|l| l.starts_with(name) && (l[name.len()..].starts_with(' ') || l[name.len()..].starts_with('{')))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no {name} in\n{body}"))

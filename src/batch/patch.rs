@@ -17,16 +17,7 @@ pub const ATTR_TRANSACTIONAL: i16 = 0x10;
 /// Attribute bit: control batch (transaction marker).
 pub const ATTR_CONTROL: i16 = 0x20;
 
-/// The producer identity written into every forwarded batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProducerStamp {
-    /// Destination producer id (-1: none).
-    pub producer_id: i64,
-    /// Producer epoch (-1: none).
-    pub producer_epoch: i16,
-    /// Set the transactional bit (strait runs its own transaction).
-    pub transactional: bool,
-}
+pub use crate::protocol::ProducerStamp;
 
 /// A batch ready for Produce: a new header and the untouched records.
 #[derive(Debug, Clone)]

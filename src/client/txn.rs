@@ -22,7 +22,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::{Client, ClientError, GroupOffset, Result};
-use crate::batch::ProducerStamp;
+use crate::protocol::ProducerStamp;
 
 /// Highest Produce version of the classic transaction protocol.
 const TXN_PRODUCE_MAX_VERSION: i16 = 11;

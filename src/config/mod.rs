@@ -622,6 +622,12 @@ impl Config {
     }
 }
 
+/// A `topics`/`groups` regex as the user wrote it (parsing anchors it as `^(?:…)$`).
+pub fn pattern_text(r: &Regex) -> &str {
+    let r = r.as_str();
+    r.strip_prefix("^(?:").and_then(|r| r.strip_suffix(")$")).unwrap_or(r)
+}
+
 /// The annotated example configuration shipped with strait.
 pub const EXAMPLE: &str = include_str!("strait.example.toml");
 

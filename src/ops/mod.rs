@@ -1,28 +1,64 @@
-//! Operations: the Prometheus metrics endpoint and health checks.
+//! Operations: the HTTP endpoint for Prometheus and health checks.
 //!
-//! A deliberately small HTTP/1.1 server (GET only, one response per connection)
-//! serving `/metrics` (Prometheus text format 0.0.4), `/healthz` (the process is
-//! alive) and `/readyz` (connected to both clusters, checkpoints current, no
-//! partition stopped).
+//! [`serve`] answers, over hyper's HTTP/1 server:
+//! - `/metrics`: every metric of a `prometheus-client` [`Registry`] in the
+//!   OpenMetrics text format (Prometheus scrapes it natively);
+//! - `/healthz`: 200 while the process runs;
+//! - `/readyz`: 200 or 503 with the reason, from the caller's readiness check;
+//! - `/status`: the caller's JSON status document.
+//!
+//! The endpoint knows nothing of the engine: whoever runs a replication hands
+//! it a registry (with the engine's collector in it) and two closures. The
+//! standard `process_*` metrics come from [`ProcessCollector`].
 
-use std::fmt::Write as _;
+mod process;
+
+use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
-use crate::client::error_name;
-use crate::replicate::metrics::Metrics;
-use crate::replicate::Handle;
+pub use process::ProcessCollector;
 
-/// Serves the endpoints on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, handle: Handle) {
+/// Readiness: `Ok` when ready, else why not.
+pub type ReadyFn = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
+/// The `/status` document (JSON).
+pub type StatusFn = Box<dyn Fn() -> serde_json::Value + Send + Sync>;
+
+/// What the endpoint serves.
+pub struct Endpoints {
+    /// Metrics for `/metrics`.
+    pub registry: Registry,
+    /// `/readyz`.
+    pub ready: ReadyFn,
+    /// `/status`.
+    pub status: StatusFn,
+}
+
+impl std::fmt::Debug for Endpoints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoints").finish_non_exhaustive()
+    }
+}
+
+/// The OpenMetrics content type.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Serves `endpoints` on `listener` until the task is dropped or aborted.
+pub async fn serve(listener: TcpListener, endpoints: Arc<Endpoints>) {
     if let Ok(addr) = listener.local_addr() {
-        info!(%addr, "metrics endpoint listening (/metrics, /healthz, /readyz)");
+        info!(%addr, "metrics endpoint listening (/metrics, /healthz, /readyz, /status)");
     }
     loop {
-        let (mut sock, _) = match listener.accept().await {
+        let (sock, _) = match listener.accept().await {
             Ok(s) => s,
             Err(e) => {
                 warn!(error = %e, "metrics endpoint accept failed");
@@ -30,157 +66,113 @@ pub async fn serve(listener: TcpListener, handle: Handle) {
                 continue;
             }
         };
-        let handle = handle.clone();
+        let endpoints = endpoints.clone();
         tokio::spawn(async move {
-            // Read the request head (up to 2 KiB) before answering.
-            let mut req = Vec::with_capacity(512);
-            let mut chunk = [0u8; 512];
-            while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 2048 {
-                match tokio::time::timeout(Duration::from_secs(5), sock.read(&mut chunk)).await {
-                    Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
-                    Ok(Ok(n)) => req.extend_from_slice(&chunk[..n]),
-                }
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let endpoints = endpoints.clone();
+                async move { Ok::<_, Infallible>(answer(&endpoints, req.uri().path())) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .header_read_timeout(Duration::from_secs(5))
+                .timer(hyper_util::rt::TokioTimer::new())
+                .serve_connection(TokioIo::new(sock), service);
+            if let Err(e) = conn.await {
+                debug!(error = %e, "metrics endpoint connection ended");
             }
-            let line = String::from_utf8_lossy(&req);
-            let path = line.split_whitespace().nth(1).unwrap_or("/");
-            let (status, ctype, body) = match path {
-                "/metrics" => ("200 OK", "text/plain; version=0.0.4", render(&handle)),
-                "/healthz" => ("200 OK", "text/plain", "ok\n".to_string()),
-                "/readyz" => match readiness(&handle) {
-                    Ok(()) => ("200 OK", "text/plain", "ready\n".to_string()),
-                    Err(why) => ("503 Service Unavailable", "text/plain", format!("not ready: {why}\n")),
-                },
-                _ => (
-                    "404 Not Found",
-                    "text/plain",
-                    "try /metrics, /healthz or /readyz\n".to_string(),
-                ),
-            };
-            let resp = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = sock.write_all(resp.as_bytes()).await;
-            let _ = sock.shutdown().await;
         });
     }
 }
 
-/// Ready when both clusters answered recently, idle or not: a checkpoint was
-/// committed on the destination (an idle replication re-commits its positions)
-/// and the source answered a fetch or a metadata request, each within
-/// `stale_after` (30 s by default); and no partition is stopped.
-fn readiness(h: &Handle) -> Result<(), String> {
-    let limit = h.stale_after.as_millis() as u64;
-    match Metrics::age_ms(&h.metrics.last_checkpoint_ms) {
-        None => return Err("no checkpoint committed yet".into()),
-        Some(age) if age > limit => {
-            return Err(format!(
-                "last checkpoint committed {} s ago: the destination does not answer",
-                age / 1000
-            ))
-        }
-        Some(_) => {}
+/// The response to a GET of `path`.
+fn answer(e: &Endpoints, path: &str) -> Response<Full<Bytes>> {
+    let (status, ctype, body) = match path {
+        "/metrics" => match render(&e.registry) {
+            Ok(text) => (StatusCode::OK, OPENMETRICS, text),
+            Err(why) => (StatusCode::INTERNAL_SERVER_ERROR, "text/plain", format!("{why}\n")),
+        },
+        "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_string()),
+        "/readyz" => match (e.ready)() {
+            Ok(()) => (StatusCode::OK, "text/plain", "ready\n".to_string()),
+            Err(why) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                format!("not ready: {why}\n"),
+            ),
+        },
+        "/status" => (StatusCode::OK, "application/json", format!("{:#}\n", (e.status)())),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "try /metrics, /healthz, /readyz or /status\n".to_string(),
+        ),
+    };
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    if let Ok(v) = hyper::header::HeaderValue::from_str(ctype) {
+        resp.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
     }
-    match Metrics::age_ms(&h.metrics.last_source_ok_ms) {
-        None => return Err("the source has not answered yet".into()),
-        Some(age) if age > limit => return Err(format!("the source last answered {} s ago", age / 1000)),
-        Some(_) => {}
-    }
-    let stopped = h.stopped_partitions();
-    if stopped > 0 {
-        return Err(format!("{stopped} partition(s) stopped on errors"));
-    }
-    Ok(())
+    resp
 }
 
-/// The Prometheus text exposition of every metric.
-pub fn render(h: &Handle) -> String {
-    let m = &h.metrics;
-    let mut o = String::new();
-    let mut counter = |name: &str, help: &str, v: u64| {
-        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
-    };
-    counter(
-        "strait_records_total",
-        "Records acknowledged by the destination.",
-        Metrics::get(&m.records),
-    );
-    counter(
-        "strait_bytes_total",
-        "Record-batch bytes acknowledged by the destination.",
-        Metrics::get(&m.bytes),
-    );
-    counter(
-        "strait_offsets_skipped_total",
-        "Source offsets deleted by retention before they were replicated.",
-        Metrics::get(&m.offsets_skipped),
-    );
-    counter(
-        "strait_crc_refetches_total",
-        "Fetched batches that failed their CRC and were fetched again.",
-        Metrics::get(&m.crc_refetches),
-    );
-    counter(
-        "strait_malformed_refetches_total",
-        "Fetched records with a corrupted batch length, magic or offsets, fetched again.",
-        Metrics::get(&m.malformed_refetches),
-    );
-    counter(
-        "strait_produce_retries_total",
-        "Batches produced again after a retriable error.",
-        Metrics::get(&m.produce_retries),
-    );
-    counter(
-        "strait_checkpoints_total",
-        "Checkpoints committed on the destination.",
-        Metrics::get(&m.checkpoints),
-    );
-    let _ = writeln!(o, "# HELP strait_batches_total Source batches by path: fast (raw), slow (re-encoded or up-converted), coalesced (merged), dropped.\n# TYPE strait_batches_total counter");
-    for (path, v) in [
-        ("fast", &m.batches_fast),
-        ("slow", &m.batches_slow),
-        ("coalesced", &m.batches_coalesced),
-        ("dropped_control", &m.batches_control),
-        ("dropped_aborted", &m.batches_aborted),
-        ("dropped_empty", &m.batches_empty),
-    ] {
-        let _ = writeln!(o, "strait_batches_total{{path=\"{path}\"}} {}", Metrics::get(v));
+/// The OpenMetrics text of a registry.
+pub fn render(registry: &Registry) -> Result<String, std::fmt::Error> {
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, registry)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let (head, body) = out.split_once("\r\n\r\n").unwrap_or_default();
+        (status, head.to_string(), body.to_string())
     }
-    let _ = writeln!(
-        o,
-        "# HELP strait_errors_total Kafka error codes seen in responses.\n# TYPE strait_errors_total counter"
-    );
-    for (code, n) in m.errors() {
-        let _ = writeln!(
-            o,
-            "strait_errors_total{{code=\"{code}\",name=\"{}\"}} {n}",
-            error_name(code)
-        );
+
+    #[tokio::test]
+    async fn serves_metrics_health_readiness_and_status() {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(ProcessCollector));
+        let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let r = ready.clone();
+        let endpoints = Arc::new(Endpoints {
+            registry,
+            ready: Box::new(move || {
+                if r.load(std::sync::atomic::Ordering::Relaxed) {
+                    Ok(())
+                } else {
+                    Err("not yet".into())
+                }
+            }),
+            status: Box::new(|| serde_json::json!({"members": 1})),
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(serve(listener, endpoints));
+        let (code, head, body) = get(addr, "/metrics").await;
+        assert_eq!(code, 200);
+        assert!(head.to_lowercase().contains("application/openmetrics-text"), "{head}");
+        assert!(body.contains("process_resident_memory_bytes "), "{body}");
+        assert!(body.contains("process_cpu_seconds_total "), "{body}");
+        assert!(body.trim_end().ends_with("# EOF"), "{body}");
+        assert_eq!(get(addr, "/healthz").await.0, 200);
+        let (code, _, body) = get(addr, "/readyz").await;
+        assert_eq!((code, body.as_str()), (503, "not ready: not yet\n"));
+        ready.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(get(addr, "/readyz").await.0, 200);
+        let (code, _, body) = get(addr, "/status").await;
+        assert_eq!(code, 200);
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["members"], 1);
+        assert_eq!(get(addr, "/nope").await.0, 404);
+        server.abort();
     }
-    let _ = writeln!(o, "# HELP strait_lag_records Source records (to the last stable offset) not yet acknowledged by the destination.\n# TYPE strait_lag_records gauge");
-    for (topic, partition, lag) in h.partition_lag() {
-        if lag >= 0 {
-            let _ = writeln!(
-                o,
-                "strait_lag_records{{topic=\"{topic}\",partition=\"{partition}\"}} {lag}"
-            );
-        }
-    }
-    let hist = m.latency_histogram();
-    let _ = writeln!(o, "# HELP strait_replication_latency_seconds Source record timestamp to destination acknowledgement.\n# TYPE strait_replication_latency_seconds summary");
-    for q in [0.5, 0.9, 0.99, 0.999] {
-        let _ = writeln!(
-            o,
-            "strait_replication_latency_seconds{{quantile=\"{q}\"}} {:.6}",
-            hist.quantile(q) as f64 / 1e6
-        );
-    }
-    let _ = writeln!(o, "strait_replication_latency_seconds_count {}", hist.count());
-    let age = Metrics::age_ms(&m.last_checkpoint_ms).map_or(-1.0, |ms| ms as f64 / 1000.0);
-    let _ = writeln!(o, "# HELP strait_checkpoint_age_seconds Seconds since the last checkpoint (-1: none yet).\n# TYPE strait_checkpoint_age_seconds gauge\nstrait_checkpoint_age_seconds {age:.3}");
-    let _ = writeln!(o, "# HELP strait_buffered_bytes Bytes of fetched data held until the destination acknowledges them.\n# TYPE strait_buffered_bytes gauge\nstrait_buffered_bytes {}", h.buffered_bytes());
-    let _ = writeln!(o, "# HELP strait_buffered_reserved_bytes Bytes of the memory budget reserved by fetches waiting for their response.\n# TYPE strait_buffered_reserved_bytes gauge\nstrait_buffered_reserved_bytes {}", h.reserved_bytes());
-    let _ = writeln!(o, "# HELP strait_partitions_stopped Partitions stopped on unrecoverable errors.\n# TYPE strait_partitions_stopped gauge\nstrait_partitions_stopped {}", h.stopped_partitions());
-    o
 }

@@ -17,6 +17,20 @@ pub use versions::ApiVersionTable;
 
 use kafka_protocol::messages::ApiKey;
 
+/// The producer identity written into every batch strait produces: its
+/// producer id and epoch on the destination (InitProducerId), and whether it
+/// writes in its own transaction. Shared by the batch layer (which patches it
+/// into headers) and the client layer (whose transactional calls carry it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerStamp {
+    /// Destination producer id (-1: none).
+    pub producer_id: i64,
+    /// Producer epoch (-1: none).
+    pub producer_epoch: i16,
+    /// Set the transactional bit (strait runs its own transaction).
+    pub transactional: bool,
+}
+
 /// Errors of the protocol layer: framing, encoding, decoding and version negotiation.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]

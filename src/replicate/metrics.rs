@@ -58,6 +58,8 @@ pub fn now_ms() -> u64 {
 pub struct Histogram {
     counts: Vec<u64>,
     total: u64,
+    /// Sum of all samples, µs.
+    sum: u64,
 }
 
 impl Default for Histogram {
@@ -65,6 +67,7 @@ impl Default for Histogram {
         Self {
             counts: vec![0; 64 * 16],
             total: 0,
+            sum: 0,
         }
     }
 }
@@ -79,11 +82,30 @@ impl Histogram {
     pub fn record(&mut self, us: u64, n: u64) {
         self.counts[Self::bucket(us)] += n;
         self.total += n;
+        self.sum = self.sum.saturating_add(us.saturating_mul(n));
     }
 
     /// Number of samples.
     pub fn count(&self) -> u64 {
         self.total
+    }
+
+    /// Sum of all samples, µs.
+    pub fn sum(&self) -> u64 {
+        self.sum
+    }
+
+    /// Samples in buckets whose upper edge is at most `us` (a Prometheus
+    /// histogram's cumulative `le` count, within the ~4 % bucket resolution).
+    pub fn count_at_most(&self, us: u64) -> u64 {
+        let last = Self::bucket(us);
+        // A bucket counts when its whole range lies at or below `us`.
+        let full = if 2f64.powf((last + 1) as f64 / 16.0) as u64 <= us {
+            last + 1
+        } else {
+            last
+        };
+        self.counts[..full.min(self.counts.len())].iter().sum()
     }
 
     /// The value (µs) at quantile `q` (0..=1), upper edge of its bucket; 0 when empty.
@@ -188,6 +210,12 @@ mod tests {
             assert!((got - want).abs() / want < 0.05, "q{q}: {got} vs {want}");
         }
         assert_eq!(h.count(), 10_000);
+        assert_eq!(h.sum(), 10_000 * 10_001 / 2);
+        for (le, want) in [(1_000u64, 1_000.0), (5_000, 5_000.0), (20_000, 10_000.0)] {
+            let got = h.count_at_most(le) as f64;
+            assert!((got - want).abs() / want < 0.05, "le {le}: {got} vs {want}");
+        }
+        assert!(h.count_at_most(1_000) <= h.count_at_most(1_001));
         assert_eq!(Histogram::default().quantile(0.5), 0);
     }
 }

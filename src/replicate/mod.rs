@@ -6,6 +6,7 @@
 pub mod budget;
 pub mod checkpoint;
 pub mod eos;
+pub mod exposition;
 pub mod failover;
 pub mod fetcher;
 pub mod groups;
@@ -53,23 +54,6 @@ pub enum EngineError {
     /// Source and destination are one cluster and the copy would feed itself.
     #[error("refusing to replicate: {0}")]
     SelfCopy(String),
-    /// The metrics endpoint cannot listen.
-    #[error("cannot serve metrics on {address}: {reason}")]
-    Metrics {
-        /// Configured address.
-        address: std::net::SocketAddr,
-        /// Why.
-        reason: String,
-    },
-}
-
-/// Aborts a spawned task when dropped (the metrics server ends with the run).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// Totals at the end of a run.
@@ -87,9 +71,12 @@ pub struct Summary {
     pub stopped: Vec<String>,
 }
 
-/// A running replication's handles, for progress reports and tests.
+/// A running replication's handles, for progress reports, the metrics
+/// endpoint ([`exposition`]) and tests.
 #[derive(Debug, Clone)]
 pub struct Handle {
+    /// The flow's name (label of its metrics).
+    pub flow: Arc<str>,
     /// Counters.
     pub metrics: Arc<Metrics>,
     producer: Arc<Producer>,
@@ -177,6 +164,53 @@ impl Handle {
     pub fn peak_buffered_bytes(&self) -> usize {
         self.budget.peak()
     }
+
+    /// Ready when both clusters answered recently, idle or not: a checkpoint was
+    /// committed on the destination (an idle replication re-commits its
+    /// positions) and the source answered a fetch or a metadata request, each
+    /// within `stale_after` (`readiness_timeout_ms`); and no partition is stopped.
+    pub fn readiness(&self) -> Result<(), String> {
+        let limit = self.stale_after.as_millis() as u64;
+        match Metrics::age_ms(&self.metrics.last_checkpoint_ms) {
+            None => return Err("no checkpoint committed yet".into()),
+            Some(age) if age > limit => {
+                return Err(format!(
+                    "last checkpoint committed {} s ago: the destination does not answer",
+                    age / 1000
+                ))
+            }
+            Some(_) => {}
+        }
+        match Metrics::age_ms(&self.metrics.last_source_ok_ms) {
+            None => return Err("the source has not answered yet".into()),
+            Some(age) if age > limit => return Err(format!("the source last answered {} s ago", age / 1000)),
+            Some(_) => {}
+        }
+        match self.stopped_partitions() {
+            0 => Ok(()),
+            n => Err(format!("{n} partition(s) stopped on errors")),
+        }
+    }
+
+    /// The flow's state for `/status`: totals, lag per topic, readiness.
+    pub fn status(&self) -> serde_json::Value {
+        let lag: serde_json::Map<String, serde_json::Value> = self
+            .lag()
+            .into_iter()
+            .map(|(t, l)| (t, serde_json::json!({"records": l.records, "partitions": l.partitions})))
+            .collect();
+        let ready = self.readiness();
+        serde_json::json!({
+            "flow": &*self.flow,
+            "ready": ready.is_ok(),
+            "not_ready_because": ready.err(),
+            "records": Metrics::get(&self.metrics.records),
+            "bytes": Metrics::get(&self.metrics.bytes),
+            "lag": lag,
+            "partitions_stopped": self.stopped_partitions(),
+            "checkpoint_age_seconds": Metrics::age_ms(&self.metrics.last_checkpoint_ms).map(|ms| ms as f64 / 1000.0),
+        })
+    }
 }
 
 /// Runs a replication until `shutdown` resolves. `on_start` receives a [`Handle`]
@@ -260,24 +294,14 @@ where
     }
     let group_sync = groups::GroupSync::default();
     let mut group_tick = tokio::time::interval(cfg.group_sync_interval);
-    let mut _metrics_guard: Option<AbortOnDrop> = None;
     let handle = Handle {
+        flow: Arc::from(cfg.name.as_str()),
         metrics: metrics.clone(),
         producer: producer.clone(),
         fetchers: fetchers.clone(),
         budget: budget.clone(),
         stale_after: readiness_limit(&cfg),
     };
-    if let Some(addr) = cfg.metrics_address {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| EngineError::Metrics {
-                address: addr,
-                reason: e.to_string(),
-            })?;
-        let server = tokio::spawn(crate::ops::serve(listener, handle.clone()));
-        _metrics_guard = Some(AbortOnDrop(server));
-    }
     // Exactly-once: the transaction loop replaces the checkpoint timer.
     let (finish_txn, finish_rx) = tokio::sync::watch::channel(false);
     let mut txn_task = txn_id.map(|t| {
@@ -322,7 +346,7 @@ where
                         Metrics::stamp_now(&metrics.last_source_ok_ms);
                         if topics.is_empty() && !fetchers.any() && !warned_no_topics {
                             warned_no_topics = true;
-                            let wanted: Vec<&str> = cfg.topics.iter().map(|r| crate::check::unanchored(r.as_str())).collect();
+                            let wanted: Vec<&str> = cfg.topics.iter().map(crate::config::pattern_text).collect();
                             warn!(topics = ?wanted, "no source topic matches the topic selection: nothing to replicate until one appears");
                         }
                         for t in topics {

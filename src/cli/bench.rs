@@ -16,12 +16,12 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::ProduceRequest;
 use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
 
-use crate::batch::build::simple_record;
+use strait::batch::build::simple_record;
 
-use crate::client::{Client, ClientConfig, ClientError, NewTopic};
-use crate::config::Config;
-use crate::protocol::{ProducePartition, ProduceTopic};
-use crate::replicate::metrics::Metrics;
+use strait::client::{Client, ClientConfig, ClientError, NewTopic};
+use strait::config::Config;
+use strait::protocol::{ProducePartition, ProduceTopic};
+use strait::replicate::metrics::Metrics;
 
 /// What to load.
 #[derive(Debug, Clone)]
@@ -282,7 +282,7 @@ pub async fn bench(cfg: Config, records: u64, mut loader: std::process::Child) -
     let cpu0 = cpu_seconds();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (h_tx, h_rx) = tokio::sync::oneshot::channel();
-    let engine = tokio::spawn(crate::replicate::run(
+    let engine = tokio::spawn(strait::replicate::run(
         cfg,
         async {
             let _ = stop_rx.await;

@@ -7,8 +7,8 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{DescribeClusterRequest, FetchRequest, MetadataRequest, ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::client::{Client, ClientError};
-use crate::config::Config;
+use strait::client::{Client, ClientError};
+use strait::config::Config;
 
 /// ACL operation bits (`AclOperation` codes).
 const READ: i32 = 3;
@@ -29,11 +29,6 @@ pub struct CheckReport {
     pub problems: Vec<String>,
     /// Things that would not fail a run but are probably not what was meant.
     pub warnings: Vec<String>,
-}
-
-/// A `topics` regex as the user wrote it (config parsing anchors it as `^(?:…)$`).
-pub fn unanchored(r: &str) -> &str {
-    r.strip_prefix("^(?:").and_then(|r| r.strip_suffix(")$")).unwrap_or(r)
 }
 
 fn missing(ops: i32, needed: &[(i32, &'static str)]) -> Vec<&'static str> {
@@ -100,7 +95,7 @@ pub async fn check(cfg: &Config) -> CheckReport {
         }
     };
     if let (Some(s), Some(d)) = (&src, &dst) {
-        if crate::replicate::same_cluster(s, d) {
+        if strait::replicate::same_cluster(s, d) {
             match s.refresh_metadata(None).await {
                 Ok(md) => match cfg.self_copy_problem(md.topics.keys().map(String::as_str)) {
                     Some(problem) => report.problems.push(problem),
@@ -152,9 +147,9 @@ pub async fn check(cfg: &Config) -> CheckReport {
                     if mapped.is_empty() {
                         report.warnings.push(format!(
                             "no source topic matches topics = {:?}{}: `strait run` would replicate nothing until one appears",
-                            cfg.topics.iter().map(|r| unanchored(r.as_str())).collect::<Vec<_>>(),
+                            cfg.topics.iter().map(strait::config::pattern_text).collect::<Vec<_>>(),
                             if cfg.topics_exclude.is_empty() { String::new() } else {
-                                format!(" minus topics_exclude = {:?}", cfg.topics_exclude.iter().map(|r| unanchored(r.as_str())).collect::<Vec<_>>())
+                                format!(" minus topics_exclude = {:?}", cfg.topics_exclude.iter().map(strait::config::pattern_text).collect::<Vec<_>>())
                             }
                         ));
                     }
@@ -210,7 +205,7 @@ pub async fn check(cfg: &Config) -> CheckReport {
                         if t.error_code != 0 && t.error_code != 3 {
                             report.problems.push(format!(
                                 "destination topic {name}: {}",
-                                crate::client::error_name(t.error_code)
+                                strait::client::error_name(t.error_code)
                             ));
                         } else if !lacking.is_empty() {
                             report.problems.push(format!(

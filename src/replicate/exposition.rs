@@ -1,0 +1,286 @@
+//! The engine's metrics in Prometheus form: a `prometheus-client`
+//! [`Collector`] that reads the counters, lags and histogram of every running
+//! flow at scrape time, each sample labelled with its flow; and the
+//! [`crate::ops`] endpoint wired to a replication ([`endpoints`]).
+//!
+//! Counter names lose their `_total` here: the OpenMetrics encoder appends it
+//! (`strait_records` is exposed as `strait_records_total`). Replication latency
+//! is a histogram (`prometheus-client` has no summary type): quantiles come
+//! from `histogram_quantile()` over its buckets.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use super::metrics::Metrics;
+use super::Handle;
+use crate::client::error_name;
+use crate::ops::{Endpoints, ProcessCollector};
+
+/// Upper bounds of the replication latency histogram, seconds.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+/// Every flow's metrics, collected at scrape time.
+#[derive(Debug, Clone)]
+pub struct Exposition {
+    flows: Vec<Handle>,
+}
+
+impl Exposition {
+    /// A collector over these running flows.
+    pub fn new(flows: Vec<Handle>) -> Self {
+        Self { flows }
+    }
+}
+
+type Labels = Vec<(&'static str, String)>;
+/// A counter of [`Metrics`]: name, help, field.
+type CounterDef = (&'static str, &'static str, fn(&Metrics) -> &AtomicU64);
+/// A gauge of a flow: name, help, value.
+type GaugeDef = (&'static str, &'static str, fn(&Handle) -> f64);
+
+/// One metric family: its descriptor once, then one sample per label set.
+fn family<M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    samples: impl IntoIterator<Item = (Labels, M)>,
+) -> Result<(), std::fmt::Error> {
+    let mut metric: MetricEncoder = encoder.encode_descriptor(name, help, None, kind)?;
+    for (labels, m) in samples {
+        m.encode(metric.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+fn flow(h: &Handle) -> Labels {
+    vec![("flow", h.flow.to_string())]
+}
+
+impl Collector for Exposition {
+    fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let counters: [CounterDef; 8] = [
+            ("strait_records", "Records acknowledged by the destination.", |m| {
+                &m.records
+            }),
+            (
+                "strait_bytes",
+                "Record-batch bytes acknowledged by the destination.",
+                |m| &m.bytes,
+            ),
+            (
+                "strait_offsets_skipped",
+                "Source offsets deleted by retention before they were replicated.",
+                |m| &m.offsets_skipped,
+            ),
+            (
+                "strait_crc_refetches",
+                "Fetched batches that failed their CRC and were fetched again.",
+                |m| &m.crc_refetches,
+            ),
+            (
+                "strait_malformed_refetches",
+                "Fetched records the splitter refused (corrupted batch length, magic or offsets) and fetched again.",
+                |m| &m.malformed_refetches,
+            ),
+            (
+                "strait_produce_retries",
+                "Batches produced again after a retriable error.",
+                |m| &m.produce_retries,
+            ),
+            ("strait_checkpoints", "Checkpoints committed on the destination.", |m| {
+                &m.checkpoints
+            }),
+            (
+                "strait_group_offsets_synced",
+                "Consumer-group partition offsets written on the destination.",
+                |m| &m.group_offsets_synced,
+            ),
+        ];
+        for (name, help, field) in counters {
+            family(
+                &mut e,
+                name,
+                help,
+                MetricType::Counter,
+                self.flows
+                    .iter()
+                    .map(|h| (flow(h), ConstCounter::new(Metrics::get(field(&h.metrics))))),
+            )?;
+        }
+        family(
+            &mut e,
+            "strait_batches",
+            "Source batches by path: fast (raw), slow (re-encoded or up-converted), coalesced (merged), dropped.",
+            MetricType::Counter,
+            self.flows.iter().flat_map(|h| {
+                let m = &h.metrics;
+                [
+                    ("fast", &m.batches_fast),
+                    ("slow", &m.batches_slow),
+                    ("coalesced", &m.batches_coalesced),
+                    ("dropped_control", &m.batches_control),
+                    ("dropped_aborted", &m.batches_aborted),
+                    ("dropped_empty", &m.batches_empty),
+                ]
+                .map(|(path, v)| {
+                    let mut l = flow(h);
+                    l.push(("path", path.to_string()));
+                    (l, ConstCounter::new(Metrics::get(v)))
+                })
+            }),
+        )?;
+        family(
+            &mut e,
+            "strait_errors",
+            "Kafka error codes seen in responses.",
+            MetricType::Counter,
+            self.flows.iter().flat_map(|h| {
+                h.metrics.errors().into_iter().map(|(code, n)| {
+                    let mut l = flow(h);
+                    l.push(("code", code.to_string()));
+                    l.push(("name", error_name(code)));
+                    (l, ConstCounter::new(n))
+                })
+            }),
+        )?;
+        family(
+            &mut e,
+            "strait_lag_records",
+            "Source records (to the last stable offset) not yet acknowledged by the destination.",
+            MetricType::Gauge,
+            self.flows.iter().flat_map(|h| {
+                h.partition_lag()
+                    .into_iter()
+                    .filter(|(_, _, lag)| *lag >= 0)
+                    .map(|(topic, partition, lag)| {
+                        let mut l = flow(h);
+                        l.push(("topic", topic));
+                        l.push(("partition", partition.to_string()));
+                        (l, ConstGauge::new(lag))
+                    })
+            }),
+        )?;
+        let gauges: [GaugeDef; 5] = [
+            (
+                "strait_checkpoint_age_seconds",
+                "Seconds since the last checkpoint the destination acknowledged (-1: none yet).",
+                |h| Metrics::age_ms(&h.metrics.last_checkpoint_ms).map_or(-1.0, |ms| ms as f64 / 1000.0),
+            ),
+            (
+                "strait_buffered_bytes",
+                "Bytes of fetched data held until the destination acknowledges them.",
+                |h| h.buffered_bytes() as f64,
+            ),
+            (
+                "strait_buffered_reserved_bytes",
+                "Bytes of the memory budget reserved by fetches waiting for their response.",
+                |h| h.reserved_bytes() as f64,
+            ),
+            (
+                "strait_partitions_stopped",
+                "Partitions stopped on unrecoverable errors.",
+                |h| h.stopped_partitions() as f64,
+            ),
+            (
+                "strait_ready",
+                "1 when the flow is ready (both clusters answer, no partition stopped), else 0.",
+                |h| f64::from(u8::from(h.readiness().is_ok())),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            family(
+                &mut e,
+                name,
+                help,
+                MetricType::Gauge,
+                self.flows.iter().map(|h| (flow(h), ConstGauge::new(value(h)))),
+            )?;
+        }
+        let mut metric = e.encode_descriptor(
+            "strait_replication_latency_seconds",
+            "Source record timestamp to destination acknowledgement.",
+            None,
+            MetricType::Histogram,
+        )?;
+        for h in &self.flows {
+            let hist = h.metrics.latency_histogram();
+            let buckets: Vec<(f64, u64)> = LATENCY_BUCKETS
+                .iter()
+                .map(|le| (*le, hist.count_at_most((le * 1e6) as u64)))
+                .chain(std::iter::once((f64::INFINITY, hist.count())))
+                .collect();
+            let labels = flow(h);
+            metric.encode_family(&labels)?.encode_histogram::<NoLabelSet>(
+                hist.sum() as f64 / 1e6,
+                hist.count(),
+                &cumulative_to_per_bucket(&buckets),
+                None,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// `prometheus-client` takes per-bucket counts and sums them itself.
+fn cumulative_to_per_bucket(cumulative: &[(f64, u64)]) -> Vec<(f64, u64)> {
+    let mut prev = 0;
+    cumulative
+        .iter()
+        .map(|(le, c)| {
+            let n = c.saturating_sub(prev);
+            prev = prev.max(*c);
+            (*le, n)
+        })
+        .collect()
+}
+
+/// The `/metrics`, `/healthz`, `/readyz` and `/status` endpoint of these flows,
+/// with the process metrics beside theirs.
+pub fn endpoints(flows: Vec<Handle>) -> Endpoints {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(ProcessCollector));
+    registry.register_collector(Box::new(Exposition::new(flows.clone())));
+    let ready_flows = flows.clone();
+    Endpoints {
+        registry,
+        ready: Box::new(move || {
+            for h in &ready_flows {
+                h.readiness().map_err(|why| {
+                    if ready_flows.len() > 1 {
+                        format!("flow {}: {why}", h.flow)
+                    } else {
+                        why
+                    }
+                })?;
+            }
+            Ok(())
+        }),
+        status: Box::new(move || serde_json::json!({ "flows": flows.iter().map(Handle::status).collect::<Vec<_>>() })),
+    }
+}
+
+/// Serves [`endpoints`] of `flows` on `listener` in a task of its own; abort
+/// the task to stop serving.
+pub fn spawn_endpoint(listener: tokio::net::TcpListener, flows: Vec<Handle>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(crate::ops::serve(listener, std::sync::Arc::new(endpoints(flows))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cumulative_counts_become_per_bucket_counts() {
+        let got = cumulative_to_per_bucket(&[(0.1, 3), (1.0, 3), (10.0, 7), (f64::INFINITY, 9)]);
+        assert_eq!(got, vec![(0.1, 3), (1.0, 0), (10.0, 4), (f64::INFINITY, 2)]);
+    }
+}
