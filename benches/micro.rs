@@ -8,7 +8,7 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ResponseHeader, TopicName};
 use kafka_protocol::protocol::{Encodable, HeaderVersion, StrBytes};
 use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
-use strait::batch::build::{build_batch, simple_record, BuildOptions, TestRecord};
+use strait::batch::writer::{simple_record, write_batch, BatchSpec, RecordSpec};
 use strait::batch::{crc_is_valid, patch_for_produce, reencode_contiguous, split_batches, ProducerStamp};
 use strait::protocol::produce::encode_produce;
 use strait::protocol::{decode_response, ProducePartition, ProduceTopic};
@@ -142,16 +142,16 @@ fn slow_path(c: &mut Criterion) {
     let mut g = c.benchmark_group("slow_path_reencode_compacted");
     for (codec, name) in [(0u8, "none"), (3u8, "lz4")] {
         // 256 survivors of 1 KiB at every other offset.
-        let records: Vec<TestRecord> = (0..256)
-            .map(|i| TestRecord {
+        let records: Vec<RecordSpec> = (0..256)
+            .map(|i| RecordSpec {
                 offset_delta: i * 2,
                 key: Some(format!("k{i}").into_bytes()),
                 value: Some((0..1024).map(|j| ((i as usize * 31 + j * 7) % 251) as u8).collect()),
                 headers: vec![("h".into(), Some(b"1".to_vec())), ("h".into(), Some(b"2".to_vec()))],
             })
             .collect();
-        let b = build_batch(
-            &BuildOptions {
+        let b = write_batch(
+            &BatchSpec {
                 codec,
                 last_offset_delta: Some(511),
                 ..Default::default()

@@ -16,6 +16,7 @@ use std::time::Instant;
 use bytes::{BufMut, BytesMut};
 use kafka_protocol::messages::{ApiVersionsRequest, MetadataRequest};
 use strait::batch::inflate::DEFAULT_MAX_DECOMPRESSED_BYTES;
+use strait::batch::testdata;
 use strait::batch::{reencode_contiguous, BatchError, RawBatch};
 use strait::fuzzing::{self, records};
 use strait::protocol::{decode_response, ProtocolError};
@@ -238,7 +239,7 @@ fn huge_record_and_header_counts_are_errors_not_allocations() {
         value: Some(b"v".to_vec()),
         headers: vec![],
     }]);
-    let header = records::Header {
+    let header = testdata::Header {
         base_offset: 10,
         attributes: 0,
         last_offset_delta: 0,
@@ -246,7 +247,7 @@ fn huge_record_and_header_counts_are_errors_not_allocations() {
         producer_id: -1,
         record_count: i32::MAX,
     };
-    let b = records::v2_batch(header, &one);
+    let b = testdata::v2_batch(header, &one);
     refused_with_bounded_memory("re-encoding 2^31-1 announced records", b.len(), || {
         let err = reencode_contiguous(&b, DEFAULT_MAX_DECOMPRESSED_BYTES).unwrap_err();
         assert!(
@@ -264,8 +265,8 @@ fn huge_record_and_header_counts_are_errors_not_allocations() {
     let mut plain = Vec::new();
     plain.push((rec.len() as u8) << 1);
     plain.extend_from_slice(&rec);
-    let b = records::v2_batch(
-        records::Header {
+    let b = testdata::v2_batch(
+        testdata::Header {
             record_count: 1,
             ..header
         },
@@ -280,8 +281,8 @@ fn huge_record_and_header_counts_are_errors_not_allocations() {
 fn snappy_announcing_gigabytes_is_an_error_not_an_allocation() {
     // Raw snappy: varint length 0xFFFFFFFF, then one literal byte.
     let payload = [0xff, 0xff, 0xff, 0xff, 0x0f, 0x00, b'x'];
-    let b: RawBatch = records::v2_batch(
-        records::Header {
+    let b: RawBatch = testdata::v2_batch(
+        testdata::Header {
             base_offset: 0,
             attributes: 2, // snappy
             last_offset_delta: 0,
@@ -301,8 +302,8 @@ fn snappy_announcing_gigabytes_is_an_error_not_an_allocation() {
     let mut framed = vec![0x82, b'S', b'N', b'A', b'P', b'P', b'Y', 0, 0, 0, 0, 1, 0, 0, 0, 1];
     framed.extend_from_slice(&(payload.len() as u32).to_be_bytes());
     framed.extend_from_slice(&payload);
-    let b = records::v2_batch(
-        records::Header {
+    let b = testdata::v2_batch(
+        testdata::Header {
             base_offset: 0,
             attributes: 2,
             last_offset_delta: 0,
@@ -325,7 +326,7 @@ fn decompression_bombs_stop_at_the_cap_in_every_codec() {
     // the cap, not what the records inflate to: 4 GiB for zstd (hand-built from
     // RLE blocks), 64 MiB for the codecs built by compressing zeros.
     let cap = 1 << 20;
-    let header = |codec: u8, n: usize| records::Header {
+    let header = |codec: u8, n: usize| testdata::Header {
         base_offset: 70,
         attributes: codec as i16,
         last_offset_delta: n as i32 + 2, // a compaction gap: the batch needs a re-encode
@@ -333,7 +334,7 @@ fn decompression_bombs_stop_at_the_cap_in_every_codec() {
         producer_id: -1,
         record_count: n as i32,
     };
-    let zstd = records::v2_batch(header(4, 4), &records::zstd_zero_records(&[1 << 30; 4]));
+    let zstd = testdata::v2_batch(header(4, 4), &testdata::zstd_zero_records(&[1 << 30; 4]));
     let mut bombs = vec![("zstd, 4 GiB", zstd)];
     let plain = records::encode(
         &(0..64)
@@ -349,7 +350,7 @@ fn decompression_bombs_stop_at_the_cap_in_every_codec() {
     );
     for (codec, name) in [(1u8, "gzip, 64 MiB"), (2, "snappy, 64 MiB"), (3, "lz4, 64 MiB")] {
         let packed = strait::batch::reencode::compress(codec, &plain).unwrap();
-        bombs.push((name, records::v2_batch(header(codec, 64), &packed)));
+        bombs.push((name, testdata::v2_batch(header(codec, 64), &packed)));
     }
     for (name, b) in bombs {
         let started = Instant::now();

@@ -16,9 +16,9 @@ use common::*;
 use harness::{unique_topic, KafkaCluster};
 use kafka_protocol::messages::ProduceRequest;
 use serde_json::Value;
-use strait::batch::build::{build_batch, BuildOptions, TestRecord};
+use strait::batch::testdata as records;
+use strait::batch::writer::{write_batch, BatchSpec, RecordSpec};
 use strait::client::{Client, ClientConfig};
-use strait::fuzzing::records;
 use strait::protocol::{ProducePartition, ProduceTopic};
 
 /// A transactional load of `transactions` × `per_txn` records, aborting every
@@ -1555,9 +1555,9 @@ fn gib_records_batch(n: usize) -> Bytes {
 
 /// A small zstd batch of `n` records.
 fn small_zstd_batch(n: i32) -> Bytes {
-    let recs: Vec<TestRecord> = (0..n).map(|i| TestRecord::simple(i, b"small record")).collect();
-    build_batch(
-        &BuildOptions {
+    let recs: Vec<RecordSpec> = (0..n).map(|i| RecordSpec::simple(i, b"small record")).collect();
+    write_batch(
+        &BatchSpec {
             codec: 4,
             base_timestamp: now_ms(),
             ..Default::default()

@@ -8,8 +8,12 @@
 pub mod batch;
 pub mod client;
 pub mod config;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod ops;
 pub mod protocol;
 pub mod replicate;
+
+#[cfg(test)]
+mod layering;

@@ -131,7 +131,7 @@ pub fn coalesce(batches: &[RawBatch], max_plain: usize) -> Result<Reencoded, Bat
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::build::{build_batch, BuildOptions, TestRecord};
+    use crate::batch::writer::{write_batch, BatchSpec, RecordSpec};
     use kafka_protocol::records::RecordBatchDecoder;
 
     #[test]
@@ -139,16 +139,16 @@ mod tests {
         for codec in [0u8, 1, 2, 3, 4] {
             let batches: Vec<RawBatch> = (0..5)
                 .map(|i| {
-                    build_batch(
-                        &BuildOptions {
+                    write_batch(
+                        &BatchSpec {
                             base_offset: 10 + i * 2,
                             codec,
                             base_timestamp: 1_700_000_000_000 + i * 1000,
                             ..Default::default()
                         },
                         &[
-                            TestRecord::simple(0, format!("a{i}").as_bytes()),
-                            TestRecord {
+                            RecordSpec::simple(0, format!("a{i}").as_bytes()),
+                            RecordSpec {
                                 offset_delta: 1,
                                 key: None,
                                 value: None,
@@ -176,7 +176,7 @@ mod tests {
 
     #[test]
     fn a_run_inflating_past_the_cap_is_refused_naming_the_batch() {
-        use crate::fuzzing::records::{v2_batch, zstd_zero_records, Header};
+        use crate::batch::testdata::{v2_batch, zstd_zero_records, Header};
         let zeros = |base_offset: i64, lens: &[u32]| {
             v2_batch(
                 Header {
@@ -210,19 +210,19 @@ mod tests {
     #[test]
     fn gaps_between_batches_are_kept_in_the_deltas() {
         // A transaction marker at offset 12 between two batches.
-        let a = build_batch(
-            &BuildOptions {
+        let a = write_batch(
+            &BatchSpec {
                 base_offset: 10,
                 ..Default::default()
             },
-            &[TestRecord::simple(0, b"a"), TestRecord::simple(1, b"b")],
+            &[RecordSpec::simple(0, b"a"), RecordSpec::simple(1, b"b")],
         );
-        let b = build_batch(
-            &BuildOptions {
+        let b = write_batch(
+            &BatchSpec {
                 base_offset: 13,
                 ..Default::default()
             },
-            &[TestRecord::simple(0, b"c")],
+            &[RecordSpec::simple(0, b"c")],
         );
         let r = coalesce(&[a, b], 1 << 20).unwrap();
         assert_eq!(r.source_deltas, vec![0, 1, 3]);

@@ -125,17 +125,17 @@ fn is_abort_marker(b: &RawBatch) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::build::{build_batch, BuildOptions, TestRecord};
+    use crate::batch::writer::{write_batch, BatchSpec, RecordSpec};
 
     fn txn_batch(pid: i64, base: i64, n: i32) -> RawBatch {
-        build_batch(
-            &BuildOptions {
+        write_batch(
+            &BatchSpec {
                 base_offset: base,
                 producer_id: pid,
                 transactional: true,
                 ..Default::default()
             },
-            &(0..n).map(|i| TestRecord::simple(i, b"v")).collect::<Vec<_>>(),
+            &(0..n).map(|i| RecordSpec::simple(i, b"v")).collect::<Vec<_>>(),
         )
     }
 
@@ -143,9 +143,9 @@ mod tests {
     /// as a transaction marker before its CRC was ever checked.
     #[test]
     fn corrupted_headers_fail_verification_before_classification() {
-        let good = build_batch(
-            &BuildOptions::default(),
-            &(0..3).map(|i| TestRecord::simple(i, b"v")).collect::<Vec<_>>(),
+        let good = write_batch(
+            &BatchSpec::default(),
+            &(0..3).map(|i| RecordSpec::simple(i, b"v")).collect::<Vec<_>>(),
         );
         assert_eq!(
             BatchFilter::new(vec![]).classify_verified(&good),
@@ -176,15 +176,15 @@ mod tests {
     fn marker(pid: i64, offset: i64, commit: bool) -> RawBatch {
         // Control record key: version 0, type 0 (abort) or 1 (commit).
         let key = [0u8, 0, 0, commit as u8];
-        build_batch(
-            &BuildOptions {
+        write_batch(
+            &BatchSpec {
                 base_offset: offset,
                 producer_id: pid,
                 transactional: true,
                 control: true,
                 ..Default::default()
             },
-            &[TestRecord {
+            &[RecordSpec {
                 offset_delta: 0,
                 key: Some(key.to_vec()),
                 value: Some(vec![0, 0, 0, 0, 0, 0]),
@@ -212,20 +212,20 @@ mod tests {
     #[test]
     fn gaps_take_the_slow_path_and_empty_batches_are_skipped() {
         let mut f = BatchFilter::default();
-        let gappy = build_batch(
-            &BuildOptions {
+        let gappy = write_batch(
+            &BatchSpec {
                 last_offset_delta: Some(9),
                 ..Default::default()
             },
             &[
-                TestRecord::simple(0, b"a"),
-                TestRecord::simple(4, b"b"),
-                TestRecord::simple(9, b"c"),
+                RecordSpec::simple(0, b"a"),
+                RecordSpec::simple(4, b"b"),
+                RecordSpec::simple(9, b"c"),
             ],
         );
         assert_eq!(f.classify(&gappy), Disposition::Reencode);
-        let empty = build_batch(
-            &BuildOptions {
+        let empty = write_batch(
+            &BatchSpec {
                 last_offset_delta: Some(5),
                 ..Default::default()
             },

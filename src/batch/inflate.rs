@@ -204,7 +204,7 @@ fn snappy_block(block: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), Inf
 mod tests {
     use super::*;
     use crate::batch::reencode::compress;
-    use crate::fuzzing::records::{zstd_frame, ZstdPart};
+    use crate::batch::testdata::{zstd_frame, ZstdPart};
     use proptest::prelude::*;
 
     const CODECS: [u8; 4] = [1, 2, 3, 4];

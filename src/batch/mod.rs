@@ -9,15 +9,18 @@
 
 use bytes::Bytes;
 
-pub mod build;
 pub mod coalesce;
 pub mod crc;
 pub mod filter;
 pub mod inflate;
 pub mod patch;
 pub mod reencode;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod testdata;
 pub mod upconvert;
 pub mod varint;
+pub mod writer;
 
 pub use filter::{BatchFilter, Disposition, SkipReason};
 pub use patch::{crc_is_valid, patch_for_produce, PatchedBatch, ProducerStamp};
@@ -236,7 +239,7 @@ mod tests {
     fn batch(n: i64, codec: Compression) -> Bytes {
         let records: Vec<Record> = (0..n)
             .map(|i| {
-                build::simple_record(
+                writer::simple_record(
                     i,
                     1_700_000_000_000 + i,
                     Some(Bytes::from(format!("k{i}"))),

@@ -142,25 +142,25 @@ pub fn compress(codec_id: u8, plain: &[u8]) -> anyhow::Result<Bytes> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::build::{build_batch, encode_records, BuildOptions, TestRecord};
+    use crate::batch::writer::{encode_records, write_batch, BatchSpec, RecordSpec};
 
-    fn compacted(codec: u8) -> (RawBatch, Vec<TestRecord>) {
+    fn compacted(codec: u8) -> (RawBatch, Vec<RecordSpec>) {
         // Survivors of compaction at deltas 0, 3 and 7 (of 0..=7), with duplicate
         // header keys, a null key, a null value and a null header value.
         let records = vec![
-            TestRecord {
+            RecordSpec {
                 offset_delta: 0,
                 key: Some(b"a".to_vec()),
                 value: Some(vec![1; 300]),
                 headers: vec![("h".into(), Some(b"1".to_vec())), ("h".into(), Some(b"2".to_vec()))],
             },
-            TestRecord {
+            RecordSpec {
                 offset_delta: 3,
                 key: None,
                 value: Some(b"x".to_vec()),
                 headers: vec![("h".into(), None)],
             },
-            TestRecord {
+            RecordSpec {
                 offset_delta: 7,
                 key: Some(b"c".to_vec()),
                 value: None,
@@ -171,8 +171,8 @@ mod tests {
                 ],
             },
         ];
-        let b = build_batch(
-            &BuildOptions {
+        let b = write_batch(
+            &BatchSpec {
                 base_offset: 100,
                 codec,
                 last_offset_delta: Some(7),
@@ -223,7 +223,7 @@ mod tests {
 
     #[test]
     fn batch_inflating_past_the_cap_is_refused_with_its_offset() {
-        use crate::fuzzing::records::{v2_batch, zstd_zero_records, Header};
+        use crate::batch::testdata::{v2_batch, zstd_zero_records, Header};
         let header = Header {
             base_offset: 40,
             attributes: 4, // zstd

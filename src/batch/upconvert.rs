@@ -11,8 +11,8 @@
 
 use bytes::{Buf, Bytes};
 
-use super::build::{build_batch, BuildOptions, TestRecord};
 use super::inflate::decompress_records;
+use super::writer::{write_batch, BatchSpec, RecordSpec};
 use super::{BatchError, RawBatch, Reencoded};
 
 struct Legacy {
@@ -140,18 +140,18 @@ pub fn up_convert(b: &RawBatch, max_plain: usize) -> Result<Reencoded, BatchErro
                 })
         })
         .collect::<Result<Vec<i32>, BatchError>>()?;
-    let records: Vec<TestRecord> = messages
+    let records: Vec<RecordSpec> = messages
         .iter()
         .enumerate()
-        .map(|(i, m)| TestRecord {
+        .map(|(i, m)| RecordSpec {
             offset_delta: i as i32,
             key: m.key.clone(),
             value: m.value.clone(),
             headers: vec![],
         })
         .collect();
-    let batch = build_batch(
-        &BuildOptions {
+    let batch = write_batch(
+        &BatchSpec {
             base_offset: base,
             codec: entry[5] & 0x07,
             timestamps: Some(messages.iter().map(|m| m.timestamp).collect()),
@@ -165,7 +165,7 @@ pub fn up_convert(b: &RawBatch, max_plain: usize) -> Result<Reencoded, BatchErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fuzzing::records::{legacy_entry, legacy_message};
+    use crate::batch::testdata::{legacy_entry, legacy_message};
 
     /// (offset, key, value, timestamp) of each record.
     type Decoded = (i64, Option<Vec<u8>>, Option<Vec<u8>>, i64);

@@ -16,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::ProduceRequest;
 use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
 
-use strait::batch::build::simple_record;
+use strait::batch::writer::simple_record;
 
 use strait::client::{Client, ClientConfig, ClientError, NewTopic};
 use strait::config::Config;

@@ -24,7 +24,8 @@ pub mod records;
 mod responses;
 pub mod seeds;
 
-use records::{bytes_of, legacy_entry, legacy_message, records_of, v2_batch, Cursor, Header};
+use crate::batch::testdata::{bytes_of, legacy_entry, legacy_message, v2_batch, Header};
+use records::{records_of, Cursor};
 pub use responses::{response, version_selector, RESPONSE_APIS};
 
 /// A fuzz target body.

@@ -28,7 +28,7 @@ use tracing::debug;
 use super::metrics::Metrics;
 use super::offset_map::{encode_value, merge, MapEntry};
 use super::producer::{Producer, Route};
-use crate::batch::build::simple_record;
+use crate::batch::writer::simple_record;
 use crate::batch::{patch_for_produce, RawBatch};
 use crate::client::txn::produce_version;
 use crate::client::{Client, ClientError, GroupOffset, NewTopic, TxnId};

@@ -1,6 +1,9 @@
-//! A minimal v2 batch builder for tests and benchmarks: unlike the
-//! `kafka-protocol` encoder it can write duplicate header keys, offset gaps,
-//! control batches and empty batches — the shapes real logs contain.
+//! A v2 batch writer: records byte for byte as specified. Unlike the
+//! `kafka-protocol` encoder it writes duplicate header keys, offset gaps,
+//! control batches and empty batches (the shapes real logs contain). Up-converting
+//! legacy messages writes their batch with it; the offset map and the load
+//! generator write their records with [`simple_record`]; tests and benchmarks
+//! build every batch shape with it.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::records::{Record, TimestampType};
@@ -8,9 +11,9 @@ use kafka_protocol::records::{Record, TimestampType};
 use super::varint::{put_varint, put_varlong};
 use super::RawBatch;
 
-/// One record to build.
+/// One record to write.
 #[derive(Debug, Clone, Default)]
-pub struct TestRecord {
+pub struct RecordSpec {
     /// Offset delta within the batch.
     pub offset_delta: i32,
     /// Key bytes (None: null key).
@@ -21,7 +24,7 @@ pub struct TestRecord {
     pub headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
-impl TestRecord {
+impl RecordSpec {
     /// A record with a key derived from its delta and the given value.
     pub fn simple(offset_delta: i32, value: &[u8]) -> Self {
         Self {
@@ -33,9 +36,9 @@ impl TestRecord {
     }
 }
 
-/// Batch header fields to build with.
+/// Batch header fields to write.
 #[derive(Debug, Clone)]
-pub struct BuildOptions {
+pub struct BatchSpec {
     /// baseOffset.
     pub base_offset: i64,
     /// producerId (-1: none).
@@ -54,7 +57,7 @@ pub struct BuildOptions {
     pub timestamps: Option<Vec<i64>>,
 }
 
-impl Default for BuildOptions {
+impl Default for BatchSpec {
     fn default() -> Self {
         Self {
             base_offset: 0,
@@ -70,12 +73,12 @@ impl Default for BuildOptions {
 }
 
 /// Encodes the records section (uncompressed); record i's timestamp delta is `i * 10`.
-pub fn encode_records(records: &[TestRecord]) -> Vec<u8> {
+pub fn encode_records(records: &[RecordSpec]) -> Vec<u8> {
     let deltas: Vec<i64> = (0..records.len() as i64).map(|i| i * 10).collect();
     encode_records_at(records, &deltas)
 }
 
-fn encode_records_at(records: &[TestRecord], ts_deltas: &[i64]) -> Vec<u8> {
+fn encode_records_at(records: &[RecordSpec], ts_deltas: &[i64]) -> Vec<u8> {
     let mut out = Vec::new();
     for (i, r) in records.iter().enumerate() {
         let mut body = vec![0u8]; // attributes
@@ -103,7 +106,7 @@ fn encode_records_at(records: &[TestRecord], ts_deltas: &[i64]) -> Vec<u8> {
 }
 
 /// Builds one v2 batch with a valid CRC.
-pub fn build_batch(o: &BuildOptions, records: &[TestRecord]) -> RawBatch {
+pub fn write_batch(o: &BatchSpec, records: &[RecordSpec]) -> RawBatch {
     let (base_ts, max_ts, deltas) = match &o.timestamps {
         Some(ts) => {
             let base = ts.iter().copied().min().unwrap_or(-1);
