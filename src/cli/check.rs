@@ -7,7 +7,7 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{DescribeClusterRequest, FetchRequest, MetadataRequest, ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use strait::client::{Client, ClientError};
+use strait::client::{code, Client, ClientError};
 use strait::config::Config;
 
 /// ACL operation bits (`AclOperation` codes).
@@ -186,7 +186,7 @@ pub async fn check(cfg: &Config) -> CheckReport {
                         let Some(name) = t.name.as_ref().map(|n| n.0.to_string()) else {
                             continue;
                         };
-                        if t.error_code == 3 {
+                        if t.error_code == code::UNKNOWN_TOPIC_OR_PARTITION {
                             let lacking = missing(cluster_ops, &[(CREATE, "CREATE")]);
                             if lacking.is_empty() {
                                 report.lines.push(format!("destination topic {name}: will be created"));
@@ -202,7 +202,7 @@ pub async fn check(cfg: &Config) -> CheckReport {
                             needed.extend([(DESCRIBE_CONFIGS, "DESCRIBE_CONFIGS"), (ALTER_CONFIGS, "ALTER_CONFIGS")]);
                         }
                         let lacking = missing(t.topic_authorized_operations, &needed);
-                        if t.error_code != 0 && t.error_code != 3 {
+                        if t.error_code != code::NONE && t.error_code != code::UNKNOWN_TOPIC_OR_PARTITION {
                             report.problems.push(format!(
                                 "destination topic {name}: {}",
                                 strait::client::error_name(t.error_code)

@@ -24,7 +24,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::conn::Connection;
 use super::pool::Client;
-use super::{ClientError, Result};
+use super::{code, ClientError, Result};
 
 /// `ListOffsets` timestamp meaning "the earliest offset".
 pub const EARLIEST: i64 = -2;
@@ -187,7 +187,7 @@ impl Client {
         let conn = self.any_broker().await?;
         let resp = conn.request(&req).await?;
         for r in &resp.topics {
-            if r.error_code != 0 && !(if_not_exists && r.error_code == 36) {
+            if r.error_code != 0 && !(if_not_exists && r.error_code == code::TOPIC_ALREADY_EXISTS) {
                 return Err(ClientError::kafka(
                     "CreateTopics",
                     conn.broker(),

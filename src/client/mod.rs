@@ -14,7 +14,7 @@ pub mod txn;
 
 pub use admin::{ConfigEntry, GroupOffset, NewTopic};
 pub use conn::{Connection, ConnectionConfig, PendingProduce, Throttled};
-pub use errors::{classify, error_name, ErrorClass};
+pub use errors::{classify, code, error_name, ErrorClass};
 pub use metadata::{BrokerInfo, Metadata, PartitionMetadata, TopicMetadata};
 pub use pool::{Backoff, Client, ClientConfig};
 pub use sasl::{SaslMechanism, SaslSettings, TokenSource};

@@ -21,7 +21,7 @@ use tracing::{debug, info};
 
 use super::checkpoint::Checkpointer;
 use super::producer::Producer;
-use crate::client::{Client, ClientError, TxnId};
+use crate::client::{code, Client, ClientError, TxnId};
 use crate::config::Config;
 
 /// Why the transaction loop stopped.
@@ -127,7 +127,7 @@ async fn commit(
 /// A failed transactional call: fencing (INVALID_PRODUCER_EPOCH, PRODUCER_FENCED)
 /// gets its own message, since the operator's fix is to stop one of two instances.
 fn txn_error(txn: &TxnId, e: ClientError) -> TxnError {
-    if matches!(e.code(), Some(47 | 90)) {
+    if matches!(e.code(), Some(code::INVALID_PRODUCER_EPOCH | code::PRODUCER_FENCED)) {
         TxnError::Fenced {
             transactional_id: txn.transactional_id.clone(),
             source: e,

@@ -29,7 +29,7 @@ use super::metrics::Metrics;
 use super::producer::{Item, Producer, Route};
 use crate::batch::{reencode_from, split_batches, up_convert, BatchError, BatchFilter, Disposition, SkipReason};
 use crate::client::admin::{EARLIEST, LATEST};
-use crate::client::{classify, error_name, Client, ErrorClass};
+use crate::client::{classify, code, error_name, Client, ErrorClass};
 use crate::config::{Config, StartFrom};
 
 type Key = (Arc<str>, i32);
@@ -499,7 +499,7 @@ async fn process_partition(
     if p.error_code != 0 {
         f.metrics.error(p.error_code);
         match p.error_code {
-            1 => f.reset_out_of_range(key, fetch_offset).await,
+            code::OFFSET_OUT_OF_RANGE => f.reset_out_of_range(key, fetch_offset).await,
             code => match classify(code) {
                 ErrorClass::RefreshMetadata | ErrorClass::Retriable => {
                     debug!(topic = %key.0, partition = key.1, code = error_name(code), "fetch partition error; refreshing leader");

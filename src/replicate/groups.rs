@@ -14,7 +14,7 @@ use kafka_protocol::protocol::StrBytes;
 use tracing::{debug, info};
 
 use super::checkpoint::Checkpointer;
-use crate::client::{Client, ClientError};
+use crate::client::{code, Client, ClientError};
 use crate::config::Config;
 
 /// (group, destination topic, partition).
@@ -56,8 +56,8 @@ async fn is_inactive(client: &Client, group: &str) -> Result<bool, ClientError> 
         .await?;
     let Some(g) = resp.groups.first() else { return Ok(true) };
     Ok(match g.error_code {
-        0 => g.members.is_empty() && matches!(g.group_state.as_str(), "Empty" | "Dead" | ""),
-        69 => true, // GROUP_ID_NOT_FOUND
+        code::NONE => g.members.is_empty() && matches!(g.group_state.as_str(), "Empty" | "Dead" | ""),
+        code::GROUP_ID_NOT_FOUND => true,
         _ => false, // unknown state (e.g. a KIP-848 consumer group): leave it alone
     })
 }

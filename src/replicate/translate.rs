@@ -18,7 +18,7 @@ use crate::batch::{split_batches, BatchFilter, Disposition};
 use super::checkpoint::{committed_positions, translate_at, Position};
 use super::offset_map::{decode_value, MapEntry};
 use crate::client::admin::LATEST;
-use crate::client::{Client, ClientError};
+use crate::client::{code, Client, ClientError};
 use crate::config::Config;
 
 /// One translated partition of a group.
@@ -68,7 +68,7 @@ pub async fn load_map(cfg: &Config, dst: &Client) -> Result<HashMap<(String, i32
                 what: "offset map fetch",
                 reason: "empty Fetch response".into(),
             })?;
-        if p.error_code == 1 {
+        if p.error_code == code::OFFSET_OUT_OF_RANGE {
             // Retention removed the oldest map records: continue from the log start.
             offset = dst
                 .list_offset(&topic, 0, crate::client::admin::EARLIEST, false)
