@@ -314,7 +314,7 @@ pub async fn fetch(
     max_wait_ms: i32,
 ) -> Result<FetchResponse, ClientError> {
     let version = conn.version_of::<FetchRequest>()?;
-    let req = strait::client::admin::single_fetch_request(topic, id, partition, offset, max_wait_ms, 10 * 1024 * 1024);
+    let req = strait::client::fetch::single_fetch_request(topic, id, partition, offset, max_wait_ms, 10 * 1024 * 1024);
     conn.request_at(version, &req).await
 }
 
@@ -740,7 +740,7 @@ async fn golden_frames_match_live_broker() {
         .await
         .unwrap();
     let fetch_version = conn.version_of::<FetchRequest>().unwrap();
-    let req = strait::client::admin::single_fetch_request(topic, id, 0, 0, 100, 1 << 20);
+    let req = strait::client::fetch::single_fetch_request(topic, id, 0, 0, 100, 1 << 20);
     let fetch_frame = conn.request_frame(fetch_version, &req).await.unwrap();
     let live = [
         (format!("api_versions-v{av_version}.bin"), av),

@@ -14,6 +14,7 @@ pub mod fuzzing;
 pub mod ops;
 pub mod protocol;
 pub mod replicate;
+pub mod sync;
 
 #[cfg(test)]
 mod layering;

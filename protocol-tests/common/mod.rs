@@ -133,7 +133,7 @@ pub async fn start(cfg: Config) -> Running {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (h_tx, h_rx) = tokio::sync::oneshot::channel();
     // The metrics endpoint, as `strait run` serves it.
-    let listener = match cfg.metrics_address {
+    let listener = match cfg.ops.metrics_address {
         Some(a) => Some(tokio::net::TcpListener::bind(a).await.expect("metrics address free")),
         None => None,
     };

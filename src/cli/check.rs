@@ -127,7 +127,7 @@ pub async fn check(cfg: &Config) -> CheckReport {
                             continue;
                         }
                         let mut needed = vec![(READ, "READ"), (DESCRIBE, "DESCRIBE")];
-                        if cfg.sync_topic_configs {
+                        if cfg.topics.sync_topic_configs {
                             needed.push((DESCRIBE_CONFIGS, "DESCRIBE_CONFIGS"));
                         }
                         let lacking = missing(t.topic_authorized_operations, &needed);
@@ -147,9 +147,9 @@ pub async fn check(cfg: &Config) -> CheckReport {
                     if mapped.is_empty() {
                         report.warnings.push(format!(
                             "no source topic matches topics = {:?}{}: `strait run` would replicate nothing until one appears",
-                            cfg.topics.iter().map(strait::config::pattern_text).collect::<Vec<_>>(),
-                            if cfg.topics_exclude.is_empty() { String::new() } else {
-                                format!(" minus topics_exclude = {:?}", cfg.topics_exclude.iter().map(strait::config::pattern_text).collect::<Vec<_>>())
+                            cfg.topics.topics.iter().map(strait::config::pattern_text).collect::<Vec<_>>(),
+                            if cfg.topics.topics_exclude.is_empty() { String::new() } else {
+                                format!(" minus topics_exclude = {:?}", cfg.topics.topics_exclude.iter().map(strait::config::pattern_text).collect::<Vec<_>>())
                             }
                         ));
                     }
@@ -198,7 +198,7 @@ pub async fn check(cfg: &Config) -> CheckReport {
                             continue;
                         }
                         let mut needed = vec![(WRITE, "WRITE"), (DESCRIBE, "DESCRIBE")];
-                        if cfg.sync_topic_configs {
+                        if cfg.topics.sync_topic_configs {
                             needed.extend([(DESCRIBE_CONFIGS, "DESCRIBE_CONFIGS"), (ALTER_CONFIGS, "ALTER_CONFIGS")]);
                         }
                         let lacking = missing(t.topic_authorized_operations, &needed);

@@ -432,7 +432,7 @@ async fn run(path: &Path, progress: u64, json: bool) -> Result<(), Box<dyn std::
     let cfg = strait::config::Config::load(path)?;
     let progress = (progress > 0).then(|| std::time::Duration::from_secs(progress));
     // Bind first: an address in use is a clear error before anything connects.
-    let listener = match cfg.metrics_address {
+    let listener = match cfg.ops.metrics_address {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
                 .await

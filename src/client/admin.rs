@@ -8,7 +8,6 @@ use std::sync::Arc;
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
@@ -16,9 +15,9 @@ use kafka_protocol::messages::offset_fetch_request::{
     OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
 };
 use kafka_protocol::messages::{
-    BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DescribeConfigsRequest, FetchRequest,
-    FindCoordinatorRequest, GroupId, IncrementalAlterConfigsRequest, InitProducerIdRequest, ListOffsetsRequest,
-    OffsetCommitRequest, OffsetFetchRequest, ProducerId, TopicName, TransactionalId,
+    BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DescribeConfigsRequest, FindCoordinatorRequest, GroupId,
+    IncrementalAlterConfigsRequest, InitProducerIdRequest, ListOffsetsRequest, OffsetCommitRequest, OffsetFetchRequest,
+    ProducerId, TopicName, TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -92,35 +91,6 @@ impl ConfigEntry {
     pub fn is_explicit(&self) -> bool {
         self.source == 1
     }
-}
-
-/// A read_committed, session-less Fetch of one partition from `offset` (by name
-/// below Fetch v13, by topic id from v13: both are set).
-pub fn single_fetch_request(
-    topic: &str,
-    topic_id: uuid::Uuid,
-    partition: i32,
-    offset: i64,
-    max_wait_ms: i32,
-    max_bytes: i32,
-) -> FetchRequest {
-    FetchRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_max_wait_ms(max_wait_ms)
-        .with_min_bytes(1)
-        .with_max_bytes(max_bytes)
-        .with_isolation_level(1)
-        .with_session_epoch(-1)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(topic_name(topic))
-            .with_topic_id(topic_id)
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(partition)
-                .with_fetch_offset(offset)
-                .with_current_leader_epoch(-1)
-                .with_last_fetched_epoch(-1)
-                .with_log_start_offset(-1)
-                .with_partition_max_bytes(max_bytes)])])
 }
 
 fn s(v: &str) -> StrBytes {

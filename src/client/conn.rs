@@ -108,7 +108,7 @@ impl Shared {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding this lock cannot leave State inconsistent
         // (every update is a single insert/remove), so poisoning is ignored.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// Poisons the connection: fails every waiter with `err`; later requests fail at once.
@@ -154,7 +154,7 @@ impl Drop for Connection {
         for t in &self.tasks {
             t.abort();
         }
-        for t in self.extra_tasks.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        for t in crate::sync::lock(&self.extra_tasks).iter() {
             t.abort();
         }
     }
@@ -268,7 +268,7 @@ impl Connection {
 
     /// Ties a background task to this connection: it is aborted when the connection is dropped.
     pub fn attach_task(&self, task: AbortHandle) {
-        self.extra_tasks.lock().unwrap_or_else(|p| p.into_inner()).push(task);
+        crate::sync::lock(&self.extra_tasks).push(task);
     }
 
     /// How many times this connection re-authenticated (KIP-368).
@@ -641,54 +641,16 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::Receiver<Vec
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use kafka_protocol::messages::api_versions_response::ApiVersion;
-    use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader};
-    use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
+    use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
     use tokio::io::DuplexStream;
 
-    /// Reads one request frame; returns (header, body bytes).
-    pub(crate) async fn read_request(s: &mut DuplexStream) -> Option<(RequestHeader, Bytes)> {
-        let mut len = [0u8; 4];
-        s.read_exact(&mut len).await.ok()?;
-        let mut buf = vec![0u8; i32::from_be_bytes(len) as usize];
-        s.read_exact(&mut buf).await.ok()?;
-        let mut b = Bytes::from(buf);
-        let key = i16::from_be_bytes([b[0], b[1]]);
-        let version = i16::from_be_bytes([b[2], b[3]]);
-        let hv = ApiKey::try_from(key).unwrap().request_header_version(version);
-        let h = RequestHeader::decode(&mut b, hv).unwrap();
-        Some((h, b))
-    }
-
-    /// One response frame, size prefix included.
-    pub(crate) fn response<T: Encodable + HeaderVersion>(corr: i32, version: i16, body: &T) -> Vec<u8> {
-        let mut b = BytesMut::new();
-        ResponseHeader::default()
-            .with_correlation_id(corr)
-            .encode(&mut b, T::header_version(version))
-            .unwrap();
-        body.encode(&mut b, version).unwrap();
-        let mut out = (b.len() as i32).to_be_bytes().to_vec();
-        out.extend_from_slice(&b);
-        out
-    }
+    use crate::client::fake::{api, connected, read_request, response};
 
     /// A fake broker end: answers the ApiVersions handshake, returns the stream.
     async fn fake_broker(config: ConnectionConfig) -> (Connection, DuplexStream) {
-        let (client, mut server) = tokio::io::duplex(1 << 20);
-        let handshake = tokio::spawn(Connection::handshake(client, "fake:9092", config));
-        let (h, _) = read_request(&mut server).await.unwrap();
-        let resp = ApiVersionsResponse::default().with_api_keys(vec![ApiVersion::default()
-            .with_api_key(ApiKey::Metadata as i16)
-            .with_min_version(0)
-            .with_max_version(12)]);
-        server
-            .write_all(&response(h.correlation_id, h.request_api_version, &resp))
-            .await
-            .unwrap();
-        (handshake.await.unwrap().unwrap(), server)
+        connected(vec![api(ApiKey::Metadata, 12)], config).await
     }
 
     #[tokio::test]

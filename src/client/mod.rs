@@ -4,6 +4,9 @@
 pub mod admin;
 pub mod conn;
 pub mod errors;
+#[cfg(test)]
+pub(crate) mod fake;
+pub mod fetch;
 pub mod lowat;
 pub mod metadata;
 pub mod pool;

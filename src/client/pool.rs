@@ -202,7 +202,7 @@ impl Client {
     /// The connection to `addr`, opening it (after any backoff still due) if needed.
     pub async fn connection(&self, addr: &str) -> Result<Arc<Connection>> {
         let slot = {
-            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            let mut slots = crate::sync::lock(&self.slots);
             slots.entry(addr.to_string()).or_default().clone()
         };
         let mut slot = slot.lock().await;
@@ -367,7 +367,7 @@ impl Client {
     }
 
     fn read_md(&self) -> std::sync::RwLockReadGuard<'_, Metadata> {
-        self.metadata.read().unwrap_or_else(|p| p.into_inner())
+        crate::sync::read(&self.metadata)
     }
 
     /// A copy of the cached metadata.
@@ -391,7 +391,7 @@ impl Client {
         let resp = conn.request(&req).await?;
         let fresh = Metadata::from_response(&resp);
         {
-            let mut md = self.metadata.write().unwrap_or_else(|p| p.into_inner());
+            let mut md = crate::sync::write(&self.metadata);
             md.merge(fresh.clone());
         }
         if topics.is_none() || topics.is_some_and(|t| !t.is_empty()) {

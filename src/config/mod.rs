@@ -1,20 +1,38 @@
-//! Typed configuration of a replication, read from TOML.
+//! Typed configuration, read from TOML.
 //!
+//! A file describes clusters and the flows between them. Two forms:
+//! - **one flow**: `[source]` and `[destination]` tables, the flow's keys at
+//!   the top level (the form every earlier release read);
+//! - **many flows**: `[clusters.<alias>]` tables and `[[flows]]` tables naming
+//!   a source and a destination alias; engine keys at the top level are
+//!   defaults for every flow, the same keys in a flow override them.
+//!
+//! Either way the result is a [`Document`]: the clusters, every flow resolved
+//! into a [`Config`] of sections ([`flow`]), and the process-wide settings.
 //! Vocabulary follows MirrorMaker 2 where it has a word for the thing
-//! (`topics`, `topics_exclude`, source/destination clusters, replication
-//! policy). Defaults live in one place: the `default_*` functions below. Unknown
-//! keys and bad values are rejected with the key, the line and what is allowed.
+//! (`topics`, `topics_exclude`, cluster aliases, replication policy). Defaults
+//! live in one place ([`defaults`]). Unknown keys and bad values are refused
+//! with the key, the line and what is allowed.
 
+mod cluster;
+mod flow;
+mod raw;
 mod security;
 
+use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::Path;
 use std::time::Duration;
 
 use regex::Regex;
-use serde::Deserialize;
 use toml::Spanned;
 
-use crate::client::{Backoff, ClientConfig, ConnectionConfig};
+use crate::client::ClientConfig;
+pub use cluster::ClusterConfig;
+pub use flow::{
+    Config, ExactlyOnce, FetchSettings, GroupSettings, OpsSettings, ProduceSettings, Rename, StartFrom, TopicSettings,
+};
+use raw::{RawEngine, RawFile, ENGINE_KEYS, TOP_LEVEL_KEYS};
 pub use security::{SaslConfig, TlsConfig};
 
 /// Errors reading or validating a config file.
@@ -37,307 +55,59 @@ pub enum ConfigError {
     },
 }
 
-/// Connection settings of one cluster.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClusterConfig {
-    /// Short name of the cluster, used by `rename = "prefix"` (MM2's cluster alias)
-    /// and in messages (default: "source" / "destination").
-    #[serde(default)]
-    pub alias: String,
-    /// Comma-separated `host:port` list.
-    pub bootstrap_servers: Spanned<String>,
-    /// `client.id` sent to the brokers.
-    #[serde(default = "default_client_id")]
-    pub client_id: String,
-    /// Time to wait for any response before the connection is closed and the request retried.
-    #[serde(default = "default_request_timeout_ms")]
-    pub request_timeout_ms: u64,
-    /// TCP connect + ApiVersions handshake timeout.
-    #[serde(default = "default_connect_timeout_ms")]
-    pub connect_timeout_ms: u64,
-    /// Largest response frame accepted, checked before allocating.
-    #[serde(default = "default_max_frame_bytes")]
-    pub max_frame_bytes: usize,
-    /// `[<cluster>.tls]`: TLS to the brokers (absent: plaintext).
-    #[serde(default)]
-    pub tls: Option<Spanned<TlsConfig>>,
-    /// `[<cluster>.sasl]`: SASL authentication (absent: none).
-    #[serde(default)]
-    pub sasl: Option<SaslConfig>,
+/// Every default, in one place.
+pub mod defaults {
+    /// `name` of the one-flow form.
+    pub const NAME: &str = "strait";
+    /// `topics`: every topic.
+    pub const TOPICS: &str = ".*";
+    /// `refresh_interval_ms`.
+    pub const REFRESH_INTERVAL_MS: u64 = 10_000;
+    /// `checkpoint_interval_ms`.
+    pub const CHECKPOINT_INTERVAL_MS: u64 = 1_000;
+    /// `max_buffered_bytes`: 16 MiB (peak RSS about 40-60 MB at 1,000 partitions).
+    pub const MAX_BUFFERED_BYTES: usize = 16 * 1024 * 1024;
+    /// `fetch_max_bytes`.
+    pub const FETCH_MAX_BYTES: usize = 16 * 1024 * 1024;
+    /// `fetch_partition_max_bytes`.
+    pub const FETCH_PARTITION_MAX_BYTES: usize = 4 * 1024 * 1024;
+    /// `fetch_max_wait_ms`.
+    pub const FETCH_MAX_WAIT_MS: u64 = 200;
+    /// `max_in_flight_per_partition`: the broker's idempotence window.
+    pub const MAX_IN_FLIGHT: usize = 5;
+    /// `max_request_bytes`.
+    pub const MAX_REQUEST_BYTES: usize = 8 * 1024 * 1024;
+    /// `coalesce_below_bytes`: one-record batches of ~1 KiB records, not the
+    /// 16 KiB batches of a default Java producer, which stay on the raw fast path.
+    pub const COALESCE_BELOW_BYTES: usize = 2048;
+    /// `max_decompressed_batch_bytes`.
+    pub const MAX_DECOMPRESSED_BATCH_BYTES: usize = crate::batch::inflate::DEFAULT_MAX_DECOMPRESSED_BYTES;
+    /// `replication_factor`: the destination's default.
+    pub const REPLICATION_FACTOR: i16 = -1;
+    /// `group_sync_interval_ms`.
+    pub const GROUP_SYNC_INTERVAL_MS: u64 = 10_000;
+    /// `transaction_interval_ms`.
+    pub const TRANSACTION_INTERVAL_MS: u64 = 1_000;
+    /// `transaction_max_bytes`.
+    pub const TRANSACTION_MAX_BYTES: usize = 32 * 1024 * 1024;
+    /// `transaction_timeout_ms`.
+    pub const TRANSACTION_TIMEOUT_MS: u64 = 60_000;
+    /// `readiness_timeout_ms`.
+    pub const READINESS_TIMEOUT_MS: u64 = 30_000;
 }
 
-/// Where to start a partition that has no checkpoint yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StartFrom {
-    /// The oldest retained record (default).
-    Earliest,
-    /// Only records produced after strait starts.
-    Latest,
-}
-
-/// How destination topic names derive from source names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Rename {
-    /// Same name (default).
-    Identity,
-    /// `{source alias}.{topic}` (MM2's DefaultReplicationPolicy).
-    Prefix,
-    /// A template with `{topic}` and optionally `{source}`.
-    Template(String),
-    /// The reverse of `Prefix` (failback): `{alias}.{topic}` becomes `{topic}`.
-    StripPrefix(String),
-}
-
-impl Rename {
-    /// Destination name of `topic`.
-    pub fn apply(&self, source_alias: &str, topic: &str) -> String {
-        match self {
-            Rename::Identity => topic.to_string(),
-            Rename::Prefix => format!("{source_alias}.{topic}"),
-            Rename::Template(t) => t.replace("{source}", source_alias).replace("{topic}", topic),
-            Rename::StripPrefix(p) => topic.strip_prefix(&format!("{p}.")).unwrap_or(topic).to_string(),
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    #[serde(default = "default_name")]
-    name: Spanned<String>,
-    source: ClusterConfig,
-    destination: ClusterConfig,
-    #[serde(default = "default_topics")]
-    topics: Vec<Spanned<String>>,
-    #[serde(default)]
-    topics_exclude: Vec<Spanned<String>>,
-    #[serde(default = "default_rename")]
-    rename: Spanned<String>,
-    #[serde(default = "default_start_from")]
-    start_from: StartFrom,
-    #[serde(default = "default_refresh_interval_ms")]
-    refresh_interval_ms: u64,
-    #[serde(default = "default_checkpoint_interval_ms")]
-    checkpoint_interval_ms: u64,
-    #[serde(default = "default_max_buffered_bytes")]
-    max_buffered_bytes: Spanned<usize>,
-    #[serde(default = "default_fetch_max_bytes")]
-    fetch_max_bytes: Spanned<usize>,
-    #[serde(default = "default_fetch_partition_max_bytes")]
-    fetch_partition_max_bytes: usize,
-    #[serde(default = "default_fetch_max_wait_ms")]
-    fetch_max_wait_ms: u64,
-    #[serde(default = "default_max_in_flight")]
-    max_in_flight_per_partition: Spanned<usize>,
-    #[serde(default = "default_max_request_bytes")]
-    max_request_bytes: usize,
-    #[serde(default = "default_coalesce_below_bytes")]
-    coalesce_below_bytes: usize,
-    #[serde(default = "default_max_decompressed_batch_bytes")]
-    max_decompressed_batch_bytes: Spanned<usize>,
-    #[serde(default = "default_replication_factor")]
-    replication_factor: i16,
-    #[serde(default = "default_true")]
-    sync_topic_configs: bool,
-    #[serde(default)]
-    metrics_address: Option<Spanned<String>>,
-    #[serde(default = "default_readiness_timeout_ms")]
-    readiness_timeout_ms: Spanned<u64>,
-    #[serde(default)]
-    groups: Vec<Spanned<String>>,
-    #[serde(default)]
-    groups_exclude: Vec<Spanned<String>>,
-    #[serde(default = "default_group_sync_interval_ms")]
-    group_sync_interval_ms: u64,
-    #[serde(default)]
-    exactly_once: bool,
-    #[serde(default = "default_transaction_interval_ms")]
-    transaction_interval_ms: u64,
-    #[serde(default = "default_transaction_max_bytes")]
-    transaction_max_bytes: usize,
-    #[serde(default = "default_transaction_timeout_ms")]
-    transaction_timeout_ms: Spanned<u64>,
-}
-
-/// A validated replication config.
+/// A whole config file: clusters, flows and the process-wide settings.
 #[derive(Debug, Clone)]
-pub struct Config {
-    /// Replication name: checkpoint group `strait-{name}`, offset-map topic `__strait.{name}.offsets`.
-    pub name: String,
-    /// Source cluster.
-    pub source: ClusterConfig,
-    /// Destination cluster.
-    pub destination: ClusterConfig,
-    /// Topics to replicate: a source topic is replicated when one regex matches its whole name.
-    pub topics: Vec<Regex>,
-    /// Topics never replicated, even when matched by `topics`.
-    pub topics_exclude: Vec<Regex>,
-    /// Destination naming.
-    pub rename: Rename,
-    /// Start of partitions without a checkpoint.
-    pub start_from: StartFrom,
-    /// How often source topics are listed and destination topics reconciled.
-    pub refresh_interval: Duration,
-    /// How often acknowledged positions are committed to the destination.
-    pub checkpoint_interval: Duration,
-    /// Cap on record bytes held between fetch and destination acknowledgement.
-    pub max_buffered_bytes: usize,
-    /// `max_bytes` of one Fetch request.
-    pub fetch_max_bytes: usize,
-    /// Per-partition `partition_max_bytes` of a Fetch request.
-    pub fetch_partition_max_bytes: usize,
-    /// Fetch long-poll wait.
-    pub fetch_max_wait: Duration,
-    /// Produce batches of one partition in flight at once (the broker's idempotence window is 5).
-    pub max_in_flight_per_partition: usize,
-    /// Target size of one Produce request.
-    pub max_request_bytes: usize,
-    /// Queued source batches smaller than this are merged into larger ones before
-    /// producing (re-encoded; 0 turns coalescing off).
-    pub coalesce_below_bytes: usize,
-    /// Cap on the uncompressed size of one batch on the slow paths (re-encoding,
-    /// coalescing, up-conversion), which decompress: a small compressed batch can
-    /// inflate a thousandfold (a broken or hostile source's "memory bomb"), and
-    /// decompression stops at the cap. A batch over it that must be re-encoded
-    /// stops its partition; one that was only to be coalesced is forwarded raw.
-    /// The default, 256 MiB, is hundreds of times a default broker's largest batch
-    /// (`message.max.bytes`, 1 MiB compressed), yet a re-encode at the cap holds
-    /// about three times it (records, re-encoded records, compressed output).
-    pub max_decompressed_batch_bytes: usize,
-    /// Replication factor of topics strait creates (-1: the destination's default).
-    pub replication_factor: i16,
-    /// Copy topic configs and their changes from source to destination.
-    pub sync_topic_configs: bool,
-    /// `host:port` of the Prometheus/health HTTP endpoint (none: off).
-    pub metrics_address: Option<std::net::SocketAddr>,
-    /// `/readyz` fails once the destination has not acknowledged a checkpoint,
-    /// or the source has not answered, for this long (idle or not).
-    pub readiness_timeout: Duration,
-    /// Consumer groups whose offsets are translated onto the destination (empty: off).
-    pub groups: Vec<Regex>,
-    /// Groups never synced.
-    pub groups_exclude: Vec<Regex>,
-    /// How often group offsets are synced.
-    pub group_sync_interval: Duration,
-    /// Write batches and source positions in destination transactions, so
-    /// `read_committed` consumers see every record exactly once, even across crashes.
-    pub exactly_once: bool,
-    /// Exactly-once: a transaction commits at least this often.
-    pub transaction_interval: Duration,
-    /// Exactly-once: a transaction commits once it holds this many batch bytes.
-    pub transaction_max_bytes: usize,
-    /// Exactly-once: the coordinator aborts a transaction left open this long.
-    pub transaction_timeout_ms: i32,
+pub struct Document {
+    /// Clusters by alias.
+    pub clusters: BTreeMap<String, ClusterConfig>,
+    /// The flows, in file order.
+    pub flows: Vec<Config>,
+    /// Process-wide settings (also in every flow's `ops`).
+    pub ops: OpsSettings,
 }
 
-fn default_client_id() -> String {
-    "strait".into()
-}
-fn default_request_timeout_ms() -> u64 {
-    30_000
-}
-fn default_connect_timeout_ms() -> u64 {
-    10_000
-}
-fn default_max_frame_bytes() -> usize {
-    crate::protocol::DEFAULT_MAX_FRAME_BYTES
-}
-fn default_name() -> Spanned<String> {
-    Spanned::new(0..0, "strait".into())
-}
-fn default_topics() -> Vec<Spanned<String>> {
-    vec![Spanned::new(0..0, ".*".into())]
-}
-fn default_rename() -> Spanned<String> {
-    Spanned::new(0..0, "identity".into())
-}
-fn default_start_from() -> StartFrom {
-    StartFrom::Earliest
-}
-fn default_refresh_interval_ms() -> u64 {
-    10_000
-}
-fn default_checkpoint_interval_ms() -> u64 {
-    1_000
-}
-fn default_max_buffered_bytes() -> Spanned<usize> {
-    Spanned::new(0..0, 16 * 1024 * 1024)
-}
-fn default_fetch_max_bytes() -> Spanned<usize> {
-    Spanned::new(0..0, 16 * 1024 * 1024)
-}
-fn default_fetch_partition_max_bytes() -> usize {
-    4 * 1024 * 1024
-}
-fn default_fetch_max_wait_ms() -> u64 {
-    200
-}
-fn default_max_in_flight() -> Spanned<usize> {
-    Spanned::new(0..0, 5)
-}
-fn default_max_request_bytes() -> usize {
-    8 * 1024 * 1024
-}
-fn default_readiness_timeout_ms() -> Spanned<u64> {
-    Spanned::new(0..0, 30_000)
-}
-fn default_group_sync_interval_ms() -> u64 {
-    10_000
-}
-fn default_transaction_interval_ms() -> u64 {
-    1_000
-}
-fn default_transaction_max_bytes() -> usize {
-    32 * 1024 * 1024
-}
-fn default_transaction_timeout_ms() -> Spanned<u64> {
-    Spanned::new(0..0, 60_000)
-}
-fn default_coalesce_below_bytes() -> usize {
-    // One-record batches of ~1 KiB records, not the 16 KiB batches of a default
-    // Java producer: those stay on the raw fast path.
-    2048
-}
-fn default_max_decompressed_batch_bytes() -> Spanned<usize> {
-    Spanned::new(0..0, crate::batch::inflate::DEFAULT_MAX_DECOMPRESSED_BYTES)
-}
-fn default_replication_factor() -> i16 {
-    -1
-}
-fn default_true() -> bool {
-    true
-}
-
-impl ClusterConfig {
-    /// How messages name this cluster in its `role` ("source" or "destination"):
-    /// `source cluster "east"`, or `source cluster` when the alias is the role.
-    pub fn label(&self, role: &str) -> String {
-        if self.alias.is_empty() || self.alias == role {
-            format!("{role} cluster")
-        } else {
-            format!("{role} cluster {:?}", self.alias)
-        }
-    }
-
-    /// Client settings for this cluster.
-    pub fn client_config(&self) -> ClientConfig {
-        let mut c = ClientConfig::new(self.bootstrap_servers.get_ref());
-        c.connection = ConnectionConfig {
-            client_id: self.client_id.clone(),
-            request_timeout: Duration::from_millis(self.request_timeout_ms),
-            max_frame_bytes: self.max_frame_bytes,
-        };
-        c.connect_timeout = Duration::from_millis(self.connect_timeout_ms);
-        c.backoff = Backoff::default();
-        c.tls = self.tls.as_ref().and_then(|t| t.get_ref().settings());
-        c.sasl = self.sasl.as_ref().and_then(|s| s.resolved.clone());
-        c
-    }
-}
-
-impl Config {
+impl Document {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
@@ -349,276 +119,58 @@ impl Config {
 
     /// Parses and validates config text; `path` is used in error messages.
     pub fn parse(text: &str, path: &str) -> Result<Self, ConfigError> {
-        let mut raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let raw: RawFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_string(),
             message: security::redact(&misplaced_key_hint(e.to_string().trim_end())).replace('\n', "\n  "),
         })?;
-        let invalid = |span: std::ops::Range<usize>, key: &str, problem: String| ConfigError::Invalid {
-            path: path.to_string(),
-            line: line_of(text, span.start),
-            key: key.to_string(),
-            problem,
+        Resolver { text, path }.document(raw)
+    }
+
+    /// The flow named `name`, or the only flow when `name` is `None`.
+    pub fn flow(&self, name: Option<&str>) -> Result<&Config, String> {
+        let names = || {
+            self.flows
+                .iter()
+                .map(|f| f.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         };
-        let regexes = |list: &[Spanned<String>], key: &str| -> Result<Vec<Regex>, ConfigError> {
-            list.iter()
-                .map(|s| {
-                    Regex::new(&format!("^(?:{})$", s.get_ref()))
-                        .map_err(|e| invalid(s.span(), key, format!("has an invalid regex {:?}: {e}", s.get_ref())))
-                })
-                .collect()
-        };
-        let topics = regexes(&raw.topics, "topics")?;
-        let topics_exclude = regexes(&raw.topics_exclude, "topics_exclude")?;
-        let groups = regexes(&raw.groups, "groups")?;
-        let groups_exclude = regexes(&raw.groups_exclude, "groups_exclude")?;
-        let rename = match raw.rename.get_ref().as_str() {
-            "identity" => Rename::Identity,
-            "prefix" => Rename::Prefix,
-            t if t.contains("{topic}") => Rename::Template(t.to_string()),
-            other => {
-                return Err(invalid(
-                    raw.rename.span(),
-                    "rename",
-                    format!("is {other:?}; allowed: \"identity\", \"prefix\", or a template containing {{topic}} (and optionally {{source}})"),
-                ))
-            }
-        };
-        let name = raw.name.get_ref().clone();
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
-            return Err(invalid(
-                raw.name.span(),
-                "name",
-                format!("is {name:?}; allowed: letters, digits, '.', '_', '-'"),
-            ));
+        match name {
+            Some(n) => self
+                .flows
+                .iter()
+                .find(|f| f.name == n)
+                .ok_or_else(|| format!("no flow {n:?}; the config has: {}", names())),
+            None if self.flows.len() == 1 => Ok(&self.flows[0]),
+            None => Err(format!(
+                "the config has {} flows ({}): name one with --flow",
+                self.flows.len(),
+                names()
+            )),
         }
-        for (key, c) in [("source", &raw.source), ("destination", &raw.destination)] {
-            ClientConfig::new(c.bootstrap_servers.get_ref())
-                .validate()
-                .map_err(|e| {
-                    invalid(
-                        c.bootstrap_servers.span(),
-                        &format!("{key}.bootstrap_servers"),
-                        format!("is invalid: {e}"),
-                    )
-                })?;
-        }
-        for (key, c) in [("source", &mut raw.source), ("destination", &mut raw.destination)] {
-            security::validate(key, c.tls.as_ref(), c.sasl.as_mut(), &invalid)?;
-            if c.alias.is_empty() {
-                c.alias = key.to_string();
-            }
-        }
-        if !(1..=5).contains(raw.max_in_flight_per_partition.get_ref()) {
-            return Err(invalid(
-                raw.max_in_flight_per_partition.span(),
-                "max_in_flight_per_partition",
-                format!(
-                    "is {}; allowed: 1 to 5 (the broker's idempotent-producer window)",
-                    raw.max_in_flight_per_partition.get_ref()
-                ),
-            ));
-        }
-        let buffered = *raw.max_buffered_bytes.get_ref();
-        let fetch = *raw.fetch_max_bytes.get_ref();
-        if buffered < 1024 * 1024 {
-            return Err(invalid(
-                raw.max_buffered_bytes.span(),
-                "max_buffered_bytes",
-                format!("is {buffered}; allowed: at least 1048576"),
-            ));
-        }
-        if fetch > buffered {
-            return Err(invalid(
-                raw.fetch_max_bytes.span(),
-                "fetch_max_bytes",
-                format!("is {fetch}, above max_buffered_bytes ({buffered}); allowed: at most max_buffered_bytes"),
-            ));
-        }
-        let max_plain = *raw.max_decompressed_batch_bytes.get_ref();
-        if max_plain < 1024 * 1024 {
-            return Err(invalid(
-                raw.max_decompressed_batch_bytes.span(),
-                "max_decompressed_batch_bytes",
-                format!("is {max_plain}; allowed: at least 1048576 (a default broker's largest batch)"),
-            ));
-        }
-        let txn_timeout = *raw.transaction_timeout_ms.get_ref();
-        if !(1_000..=900_000).contains(&txn_timeout) || txn_timeout <= raw.transaction_interval_ms.saturating_mul(2) {
-            return Err(invalid(
-                raw.transaction_timeout_ms.span(),
-                "transaction_timeout_ms",
-                format!(
-                    "is {txn_timeout}; allowed: 1000 to 900000 (the broker's default transaction.max.timeout.ms) \
-                     and more than twice transaction_interval_ms ({})",
-                    raw.transaction_interval_ms
-                ),
-            ));
-        }
-        let metrics_address = match &raw.metrics_address {
-            None => None,
-            Some(a) => Some(a.get_ref().parse::<std::net::SocketAddr>().map_err(|_| {
-                invalid(
-                    a.span(),
-                    "metrics_address",
-                    format!(
-                        "is {:?}; allowed: an IP address and port such as \"0.0.0.0:9464\"",
-                        a.get_ref()
-                    ),
-                )
-            })?),
-        };
-        let readiness = *raw.readiness_timeout_ms.get_ref();
-        if readiness < 1_000 {
-            return Err(invalid(
-                raw.readiness_timeout_ms.span(),
-                "readiness_timeout_ms",
-                format!("is {readiness}; allowed: at least 1000"),
-            ));
-        }
-        Ok(Config {
-            name,
-            source: raw.source,
-            destination: raw.destination,
-            topics,
-            topics_exclude,
-            rename,
-            start_from: raw.start_from,
-            refresh_interval: Duration::from_millis(raw.refresh_interval_ms.max(100)),
-            checkpoint_interval: Duration::from_millis(raw.checkpoint_interval_ms.max(10)),
-            max_buffered_bytes: buffered,
-            fetch_max_bytes: fetch,
-            fetch_partition_max_bytes: raw.fetch_partition_max_bytes.min(fetch),
-            fetch_max_wait: Duration::from_millis(raw.fetch_max_wait_ms),
-            max_in_flight_per_partition: *raw.max_in_flight_per_partition.get_ref(),
-            max_request_bytes: raw.max_request_bytes.max(64 * 1024),
-            coalesce_below_bytes: raw.coalesce_below_bytes,
-            max_decompressed_batch_bytes: max_plain,
-            replication_factor: raw.replication_factor,
-            sync_topic_configs: raw.sync_topic_configs,
-            metrics_address,
-            readiness_timeout: Duration::from_millis(readiness),
-            groups,
-            groups_exclude,
-            group_sync_interval: Duration::from_millis(raw.group_sync_interval_ms.max(100)),
-            exactly_once: raw.exactly_once,
-            transaction_interval: Duration::from_millis(raw.transaction_interval_ms.max(10)),
-            transaction_max_bytes: raw.transaction_max_bytes.max(64 * 1024),
-            transaction_timeout_ms: txn_timeout as i32,
-        })
+    }
+}
+
+impl Config {
+    /// Reads a config file holding one flow (see [`Document::load`] for many).
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let doc = Document::load(path)?;
+        Self::only(doc, &path.display().to_string())
     }
 
-    /// The consumer group on the destination that holds strait's source positions.
-    pub fn checkpoint_group(&self) -> String {
-        format!("strait-{}", self.name)
+    /// Parses config text holding one flow; `path` is used in error messages.
+    pub fn parse(text: &str, path: &str) -> Result<Self, ConfigError> {
+        Self::only(Document::parse(text, path)?, path)
     }
 
-    /// The `transactional.id` of exactly-once mode: one per replication name, so a
-    /// second instance of the same replication fences the first.
-    pub fn transactional_id(&self) -> String {
-        format!("strait-{}", self.name)
-    }
-
-    /// The destination topic holding the source→destination offset map.
-    pub fn offset_map_topic(&self) -> String {
-        format!("__strait.{}.offsets", self.name)
-    }
-
-    /// True when source topic `name` is to be replicated. Internal topics and every
-    /// topic whose name starts with `__` (Kafka's and strait's own) never are.
-    pub fn wants_topic(&self, name: &str, is_internal: bool) -> bool {
-        !is_internal
-            && !name.starts_with("__")
-            && self.topics.iter().any(|r| r.is_match(name))
-            && !self.topics_exclude.iter().any(|r| r.is_match(name))
-    }
-
-    /// The reverse replication for failback: source and destination swapped,
-    /// replicating the destination topics of `source_topics` back under their
-    /// source names. Only `identity` and `prefix` renames can be reversed.
-    pub fn reversed(&self, source_topics: &[String]) -> Result<Config, String> {
-        let rename = match &self.rename {
-            Rename::Identity => Rename::Identity,
-            Rename::Prefix => Rename::StripPrefix(self.source.alias.clone()),
-            other => {
-                return Err(format!(
-                    "failback can reverse rename = \"identity\" or \"prefix\", not {other:?}"
-                ))
-            }
-        };
-        let topics = source_topics
-            .iter()
-            .map(|t| Regex::new(&format!("^{}$", regex::escape(&self.destination_topic(t)))).map_err(|e| e.to_string()))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut source = self.destination.clone();
-        source.alias = "destination".into();
-        let mut r = self.clone();
-        r.name = format!("{}-failback", self.name);
-        r.source = source;
-        r.destination = self.source.clone();
-        r.topics = topics;
-        r.topics_exclude = Vec::new();
-        r.rename = rename;
-        r.start_from = StartFrom::Latest;
-        r.groups = Vec::new();
-        r.metrics_address = None;
-        // The original source already has its own configs.
-        r.sync_topic_configs = false;
-        Ok(r)
-    }
-
-    /// True when consumer group `group`'s offsets are synced to the destination.
-    /// strait's own checkpoint groups (`strait-*`) never are.
-    pub fn wants_group(&self, group: &str) -> bool {
-        !group.starts_with("strait-")
-            && self.groups.iter().any(|r| r.is_match(group))
-            && !self.groups_exclude.iter().any(|r| r.is_match(group))
-    }
-
-    /// When source and destination are one cluster: why copying `topics` into it
-    /// would feed the copy back into itself, or `None` when it is a deliberate
-    /// copy (a rename whose output the topic selection does not match).
-    pub fn self_copy_problem<'a>(&self, topics: impl IntoIterator<Item = &'a str>) -> Option<String> {
-        if self.rename == Rename::Identity {
-            return Some(
-                "source and destination are the same cluster and rename = \"identity\": every topic would be copied into itself"
-                    .into(),
-            );
+    fn only(doc: Document, path: &str) -> Result<Self, ConfigError> {
+        match doc.flow(None) {
+            Ok(f) => Ok(f.clone()),
+            Err(message) => Err(ConfigError::Parse {
+                path: path.to_string(),
+                message,
+            }),
         }
-        let loops: Vec<String> = topics
-            .into_iter()
-            .filter(|t| self.wants_topic(t, false))
-            .filter_map(|t| {
-                let d = self.destination_topic(t);
-                self.wants_topic(&d, false).then(|| format!("{t} -> {d}"))
-            })
-            .collect();
-        (!loops.is_empty()).then(|| {
-            format!(
-                "source and destination are the same cluster and the topic selection matches the renamed copies too ({}): each copy would be copied again; narrow `topics` or exclude the copies with `topics_exclude`",
-                loops.join(", ")
-            )
-        })
-    }
-
-    /// True when the two bootstrap lists name the same servers (in any order).
-    pub fn same_bootstrap(&self) -> bool {
-        let set = |c: &ClusterConfig| {
-            let mut v: Vec<String> = c
-                .bootstrap_servers
-                .get_ref()
-                .split(',')
-                .map(|s| s.trim().to_ascii_lowercase())
-                .filter(|s| !s.is_empty())
-                .collect();
-            v.sort();
-            v
-        };
-        set(&self.source) == set(&self.destination)
-    }
-
-    /// Destination name of a source topic.
-    pub fn destination_topic(&self, source_topic: &str) -> String {
-        self.rename.apply(&self.source.alias, source_topic)
     }
 }
 
@@ -628,56 +180,394 @@ pub fn pattern_text(r: &Regex) -> &str {
     r.strip_prefix("^(?:").and_then(|r| r.strip_suffix(")$")).unwrap_or(r)
 }
 
+/// Produce `timeout_ms` for a destination: two thirds of its request timeout.
+fn produce_timeout_ms(destination: &ClusterConfig) -> i32 {
+    (destination.request_timeout_ms * 2 / 3).min(i32::MAX as u64) as i32
+}
+
 /// The annotated example configuration shipped with strait.
 pub const EXAMPLE: &str = include_str!("strait.example.toml");
 
-/// Keys of the top level of a config file.
-const TOP_LEVEL_KEYS: &[&str] = &[
-    "name",
-    "topics",
-    "topics_exclude",
-    "rename",
-    "start_from",
-    "refresh_interval_ms",
-    "checkpoint_interval_ms",
-    "max_buffered_bytes",
-    "fetch_max_bytes",
-    "fetch_partition_max_bytes",
-    "fetch_max_wait_ms",
-    "max_in_flight_per_partition",
-    "max_request_bytes",
-    "coalesce_below_bytes",
-    "replication_factor",
-    "sync_topic_configs",
-    "metrics_address",
-    "readiness_timeout_ms",
-    "groups",
-    "groups_exclude",
-    "group_sync_interval_ms",
-    "exactly_once",
-    "transaction_interval_ms",
-    "transaction_max_bytes",
-    "transaction_timeout_ms",
-];
+fn line_of(text: &str, byte: usize) -> usize {
+    text[..byte.min(text.len())].matches('\n').count() + 1
+}
 
 /// TOML puts every key after a `[table]` header into that table: a top-level
-/// key written below `[source]` or `[destination]` reads as an unknown key of
-/// that table. Says so, with the fix.
+/// key written below a cluster table reads as an unknown key of that table.
+/// Says so, with the fix.
 fn misplaced_key_hint(message: &str) -> String {
     let key = message
         .split("unknown field `")
         .nth(1)
         .and_then(|rest| rest.split('`').next());
     match key {
-        Some(k) if TOP_LEVEL_KEYS.contains(&k) && message.contains("`bootstrap_servers`") => format!(
-            "{message}\n`{k}` is a top-level key: move it above the [source] and [destination] tables (in TOML, every key below a [table] header belongs to that table)"
-        ),
+        Some(k)
+            if (ENGINE_KEYS.contains(&k) || TOP_LEVEL_KEYS.contains(&k)) && message.contains("`bootstrap_servers`") =>
+        {
+            format!(
+                "{message}\n`{k}` is a top-level key: move it above the cluster tables ([source], [destination], [clusters.*]; in TOML, every key below a [table] header belongs to that table)"
+            )
+        }
         _ => message.to_string(),
     }
 }
 
-fn line_of(text: &str, byte: usize) -> usize {
-    text[..byte.min(text.len())].matches('\n').count() + 1
+/// Resolves a [`RawFile`] into a [`Document`], naming file and line in errors.
+struct Resolver<'a> {
+    text: &'a str,
+    path: &'a str,
+}
+
+/// A key's value, or its default; with the key's span (0..0 for a default).
+fn or<T: Clone>(v: &Option<Spanned<T>>, default: T) -> (T, Range<usize>) {
+    match v {
+        Some(s) => (s.get_ref().clone(), s.span()),
+        None => (default, 0..0),
+    }
+}
+
+impl Resolver<'_> {
+    fn invalid(&self, span: Range<usize>, key: &str, problem: String) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_string(),
+            line: line_of(self.text, span.start),
+            key: key.to_string(),
+            problem,
+        }
+    }
+
+    fn parse_error(&self, message: String) -> ConfigError {
+        ConfigError::Parse {
+            path: self.path.to_string(),
+            message,
+        }
+    }
+
+    fn document(&self, raw: RawFile) -> Result<Document, ConfigError> {
+        let ops = self.ops(&raw)?;
+        let top = raw.engine();
+        let one_flow = raw.source.is_some() || raw.destination.is_some();
+        let many = !raw.clusters.is_empty() || !raw.flows.is_empty();
+        let mut clusters = BTreeMap::new();
+        let mut flows = Vec::new();
+        if one_flow && many {
+            return Err(self.parse_error(
+                "use either [source] and [destination] (one flow) or [clusters.<alias>] and [[flows]] (many flows), not both"
+                    .into(),
+            ));
+        }
+        if one_flow {
+            let (Some(source), Some(destination)) = (raw.source, raw.destination) else {
+                return Err(self.parse_error(
+                    "a one-flow config needs both a [source] and a [destination] table with bootstrap_servers".into(),
+                ));
+            };
+            let source = self.cluster("source", source.into_inner(), "source")?;
+            let destination = self.cluster("destination", destination.into_inner(), "destination")?;
+            let name = raw
+                .name
+                .clone()
+                .unwrap_or_else(|| Spanned::new(0..0, defaults::NAME.to_string()));
+            flows.push(self.flow(name, source.clone(), destination.clone(), &top, &ops)?);
+            clusters.insert(source.alias.clone(), source);
+            clusters.insert(destination.alias.clone(), destination);
+        } else if many {
+            if let Some(name) = &raw.name {
+                return Err(self.invalid(
+                    name.span(),
+                    "name",
+                    "names the flow of a one-flow config; with [[flows]], give each flow its own `name`".into(),
+                ));
+            }
+            for (alias, c) in raw.clusters {
+                let span = c.span();
+                let mut c = c.into_inner();
+                if !c.alias.is_empty() && c.alias != alias {
+                    return Err(self.invalid(
+                        span,
+                        &format!("clusters.{alias}.alias"),
+                        format!(
+                            "is {:?}; a [clusters.<alias>] table takes its alias from its name",
+                            c.alias
+                        ),
+                    ));
+                }
+                c.alias = alias.clone();
+                valid_name(&alias).map_err(|p| self.invalid(span.clone(), &format!("clusters.{alias}"), p))?;
+                clusters.insert(alias.clone(), self.cluster(&format!("clusters.{alias}"), c, &alias)?);
+            }
+            if raw.flows.is_empty() {
+                return Err(self.parse_error(
+                    "[clusters.*] tables but no [[flows]]: add a [[flows]] table with `source` and `destination` aliases"
+                        .into(),
+                ));
+            }
+            for f in raw.flows {
+                let f = f.into_inner();
+                let lookup = |key: &str, alias: &Spanned<String>| {
+                    clusters.get(alias.get_ref()).cloned().ok_or_else(|| {
+                        self.invalid(
+                            alias.span(),
+                            key,
+                            format!(
+                                "is {:?}, which no [clusters.<alias>] table defines; defined: {}",
+                                alias.get_ref(),
+                                clusters.keys().cloned().collect::<Vec<_>>().join(", ")
+                            ),
+                        )
+                    })
+                };
+                let source = lookup("source", &f.source)?;
+                let destination = lookup("destination", &f.destination)?;
+                if source.alias == destination.alias {
+                    return Err(self.invalid(
+                        f.destination.span(),
+                        "destination",
+                        format!(
+                            "is the flow's source too ({:?}); a flow copies between two clusters",
+                            source.alias
+                        ),
+                    ));
+                }
+                let name = f.name.clone().unwrap_or_else(|| {
+                    Spanned::new(f.source.span(), format!("{}-to-{}", source.alias, destination.alias))
+                });
+                let engine = top.overlaid(&f.engine());
+                let flow = self.flow(name.clone(), source, destination, &engine, &ops)?;
+                if flows.iter().any(|x: &Config| x.name == flow.name) {
+                    return Err(self.invalid(
+                        name.span(),
+                        "name",
+                        format!(
+                            "{:?} names two flows; each flow needs its own name (its checkpoints and offset map are kept under it)",
+                            flow.name
+                        ),
+                    ));
+                }
+                flows.push(flow);
+            }
+        } else {
+            return Err(self.parse_error(
+                "no clusters: add [source] and [destination] tables (one flow), or [clusters.<alias>] and [[flows]] tables"
+                    .into(),
+            ));
+        }
+        Ok(Document { clusters, flows, ops })
+    }
+
+    /// Checks a cluster table: its bootstrap list, TLS and SASL (`key` names it in errors).
+    fn cluster(&self, key: &str, mut c: ClusterConfig, alias: &str) -> Result<ClusterConfig, ConfigError> {
+        ClientConfig::new(c.bootstrap_servers.get_ref())
+            .validate()
+            .map_err(|e| {
+                self.invalid(
+                    c.bootstrap_servers.span(),
+                    &format!("{key}.bootstrap_servers"),
+                    format!("is invalid: {e}"),
+                )
+            })?;
+        let invalid = |span: Range<usize>, key: &str, problem: String| self.invalid(span, key, problem);
+        security::validate(key, c.tls.as_ref(), c.sasl.as_mut(), &invalid)?;
+        if c.alias.is_empty() {
+            c.alias = alias.to_string();
+        }
+        Ok(c)
+    }
+
+    fn ops(&self, raw: &RawFile) -> Result<OpsSettings, ConfigError> {
+        let (buffered, span) = or(&raw.max_buffered_bytes, defaults::MAX_BUFFERED_BYTES);
+        if buffered < 1024 * 1024 {
+            return Err(self.invalid(
+                span,
+                "max_buffered_bytes",
+                format!("is {buffered}; allowed: at least 1048576"),
+            ));
+        }
+        let metrics_address = match &raw.metrics_address {
+            None => None,
+            Some(a) => Some(a.get_ref().parse::<std::net::SocketAddr>().map_err(|_| {
+                self.invalid(
+                    a.span(),
+                    "metrics_address",
+                    format!(
+                        "is {:?}; allowed: an IP address and port such as \"0.0.0.0:9464\"",
+                        a.get_ref()
+                    ),
+                )
+            })?),
+        };
+        let (readiness, span) = or(&raw.readiness_timeout_ms, defaults::READINESS_TIMEOUT_MS);
+        if readiness < 1_000 {
+            return Err(self.invalid(
+                span,
+                "readiness_timeout_ms",
+                format!("is {readiness}; allowed: at least 1000"),
+            ));
+        }
+        Ok(OpsSettings {
+            max_buffered_bytes: buffered,
+            metrics_address,
+            readiness_timeout: Duration::from_millis(readiness),
+        })
+    }
+
+    fn regexes(
+        &self,
+        list: &Option<Spanned<Vec<Spanned<String>>>>,
+        default: &[&str],
+        key: &str,
+    ) -> Result<Vec<Regex>, ConfigError> {
+        let owned: Vec<Spanned<String>>;
+        let items: &[Spanned<String>] = match list {
+            Some(l) => l.get_ref(),
+            None => {
+                owned = default.iter().map(|d| Spanned::new(0..0, d.to_string())).collect();
+                &owned
+            }
+        };
+        items
+            .iter()
+            .map(|s| {
+                Regex::new(&format!("^(?:{})$", s.get_ref()))
+                    .map_err(|e| self.invalid(s.span(), key, format!("has an invalid regex {:?}: {e}", s.get_ref())))
+            })
+            .collect()
+    }
+
+    /// Resolves one flow's engine keys into its sections.
+    fn flow(
+        &self,
+        name: Spanned<String>,
+        source: ClusterConfig,
+        destination: ClusterConfig,
+        e: &RawEngine,
+        ops: &OpsSettings,
+    ) -> Result<Config, ConfigError> {
+        valid_name(name.get_ref()).map_err(|p| self.invalid(name.span(), "name", p))?;
+        let (rename, span) = or(&e.rename, "identity".to_string());
+        let rename = match rename.as_str() {
+            "identity" => Rename::Identity,
+            "prefix" => Rename::Prefix,
+            t if t.contains("{topic}") => Rename::Template(t.to_string()),
+            other => {
+                return Err(self.invalid(
+                    span,
+                    "rename",
+                    format!("is {other:?}; allowed: \"identity\", \"prefix\", or a template containing {{topic}} (and optionally {{source}})"),
+                ))
+            }
+        };
+        let (start, span) = or(&e.start_from, "earliest".to_string());
+        let start_from = match start.as_str() {
+            "earliest" => StartFrom::Earliest,
+            "latest" => StartFrom::Latest,
+            other => {
+                return Err(self.invalid(
+                    span,
+                    "start_from",
+                    format!("is {other:?}; allowed: \"earliest\", \"latest\""),
+                ))
+            }
+        };
+        let (in_flight, span) = or(&e.max_in_flight_per_partition, defaults::MAX_IN_FLIGHT);
+        if !(1..=5).contains(&in_flight) {
+            return Err(self.invalid(
+                span,
+                "max_in_flight_per_partition",
+                format!("is {in_flight}; allowed: 1 to 5 (the broker's idempotent-producer window)"),
+            ));
+        }
+        let (fetch, span) = or(&e.fetch_max_bytes, defaults::FETCH_MAX_BYTES);
+        if fetch > ops.max_buffered_bytes {
+            return Err(self.invalid(
+                span,
+                "fetch_max_bytes",
+                format!(
+                    "is {fetch}, above max_buffered_bytes ({}); allowed: at most max_buffered_bytes",
+                    ops.max_buffered_bytes
+                ),
+            ));
+        }
+        let (max_plain, span) = or(&e.max_decompressed_batch_bytes, defaults::MAX_DECOMPRESSED_BATCH_BYTES);
+        if max_plain < 1024 * 1024 {
+            return Err(self.invalid(
+                span,
+                "max_decompressed_batch_bytes",
+                format!("is {max_plain}; allowed: at least 1048576 (a default broker's largest batch)"),
+            ));
+        }
+        let (txn_interval, _) = or(&e.transaction_interval_ms, defaults::TRANSACTION_INTERVAL_MS);
+        let (txn_timeout, span) = or(&e.transaction_timeout_ms, defaults::TRANSACTION_TIMEOUT_MS);
+        if !(1_000..=900_000).contains(&txn_timeout) || txn_timeout <= txn_interval.saturating_mul(2) {
+            return Err(self.invalid(
+                span,
+                "transaction_timeout_ms",
+                format!(
+                    "is {txn_timeout}; allowed: 1000 to 900000 (the broker's default transaction.max.timeout.ms) \
+                     and more than twice transaction_interval_ms ({txn_interval})"
+                ),
+            ));
+        }
+        let ms =
+            |v: &Option<Spanned<u64>>, default: u64, floor: u64| Duration::from_millis(or(v, default).0.max(floor));
+        let exactly_once = or(&e.exactly_once, false).0.then(|| ExactlyOnce {
+            transaction_interval: Duration::from_millis(txn_interval.max(10)),
+            transaction_max_bytes: or(&e.transaction_max_bytes, defaults::TRANSACTION_MAX_BYTES)
+                .0
+                .max(64 * 1024),
+            transaction_timeout_ms: txn_timeout as i32,
+        });
+        let mut cfg = Config {
+            name: name.get_ref().clone(),
+            topics: TopicSettings {
+                source_alias: source.alias.clone(),
+                topics: self.regexes(&e.topics, &[defaults::TOPICS], "topics")?,
+                topics_exclude: self.regexes(&e.topics_exclude, &[], "topics_exclude")?,
+                rename,
+                refresh_interval: ms(&e.refresh_interval_ms, defaults::REFRESH_INTERVAL_MS, 100),
+                replication_factor: or(&e.replication_factor, defaults::REPLICATION_FACTOR).0,
+                sync_topic_configs: or(&e.sync_topic_configs, true).0,
+            },
+            fetch: FetchSettings {
+                start_from,
+                max_bytes: fetch,
+                partition_max_bytes: or(&e.fetch_partition_max_bytes, defaults::FETCH_PARTITION_MAX_BYTES)
+                    .0
+                    .min(fetch),
+                max_wait: ms(&e.fetch_max_wait_ms, defaults::FETCH_MAX_WAIT_MS, 0),
+                max_decompressed_batch_bytes: max_plain,
+            },
+            produce: ProduceSettings {
+                max_in_flight_per_partition: in_flight,
+                max_request_bytes: or(&e.max_request_bytes, defaults::MAX_REQUEST_BYTES).0.max(64 * 1024),
+                coalesce_below_bytes: or(&e.coalesce_below_bytes, defaults::COALESCE_BELOW_BYTES).0,
+                max_decompressed_batch_bytes: max_plain,
+                timeout_ms: produce_timeout_ms(&destination),
+                transactional_id: None,
+            },
+            checkpoint_interval: ms(&e.checkpoint_interval_ms, defaults::CHECKPOINT_INTERVAL_MS, 10),
+            groups: GroupSettings {
+                groups: self.regexes(&e.groups, &[], "groups")?,
+                groups_exclude: self.regexes(&e.groups_exclude, &[], "groups_exclude")?,
+                interval: ms(&e.group_sync_interval_ms, defaults::GROUP_SYNC_INTERVAL_MS, 100),
+            },
+            exactly_once: None,
+            ops: ops.clone(),
+            source,
+            destination,
+        };
+        cfg.set_exactly_once(exactly_once);
+        Ok(cfg)
+    }
+}
+
+/// Flow names and cluster aliases name topics and groups: letters, digits, `.`, `_`, `-`.
+fn valid_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+        Err(format!("is {name:?}; allowed: letters, digits, '.', '_', '-'"))
+    } else {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -710,10 +600,10 @@ bootstrap_servers = "127.0.0.1:9093,127.0.0.1:9094"
         assert!(!c.wants_topic("__consumer_offsets", true));
         assert!(!c.wants_topic("__strait.dr.offsets", false));
         assert_eq!(c.destination_topic("orders.eu"), "east.orders.eu");
-        assert_eq!(c.start_from, StartFrom::Latest);
-        assert_eq!(c.max_buffered_bytes, 16 * 1024 * 1024);
-        assert_eq!(c.max_decompressed_batch_bytes, 256 * 1024 * 1024);
-        assert_eq!(c.refresh_interval, Duration::from_secs(10));
+        assert_eq!(c.fetch.start_from, StartFrom::Latest);
+        assert_eq!(c.ops.max_buffered_bytes, 16 * 1024 * 1024);
+        assert_eq!(c.fetch.max_decompressed_batch_bytes, 256 * 1024 * 1024);
+        assert_eq!(c.topics.refresh_interval, Duration::from_secs(10));
         assert_eq!(c.checkpoint_group(), "strait-dr");
     }
 
@@ -784,7 +674,7 @@ bootstrap_servers = "127.0.0.1:9093,127.0.0.1:9094"
 
     #[test]
     fn top_level_key_below_a_table_says_to_move_it() {
-        for key in TOP_LEVEL_KEYS {
+        for key in ENGINE_KEYS.iter().chain(TOP_LEVEL_KEYS) {
             let value = match *key {
                 "topics" | "topics_exclude" | "groups" | "groups_exclude" => "[\"x\"]",
                 "name" | "rename" | "start_from" | "metrics_address" => "\"x\"",
@@ -795,7 +685,7 @@ bootstrap_servers = "127.0.0.1:9093,127.0.0.1:9094"
             let e = Config::parse(&text, "t.toml").unwrap_err().to_string();
             assert!(
                 e.contains(&format!(
-                    "`{key}` is a top-level key: move it above the [source] and [destination] tables"
+                    "`{key}` is a top-level key: move it above the cluster tables ([source], [destination]"
                 )),
                 "{e}"
             );

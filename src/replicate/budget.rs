@@ -51,7 +51,7 @@ impl Budget {
 
     /// Bytes currently held: response data and reservations of waiting fetches.
     pub fn used(&self) -> usize {
-        *self.used.lock().unwrap_or_else(|p| p.into_inner())
+        *crate::sync::lock(&self.used)
     }
 
     /// Bytes of fetched data currently held (fetch responses not yet fully
@@ -85,7 +85,7 @@ impl Budget {
         loop {
             let notified = self.freed.notified();
             {
-                let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+                let mut used = crate::sync::lock(&self.used);
                 if *used + min <= self.limit || *used == 0 {
                     let bytes = self.limit.saturating_sub(*used).clamp(min, max);
                     *used += bytes;
@@ -102,7 +102,7 @@ impl Budget {
     }
 
     fn release(&self, bytes: usize) {
-        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        let mut used = crate::sync::lock(&self.used);
         *used = used.saturating_sub(bytes);
         drop(used);
         self.freed.notify_waiters();

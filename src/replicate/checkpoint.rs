@@ -34,6 +34,7 @@ use crate::client::txn::produce_version;
 use crate::client::{Client, ClientError, GroupOffset, NewTopic, TxnId};
 use crate::config::Config;
 use crate::protocol::{ProducePartition, ProduceTopic};
+use crate::sync::lock;
 
 /// An idle replication re-commits its positions at least this often: the
 /// commit is the proof that the destination answers (readiness, checkpoint
@@ -41,10 +42,31 @@ use crate::protocol::{ProducePartition, ProduceTopic};
 /// (`offsets.retention.minutes`).
 pub const KEEPALIVE: Duration = Duration::from_secs(5);
 
-/// The keepalive period of `cfg`: [`KEEPALIVE`], or a third of the readiness
-/// timeout when that is shorter, so an idle, healthy replication stays ready.
-pub fn keepalive(cfg: &Config) -> Duration {
-    KEEPALIVE.min(cfg.readiness_timeout / 3)
+/// Where and how a flow's checkpoints are written.
+#[derive(Debug, Clone)]
+pub struct CheckpointTarget {
+    /// The consumer group on the destination holding the positions.
+    pub group: String,
+    /// The offset-map topic on the destination.
+    pub map_topic: String,
+    /// Replication factor of the offset-map topic when strait creates it.
+    pub replication_factor: i16,
+    /// How often an idle replication re-commits its positions: [`KEEPALIVE`],
+    /// or a third of the readiness timeout when that is shorter, so an idle,
+    /// healthy replication stays ready.
+    pub keepalive: Duration,
+}
+
+impl CheckpointTarget {
+    /// The checkpoint target of flow `cfg`.
+    pub fn of(cfg: &Config) -> Self {
+        Self {
+            group: cfg.checkpoint_group(),
+            map_topic: cfg.offset_map_topic(),
+            replication_factor: cfg.topics.replication_factor,
+            keepalive: KEEPALIVE.min(cfg.ops.readiness_timeout / 3),
+        }
+    }
 }
 
 /// A committed position: the next source offset, and the destination offset
@@ -112,10 +134,6 @@ pub async fn committed_positions(
         .collect())
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// Commit entries of positions, each with its destination offset as metadata.
 fn offsets(positions: &[(Arc<str>, i32, Position)]) -> Vec<GroupOffset> {
     positions
@@ -133,7 +151,7 @@ fn offsets(positions: &[(Arc<str>, i32, Position)]) -> Vec<GroupOffset> {
 #[derive(Debug)]
 pub struct Checkpointer {
     dst: Arc<Client>,
-    cfg: Arc<Config>,
+    target: CheckpointTarget,
     producer: Arc<Producer>,
     metrics: Arc<Metrics>,
     /// Last committed position per destination partition.
@@ -145,10 +163,10 @@ pub struct Checkpointer {
 
 impl Checkpointer {
     /// A checkpointer over `producer`'s positions.
-    pub fn new(dst: Arc<Client>, cfg: Arc<Config>, producer: Arc<Producer>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(dst: Arc<Client>, target: CheckpointTarget, producer: Arc<Producer>, metrics: Arc<Metrics>) -> Self {
         Self {
             dst,
-            cfg,
+            target,
             producer,
             metrics,
             committed: Mutex::new(HashMap::new()),
@@ -158,7 +176,7 @@ impl Checkpointer {
 
     /// Loads the offset map already in the destination (for group offset sync).
     pub async fn load_index(&self) -> Result<(), ClientError> {
-        let map = super::translate::load_map(&self.cfg, &self.dst).await?;
+        let map = super::translate::load_map(&self.target.map_topic, &self.dst).await?;
         let mut index = lock(&self.index);
         for (k, runs) in map {
             let e = index.entry(k).or_default();
@@ -170,13 +188,18 @@ impl Checkpointer {
 
     /// The destination offset of the first record at or after source `offset`
     /// of destination topic `dst_topic`'s partition ([`translate_at`] over the
-    /// offset map and the last committed position).
+    /// offset map and the last committed position), for group offset sync.
+    /// `None` until the committed position has reached `offset`: a live sync
+    /// writes only exact offsets, never one the consumer would re-read from.
     pub fn translate(&self, dst_topic: &str, partition: i32, offset: i64) -> Option<i64> {
-        let position = lock(&self.committed).get(&(Arc::from(dst_topic), partition)).copied();
+        let position = lock(&self.committed).get(&(Arc::from(dst_topic), partition)).copied()?;
+        if offset > position.src_next {
+            return None; // not replicated that far yet
+        }
         let index = lock(&self.index);
         translate_at(
             index.get(&(dst_topic.to_string(), partition)).map(Vec::as_slice),
-            position,
+            Some(position),
             offset,
         )
     }
@@ -186,9 +209,9 @@ impl Checkpointer {
         self.dst
             .create_topics(
                 &[NewTopic {
-                    name: self.cfg.offset_map_topic(),
+                    name: self.target.map_topic.clone(),
                     partitions: 1,
-                    replication_factor: self.cfg.replication_factor,
+                    replication_factor: self.target.replication_factor,
                     configs: vec![
                         ("cleanup.policy".into(), "delete".into()),
                         ("retention.ms".into(), (7 * 24 * 3600 * 1000i64).to_string()),
@@ -205,7 +228,7 @@ impl Checkpointer {
     pub async fn load(&self, dst_topic: &str, partitions: &[i32]) -> Result<HashMap<i32, Position>, ClientError> {
         let got = committed_positions(
             &self.dst,
-            &self.cfg.checkpoint_group(),
+            &self.target.group,
             &[(dst_topic.to_string(), partitions.to_vec())],
         )
         .await?;
@@ -242,7 +265,7 @@ impl Checkpointer {
             return Ok(0);
         }
         self.dst
-            .commit_group_offsets(&self.cfg.checkpoint_group(), &offsets(&moved))
+            .commit_group_offsets(&self.target.group, &offsets(&moved))
             .await?;
         self.committed_now(&moved);
         debug!(partitions = moved.len(), "checkpoint committed");
@@ -265,13 +288,13 @@ impl Checkpointer {
         }
         let result = async {
             if !entries.is_empty() {
-                let map = BTreeMap::from([(self.cfg.offset_map_topic(), vec![0])]);
+                let map = BTreeMap::from([(self.target.map_topic.clone(), vec![0])]);
                 self.dst.add_partitions_to_txn(txn, &map).await?;
                 let records = self.write_map(&entries, Some((txn, *map_seq))).await?;
                 *map_seq = map_seq.wrapping_add(records) & i32::MAX;
             }
             if !moved.is_empty() {
-                let group = self.cfg.checkpoint_group();
+                let group = self.target.group.clone();
                 self.dst.add_offsets_to_txn(txn, &group).await?;
                 self.dst.txn_offset_commit(txn, &group, &offsets(&moved)).await?;
             }
@@ -340,7 +363,7 @@ impl Checkpointer {
     /// True when the last successful round trip to the destination is one
     /// [`keepalive`] period old.
     fn idle_probe_due(&self) -> bool {
-        let period = keepalive(&self.cfg).as_millis() as u64;
+        let period = self.target.keepalive.as_millis() as u64;
         Metrics::age_ms(&self.metrics.last_checkpoint_ms).is_none_or(|age| age >= period)
     }
 
@@ -401,7 +424,7 @@ impl Checkpointer {
             None => ProducePartition::whole(0, raw.into_bytes()),
         };
         let txn_id = txn.map(|(t, _)| t.transactional_id.as_str());
-        let topic = self.cfg.offset_map_topic();
+        let topic = self.target.map_topic.clone();
         self.dst
             .retrying(|| async {
                 let (leader, _) = self.dst.leader(&topic, 0).await?;

@@ -22,7 +22,7 @@ use tracing::{debug, info};
 use super::checkpoint::Checkpointer;
 use super::producer::Producer;
 use crate::client::{code, Client, ClientError, TxnId};
-use crate::config::Config;
+use crate::config::ExactlyOnce;
 
 /// Why the transaction loop stopped.
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +48,7 @@ pub enum TxnError {
 
 /// Runs transactions until `finish` turns true, then commits a last one.
 pub async fn run(
-    cfg: Arc<Config>,
+    settings: ExactlyOnce,
     dst: Arc<Client>,
     producer: Arc<Producer>,
     ckpt: Arc<Checkpointer>,
@@ -59,7 +59,7 @@ pub async fn run(
     let mut opened = Instant::now();
     loop {
         let finishing = *finish.borrow();
-        let due = opened + cfg.transaction_interval;
+        let due = opened + settings.transaction_interval;
         tokio::select! {
             _ = producer.txn_wait(due.saturating_duration_since(Instant::now())) => {}
             _ = finish.changed(), if !finishing => {}
@@ -76,12 +76,12 @@ pub async fn run(
             );
             producer.txn_added(&wanted);
         }
-        let (bytes, _, fatal) = producer.txn_status();
-        if let Some(reason) = fatal {
+        let status = producer.txn_status();
+        if let Some(reason) = status.fatal {
             return Err(TxnError::Producer(reason));
         }
-        if finishing || Instant::now() >= due || bytes >= cfg.transaction_max_bytes {
-            commit(&cfg, &producer, &ckpt, &txn, &mut map_seq).await?;
+        if finishing || Instant::now() >= due || status.bytes >= settings.transaction_max_bytes {
+            commit(&settings, &producer, &ckpt, &txn, &mut map_seq).await?;
             opened = Instant::now();
             if finishing {
                 info!("last transaction committed");
@@ -93,7 +93,7 @@ pub async fn run(
 
 /// Closes the open transaction, waits for its batches, commits it with their positions.
 async fn commit(
-    cfg: &Config,
+    settings: &ExactlyOnce,
     producer: &Producer,
     ckpt: &Checkpointer,
     txn: &TxnId,
@@ -101,10 +101,10 @@ async fn commit(
 ) -> Result<(), TxnError> {
     producer.txn_close();
     // Half the transaction timeout: the coordinator must not abort it under us.
-    let limit = Duration::from_millis(cfg.transaction_timeout_ms as u64 / 2);
+    let limit = Duration::from_millis(settings.transaction_timeout_ms as u64 / 2);
     let deadline = Instant::now() + limit;
     while !producer.txn_settled() {
-        if let (_, _, Some(reason)) = producer.txn_status() {
+        if let Some(reason) = producer.txn_status().fatal {
             return Err(TxnError::Producer(reason));
         }
         if Instant::now() >= deadline {
@@ -112,7 +112,8 @@ async fn commit(
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let (bytes, added, _) = producer.txn_status();
+    let status = producer.txn_status();
+    let (bytes, added) = (status.bytes, status.has_partitions);
     let partitions = ckpt
         .commit_txn(txn, map_seq, added)
         .await

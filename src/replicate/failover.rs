@@ -61,7 +61,7 @@ pub async fn replicated_topics(cfg: &Config, src: &Client) -> Result<Vec<String>
 /// prepares failback.
 pub async fn failover(mut cfg: Config, groups: Vec<String>) -> Result<FailoverReport, EngineError> {
     if !groups.is_empty() {
-        cfg.groups = groups
+        cfg.groups.groups = groups
             .iter()
             .map(|g| Regex::new(&format!("^{}$", regex::escape(g))).expect("escaped regex is valid"))
             .collect();
@@ -115,7 +115,7 @@ pub async fn failover(mut cfg: Config, groups: Vec<String>) -> Result<FailoverRe
     // Every group moved is reported with its translations: the ones named on
     // the command line, else the source groups the config's `groups` select.
     let mut names = groups.clone();
-    if names.is_empty() && !cfg.groups.is_empty() {
+    if names.is_empty() && cfg.groups.enabled() {
         names = super::groups::list_groups(&src)
             .await
             .map_err(src_err(&cfg))?

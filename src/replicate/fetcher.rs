@@ -17,9 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use tokio::sync::Notify;
 use tracing::{debug, error, warn};
 use uuid::Uuid;
@@ -29,8 +27,9 @@ use super::metrics::Metrics;
 use super::producer::{Item, Producer, Route};
 use crate::batch::{reencode_from, split_batches, up_convert, BatchError, BatchFilter, Disposition, SkipReason};
 use crate::client::admin::{EARLIEST, LATEST};
+use crate::client::fetch::{fetch_request, FetchAt, FetchLimits, SessionRequest};
 use crate::client::{classify, code, error_name, Client, ErrorClass};
-use crate::config::{Config, StartFrom};
+use crate::config::{FetchSettings, StartFrom};
 
 type Key = (Arc<str>, i32);
 
@@ -63,7 +62,7 @@ pub struct SourceLag {
 #[derive(Debug)]
 pub struct Fetchers {
     src: Arc<Client>,
-    cfg: Arc<Config>,
+    settings: FetchSettings,
     metrics: Arc<Metrics>,
     budget: Arc<Budget>,
     producer: Arc<Producer>,
@@ -84,14 +83,14 @@ impl Fetchers {
     /// Fetchers feeding `producer`.
     pub fn new(
         src: Arc<Client>,
-        cfg: Arc<Config>,
+        settings: FetchSettings,
         metrics: Arc<Metrics>,
         budget: Arc<Budget>,
         producer: Arc<Producer>,
     ) -> Arc<Self> {
         let f = Arc::new(Self {
             src,
-            cfg,
+            settings,
             metrics,
             budget,
             producer,
@@ -105,7 +104,7 @@ impl Fetchers {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, SrcPart>> {
-        self.parts.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.parts)
     }
 
     /// Starts fetching a partition at `offset`.
@@ -198,7 +197,7 @@ impl Fetchers {
                         }
                     }
                 }
-                let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+                let mut running = crate::sync::lock(&self.running);
                 for l in leaders {
                     if running.insert(l) {
                         tokio::spawn(fetch_loop(self.clone(), l));
@@ -217,7 +216,7 @@ impl Fetchers {
             warn!(topic = %key.0, partition = key.1, "cannot list offsets after OFFSET_OUT_OF_RANGE; will retry");
             return;
         };
-        let target = match self.cfg.start_from {
+        let target = match self.settings.start_from {
             StartFrom::Earliest if fetch_offset < earliest => earliest,
             _ => latest,
         };
@@ -277,7 +276,7 @@ async fn fetch_loop(f: Arc<Fetchers>, node: i32) {
         // The request asks for what the budget has free (at least one partition's worth).
         let mut held = f
             .budget
-            .reserve_up_to(f.cfg.fetch_partition_max_bytes, f.cfg.fetch_max_bytes)
+            .reserve_up_to(f.settings.partition_max_bytes, f.settings.max_bytes)
             .await;
         let max_bytes = held.bytes();
         let conn = match f.src.broker(node).await {
@@ -320,8 +319,7 @@ async fn fetch_loop(f: Arc<Fetchers>, node: i32) {
                 }
             }
         }
-        let req = build_request(&f.cfg, version, &session, full, &include, &forgotten, by_id)
-            .with_max_bytes(max_bytes.min(i32::MAX as usize) as i32);
+        let req = build_request(&f.settings, version, &session, full, &include, &forgotten, max_bytes);
         let resp: FetchResponse = match conn.request_at(version, &req).await {
             Ok(r) => r,
             Err(e) => {
@@ -402,7 +400,7 @@ async fn fetch_loop(f: Arc<Fetchers>, node: i32) {
         }
         drop(held);
     }
-    f.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&node);
+    crate::sync::lock(&f.running).remove(&node);
     debug!(broker = node, "fetcher stopped");
 }
 
@@ -419,73 +417,46 @@ fn lose_leadership(f: &Fetchers, node: i32, only: Option<&Key>) {
     f.refresh.notify_one();
 }
 
+/// The next request of a fetch session ([`fetch_request`]): the partitions
+/// to (re)send and those to forget; without sessions (Fetch below v7) every
+/// partition, every time.
 fn build_request(
-    cfg: &Config,
+    settings: &FetchSettings,
     version: i16,
     s: &Session,
     full: bool,
     include: &[(Key, Uuid, i64)],
     forgotten: &[(Key, Uuid)],
-    by_id: bool,
-) -> FetchRequest {
-    let mut topics: Vec<FetchTopic> = Vec::new();
-    for (k, id, offset) in include {
-        let part = FetchPartition::default()
-            .with_partition(k.1)
-            .with_fetch_offset(*offset)
-            .with_current_leader_epoch(-1)
-            .with_last_fetched_epoch(-1)
-            .with_log_start_offset(-1)
-            .with_partition_max_bytes(cfg.fetch_partition_max_bytes as i32);
-        match topics.iter_mut().find(|t| {
-            if by_id {
-                t.topic_id == *id
-            } else {
-                t.topic.0.as_str() == &*k.0
-            }
-        }) {
-            Some(t) => t.partitions.push(part),
-            None => topics.push(
-                FetchTopic::default()
-                    .with_topic(TopicName(StrBytes::from_string(k.0.to_string())))
-                    .with_topic_id(*id)
-                    .with_partitions(vec![part]),
-            ),
-        }
-    }
-    let mut forgot: Vec<ForgottenTopic> = Vec::new();
-    for (k, id) in forgotten {
-        match forgot.iter_mut().find(|t| {
-            if by_id {
-                t.topic_id == *id
-            } else {
-                t.topic.0.as_str() == &*k.0
-            }
-        }) {
-            Some(t) => t.partitions.push(k.1),
-            None => forgot.push(
-                ForgottenTopic::default()
-                    .with_topic(TopicName(StrBytes::from_string(k.0.to_string())))
-                    .with_topic_id(*id)
-                    .with_partitions(vec![k.1]),
-            ),
-        }
-    }
-    let (session_id, epoch) = match (version >= 7, full) {
-        (false, _) => (0, -1),
-        (true, true) => (0, 0),
-        (true, false) => (s.id, s.epoch),
+    max_bytes: usize,
+) -> kafka_protocol::messages::FetchRequest {
+    let session = match (version >= 7, full) {
+        (false, _) => SessionRequest::None,
+        (true, true) => SessionRequest::Open,
+        (true, false) => SessionRequest::Continue {
+            id: s.id,
+            epoch: s.epoch,
+        },
     };
-    FetchRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_max_wait_ms(cfg.fetch_max_wait.as_millis() as i32)
-        .with_min_bytes(1)
-        .with_max_bytes(cfg.fetch_max_bytes as i32)
-        .with_isolation_level(1) // READ_COMMITTED
-        .with_session_id(session_id)
-        .with_session_epoch(epoch)
-        .with_topics(topics)
-        .with_forgotten_topics_data(forgot)
+    let include: Vec<FetchAt> = include
+        .iter()
+        .map(|(k, id, offset)| FetchAt {
+            topic: &k.0,
+            topic_id: *id,
+            partition: k.1,
+            offset: *offset,
+        })
+        .collect();
+    let forgotten: Vec<(&str, Uuid, i32)> = forgotten.iter().map(|(k, id)| (&*k.0, *id, k.1)).collect();
+    fetch_request(
+        FetchLimits {
+            max_wait_ms: settings.max_wait.as_millis().min(i32::MAX as u128) as i32,
+            max_bytes: max_bytes.min(i32::MAX as usize) as i32,
+            partition_max_bytes: settings.partition_max_bytes.min(i32::MAX as usize) as i32,
+        },
+        session,
+        &include,
+        &forgotten,
+    )
 }
 
 async fn process_partition(
@@ -587,7 +558,7 @@ async fn process_partition(
                     // The slow path: re-encode (compaction gaps, straddling batch) or
                     // up-convert (magic 0/1), keeping only records at or after `next`.
                     // Decompression stops at max_decompressed_batch_bytes.
-                    let max_plain = f.cfg.max_decompressed_batch_bytes;
+                    let max_plain = f.settings.max_decompressed_batch_bytes;
                     let converted = if disposition == Disposition::UpConvert {
                         up_convert(&b, max_plain).and_then(|r| {
                             if r.batch.base_offset() >= next {

@@ -15,7 +15,7 @@ use tracing::{debug, info};
 
 use super::checkpoint::Checkpointer;
 use crate::client::{code, Client, ClientError};
-use crate::config::Config;
+use crate::config::{GroupSettings, TopicSettings};
 
 /// (group, destination topic, partition).
 type GroupPartition = (String, String, i32);
@@ -66,7 +66,8 @@ impl GroupSync {
     /// One sync round; returns the number of partitions written.
     pub async fn sync_once(
         &self,
-        cfg: &Config,
+        groups: &GroupSettings,
+        topics: &TopicSettings,
         src: &Client,
         dst: &Client,
         ckpt: &Checkpointer,
@@ -74,7 +75,7 @@ impl GroupSync {
         let mut groups: Vec<String> = list_groups(src)
             .await?
             .into_iter()
-            .filter(|g| cfg.wants_group(g))
+            .filter(|g| groups.wants(g))
             .collect();
         groups.sort();
         let mut written = 0;
@@ -82,10 +83,10 @@ impl GroupSync {
             let committed = src.fetch_offsets(&group, &[]).await?;
             let mut want: Vec<(String, i32, i64, i64)> = Vec::new(); // dst topic, partition, src offset, dst offset
             for (t, p, o) in committed {
-                if o < 0 || !cfg.wants_topic(&t, false) {
+                if o < 0 || !topics.wants(&t, false) {
                     continue;
                 }
-                let dt = cfg.destination_topic(&t);
+                let dt = topics.destination(&t);
                 if let Some(d) = ckpt.translate(&dt, p, o) {
                     want.push((dt, p, o, d));
                 }
@@ -112,7 +113,7 @@ impl GroupSync {
                 .collect();
             let mut commit = Vec::new();
             {
-                let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+                let last = crate::sync::lock(&self.last);
                 for (t, p, so, d) in &want {
                     let have = existing.get(&(t.clone(), *p)).copied().unwrap_or(-1);
                     let source_moved_back = last
@@ -133,7 +134,7 @@ impl GroupSync {
                 partitions = commit.len(),
                 "synced group offsets to the destination"
             );
-            let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+            let mut last = crate::sync::lock(&self.last);
             for (t, p, so, d) in want {
                 last.insert((group.clone(), t, p), (so, d));
             }

@@ -151,12 +151,7 @@ impl Metrics {
 
     /// Counts one Kafka error code seen in a response.
     pub fn error(&self, code: i16) {
-        *self
-            .errors
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(code)
-            .or_default() += 1;
+        *crate::sync::lock(&self.errors).entry(code).or_default() += 1;
     }
 
     /// Records the replication latency of `records` records: from their source
@@ -167,20 +162,17 @@ impl Metrics {
             .map(|d| d.as_micros() as i64)
             .unwrap_or(0);
         let us = (now - source_timestamp_ms * 1000).max(0) as u64;
-        self.latency
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .record(us, records);
+        crate::sync::lock(&self.latency).record(us, records);
     }
 
     /// A copy of the replication latency histogram.
     pub fn latency_histogram(&self) -> Histogram {
-        self.latency.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        crate::sync::lock(&self.latency).clone()
     }
 
     /// Error counts by Kafka error code.
     pub fn errors(&self) -> BTreeMap<i16, u64> {
-        self.errors.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        crate::sync::lock(&self.errors).clone()
     }
 
     /// Share of forwarded batches that took the slow path, in percent.

@@ -171,24 +171,28 @@ impl Handle {
     /// within `stale_after` (`readiness_timeout_ms`); and no partition is stopped.
     pub fn readiness(&self) -> Result<(), String> {
         let limit = self.stale_after.as_millis() as u64;
+        let mut why = Vec::new();
         match Metrics::age_ms(&self.metrics.last_checkpoint_ms) {
-            None => return Err("no checkpoint committed yet".into()),
-            Some(age) if age > limit => {
-                return Err(format!(
-                    "last checkpoint committed {} s ago: the destination does not answer",
-                    age / 1000
-                ))
-            }
+            None => why.push("no checkpoint committed yet".to_string()),
+            Some(age) if age > limit => why.push(format!(
+                "last checkpoint committed {} s ago: the destination does not answer",
+                age / 1000
+            )),
             Some(_) => {}
         }
         match Metrics::age_ms(&self.metrics.last_source_ok_ms) {
-            None => return Err("the source has not answered yet".into()),
-            Some(age) if age > limit => return Err(format!("the source last answered {} s ago", age / 1000)),
+            None => why.push("the source has not answered yet".to_string()),
+            Some(age) if age > limit => why.push(format!("the source last answered {} s ago", age / 1000)),
             Some(_) => {}
         }
         match self.stopped_partitions() {
-            0 => Ok(()),
-            n => Err(format!("{n} partition(s) stopped on errors")),
+            0 => {}
+            n => why.push(format!("{n} partition(s) stopped on errors")),
+        }
+        if why.is_empty() {
+            Ok(())
+        } else {
+            Err(why.join("; "))
         }
     }
 
@@ -255,10 +259,11 @@ where
         }
         warn!("source and destination are the same cluster: copying topics inside it under their renamed names");
     }
-    let txn_id = cfg.exactly_once.then(|| cfg.transactional_id());
+    let txn_id = cfg.produce.transactional_id.clone();
+    let txn_timeout_ms = cfg.exactly_once.as_ref().map_or(60_000, |e| e.transaction_timeout_ms);
     // Transactional: fences an older instance and aborts its open transaction.
     let (pid, epoch) = dst
-        .init_producer_id(txn_id.as_deref(), cfg.transaction_timeout_ms)
+        .init_producer_id(txn_id.as_deref(), txn_timeout_ms)
         .await
         .map_err(&dst_err)?;
     match &txn_id {
@@ -270,30 +275,29 @@ where
     let stamp = ProducerStamp {
         producer_id: pid,
         producer_epoch: epoch,
-        transactional: cfg.exactly_once,
+        transactional: txn_id.is_some(),
     };
     let metrics = Arc::new(Metrics::default());
-    let budget = Budget::new(cfg.max_buffered_bytes);
-    let producer = Producer::new(dst.clone(), cfg.clone(), metrics.clone(), stamp);
+    let budget = Budget::new(cfg.ops.max_buffered_bytes);
+    let producer = Producer::new(dst.clone(), cfg.produce.clone(), metrics.clone(), stamp);
     let fetchers = Fetchers::new(
         src.clone(),
-        cfg.clone(),
+        cfg.fetch.clone(),
         metrics.clone(),
         budget.clone(),
         producer.clone(),
     );
     let ckpt = Arc::new(Checkpointer::new(
         dst.clone(),
-        cfg.clone(),
+        checkpoint::CheckpointTarget::of(&cfg),
         producer.clone(),
         metrics.clone(),
     ));
     ckpt.ensure_map_topic().await.map_err(&dst_err)?;
-    if !cfg.groups.is_empty() {
+    if cfg.groups.enabled() {
         ckpt.load_index().await.map_err(&dst_err)?;
     }
     let group_sync = groups::GroupSync::default();
-    let mut group_tick = tokio::time::interval(cfg.group_sync_interval);
     let handle = Handle {
         flow: Arc::from(cfg.name.as_str()),
         metrics: metrics.clone(),
@@ -304,9 +308,9 @@ where
     };
     // Exactly-once: the transaction loop replaces the checkpoint timer.
     let (finish_txn, finish_rx) = tokio::sync::watch::channel(false);
-    let mut txn_task = txn_id.map(|t| {
+    let mut txn_task = txn_id.zip(cfg.exactly_once.clone()).map(|(t, settings)| {
         tokio::spawn(eos::run(
-            cfg.clone(),
+            settings,
             dst.clone(),
             producer.clone(),
             ckpt.clone(),
@@ -321,32 +325,25 @@ where
     let mut failed: Option<EngineError> = None;
     on_start(handle.clone());
 
-    tokio::pin!(shutdown);
-    let mut refresh = tokio::time::interval(cfg.refresh_interval);
-    let mut checkpoint = tokio::time::interval(cfg.checkpoint_interval);
-    let mut report = tokio::time::interval(progress.unwrap_or(Duration::from_secs(3600)));
-    report.tick().await;
-    let mut last = (Instant::now(), 0u64, 0u64);
-    let mut warned_no_topics = false;
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            r = async { txn_task.as_mut().expect("guarded").await }, if txn_task.is_some() => {
-                txn_task = None;
-                failed = Some(match r {
-                    Ok(Err(e)) => e.into(),
-                    Ok(Ok(())) => eos::TxnError::Producer("transaction loop ended".into()).into(),
-                    Err(e) => eos::TxnError::Producer(format!("transaction loop panicked: {e}")).into(),
-                });
-                break;
-            }
-            _ = refresh.tick() => {
-                match topics::reconcile(&cfg, &src, &dst, same_cluster).await {
+    // The periodic work runs beside the data path, each part on its own
+    // schedule: a topic refresh stuck on an unreachable source delays neither
+    // checkpoints nor group sync.
+    let (stop_periodic, stop_rx) = tokio::sync::watch::channel(false);
+    let refresh_task = {
+        let (cfg, src, dst) = (cfg.clone(), src.clone(), dst.clone());
+        let (ckpt, producer, fetchers, metrics) = (ckpt.clone(), producer.clone(), fetchers.clone(), metrics.clone());
+        let mut warned_no_topics = false;
+        tokio::spawn(every(cfg.topics.refresh_interval, stop_rx.clone(), move || {
+            let (cfg, src, dst) = (cfg.clone(), src.clone(), dst.clone());
+            let (ckpt, producer, fetchers, metrics) =
+                (ckpt.clone(), producer.clone(), fetchers.clone(), metrics.clone());
+            let warn_no_topics = !std::mem::replace(&mut warned_no_topics, true);
+            async move {
+                match topics::reconcile(&cfg.topics, &src, &dst, same_cluster).await {
                     Ok(topics) => {
                         Metrics::stamp_now(&metrics.last_source_ok_ms);
-                        if topics.is_empty() && !fetchers.any() && !warned_no_topics {
-                            warned_no_topics = true;
-                            let wanted: Vec<&str> = cfg.topics.iter().map(crate::config::pattern_text).collect();
+                        if topics.is_empty() && !fetchers.any() && warn_no_topics {
+                            let wanted: Vec<&str> = cfg.topics.topics.iter().map(crate::config::pattern_text).collect();
                             warn!(topics = ?wanted, "no source topic matches the topic selection: nothing to replicate until one appears");
                         }
                         for t in topics {
@@ -358,16 +355,63 @@ where
                     Err(e) => warn!(error = %e, "topic refresh failed; will retry"),
                 }
             }
-            _ = checkpoint.tick(), if !cfg.exactly_once => {
+        }))
+    };
+    // Exactly-once: the transaction loop commits positions instead.
+    let checkpoint_task = cfg.exactly_once.is_none().then(|| {
+        let ckpt = ckpt.clone();
+        tokio::spawn(every(cfg.checkpoint_interval, stop_rx.clone(), move || {
+            let ckpt = ckpt.clone();
+            async move {
                 if let Err(e) = ckpt.checkpoint().await {
                     warn!(error = %e, "checkpoint failed; will retry");
                 }
             }
-            _ = group_tick.tick(), if !cfg.groups.is_empty() => {
-                match group_sync.sync_once(&cfg, &src, &dst, &ckpt).await {
+        }))
+    });
+    let group_sync = Arc::new(group_sync);
+    let group_task = cfg.groups.enabled().then(|| {
+        let (cfg, src, dst, ckpt, metrics, sync) = (
+            cfg.clone(),
+            src.clone(),
+            dst.clone(),
+            ckpt.clone(),
+            metrics.clone(),
+            group_sync.clone(),
+        );
+        tokio::spawn(every(cfg.groups.interval, stop_rx.clone(), move || {
+            let (cfg, src, dst, ckpt, metrics, sync) = (
+                cfg.clone(),
+                src.clone(),
+                dst.clone(),
+                ckpt.clone(),
+                metrics.clone(),
+                sync.clone(),
+            );
+            async move {
+                match sync.sync_once(&cfg.groups, &cfg.topics, &src, &dst, &ckpt).await {
                     Ok(n) => Metrics::add(&metrics.group_offsets_synced, n as u64),
                     Err(e) => warn!(error = %e, "group offset sync failed; will retry"),
                 }
+            }
+        }))
+    });
+
+    tokio::pin!(shutdown);
+    let mut report = tokio::time::interval(progress.unwrap_or(Duration::from_secs(3600)));
+    report.tick().await;
+    let mut last = (Instant::now(), 0u64, 0u64);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            r = async { txn_task.as_mut().expect("guarded").await }, if txn_task.is_some() => {
+                txn_task = None;
+                failed = Some(match r {
+                    Ok(Err(e)) => e.into(),
+                    Ok(Ok(())) => eos::TxnError::Producer("transaction loop ended".into()).into(),
+                    Err(e) => eos::TxnError::Producer(format!("transaction loop panicked: {e}")).into(),
+                });
+                break;
             }
             _ = report.tick(), if progress.is_some() => {
                 let now = Instant::now();
@@ -395,6 +439,16 @@ where
     }
     info!("stopping: no more fetches; finishing in-flight produces");
     fetchers.stop();
+    // Topic refresh and group sync are dropped mid-way; a checkpoint is let
+    // finish (it may hold map entries taken from the producer).
+    let _ = stop_periodic.send(true);
+    refresh_task.abort();
+    if let Some(t) = group_task {
+        t.abort();
+    }
+    if let Some(t) = checkpoint_task {
+        let _ = t.await;
+    }
     let deadline = Instant::now() + Duration::from_secs(30);
     while failed.is_none() && producer.pending() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -414,14 +468,14 @@ where
         fetchers.stop();
         return Err(e);
     }
-    if !cfg.exactly_once {
+    if cfg.exactly_once.is_none() {
         if let Err(e) = ckpt.checkpoint().await {
             warn!(error = %e, "final checkpoint failed; a restart re-sends from the previous one");
         }
     }
-    if !cfg.groups.is_empty() {
+    if cfg.groups.enabled() {
         // A last group sync, so a failover site has the newest translated offsets.
-        match group_sync.sync_once(&cfg, &src, &dst, &ckpt).await {
+        match group_sync.sync_once(&cfg.groups, &cfg.topics, &src, &dst, &ckpt).await {
             Ok(n) => Metrics::add(&metrics.group_offsets_synced, n as u64),
             Err(e) => warn!(error = %e, "final group offset sync failed"),
         }
@@ -435,6 +489,24 @@ where
         batches_slow: Metrics::get(&metrics.batches_slow),
         stopped,
     })
+}
+
+/// Runs `work` every `period` (the first time at once; late ticks are delayed,
+/// not bunched) until `stop` turns true; a run in progress finishes first.
+async fn every<F, Fut>(period: Duration, mut stop: tokio::sync::watch::Receiver<bool>, mut work: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let stopped = async { stop.wait_for(|s| *s).await.is_ok() };
+        tokio::select! {
+            _ = tick.tick() => work().await,
+            _ = stopped => return,
+        }
+    }
 }
 
 /// Maps a client error on the source to an [`EngineError`] naming that cluster.
@@ -465,10 +537,11 @@ pub fn same_cluster(src: &Client, dst: &Client) -> bool {
 /// before `/readyz` says not ready: `readiness_timeout_ms`, or two intervals of
 /// the work that proves each side answers when that is longer.
 fn readiness_limit(cfg: &Config) -> Duration {
-    cfg.readiness_timeout
+    cfg.ops
+        .readiness_timeout
         .max(cfg.checkpoint_interval * 2)
-        .max(cfg.refresh_interval * 2)
-        .max(cfg.fetch_max_wait * 2)
+        .max(cfg.topics.refresh_interval * 2)
+        .max(cfg.fetch.max_wait * 2)
 }
 
 async fn add_partitions(
@@ -490,7 +563,7 @@ async fn add_partitions(
     let listed = if fresh.is_empty() {
         HashMap::new()
     } else {
-        let ts = if cfg.start_from == StartFrom::Earliest {
+        let ts = if cfg.fetch.start_from == StartFrom::Earliest {
             EARLIEST
         } else {
             LATEST

@@ -12,7 +12,7 @@ use tracing::{error, info, warn};
 use uuid::Uuid;
 
 use crate::client::{Client, ClientError, ConfigEntry, NewTopic};
-use crate::config::Config;
+use crate::config::TopicSettings;
 
 /// Topic configs never copied: they describe the source brokers, not the data,
 /// or strait sets them itself (`compression.type`). The list follows MirrorMaker
@@ -59,7 +59,7 @@ fn copyable(entries: &[ConfigEntry]) -> HashMap<String, String> {
 /// and destination share a cluster id) a topic whose renamed copy the selection
 /// matches too is refused, so a copy is never copied again.
 pub async fn reconcile(
-    cfg: &Config,
+    cfg: &TopicSettings,
     src: &Client,
     dst: &Client,
     same_cluster: bool,
@@ -68,7 +68,7 @@ pub async fn reconcile(
     let mut wanted: Vec<(&str, Uuid, i32)> = smd
         .topics
         .values()
-        .filter(|t| t.error_code == 0 && cfg.wants_topic(&t.name, t.is_internal))
+        .filter(|t| t.error_code == 0 && cfg.wants(&t.name, t.is_internal))
         .map(|t| (t.name.as_str(), t.id, t.partitions.len() as i32))
         .collect();
     wanted.sort();
@@ -85,7 +85,7 @@ pub async fn reconcile(
     let mut seen: HashMap<String, &str> = HashMap::new();
     let mut skip: HashSet<&str> = HashSet::new();
     for (name, _, _) in &wanted {
-        let d = cfg.destination_topic(name);
+        let d = cfg.destination(name);
         if let Some(other) = seen.insert(d.clone(), name) {
             warn!(topic = name, other, destination = %d, "two source topics map to one destination topic; neither is replicated (change `rename`)");
             skip.insert(name);
@@ -102,12 +102,12 @@ pub async fn reconcile(
     } else {
         HashMap::new()
     };
-    let dst_names: Vec<String> = names.iter().map(|n| cfg.destination_topic(n)).collect();
+    let dst_names: Vec<String> = names.iter().map(|n| cfg.destination(n)).collect();
     let dmd = dst.refresh_metadata(Some(&dst_names)).await?;
     // Create what is missing.
     let mut create = Vec::new();
     for (name, _, parts) in &wanted {
-        let d = cfg.destination_topic(name);
+        let d = cfg.destination(name);
         let exists = dmd.topics.get(&d).is_some_and(|t| t.error_code == 0);
         if !exists {
             let mut configs: Vec<(String, String)> = src_cfg
@@ -135,7 +135,7 @@ pub async fn reconcile(
         HashMap::new()
     };
     for (name, _, parts) in &wanted {
-        let d = cfg.destination_topic(name);
+        let d = cfg.destination(name);
         if let Some(t) = dmd.topics.get(&d) {
             if t.error_code == 0 && (t.partitions.len() as i32) < *parts {
                 info!(source = name, destination = %d, from = t.partitions.len(), to = parts, "adding partitions to destination topic");
@@ -168,7 +168,7 @@ pub async fn reconcile(
     Ok(wanted
         .iter()
         .filter_map(|(name, id, parts)| {
-            let d = cfg.destination_topic(name);
+            let d = cfg.destination(name);
             let t = dmd.topics.get(&d)?;
             (t.error_code == 0 && t.partitions.len() as i32 >= *parts).then(|| MirroredTopic {
                 src: Arc::from(*name),

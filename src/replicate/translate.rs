@@ -40,10 +40,10 @@ pub struct Translation {
     pub lag: i64,
 }
 
-/// Reads the whole offset map of replication `cfg.name` from the destination:
-/// runs per (destination topic, partition), sorted by source offset.
-pub async fn load_map(cfg: &Config, dst: &Client) -> Result<HashMap<(String, i32), Vec<MapEntry>>, ClientError> {
-    let topic = cfg.offset_map_topic();
+/// Reads a whole offset map (`topic`) from the destination: runs per
+/// (destination topic, partition), sorted by source offset.
+pub async fn load_map(topic: &str, dst: &Client) -> Result<HashMap<(String, i32), Vec<MapEntry>>, ClientError> {
+    let topic = topic.to_string();
     // Up to the last stable offset: an open transaction's map records may still abort.
     let end = dst.list_offset(&topic, 0, LATEST, true).await?;
     let id = dst
@@ -58,7 +58,7 @@ pub async fn load_map(cfg: &Config, dst: &Client) -> Result<HashMap<(String, i32
     while offset < end {
         let (leader, _) = dst.leader(&topic, 0).await?;
         let conn = dst.broker(leader).await?;
-        let req = crate::client::admin::single_fetch_request(&topic, id, 0, offset, 100, 8 << 20);
+        let req = crate::client::fetch::single_fetch_request(&topic, id, 0, offset, 100, 8 << 20);
         let resp = conn.request(&req).await?;
         let p = resp
             .responses
@@ -156,7 +156,7 @@ impl Translator {
     /// Reads the offset map and the committed positions from the destination.
     pub async fn load(cfg: &Config, dst: &Client) -> Result<Self, ClientError> {
         Ok(Self {
-            map: load_map(cfg, dst).await?,
+            map: load_map(&cfg.offset_map_topic(), dst).await?,
             positions: committed_positions(dst, &cfg.checkpoint_group(), &[]).await?,
         })
     }

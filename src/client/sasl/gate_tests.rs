@@ -7,16 +7,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, MetadataRequest, MetadataResponse, RequestHeader, SaslAuthenticateRequest,
-    SaslAuthenticateResponse, SaslHandshakeResponse,
+    ApiKey, MetadataRequest, MetadataResponse, RequestHeader, SaslAuthenticateRequest, SaslAuthenticateResponse,
+    SaslHandshakeResponse,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use tokio::io::{AsyncWriteExt, DuplexStream};
 
 use super::{authenticate, SaslMechanism, SaslSettings};
-use crate::client::conn::tests::{read_request, response};
+use crate::client::fake::{api, connected as connected_with, read_request, response};
 use crate::client::{ClientError, Connection, ConnectionConfig, Secret};
 
 async fn respond<T: Encodable + HeaderVersion>(s: &mut DuplexStream, h: &RequestHeader, body: &T) {
@@ -26,22 +25,13 @@ async fn respond<T: Encodable + HeaderVersion>(s: &mut DuplexStream, h: &Request
 }
 
 async fn connected() -> (Arc<Connection>, DuplexStream) {
-    let (client, mut server) = tokio::io::duplex(1 << 20);
-    let handshake = tokio::spawn(Connection::handshake(client, "fake:9092", ConnectionConfig::default()));
-    let (h, _) = read_request(&mut server).await.unwrap();
-    let api = |k: ApiKey, max| {
-        ApiVersion::default()
-            .with_api_key(k as i16)
-            .with_min_version(0)
-            .with_max_version(max)
-    };
-    let resp = ApiVersionsResponse::default().with_api_keys(vec![
+    let apis = vec![
         api(ApiKey::Metadata, 12),
         api(ApiKey::SaslHandshake, 1),
         api(ApiKey::SaslAuthenticate, 2),
-    ]);
-    respond(&mut server, &h, &resp).await;
-    (Arc::new(handshake.await.unwrap().unwrap()), server)
+    ];
+    let (conn, server) = connected_with(apis, ConnectionConfig::default()).await;
+    (Arc::new(conn), server)
 }
 
 fn plain() -> SaslSettings {

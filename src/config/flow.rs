@@ -1,0 +1,308 @@
+//! One flow's resolved settings, in sections: each engine part takes the
+//! section it works with (the fetcher [`FetchSettings`], the producer
+//! [`ProduceSettings`], topic mirroring [`TopicSettings`], group sync
+//! [`GroupSettings`], transactions [`ExactlyOnce`]), so a reader sees what a
+//! part may touch.
+
+use std::time::Duration;
+
+use regex::Regex;
+
+use super::cluster::ClusterConfig;
+
+/// Where to start a partition that has no checkpoint yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartFrom {
+    /// The oldest retained record (default).
+    Earliest,
+    /// Only records produced after strait starts.
+    Latest,
+}
+
+/// How destination topic names derive from source names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rename {
+    /// Same name (default).
+    Identity,
+    /// `{source alias}.{topic}` (MM2's DefaultReplicationPolicy).
+    Prefix,
+    /// A template with `{topic}` and optionally `{source}`.
+    Template(String),
+    /// The reverse of `Prefix` (failback): `{alias}.{topic}` becomes `{topic}`.
+    StripPrefix(String),
+}
+
+impl Rename {
+    /// Destination name of `topic`.
+    pub fn apply(&self, source_alias: &str, topic: &str) -> String {
+        match self {
+            Rename::Identity => topic.to_string(),
+            Rename::Prefix => format!("{source_alias}.{topic}"),
+            Rename::Template(t) => t.replace("{source}", source_alias).replace("{topic}", topic),
+            Rename::StripPrefix(p) => topic.strip_prefix(&format!("{p}.")).unwrap_or(topic).to_string(),
+        }
+    }
+}
+
+/// Which source topics a flow replicates, under which names, and how their
+/// destination twins are kept in step.
+#[derive(Debug, Clone)]
+pub struct TopicSettings {
+    /// Alias of the source cluster (`rename = "prefix"`).
+    pub source_alias: String,
+    /// A source topic is replicated when one regex matches its whole name.
+    pub topics: Vec<Regex>,
+    /// Topics never replicated, even when matched by `topics`.
+    pub topics_exclude: Vec<Regex>,
+    /// Destination naming.
+    pub rename: Rename,
+    /// How often source topics are listed and destination topics reconciled.
+    pub refresh_interval: Duration,
+    /// Replication factor of topics strait creates (-1: the destination's default).
+    pub replication_factor: i16,
+    /// Copy topic configs and their changes from source to destination.
+    pub sync_topic_configs: bool,
+}
+
+impl TopicSettings {
+    /// True when source topic `name` is to be replicated. Internal topics and every
+    /// topic whose name starts with `__` (Kafka's and strait's own) never are.
+    pub fn wants(&self, name: &str, is_internal: bool) -> bool {
+        !is_internal
+            && !name.starts_with("__")
+            && self.topics.iter().any(|r| r.is_match(name))
+            && !self.topics_exclude.iter().any(|r| r.is_match(name))
+    }
+
+    /// Destination name of a source topic.
+    pub fn destination(&self, source_topic: &str) -> String {
+        self.rename.apply(&self.source_alias, source_topic)
+    }
+
+    /// When source and destination are one cluster: why copying `topics` into it
+    /// would feed the copy back into itself, or `None` when it is a deliberate
+    /// copy (a rename whose output the topic selection does not match).
+    pub fn self_copy_problem<'a>(&self, topics: impl IntoIterator<Item = &'a str>) -> Option<String> {
+        if self.rename == Rename::Identity {
+            return Some(
+                "source and destination are the same cluster and rename = \"identity\": every topic would be copied into itself"
+                    .into(),
+            );
+        }
+        let loops: Vec<String> = topics
+            .into_iter()
+            .filter(|t| self.wants(t, false))
+            .filter_map(|t| {
+                let d = self.destination(t);
+                self.wants(&d, false).then(|| format!("{t} -> {d}"))
+            })
+            .collect();
+        (!loops.is_empty()).then(|| {
+            format!(
+                "source and destination are the same cluster and the topic selection matches the renamed copies too ({}): each copy would be copied again; narrow `topics` or exclude the copies with `topics_exclude`",
+                loops.join(", ")
+            )
+        })
+    }
+}
+
+/// The source side: where partitions start and how much one fetch brings.
+#[derive(Debug, Clone)]
+pub struct FetchSettings {
+    /// Start of partitions without a checkpoint.
+    pub start_from: StartFrom,
+    /// `max_bytes` of one Fetch request.
+    pub max_bytes: usize,
+    /// Per-partition `partition_max_bytes` of a Fetch request.
+    pub partition_max_bytes: usize,
+    /// Fetch long-poll wait.
+    pub max_wait: Duration,
+    /// Cap on the uncompressed size of one batch on the slow paths.
+    pub max_decompressed_batch_bytes: usize,
+}
+
+/// The destination side: how batches are packed, pipelined and, if so,
+/// written in transactions.
+#[derive(Debug, Clone)]
+pub struct ProduceSettings {
+    /// Produce batches of one partition in flight at once (the broker's idempotence window is 5).
+    pub max_in_flight_per_partition: usize,
+    /// Target size of one Produce request.
+    pub max_request_bytes: usize,
+    /// Queued source batches smaller than this are merged into larger ones
+    /// before producing (0 turns coalescing off).
+    pub coalesce_below_bytes: usize,
+    /// Cap on the uncompressed size of one batch (coalescing decompresses).
+    pub max_decompressed_batch_bytes: usize,
+    /// Produce `timeout_ms`: two thirds of the destination's request timeout,
+    /// so the broker answers (REQUEST_TIMED_OUT) before strait gives up on the connection.
+    pub timeout_ms: i32,
+    /// Exactly-once: the transactional id batches are written under.
+    pub transactional_id: Option<String>,
+}
+
+/// Consumer-group offset sync.
+#[derive(Debug, Clone)]
+pub struct GroupSettings {
+    /// Groups whose offsets are translated onto the destination (empty: off).
+    pub groups: Vec<Regex>,
+    /// Groups never synced.
+    pub groups_exclude: Vec<Regex>,
+    /// How often group offsets are synced.
+    pub interval: Duration,
+}
+
+impl GroupSettings {
+    /// True when sync is on.
+    pub fn enabled(&self) -> bool {
+        !self.groups.is_empty()
+    }
+
+    /// True when consumer group `group`'s offsets are synced to the destination.
+    /// strait's own checkpoint groups (`strait-*`) never are.
+    pub fn wants(&self, group: &str) -> bool {
+        !group.starts_with("strait-")
+            && self.groups.iter().any(|r| r.is_match(group))
+            && !self.groups_exclude.iter().any(|r| r.is_match(group))
+    }
+}
+
+/// Exactly-once mode: batches and positions in destination transactions.
+#[derive(Debug, Clone)]
+pub struct ExactlyOnce {
+    /// A transaction commits at least this often.
+    pub transaction_interval: Duration,
+    /// A transaction commits once it holds this many batch bytes.
+    pub transaction_max_bytes: usize,
+    /// The coordinator aborts a transaction left open this long.
+    pub transaction_timeout_ms: i32,
+}
+
+/// The process-wide settings every flow shares.
+#[derive(Debug, Clone)]
+pub struct OpsSettings {
+    /// Cap on record bytes held between fetch and destination acknowledgement,
+    /// for all flows together.
+    pub max_buffered_bytes: usize,
+    /// `host:port` of the Prometheus/health HTTP endpoint (none: off).
+    pub metrics_address: Option<std::net::SocketAddr>,
+    /// `/readyz` fails once the destination has not acknowledged a checkpoint,
+    /// or the source has not answered, for this long (idle or not).
+    pub readiness_timeout: Duration,
+}
+
+/// One validated flow: a replication from one cluster to another.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The flow's name: checkpoint group `strait-{name}`, offset-map topic
+    /// `__strait.{name}.offsets`, transactional id `strait-{name}`.
+    pub name: String,
+    /// Source cluster.
+    pub source: ClusterConfig,
+    /// Destination cluster.
+    pub destination: ClusterConfig,
+    /// Topic selection, naming and mirroring.
+    pub topics: TopicSettings,
+    /// The source side.
+    pub fetch: FetchSettings,
+    /// The destination side.
+    pub produce: ProduceSettings,
+    /// How often acknowledged positions are committed to the destination.
+    pub checkpoint_interval: Duration,
+    /// Consumer-group offset sync.
+    pub groups: GroupSettings,
+    /// Exactly-once mode (none: at-least-once).
+    pub exactly_once: Option<ExactlyOnce>,
+    /// Process-wide settings.
+    pub ops: OpsSettings,
+}
+
+impl Config {
+    /// The consumer group on the destination that holds strait's source positions.
+    pub fn checkpoint_group(&self) -> String {
+        format!("strait-{}", self.name)
+    }
+
+    /// The `transactional.id` of exactly-once mode: one per flow name, so a
+    /// second instance of the same replication fences the first.
+    pub fn transactional_id(&self) -> String {
+        format!("strait-{}", self.name)
+    }
+
+    /// The destination topic holding the source→destination offset map.
+    pub fn offset_map_topic(&self) -> String {
+        format!("__strait.{}.offsets", self.name)
+    }
+
+    /// True when source topic `name` is to be replicated.
+    pub fn wants_topic(&self, name: &str, is_internal: bool) -> bool {
+        self.topics.wants(name, is_internal)
+    }
+
+    /// True when consumer group `group`'s offsets are synced to the destination.
+    pub fn wants_group(&self, group: &str) -> bool {
+        self.groups.wants(group)
+    }
+
+    /// Destination name of a source topic.
+    pub fn destination_topic(&self, source_topic: &str) -> String {
+        self.topics.destination(source_topic)
+    }
+
+    /// Switches exactly-once mode off or on (`settings`), keeping the producer's
+    /// transactional id in step.
+    pub fn set_exactly_once(&mut self, settings: Option<ExactlyOnce>) {
+        self.produce.transactional_id = settings.as_ref().map(|_| self.transactional_id());
+        self.exactly_once = settings;
+    }
+
+    /// When source and destination are one cluster: why copying `topics` into
+    /// it would feed the copy back into itself ([`TopicSettings::self_copy_problem`]).
+    pub fn self_copy_problem<'a>(&self, topics: impl IntoIterator<Item = &'a str>) -> Option<String> {
+        self.topics.self_copy_problem(topics)
+    }
+
+    /// True when the two bootstrap lists name the same servers (in any order).
+    pub fn same_bootstrap(&self) -> bool {
+        self.source.bootstrap_set() == self.destination.bootstrap_set()
+    }
+
+    /// The reverse replication for failback: source and destination swapped,
+    /// replicating the destination topics of `source_topics` back under their
+    /// source names. Only `identity` and `prefix` renames can be reversed.
+    pub fn reversed(&self, source_topics: &[String]) -> Result<Config, String> {
+        let rename = match &self.topics.rename {
+            Rename::Identity => Rename::Identity,
+            Rename::Prefix => Rename::StripPrefix(self.source.alias.clone()),
+            other => {
+                return Err(format!(
+                    "failback can reverse rename = \"identity\" or \"prefix\", not {other:?}"
+                ))
+            }
+        };
+        let topics = source_topics
+            .iter()
+            .map(|t| Regex::new(&format!("^{}$", regex::escape(&self.destination_topic(t)))).map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut r = self.clone();
+        r.name = format!("{}-failback", self.name);
+        r.source = self.destination.clone();
+        r.destination = self.source.clone();
+        r.topics = TopicSettings {
+            source_alias: self.destination.alias.clone(),
+            topics,
+            topics_exclude: Vec::new(),
+            rename,
+            // The original source already has its own configs.
+            sync_topic_configs: false,
+            ..self.topics.clone()
+        };
+        r.fetch.start_from = StartFrom::Latest;
+        r.groups.groups = Vec::new();
+        r.ops.metrics_address = None;
+        r.produce.timeout_ms = super::produce_timeout_ms(&r.destination);
+        let eos = r.exactly_once.take();
+        r.set_exactly_once(eos);
+        Ok(r)
+    }
+}

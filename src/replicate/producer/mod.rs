@@ -1,0 +1,334 @@
+//! The destination side: idempotent (or transactional), pipelined, ordered Produce.
+//!
+//! [`Producer`] owns the [`queue`] (every partition's entries in source order
+//! and the decision table, no I/O), one [`sender`] task per destination broker,
+//! and a task that looks leaders up again and installs a new producer id when
+//! the destination lost strait's producer state. [`txn`] keeps the open
+//! transaction's bookkeeping for exactly-once mode.
+
+mod decide;
+mod merge;
+mod queue;
+mod sender;
+mod txn;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tracing::{debug, error, info, warn};
+use uuid::Uuid;
+
+use super::metrics::Metrics;
+use super::offset_map::MapEntry;
+use crate::batch::ProducerStamp;
+use crate::client::{Client, ClientError};
+use crate::config::ProduceSettings;
+use crate::sync::lock;
+use decide::Answer;
+pub use queue::{Item, Position, Route};
+use queue::{Outgoing, PartKey, Queue};
+pub use txn::TxnStatus;
+
+/// The destination producer of one flow.
+#[derive(Debug)]
+pub struct Producer {
+    dst: Arc<Client>,
+    settings: ProduceSettings,
+    metrics: Arc<Metrics>,
+    queue: Mutex<Queue>,
+    stamp: Mutex<ProducerStamp>,
+    senders: Mutex<HashSet<i32>>,
+    /// Woken when there may be something to send.
+    wake: Notify,
+    needs_refresh: Notify,
+    /// The destination lost producer state: a new producer id is due.
+    reinit: AtomicBool,
+    stopping: AtomicBool,
+    /// Exactly-once: woken when partitions wait to join the transaction.
+    txn_wake: Notify,
+}
+
+impl Producer {
+    /// A producer writing with `stamp` (transactional when `settings` carry a
+    /// transactional id).
+    pub fn new(dst: Arc<Client>, settings: ProduceSettings, metrics: Arc<Metrics>, stamp: ProducerStamp) -> Arc<Self> {
+        let p = Arc::new(Self {
+            dst,
+            settings,
+            metrics,
+            queue: Mutex::new(Queue::default()),
+            stamp: Mutex::new(stamp),
+            senders: Mutex::new(HashSet::new()),
+            wake: Notify::new(),
+            needs_refresh: Notify::new(),
+            reinit: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            txn_wake: Notify::new(),
+        });
+        tokio::spawn(leader_watch(p.clone()));
+        p
+    }
+
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        lock(&self.queue)
+    }
+
+    fn exactly_once(&self) -> bool {
+        self.settings.transactional_id.is_some()
+    }
+
+    /// Starts tracking a partition whose next source offset is `start`;
+    /// `dst_next` is the destination offset where its next record will land (-1: unknown).
+    pub fn add_route(&self, route: Route, start: i64, dst_next: i64, dst_topic_id: Uuid) {
+        self.queue().add_route(route, start, dst_next, dst_topic_id);
+        self.needs_refresh.notify_one();
+    }
+
+    /// True when the partition stopped on an unrecoverable error (or is unknown).
+    pub fn is_failed(&self, dst_topic: &Arc<str>, partition: i32) -> bool {
+        self.queue()
+            .parts
+            .get(&(dst_topic.clone(), partition))
+            .is_none_or(|p| p.failed.is_some())
+    }
+
+    /// Hands over fetched items of one partition, in source order.
+    pub fn enqueue(&self, dst_topic: &Arc<str>, partition: i32, items: Vec<Item>) {
+        if items.is_empty() {
+            return;
+        }
+        let stamp = *lock(&self.stamp);
+        if self.queue().enqueue(&(dst_topic.clone(), partition), items, stamp) {
+            self.wake.notify_waiters();
+        }
+    }
+
+    /// Positions of every partition.
+    pub fn positions(&self) -> Vec<Position> {
+        self.queue().positions()
+    }
+
+    /// Takes the offset-map entries acknowledged since the last call.
+    pub fn take_map_entries(&self) -> Vec<(Route, Vec<MapEntry>)> {
+        self.queue().take_map_entries()
+    }
+
+    /// Puts back map entries whose checkpoint failed (they are written next time).
+    pub fn restore_map_entries(&self, entries: Vec<(Route, Vec<MapEntry>)>) {
+        self.queue().restore_map_entries(entries)
+    }
+
+    /// Total entries still queued or in flight.
+    pub fn pending(&self) -> usize {
+        self.queue().pending()
+    }
+
+    /// Stops starting new requests (in-flight ones complete).
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.wake.notify_waiters();
+    }
+
+    fn topic_name(&self, id: Uuid) -> Option<Arc<str>> {
+        self.queue()
+            .topic_ids
+            .iter()
+            .find(|(_, i)| **i == id)
+            .map(|(n, _)| n.clone())
+    }
+
+    /// The batches of the next request to broker `node`.
+    fn next_request(&self, node: i32) -> Vec<Outgoing> {
+        let stamp = *lock(&self.stamp);
+        let mut q = self.queue();
+        let out = q.next_request(node, &self.settings, stamp, &self.metrics);
+        if q.txn.has_wanted() {
+            self.txn_wake.notify_one();
+        }
+        out
+    }
+
+    /// Applies the answer to one request (or why it failed as a whole).
+    fn complete(&self, sent: &[(PartKey, u64)], result: Result<HashMap<PartKey, Answer>, String>) {
+        let answers = match result {
+            Ok(a) => a,
+            Err(why) => {
+                debug!(error = %why, "produce request failed");
+                sent.iter()
+                    .map(|(k, _)| (k.clone(), Answer::request_failed(why.clone())))
+                    .collect()
+            }
+        };
+        let fx = self
+            .queue()
+            .complete(sent, &answers, self.exactly_once(), &self.metrics);
+        if let Some(reason) = fx.fatal_txn {
+            error!("{reason}");
+            self.queue().txn.fatal.get_or_insert(reason);
+            self.txn_wake.notify_one();
+        }
+        if fx.new_producer_id {
+            // Nothing goes out under the old producer id any more: the batches
+            // wait to be renumbered under the new one.
+            self.queue().paused = true;
+            self.reinit.store(true, Ordering::SeqCst);
+        }
+        if fx.refresh {
+            self.dst.invalidate_metadata();
+            self.needs_refresh.notify_one();
+        }
+        self.wake.notify_waiters();
+    }
+
+    fn ensure_senders(self: &Arc<Self>) {
+        let leaders: Vec<i32> = self
+            .queue()
+            .parts
+            .values()
+            .map(|p| p.leader)
+            .filter(|l| *l >= 0)
+            .collect();
+        let mut senders = lock(&self.senders);
+        for l in leaders {
+            if senders.insert(l) {
+                tokio::spawn(sender::run(self.clone(), l));
+            }
+        }
+    }
+
+    /// Installs a new idempotent producer id: stops sending, waits for the
+    /// requests in flight, renumbers every unacknowledged batch.
+    async fn new_producer_id(&self) -> Result<(), ClientError> {
+        let (pid, epoch) = self.dst.init_producer_id(None, 60_000).await?;
+        info!(
+            producer_id = pid,
+            epoch, "new idempotent producer id on the destination"
+        );
+        let stamp = ProducerStamp {
+            producer_id: pid,
+            producer_epoch: epoch,
+            transactional: false,
+        };
+        *lock(&self.stamp) = stamp;
+        self.queue().paused = true;
+        while self.queue().in_flight() > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut q = self.queue();
+        q.renumber(stamp);
+        q.paused = false;
+        Ok(())
+    }
+
+    async fn refresh_leaders(self: &Arc<Self>) -> Result<(), ClientError> {
+        if self.reinit.load(Ordering::SeqCst) {
+            self.new_producer_id().await?;
+            self.reinit.store(false, Ordering::SeqCst);
+        }
+        let topics: Vec<String> = {
+            let q = self.queue();
+            let mut t: Vec<String> = q
+                .parts
+                .values()
+                .filter(|p| p.leader < 0)
+                .map(|p| p.route.dst_topic.to_string())
+                .collect();
+            t.sort();
+            t.dedup();
+            t
+        };
+        if !topics.is_empty() {
+            let md = self.dst.refresh_metadata(Some(&topics)).await?;
+            let mut q = self.queue();
+            let mut ids = Vec::new();
+            for part in q.parts.values_mut().filter(|p| p.leader < 0) {
+                if let Some(pm) = md.partition(&part.route.dst_topic, part.route.partition) {
+                    if pm.leader >= 0 && pm.error_code == 0 {
+                        part.leader = pm.leader;
+                    }
+                }
+                if let Some(t) = md.topics.get(part.route.dst_topic.as_ref()) {
+                    ids.push((part.route.dst_topic.clone(), t.id));
+                }
+            }
+            q.topic_ids.extend(ids);
+        }
+        self.ensure_senders();
+        self.wake.notify_waiters();
+        Ok(())
+    }
+}
+
+/// Exactly-once: the transaction loop's view of the queue ([`super::eos`]).
+impl Producer {
+    /// Takes the partitions waiting to join the open transaction, by destination topic.
+    pub fn txn_wanted(&self) -> BTreeMap<String, Vec<i32>> {
+        self.queue().txn_wanted()
+    }
+
+    /// The coordinator accepted these partitions into the open transaction.
+    pub fn txn_added(&self, partitions: &BTreeMap<String, Vec<i32>>) {
+        self.queue().txn_added(partitions);
+        self.wake.notify_waiters();
+    }
+
+    /// Waits until partitions want to join the transaction, or `timeout`.
+    pub async fn txn_wait(&self, timeout: Duration) {
+        let _ = tokio::time::timeout(timeout, self.txn_wake.notified()).await;
+    }
+
+    /// The open transaction's size, partitions and fatal error.
+    pub fn txn_status(&self) -> TxnStatus {
+        self.queue().txn_status()
+    }
+
+    /// Stops sending batches that are not yet part of the open transaction (its
+    /// own batches may still be resent).
+    pub fn txn_close(&self) {
+        self.queue().txn_close();
+        self.wake.notify_waiters();
+    }
+
+    /// True once every batch of the open transaction is acknowledged (or its
+    /// partition stopped), so its positions can be committed with it.
+    pub fn txn_settled(&self) -> bool {
+        self.queue().txn_settled()
+    }
+
+    /// The transaction committed; the next one starts empty.
+    pub fn txn_next(&self) {
+        self.queue().txn_next();
+        self.wake.notify_waiters();
+    }
+}
+
+/// Looks destination leaders up again when a partition lost its leader, and
+/// installs a new producer id when one is due.
+async fn leader_watch(p: Arc<Producer>) {
+    loop {
+        tokio::select! {
+            _ = p.needs_refresh.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        if p.stopping.load(Ordering::SeqCst) && p.queue().in_flight() == 0 {
+            return;
+        }
+        let missing =
+            p.reinit.load(Ordering::SeqCst) || p.queue().parts.values().any(|x| x.leader < 0 && x.failed.is_none());
+        if !missing {
+            continue;
+        }
+        if let Err(e) = p.refresh_leaders().await {
+            warn!(error = %e, "destination metadata refresh failed; retrying");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        } else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

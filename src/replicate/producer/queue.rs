@@ -1,0 +1,550 @@
+//! The produce queue, without I/O: every replicated partition's entries in
+//! source order, which batches the next Produce request to a broker carries,
+//! and what an answer does to them ([`verdict`], the decision table).
+//!
+//! Rules it keeps (DESIGN.md): one batch per partition per request (Produce
+//! v3+), at most `max_in_flight_per_partition` batches of a partition in flight
+//! (the broker's idempotence window is 5) and only one until the destination
+//! acknowledged one since the last error (a broker with no state for the
+//! producer id accepts any first sequence, so a later batch could land first);
+//! sequence numbers assigned once per batch, so a resend of a batch the broker
+//! has is answered as a duplicate; after an error the partition waits for its
+//! in-flight batches and resends from its first unacknowledged one; its source
+//! position advances only over acknowledged entries. What an answer means is
+//! [`super::decide`]'s table; merging small batches is [`super::merge`].
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use tracing::{error, warn};
+use uuid::Uuid;
+
+use super::super::budget::Held;
+use super::super::metrics::Metrics;
+use super::super::offset_map::MapEntry;
+use super::decide::{verdict, Answer, Verdict};
+use super::merge::coalesce_run;
+use super::txn::TxnState;
+use crate::batch::{patch_for_produce, PatchedBatch, ProducerStamp, RawBatch};
+use crate::client::{code, error_name};
+use crate::config::ProduceSettings;
+use crate::protocol::ProducePartition;
+
+/// Identity of one replicated partition.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Route {
+    /// Source topic.
+    pub src_topic: Arc<str>,
+    /// Partition index (same on both sides).
+    pub partition: i32,
+    /// Destination topic.
+    pub dst_topic: Arc<str>,
+}
+
+/// One unit handed over by a fetcher, in source offset order.
+#[derive(Debug)]
+pub enum Item {
+    /// A v2 batch to produce (already re-encoded if it needed the slow path).
+    Batch {
+        /// The batch as fetched (or re-encoded); its header is patched here.
+        batch: RawBatch,
+        /// Source offsets it covers.
+        src_base: i64,
+        /// Last source offset it covers.
+        src_last: i64,
+        /// For re-encoded batches: source offset delta of each record.
+        deltas: Option<Vec<i32>>,
+        /// The memory-budget holding of the fetch response it came from (shared by
+        /// every batch of that response).
+        held: Arc<Held>,
+    },
+    /// Source offsets consumed without producing (markers, aborted, empty).
+    Skip {
+        /// Last source offset covered.
+        src_last: i64,
+    },
+}
+
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub(super) enum State {
+    Queued,
+    InFlight,
+    Acked,
+}
+
+#[derive(Debug)]
+pub(super) struct Entry {
+    /// Unique per producer: responses are matched by it, never by sequence number.
+    pub(super) id: u64,
+    pub(super) src_base: i64,
+    pub(super) src_last: i64,
+    pub(super) state: State,
+    pub(super) seq: i32,
+    pub(super) records: i32,
+    pub(super) batch: Option<(RawBatch, PatchedBatch)>,
+    pub(super) deltas: Option<Vec<i32>>,
+    /// Sent at least once: the broker may have it, so it is never merged again.
+    pub(super) sent_once: bool,
+    /// Decompresses past `max_decompressed_batch_bytes`: never merged, goes raw.
+    pub(super) oversized: bool,
+    /// Exactly-once: the transaction it was first sent in (0: not sent yet).
+    pub(super) txn: u64,
+    /// Once acknowledged: the destination offset after its last record (-1: unknown).
+    pub(super) dst_end: i64,
+    pub(super) held: Vec<Arc<Held>>,
+}
+
+impl Entry {
+    pub(super) fn batch(
+        id: u64,
+        src_base: i64,
+        src_last: i64,
+        seq: i32,
+        batch: RawBatch,
+        patched: PatchedBatch,
+    ) -> Self {
+        Self {
+            id,
+            src_base,
+            src_last,
+            state: State::Queued,
+            seq,
+            records: batch.record_count(),
+            batch: Some((batch, patched)),
+            deltas: None,
+            sent_once: false,
+            oversized: false,
+            txn: 0,
+            dst_end: -1,
+            held: Vec::new(),
+        }
+    }
+
+    fn skip(src_last: i64) -> Self {
+        Self {
+            id: 0,
+            src_base: src_last,
+            src_last,
+            state: State::Acked,
+            seq: -1,
+            records: 0,
+            batch: None,
+            deltas: None,
+            sent_once: false,
+            oversized: false,
+            txn: 0,
+            dst_end: -1,
+            held: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct Part {
+    pub(super) route: Route,
+    pub(super) leader: i32,
+    pub(super) entries: VecDeque<Entry>,
+    pub(super) next_seq: i32,
+    pub(super) inflight: usize,
+    pub(super) resend: bool,
+    /// The destination acknowledged a batch of ours since the last error: up to
+    /// `max_in_flight_per_partition` may be in flight, else one at a time.
+    pub(super) confirmed: bool,
+    pub(super) acked_next: i64,
+    /// The destination offset right after the last record strait wrote for the
+    /// source offsets before `acked_next` (-1: unknown).
+    pub(super) dst_next: i64,
+    pub(super) failed: Option<String>,
+    pub(super) map: Vec<MapEntry>,
+}
+
+impl Part {
+    /// Pops acknowledged entries off the front, advancing the source position.
+    fn advance(&mut self) {
+        while let Some(e) = self.entries.front() {
+            if e.state != State::Acked {
+                break;
+            }
+            self.acked_next = e.src_last + 1;
+            if e.dst_end >= 0 {
+                self.dst_next = e.dst_end;
+            }
+            self.entries.pop_front();
+        }
+    }
+
+    fn first_queued(&self) -> Option<usize> {
+        self.entries
+            .iter()
+            .position(|e| e.state == State::Queued && e.batch.is_some())
+    }
+}
+
+/// A partition's key: (destination topic, partition).
+pub(super) type PartKey = (Arc<str>, i32);
+
+/// One batch of a Produce request.
+#[derive(Debug)]
+pub(super) struct Outgoing {
+    /// The partition.
+    pub(super) key: PartKey,
+    /// The entry, to match the answer.
+    pub(super) entry: u64,
+    /// The batch as the request carries it.
+    pub(super) batch: ProducePartition,
+    /// The destination topic's id (Produce v13 addresses topics by id).
+    pub(super) topic_id: Uuid,
+}
+
+/// What applying answers asks of the producer's tasks.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Effects {
+    /// Look destination leaders up again.
+    pub(super) refresh: bool,
+    /// Get a new producer id and renumber every unacknowledged batch.
+    pub(super) new_producer_id: bool,
+    /// Exactly-once: why the open transaction cannot commit.
+    pub(super) fatal_txn: Option<String>,
+}
+
+/// Position report of one partition.
+#[derive(Debug, Clone)]
+pub struct Position {
+    /// The route.
+    pub route: Route,
+    /// Next source offset not yet acknowledged by the destination.
+    pub acked_next: i64,
+    /// Destination offset right after the last record written for the source
+    /// offsets before `acked_next` (-1: unknown).
+    pub dst_next: i64,
+    /// Entries held (queued or in flight).
+    pub pending: usize,
+    /// Set when the partition stopped on an unrecoverable error.
+    pub failed: Option<String>,
+}
+
+/// Every partition's queue.
+#[derive(Debug, Default)]
+pub(super) struct Queue {
+    pub(super) parts: HashMap<PartKey, Part>,
+    pub(super) topic_ids: HashMap<Arc<str>, Uuid>,
+    rotate: usize,
+    next_id: u64,
+    /// Set while a new producer id is being installed: nothing is sent.
+    pub(super) paused: bool,
+    pub(super) txn: TxnState,
+}
+
+impl Queue {
+    /// Starts tracking a partition whose next source offset is `start`.
+    pub(super) fn add_route(&mut self, route: Route, start: i64, dst_next: i64, dst_topic_id: Uuid) {
+        self.topic_ids.insert(route.dst_topic.clone(), dst_topic_id);
+        let key = (route.dst_topic.clone(), route.partition);
+        self.parts.entry(key).or_insert_with(|| Part {
+            route,
+            leader: -1,
+            entries: VecDeque::new(),
+            next_seq: 0,
+            inflight: 0,
+            resend: false,
+            confirmed: false,
+            acked_next: start,
+            dst_next,
+            failed: None,
+            map: Vec::new(),
+        });
+    }
+
+    /// Appends fetched items of one partition, in source order, numbering batches
+    /// under `stamp`. Returns false when the partition is unknown or stopped.
+    pub(super) fn enqueue(&mut self, key: &PartKey, items: Vec<Item>, stamp: ProducerStamp) -> bool {
+        let Some(part) = self.parts.get_mut(key) else {
+            return false;
+        };
+        if part.failed.is_some() {
+            return false;
+        }
+        for item in items {
+            match item {
+                Item::Batch {
+                    batch,
+                    src_base,
+                    src_last,
+                    deltas,
+                    held,
+                } => {
+                    let seq = part.next_seq;
+                    part.next_seq = part.next_seq.wrapping_add(batch.record_count()) & i32::MAX;
+                    let patched = patch_for_produce(&batch, stamp, seq);
+                    self.next_id += 1;
+                    let mut e = Entry::batch(self.next_id, src_base, src_last, seq, batch, patched);
+                    e.deltas = deltas;
+                    e.held = vec![held];
+                    part.entries.push_back(e);
+                }
+                Item::Skip { src_last } => part.entries.push_back(Entry::skip(src_last)),
+            }
+        }
+        part.advance();
+        true
+    }
+
+    /// The batches of the next Produce request to broker `node`: at most one per
+    /// partition, partitions in rotating order, up to `max_request_bytes`.
+    /// Exactly-once: partitions not yet in the open transaction are marked
+    /// wanted instead (the caller adds them), and a closing transaction only
+    /// resends its own batches.
+    pub(super) fn next_request(
+        &mut self,
+        node: i32,
+        s: &ProduceSettings,
+        stamp: ProducerStamp,
+        metrics: &Metrics,
+    ) -> Vec<Outgoing> {
+        if self.paused {
+            return Vec::new();
+        }
+        let mut keys: Vec<PartKey> = self
+            .parts
+            .iter()
+            .filter(|(_, p)| {
+                let window = if p.confirmed { s.max_in_flight_per_partition } else { 1 };
+                p.leader == node && p.failed.is_none() && !p.resend && p.inflight < window
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        if keys.is_empty() {
+            return Vec::new();
+        }
+        keys.sort();
+        let start = self.rotate % keys.len();
+        self.rotate = self.rotate.wrapping_add(1);
+        keys.rotate_left(start);
+        let transactional = s.transactional_id.is_some();
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for key in keys {
+            let topic_id = self.topic_ids.get(&key.0).copied().unwrap_or_default();
+            let part = self.parts.get_mut(&key).expect("key from map");
+            let Some(i) = part.first_queued() else { continue };
+            if transactional && !self.txn.may_send(&key, part.entries[i].txn) {
+                continue;
+            }
+            if let Some(merged) = coalesce_run(part, i, s, stamp, &mut self.next_id) {
+                Metrics::add(&metrics.batches_coalesced, merged as u64);
+            }
+            let e = &mut part.entries[i];
+            let (_, patched) = e.batch.as_ref().expect("queued entries hold a batch");
+            if bytes > 0 && bytes + patched.len() > s.max_request_bytes {
+                break;
+            }
+            bytes += patched.len();
+            e.state = State::InFlight;
+            e.sent_once = true;
+            if transactional && e.txn == 0 {
+                e.txn = self.txn.current;
+                self.txn.bytes += patched.len();
+            }
+            out.push(Outgoing {
+                key,
+                entry: e.id,
+                batch: ProducePartition {
+                    partition: part.route.partition,
+                    header: patched.header.clone(),
+                    records: patched.body.clone(),
+                },
+                topic_id,
+            });
+            part.inflight += 1;
+        }
+        out
+    }
+
+    /// Applies the answers to the batches of one request (`sent`: partition and
+    /// entry id of each). A partition missing from `answers` is retried.
+    pub(super) fn complete(
+        &mut self,
+        sent: &[(PartKey, u64)],
+        answers: &HashMap<PartKey, Answer>,
+        exactly_once: bool,
+        metrics: &Metrics,
+    ) -> Effects {
+        let mut fx = Effects::default();
+        for (key, id) in sent {
+            let Some(part) = self.parts.get_mut(key) else {
+                continue;
+            };
+            part.inflight = part.inflight.saturating_sub(1);
+            let Some(idx) = part
+                .entries
+                .iter()
+                .position(|e| e.id == *id && e.state == State::InFlight)
+            else {
+                continue;
+            };
+            let missing = Answer {
+                code: code::UNKNOWN_SERVER_ERROR,
+                base_offset: -1,
+                message: Some("partition missing from response".into()),
+            };
+            let a = answers.get(key).unwrap_or(&missing);
+            let first_unacked = part.entries.iter().position(|e| e.state != State::Acked) == Some(idx) && !part.resend;
+            let v = verdict(a.code, first_unacked, exactly_once);
+            if v == Verdict::Acked {
+                acked(part, idx, a.base_offset, metrics);
+                continue;
+            }
+            part.confirmed = false;
+            metrics.error(a.code);
+            part.entries[idx].state = State::Queued;
+            match v {
+                Verdict::Acked => unreachable!("handled above"),
+                Verdict::FailTransaction => {
+                    let reason = format!(
+                        "exactly-once transaction on the destination failed: {} ({}) producing {} partition {}{}",
+                        error_name(a.code),
+                        a.code,
+                        key.0,
+                        key.1,
+                        if matches!(a.code, code::INVALID_PRODUCER_EPOCH | code::PRODUCER_FENCED) {
+                            "; another strait instance with the same name (transactional id) took over"
+                        } else {
+                            ""
+                        }
+                    );
+                    fx.fatal_txn.get_or_insert(reason);
+                    part.resend = true;
+                }
+                Verdict::NewProducerId => {
+                    warn!(topic = %key.0, partition = key.1, code = error_name(a.code), "destination lost producer state; starting a new producer id (batches may be duplicated)");
+                    fx.new_producer_id = true;
+                    fx.refresh = true;
+                    part.resend = true;
+                }
+                Verdict::Retry { refresh } => {
+                    Metrics::add(&metrics.produce_retries, 1);
+                    part.resend = true;
+                    if refresh {
+                        part.leader = -1;
+                        fx.refresh = true;
+                    }
+                }
+                Verdict::Stop => {
+                    let e = &part.entries[idx];
+                    let reason = format!(
+                        "destination rejected the batch at source offset {} of {} partition {} (destination {} partition {}): {} ({}){}",
+                        e.src_base,
+                        part.route.src_topic,
+                        key.1,
+                        key.0,
+                        key.1,
+                        error_name(a.code),
+                        a.code,
+                        a.message.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
+                    );
+                    error!(topic = %part.route.src_topic, partition = key.1, offset = e.src_base, "{reason}; replication of this partition stopped");
+                    part.failed = Some(reason);
+                    part.entries.clear();
+                    continue;
+                }
+            }
+            if part.resend && part.inflight == 0 {
+                // Everything sent after the failed batch has come back: resend in order.
+                for e in part.entries.iter_mut() {
+                    if e.state == State::InFlight {
+                        e.state = State::Queued;
+                    }
+                }
+                part.resend = false;
+            }
+        }
+        fx
+    }
+
+    /// Renumbers every unacknowledged batch under a new producer id, from sequence 0.
+    pub(super) fn renumber(&mut self, stamp: ProducerStamp) {
+        for part in self.parts.values_mut() {
+            part.next_seq = 0;
+            for e in part.entries.iter_mut() {
+                if let Some((raw, patched)) = e.batch.as_mut() {
+                    e.seq = part.next_seq;
+                    part.next_seq = part.next_seq.wrapping_add(e.records) & i32::MAX;
+                    *patched = patch_for_produce(raw, stamp, e.seq);
+                    e.state = State::Queued;
+                }
+            }
+            part.resend = false;
+            part.confirmed = false;
+        }
+    }
+
+    /// Batches in flight, over every partition.
+    pub(super) fn in_flight(&self) -> usize {
+        self.parts.values().map(|p| p.inflight).sum()
+    }
+
+    /// Positions of every partition.
+    pub(super) fn positions(&self) -> Vec<Position> {
+        self.parts
+            .values()
+            .map(|p| Position {
+                route: p.route.clone(),
+                acked_next: p.acked_next,
+                dst_next: p.dst_next,
+                pending: p.entries.len(),
+                failed: p.failed.clone(),
+            })
+            .collect()
+    }
+
+    /// Entries still queued or in flight, over partitions that did not stop.
+    pub(super) fn pending(&self) -> usize {
+        self.parts
+            .values()
+            .filter(|p| p.failed.is_none())
+            .map(|p| p.entries.len())
+            .sum()
+    }
+
+    /// Takes the offset-map entries acknowledged since the last call.
+    pub(super) fn take_map_entries(&mut self) -> Vec<(Route, Vec<MapEntry>)> {
+        self.parts
+            .values_mut()
+            .filter(|p| !p.map.is_empty())
+            .map(|p| (p.route.clone(), std::mem::take(&mut p.map)))
+            .collect()
+    }
+
+    /// Puts back map entries whose checkpoint failed (they are written next time).
+    pub(super) fn restore_map_entries(&mut self, entries: Vec<(Route, Vec<MapEntry>)>) {
+        for (route, mut v) in entries {
+            if let Some(p) = self.parts.get_mut(&(route.dst_topic.clone(), route.partition)) {
+                v.append(&mut p.map);
+                p.map = v;
+            }
+        }
+    }
+}
+
+/// Marks entry `idx` acknowledged at destination offset `base` (-1: unknown).
+fn acked(part: &mut Part, idx: usize, base: i64, metrics: &Metrics) {
+    part.confirmed = true;
+    let e = &mut part.entries[idx];
+    e.state = State::Acked;
+    Metrics::add(&metrics.records, e.records as u64);
+    if let Some((raw, _)) = e.batch.take() {
+        Metrics::add(&metrics.bytes, raw.len() as u64);
+        metrics.latency(raw.max_timestamp(), e.records as u64);
+    }
+    if base >= 0 {
+        e.dst_end = base + e.records as i64;
+        part.map.push(MapEntry {
+            src_base: e.src_base,
+            src_last: e.src_last,
+            dst_base: base,
+            dst_count: e.records,
+            deltas: e.deltas.take(),
+        });
+    }
+    part.advance();
+}
