@@ -72,7 +72,10 @@ pub async fn serve(listener: TcpListener, endpoints: Arc<Endpoints>) {
                 let endpoints = endpoints.clone();
                 async move { Ok::<_, Infallible>(answer(&endpoints, req.uri().path())) }
             });
+            // One response per connection (as every scraper and probe expects of
+            // a small endpoint): a client that reads to the end is not kept waiting.
             let conn = hyper::server::conn::http1::Builder::new()
+                .keep_alive(false)
                 .header_read_timeout(Duration::from_secs(5))
                 .timer(hyper_util::rt::TokioTimer::new())
                 .serve_connection(TokioIo::new(sock), service);
@@ -128,11 +131,15 @@ mod tests {
     async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String, String) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
             .await
             .unwrap();
         let mut out = String::new();
-        s.read_to_string(&mut out).await.unwrap();
+        // To the end: the endpoint closes the connection after its answer.
+        tokio::time::timeout(std::time::Duration::from_secs(2), s.read_to_string(&mut out))
+            .await
+            .expect("the endpoint closes the connection after one answer")
+            .unwrap();
         let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
         let (head, body) = out.split_once("\r\n\r\n").unwrap_or_default();
         (status, head.to_string(), body.to_string())
