@@ -1,7 +1,8 @@
 //! strait: a pure-Rust replicator for Apache Kafka.
 //!
 //! Record batches travel raw from source Fetch responses to destination Produce
-//! requests; see `DESIGN.md` in the project documentation for the data path.
+//! requests; see `docs/design.md` in the repository for the data path, the
+//! layers and the protocol rules they keep.
 #![deny(unsafe_code)]
 #![warn(missing_debug_implementations)]
 

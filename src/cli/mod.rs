@@ -20,12 +20,13 @@ Exit status:
      untranslated for `failover`)
   2  command-line usage error";
 
-/// What `--threads` does, in the top-level help only.
+/// What `--threads` does, in the top-level help only (the measurements behind
+/// it: `docs/design.md`, "Performance notes").
 const THREADS_HELP: &str = "\
 Threads: strait runs on one thread by default (every command but `bench` and
-`load`): no cross-thread wake-ups, 4-12 % less CPU per GB and about half the
-memory of two threads in the benchmarks. Add threads (--threads N or
-STRAIT_THREADS) only when strait saturates one core.";
+`load`): no cross-thread wake-ups, less CPU per GB and less memory than two
+threads in the benchmarks. Add threads (--threads N or STRAIT_THREADS) only
+when strait saturates one core.";
 
 /// strait: a pure-Rust replicator for Apache Kafka.
 #[derive(Debug, Parser)]

@@ -12,15 +12,14 @@
 //! the kernel also wakes it when its receive window is nearly full. Between
 //! frames it is back at 1 byte.
 //!
-//! Measured on 944 MB of 1 KB records (8 runs each, same clusters): `epoll_wait`
-//! calls fell from 6,848 to 2,279 and `recvfrom` from 9,367 to 4,699, for 166
-//! `setsockopt`; CPU per GB fell by 8 % (median 0.695 → 0.635 s/GB). That
-//! measured gain is why this module holds one small `unsafe` call.
+//! It cut the wake-ups several-fold and CPU per GB measurably (figures in
+//! `docs/design.md`, "Performance notes"): that measured gain is why this
+//! module holds one small `unsafe` call.
 
 use std::os::fd::RawFd;
 
 /// Largest watermark asked for: big enough to cut the wake-ups several-fold
-/// (512 KiB saved about half as much), small enough that the kernel can grow
+/// (512 KiB saved less; `docs/design.md`), small enough that the kernel can grow
 /// the receive buffer to twice it (`tcp_rmem` allows 32 MiB by default).
 const MAX_LOWAT: usize = 2 * 1024 * 1024;
 /// Below this many missing bytes the default watermark (1) is kept: small

@@ -65,7 +65,7 @@ pub mod defaults {
     pub const REFRESH_INTERVAL_MS: u64 = 10_000;
     /// `checkpoint_interval_ms`.
     pub const CHECKPOINT_INTERVAL_MS: u64 = 1_000;
-    /// `max_buffered_bytes`: 16 MiB (peak RSS about 40-60 MB at 1,000 partitions).
+    /// `max_buffered_bytes`: 16 MiB (measured peak RSS: `docs/design.md`).
     pub const MAX_BUFFERED_BYTES: usize = 16 * 1024 * 1024;
     /// `fetch_max_bytes`.
     pub const FETCH_MAX_BYTES: usize = 16 * 1024 * 1024;

@@ -29,10 +29,10 @@ const MAX_IOVECS: usize = 512;
 /// on the last [`RECYCLED_FRAMES`] large frames, and once every slice of one has
 /// been dropped (all its batches acknowledged) the next large frame is read
 /// into the same memory. musl's malloc returns every large block to the kernel
-/// on free, so each new 16 MiB frame cost 4,096 page faults and zeroed pages;
-/// recycling took the static binary from 0.97 to 0.66 CPU-s/GB. glibc already
-/// keeps freed blocks of that size, and there recycling only added 32 MB of RSS
-/// for no measurable CPU, so it is off.
+/// on free, so each new frame cost fresh page faults and zeroed pages. glibc
+/// already keeps freed blocks of that size, and there recycling only added RSS
+/// for no measurable CPU, so it is off (measurements: `docs/design.md`,
+/// "Performance notes").
 #[derive(Debug, Clone)]
 pub struct FrameDecoder {
     max_frame: usize,

@@ -2,7 +2,7 @@
 //! source order, which batches the next Produce request to a broker carries,
 //! and what an answer does to them ([`verdict`], the decision table).
 //!
-//! Rules it keeps (DESIGN.md): one batch per partition per request (Produce
+//! Rules it keeps (docs/design.md): one batch per partition per request (Produce
 //! v3+), at most `max_in_flight_per_partition` batches of a partition in flight
 //! (the broker's idempotence window is 5) and only one until the destination
 //! acknowledged one since the last error (a broker with no state for the
