@@ -1,4 +1,5 @@
-//! The memory budget: bytes held between fetch and destination acknowledgement.
+//! The memory budget: bytes held between fetch and destination acknowledgement,
+//! one budget for the process, shared fairly by its flows.
 //!
 //! A fetcher reserves its Fetch `max_bytes` before sending, keeps what the
 //! response's record data actually takes, and gives the rest back. The batches
@@ -8,30 +9,66 @@
 //! budget is spent, fetchers wait: a slow destination slows fetching instead of
 //! growing memory.
 //!
+//! Each flow reserves through its own [`Share`]. A share has a floor (half the
+//! budget split evenly between the flows): no other flow may take budget that
+//! would leave a share's unused floor short, so a busy flow never starves a
+//! quiet one, while the other half, and every unused byte above the floors,
+//! goes to whoever asks.
+//!
 //! A reservation for a fetch still waiting for its response holds budget but no
-//! data: [`Budget::data`] counts only bytes of responses that arrived, which is
+//! data: [`Share::data`] counts only bytes of responses that arrived, which is
 //! what `strait_buffered_bytes` reports (an idle replication holds 0), and
-//! [`Budget::reserved`] the rest.
+//! [`Share::reserved`] the rest.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
-/// A byte budget shared by fetchers and the producer.
+use crate::sync::lock;
+
+/// A byte budget shared by every flow's fetchers and producer.
 #[derive(Debug)]
 pub struct Budget {
     limit: usize,
-    used: Mutex<usize>,
-    /// Bytes of responses that arrived (a part of `used`).
-    data: std::sync::atomic::AtomicUsize,
-    peak: std::sync::atomic::AtomicUsize,
+    state: Mutex<State>,
+    peak: AtomicUsize,
     freed: Notify,
 }
 
-/// Bytes of the budget held by one batch (or one pending fetch); returned on drop.
+#[derive(Debug, Default)]
+struct State {
+    used: usize,
+    /// Per share: (floor, bytes used).
+    shares: Vec<(usize, usize)>,
+}
+
+impl State {
+    /// Bytes that other shares' unused floors keep free.
+    fn kept_for_others(&self, me: usize) -> usize {
+        self.shares
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != me)
+            .map(|(_, (floor, used))| floor.saturating_sub(*used))
+            .sum()
+    }
+}
+
+/// One flow's account on a [`Budget`].
+#[derive(Debug)]
+pub struct Share {
+    budget: Arc<Budget>,
+    index: usize,
+    /// Bytes of responses that arrived (a part of what this share uses).
+    data: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+/// Bytes of a share held by one fetch response (or one pending fetch); returned on drop.
 #[derive(Debug)]
 pub struct Held {
-    budget: Arc<Budget>,
+    share: Arc<Share>,
     bytes: usize,
     /// True once the bytes hold response data ([`Held::shrink_to`]), not a reservation.
     data: bool,
@@ -42,32 +79,38 @@ impl Budget {
     pub fn new(limit: usize) -> Arc<Self> {
         Arc::new(Self {
             limit,
-            used: Mutex::new(0),
-            data: std::sync::atomic::AtomicUsize::new(0),
-            peak: std::sync::atomic::AtomicUsize::new(0),
+            state: Mutex::new(State::default()),
+            peak: AtomicUsize::new(0),
             freed: Notify::new(),
         })
     }
 
-    /// Bytes currently held: response data and reservations of waiting fetches.
+    /// `flows` shares, each with a floor of `limit / (2 × flows)`.
+    pub fn split(self: &Arc<Self>, flows: usize) -> Vec<Arc<Share>> {
+        let floor = if flows > 1 { self.limit / (2 * flows) } else { 0 };
+        (0..flows).map(|_| self.share(floor)).collect()
+    }
+
+    /// A new share with `floor` bytes kept for it.
+    pub fn share(self: &Arc<Self>, floor: usize) -> Arc<Share> {
+        let mut st = lock(&self.state);
+        st.shares.push((floor, 0));
+        Arc::new(Share {
+            budget: self.clone(),
+            index: st.shares.len() - 1,
+            data: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+        })
+    }
+
+    /// Bytes held by every share.
     pub fn used(&self) -> usize {
-        *crate::sync::lock(&self.used)
+        lock(&self.state).used
     }
 
-    /// Bytes of fetched data currently held (fetch responses not yet fully
-    /// acknowledged by the destination).
-    pub fn data(&self) -> usize {
-        self.data.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Bytes reserved by fetches still waiting for their response.
-    pub fn reserved(&self) -> usize {
-        self.used().saturating_sub(self.data())
-    }
-
-    /// The most bytes ever held at once.
+    /// The most bytes ever held at once, over every share.
     pub fn peak(&self) -> usize {
-        self.peak.load(std::sync::atomic::Ordering::Relaxed)
+        self.peak.load(Ordering::Relaxed)
     }
 
     /// The configured cap.
@@ -75,23 +118,50 @@ impl Budget {
         self.limit
     }
 
+    fn release(&self, index: usize, bytes: usize) {
+        let mut st = lock(&self.state);
+        st.used = st.used.saturating_sub(bytes);
+        if let Some(s) = st.shares.get_mut(index) {
+            s.1 = s.1.saturating_sub(bytes);
+        }
+        drop(st);
+        self.freed.notify_waiters();
+    }
+}
+
+impl Share {
+    /// A budget of `limit` bytes with this one share (a flow on its own).
+    pub fn alone(limit: usize) -> Arc<Self> {
+        Budget::new(limit).share(0)
+    }
+
     /// Waits until at least `min` bytes fit, then holds as much as is free, up to
     /// `max` (at least `min`). A fetcher sizes its request by what it got, so a
     /// small budget still lets the next fetch overlap with producing the last one.
-    /// A request larger than the whole budget is granted when nothing else is
-    /// held, so progress never stops.
+    /// What is free leaves the other shares' unused floors alone. A share
+    /// holding nothing always gets at least its floor (or `min`, if smaller),
+    /// and a request larger than the whole budget is granted when nothing at
+    /// all is held, so progress never stops.
     pub async fn reserve_up_to(self: &Arc<Self>, min: usize, max: usize) -> Held {
-        let min = min.min(max);
+        let b = &self.budget;
         loop {
-            let notified = self.freed.notified();
+            let notified = b.freed.notified();
             {
-                let mut used = crate::sync::lock(&self.used);
-                if *used + min <= self.limit || *used == 0 {
-                    let bytes = self.limit.saturating_sub(*used).clamp(min, max);
-                    *used += bytes;
-                    self.peak.fetch_max(*used, std::sync::atomic::Ordering::Relaxed);
+                let mut st = lock(&b.state);
+                let (floor, mine) = st.shares[self.index];
+                let mut min = min.min(max);
+                if mine == 0 && floor > 0 {
+                    min = min.min(floor); // its floor is always there for it
+                }
+                let free = b.limit.saturating_sub(st.used).saturating_sub(st.kept_for_others(self.index));
+                if min <= free || st.used == 0 {
+                    let bytes = free.clamp(min, max.max(min));
+                    st.used += bytes;
+                    st.shares[self.index].1 += bytes;
+                    b.peak.fetch_max(st.used, Ordering::Relaxed);
+                    self.peak.fetch_max(st.shares[self.index].1, Ordering::Relaxed);
                     return Held {
-                        budget: self.clone(),
+                        share: self.clone(),
                         bytes,
                         data: false,
                     };
@@ -101,11 +171,30 @@ impl Budget {
         }
     }
 
-    fn release(&self, bytes: usize) {
-        let mut used = crate::sync::lock(&self.used);
-        *used = used.saturating_sub(bytes);
-        drop(used);
-        self.freed.notify_waiters();
+    /// Bytes this share holds: response data and reservations of waiting fetches.
+    pub fn used(&self) -> usize {
+        lock(&self.budget.state).shares[self.index].1
+    }
+
+    /// Bytes of fetched data this share holds (fetch responses not yet fully
+    /// acknowledged by the destination).
+    pub fn data(&self) -> usize {
+        self.data.load(Ordering::Relaxed)
+    }
+
+    /// Bytes this share reserved for fetches still waiting for their response.
+    pub fn reserved(&self) -> usize {
+        self.used().saturating_sub(self.data())
+    }
+
+    /// The most bytes this share ever held at once.
+    pub fn peak(&self) -> usize {
+        self.peak.load(Ordering::Relaxed)
+    }
+
+    /// The budget this share draws on.
+    pub fn budget(&self) -> &Arc<Budget> {
+        &self.budget
     }
 }
 
@@ -116,13 +205,11 @@ impl Held {
         if bytes < self.bytes {
             let extra = self.bytes - bytes;
             self.bytes = bytes;
-            self.budget.release(extra);
+            self.share.budget.release(self.share.index, extra);
         }
         if !self.data {
             self.data = true;
-            self.budget
-                .data
-                .fetch_add(self.bytes, std::sync::atomic::Ordering::Relaxed);
+            self.share.data.fetch_add(self.bytes, Ordering::Relaxed);
         }
     }
 
@@ -135,12 +222,10 @@ impl Held {
 impl Drop for Held {
     fn drop(&mut self) {
         if self.data {
-            self.budget
-                .data
-                .fetch_sub(self.bytes, std::sync::atomic::Ordering::Relaxed);
+            self.share.data.fetch_sub(self.bytes, Ordering::Relaxed);
         }
         if self.bytes > 0 {
-            self.budget.release(self.bytes);
+            self.share.budget.release(self.share.index, self.bytes);
         }
     }
 }
@@ -152,7 +237,7 @@ mod tests {
 
     #[tokio::test]
     async fn reserve_waits_for_release() {
-        let b = Budget::new(100);
+        let b = Share::alone(100);
         let a = b.reserve_up_to(50, 50).await;
         let part = b.reserve_up_to(30, 30).await;
         assert_eq!(b.used(), 80);
@@ -176,7 +261,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_waiting_fetch_reserves_but_holds_no_data() {
-        let b = Budget::new(100);
+        let b = Share::alone(100);
         let mut fetch = b.reserve_up_to(20, 60).await;
         assert_eq!((b.used(), b.data(), b.reserved()), (60, 0, 60), "idle: nothing held");
         fetch.shrink_to(25); // the response brought 25 bytes
@@ -191,7 +276,7 @@ mod tests {
 
     #[tokio::test]
     async fn reserve_up_to_takes_what_is_free() {
-        let b = Budget::new(100);
+        let b = Share::alone(100);
         let first = b.reserve_up_to(20, 60).await;
         assert_eq!(first.bytes(), 60, "all it asked for");
         let second = b.reserve_up_to(20, 60).await;
@@ -208,5 +293,32 @@ mod tests {
         assert_eq!(third.bytes(), 40);
         drop((first, third));
         assert_eq!(b.used(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_busy_flow_cannot_take_a_quiet_flows_floor() {
+        let budget = Budget::new(100);
+        let shares = budget.split(2); // floors of 25 each
+        let (busy, quiet) = (&shares[0], &shares[1]);
+        // The busy flow takes all it can: everything but the quiet flow's floor.
+        let mut held = Vec::new();
+        loop {
+            let h = tokio::time::timeout(Duration::from_millis(50), busy.reserve_up_to(10, 30)).await;
+            match h {
+                Ok(h) => held.push(h),
+                Err(_) => break,
+            }
+        }
+        assert_eq!(busy.used(), 75, "work-conserving above the floors");
+        // The quiet flow still gets its floor at once.
+        let q = tokio::time::timeout(Duration::from_secs(1), quiet.reserve_up_to(10, 40))
+            .await
+            .expect("the quiet flow is not starved");
+        assert_eq!(q.bytes(), 25);
+        assert_eq!(budget.used(), 100);
+        drop(held);
+        assert_eq!(budget.used(), 25);
+        drop(q);
+        assert_eq!((budget.used(), busy.used(), quiet.used()), (0, 0, 0));
     }
 }

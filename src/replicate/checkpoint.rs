@@ -20,20 +20,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::ProduceRequest;
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
+use bytes::Bytes;
 use tracing::debug;
 
 use super::metrics::Metrics;
 use super::offset_map::{encode_value, merge, MapEntry};
 use super::producer::{Producer, Route};
-use crate::batch::writer::simple_record;
-use crate::batch::{patch_for_produce, RawBatch};
-use crate::client::txn::produce_version;
 use crate::client::{Client, ClientError, GroupOffset, NewTopic, TxnId};
 use crate::config::Config;
-use crate::protocol::{ProducePartition, ProduceTopic};
 use crate::sync::lock;
 
 /// An idle replication re-commits its positions at least this often: the
@@ -378,87 +372,16 @@ impl Checkpointer {
         entries: &[(Route, Vec<MapEntry>)],
         txn: Option<(&TxnId, i32)>,
     ) -> Result<i32, ClientError> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
-        let records: Vec<Record> = entries
+        let records: Vec<(Bytes, Bytes)> = entries
             .iter()
-            .enumerate()
-            .map(|(i, (route, runs))| {
-                simple_record(
-                    i as i64,
-                    now,
-                    Some(Bytes::from(format!("{}:{}", route.dst_topic, route.partition))),
-                    Some(Bytes::from(encode_value(&route.src_topic, &merge(runs.clone())))),
+            .map(|(route, runs)| {
+                (
+                    Bytes::from(format!("{}:{}", route.dst_topic, route.partition)),
+                    Bytes::from(encode_value(&route.src_topic, &merge(runs.clone()))),
                 )
             })
             .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            &records,
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::Lz4,
-            },
-        )
-        .map_err(|e| ClientError::Invalid {
-            what: "offset map batch",
-            reason: format!("{e:#}"),
-        })?;
-        let raw = RawBatch::from_single(buf.freeze()).map_err(|e| ClientError::Invalid {
-            what: "offset map batch",
-            reason: e.to_string(),
-        })?;
-        let count = raw.record_count();
-        let part = match txn {
-            Some((txn, seq)) => {
-                let patched = patch_for_produce(&raw, txn.stamp(), seq);
-                ProducePartition {
-                    partition: 0,
-                    header: patched.header,
-                    records: patched.body,
-                }
-            }
-            None => ProducePartition::whole(0, raw.into_bytes()),
-        };
-        let txn_id = txn.map(|(t, _)| t.transactional_id.as_str());
-        let topic = self.target.map_topic.clone();
-        self.dst
-            .retrying(|| async {
-                let (leader, _) = self.dst.leader(&topic, 0).await?;
-                let conn = self.dst.broker(leader).await?;
-                let md = self.dst.cached_metadata();
-                let id = md.topics.get(&topic).map(|t| t.id).unwrap_or_default();
-                let version = produce_version(conn.version_of::<ProduceRequest>()?, txn_id);
-                let resp = conn
-                    .produce(
-                        version,
-                        txn_id,
-                        -1,
-                        30_000,
-                        &[ProduceTopic {
-                            name: topic.clone(),
-                            topic_id: id,
-                            partitions: vec![part.clone()],
-                        }],
-                    )
-                    .await?;
-                let code = resp
-                    .responses
-                    .first()
-                    .and_then(|t| t.partition_responses.first())
-                    .map(|p| p.error_code)
-                    .unwrap_or(-1);
-                // DUPLICATE_SEQUENCE_NUMBER: a retry of a write that landed.
-                if code != 0 && code != 46 {
-                    return Err(ClientError::kafka("Produce", conn.broker(), topic.as_str(), code, None));
-                }
-                Ok(())
-            })
-            .await?;
-        Ok(count)
+        super::log::append(&self.dst, &self.target.map_topic, &records, txn).await
     }
 }
 

@@ -22,7 +22,7 @@ use tokio::sync::Notify;
 use tracing::{debug, error, warn};
 use uuid::Uuid;
 
-use super::budget::Budget;
+use super::budget::Share;
 use super::metrics::Metrics;
 use super::producer::{Item, Producer, Route};
 use crate::batch::{reencode_from, split_batches, up_convert, BatchError, BatchFilter, Disposition, SkipReason};
@@ -64,7 +64,7 @@ pub struct Fetchers {
     src: Arc<Client>,
     settings: FetchSettings,
     metrics: Arc<Metrics>,
-    budget: Arc<Budget>,
+    budget: Arc<Share>,
     producer: Arc<Producer>,
     parts: Mutex<HashMap<Key, SrcPart>>,
     running: Mutex<HashSet<i32>>,
@@ -85,7 +85,7 @@ impl Fetchers {
         src: Arc<Client>,
         settings: FetchSettings,
         metrics: Arc<Metrics>,
-        budget: Arc<Budget>,
+        budget: Arc<Share>,
         producer: Arc<Producer>,
     ) -> Arc<Self> {
         let f = Arc::new(Self {

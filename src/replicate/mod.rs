@@ -10,9 +10,11 @@ pub mod exposition;
 pub mod failover;
 pub mod fetcher;
 pub mod groups;
+pub mod log;
 pub mod metrics;
 pub mod offset_map;
 pub mod producer;
+pub mod provenance;
 pub mod topics;
 pub mod translate;
 
@@ -28,7 +30,7 @@ use crate::batch::ProducerStamp;
 use crate::client::admin::{EARLIEST, LATEST};
 use crate::client::{Client, ClientError};
 use crate::config::{Config, StartFrom};
-use budget::Budget;
+use budget::Share;
 use checkpoint::Checkpointer;
 use fetcher::Fetchers;
 use metrics::Metrics;
@@ -81,7 +83,7 @@ pub struct Handle {
     pub metrics: Arc<Metrics>,
     producer: Arc<Producer>,
     fetchers: Arc<Fetchers>,
-    budget: Arc<Budget>,
+    budget: Arc<Share>,
     /// Readiness: the longest a checkpoint, and an answer from the source, may be old.
     pub stale_after: Duration,
 }
@@ -278,7 +280,7 @@ where
         transactional: txn_id.is_some(),
     };
     let metrics = Arc::new(Metrics::default());
-    let budget = Budget::new(cfg.ops.max_buffered_bytes);
+    let budget = Share::alone(cfg.ops.max_buffered_bytes);
     let producer = Producer::new(dst.clone(), cfg.produce.clone(), metrics.clone(), stamp);
     let fetchers = Fetchers::new(
         src.clone(),

@@ -11,14 +11,12 @@
 
 use std::collections::HashMap;
 
-use kafka_protocol::records::RecordBatchDecoder;
 
-use crate::batch::{split_batches, BatchFilter, Disposition};
 
 use super::checkpoint::{committed_positions, translate_at, Position};
 use super::offset_map::{decode_value, MapEntry};
 use crate::client::admin::LATEST;
-use crate::client::{code, Client, ClientError};
+use crate::client::{Client, ClientError};
 use crate::config::Config;
 
 /// One translated partition of a group.
@@ -43,88 +41,15 @@ pub struct Translation {
 /// Reads a whole offset map (`topic`) from the destination: runs per
 /// (destination topic, partition), sorted by source offset.
 pub async fn load_map(topic: &str, dst: &Client) -> Result<HashMap<(String, i32), Vec<MapEntry>>, ClientError> {
-    let topic = topic.to_string();
-    // Up to the last stable offset: an open transaction's map records may still abort.
-    let end = dst.list_offset(&topic, 0, LATEST, true).await?;
-    let id = dst
-        .refresh_metadata(Some(std::slice::from_ref(&topic)))
-        .await?
-        .topics
-        .get(&topic)
-        .map(|t| t.id)
-        .unwrap_or_default();
     let mut out: HashMap<(String, i32), Vec<MapEntry>> = HashMap::new();
-    let mut offset = 0;
-    while offset < end {
-        let (leader, _) = dst.leader(&topic, 0).await?;
-        let conn = dst.broker(leader).await?;
-        let req = crate::client::fetch::single_fetch_request(&topic, id, 0, offset, 100, 8 << 20);
-        let resp = conn.request(&req).await?;
-        let p = resp
-            .responses
-            .first()
-            .and_then(|t| t.partitions.first())
-            .ok_or_else(|| ClientError::Invalid {
-                what: "offset map fetch",
-                reason: "empty Fetch response".into(),
-            })?;
-        if p.error_code == code::OFFSET_OUT_OF_RANGE {
-            // Retention removed the oldest map records: continue from the log start.
-            offset = dst
-                .list_offset(&topic, 0, crate::client::admin::EARLIEST, false)
-                .await?;
+    for r in super::log::read(dst, topic, 0).await?.records {
+        let key = String::from_utf8_lossy(&r.key).to_string();
+        let Some((t, part)) = key.rsplit_once(':') else {
             continue;
-        }
-        if p.error_code != 0 {
-            return Err(ClientError::kafka(
-                "Fetch",
-                conn.broker(),
-                topic.as_str(),
-                p.error_code,
-                None,
-            ));
-        }
-        let records = p.records.clone().unwrap_or_default();
-        let before = offset;
-        // Exactly-once mode writes the map in transactions: drop the records of
-        // aborted ones (a crashed instance's last transaction) and the markers.
-        let aborted = p
-            .aborted_transactions
-            .as_deref()
-            .unwrap_or_default()
-            .iter()
-            .map(|a| (a.producer_id.0, a.first_offset))
-            .collect();
-        let mut filter = BatchFilter::new(aborted);
-        let (batches, _) = split_batches(&records).map_err(|e| ClientError::Invalid {
-            what: "offset map batch",
-            reason: e.to_string(),
-        })?;
-        for b in batches {
-            let keep = matches!(filter.classify(&b), Disposition::Forward | Disposition::Reencode);
-            offset = offset.max(b.last_offset() + 1);
-            if !keep {
-                continue;
-            }
-            let mut bytes = b.into_bytes();
-            let Ok(set) = RecordBatchDecoder::decode(&mut bytes) else {
-                continue;
-            };
-            for r in set.records {
-                offset = offset.max(r.offset + 1);
-                let (Some(k), Some(v)) = (r.key, r.value) else { continue };
-                let key = String::from_utf8_lossy(&k).to_string();
-                let Some((t, part)) = key.rsplit_once(':') else {
-                    continue;
-                };
-                let Ok(part) = part.parse::<i32>() else { continue };
-                if let Some((_, runs)) = decode_value(&v) {
-                    out.entry((t.to_string(), part)).or_default().extend(runs);
-                }
-            }
-        }
-        if offset == before {
-            break; // nothing decodable: do not spin
+        };
+        let Ok(part) = part.parse::<i32>() else { continue };
+        if let Some((_, runs)) = r.value.as_deref().and_then(decode_value) {
+            out.entry((t.to_string(), part)).or_default().extend(runs);
         }
     }
     for runs in out.values_mut() {

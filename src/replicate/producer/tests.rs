@@ -14,7 +14,7 @@ use crate::batch::{ProducerStamp, RawBatch};
 use crate::client::fake::FakeCluster;
 use crate::client::{code, Client, ClientConfig};
 use crate::config::ProduceSettings;
-use crate::replicate::budget::{Budget, Held};
+use crate::replicate::budget::{Held, Share};
 use crate::replicate::metrics::Metrics;
 
 fn settings() -> ProduceSettings {
@@ -47,7 +47,7 @@ fn batch(base: i64, n: i32) -> RawBatch {
 }
 
 async fn held() -> Arc<Held> {
-    Arc::new(Budget::new(1 << 30).reserve_up_to(1, 1).await)
+    Arc::new(Share::alone(1 << 30).reserve_up_to(1, 1).await)
 }
 
 /// `count` batches of `n` records from source offset `from`, as a fetcher hands them over.
