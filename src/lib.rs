@@ -16,6 +16,7 @@ pub mod ops;
 pub mod protocol;
 pub mod replicate;
 pub mod sync;
+pub mod topology;
 
 #[cfg(test)]
 mod layering;

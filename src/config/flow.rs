@@ -50,6 +50,10 @@ impl Rename {
 pub struct TopicSettings {
     /// Alias of the source cluster (`rename = "prefix"`).
     pub source_alias: String,
+    /// Alias of the destination cluster.
+    pub destination_alias: String,
+    /// Every cluster alias of the config (MirrorMaker 2's cycle rule for prefixes).
+    pub cluster_aliases: Vec<String>,
     /// A source topic is replicated when one regex matches its whole name.
     pub topics: Vec<Regex>,
     /// Topics never replicated, even when matched by `topics`.
@@ -72,6 +76,29 @@ impl TopicSettings {
             && !name.starts_with("__")
             && self.topics.iter().any(|r| r.is_match(name))
             && !self.topics_exclude.iter().any(|r| r.is_match(name))
+            && !self.is_cycle(name)
+    }
+
+    /// MirrorMaker 2's rule for prefixed names (`DefaultReplicationPolicy`,
+    /// `MirrorSourceConnector.isCycle`): a topic whose prefixes name the
+    /// destination cluster (`west.orders` on east, for a flow east → west; or
+    /// `north.west.orders`) came from there, and never goes back.
+    pub fn is_cycle(&self, name: &str) -> bool {
+        if self.rename != Rename::Prefix {
+            return false;
+        }
+        let mut rest = name;
+        while let Some(alias) = self
+            .cluster_aliases
+            .iter()
+            .find(|a| rest.len() > a.len() + 1 && rest.starts_with(a.as_str()) && rest.as_bytes()[a.len()] == b'.')
+        {
+            if *alias == self.destination_alias {
+                return true;
+            }
+            rest = &rest[alias.len() + 1..];
+        }
+        false
     }
 
     /// Destination name of a source topic.
@@ -213,6 +240,11 @@ pub struct Config {
     pub groups: GroupSettings,
     /// Exactly-once mode (none: at-least-once).
     pub exactly_once: Option<ExactlyOnce>,
+    /// Origins (cluster aliases) whose records this flow forwards besides the
+    /// records produced on its source (provenance; empty: local records only).
+    pub forward_from: Vec<String>,
+    /// This flow may write destination topics another flow writes too.
+    pub merge: bool,
     /// Process-wide settings.
     pub ops: OpsSettings,
 }
@@ -290,6 +322,7 @@ impl Config {
         r.destination = self.source.clone();
         r.topics = TopicSettings {
             source_alias: self.destination.alias.clone(),
+            destination_alias: self.source.alias.clone(),
             topics,
             topics_exclude: Vec::new(),
             rename,
@@ -300,6 +333,7 @@ impl Config {
         r.fetch.start_from = StartFrom::Latest;
         r.groups.groups = Vec::new();
         r.ops.metrics_address = None;
+        r.forward_from = Vec::new();
         r.produce.timeout_ms = super::produce_timeout_ms(&r.destination);
         let eos = r.exactly_once.take();
         r.set_exactly_once(eos);

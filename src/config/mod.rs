@@ -333,7 +333,40 @@ impl Resolver<'_> {
                     Spanned::new(f.source.span(), format!("{}-to-{}", source.alias, destination.alias))
                 });
                 let engine = top.overlaid(&f.engine());
-                let flow = self.flow(name.clone(), source, destination, &engine, &ops)?;
+                let mut flow = self.flow(name.clone(), source, destination, &engine, &ops)?;
+                for origin in &f.forward_from {
+                    if !clusters.contains_key(origin.get_ref()) {
+                        return Err(self.invalid(
+                            origin.span(),
+                            "forward_from",
+                            format!(
+                                "names {:?}, which no [clusters.<alias>] table defines; defined: {}",
+                                origin.get_ref(),
+                                clusters.keys().cloned().collect::<Vec<_>>().join(", ")
+                            ),
+                        ));
+                    }
+                    if *origin.get_ref() == flow.source.alias || *origin.get_ref() == flow.destination.alias {
+                        return Err(self.invalid(
+                            origin.span(),
+                            "forward_from",
+                            format!(
+                                "names {:?}, the flow's own {}: a flow always forwards its source's records and never sends records back to their origin",
+                                origin.get_ref(),
+                                if *origin.get_ref() == flow.source.alias { "source" } else { "destination" }
+                            ),
+                        ));
+                    }
+                    if flow.exactly_once.is_some() {
+                        return Err(self.invalid(
+                            origin.span(),
+                            "forward_from",
+                            "cannot be used with exactly_once = true: forwarding records of several origins needs one producer id per origin, and one transaction has one producer id".into(),
+                        ));
+                    }
+                    flow.forward_from.push(origin.get_ref().clone());
+                }
+                flow.merge = f.merge;
                 if flows.iter().any(|x: &Config| x.name == flow.name) {
                     return Err(self.invalid(
                         name.span(),
@@ -351,6 +384,10 @@ impl Resolver<'_> {
                 "no clusters: add [source] and [destination] tables (one flow), or [clusters.<alias>] and [[flows]] tables"
                     .into(),
             ));
+        }
+        let aliases: Vec<String> = clusters.keys().cloned().collect();
+        for f in &mut flows {
+            f.topics.cluster_aliases = aliases.clone();
         }
         Ok(Document { clusters, flows, ops })
     }
@@ -521,6 +558,8 @@ impl Resolver<'_> {
             name: name.get_ref().clone(),
             topics: TopicSettings {
                 source_alias: source.alias.clone(),
+                destination_alias: destination.alias.clone(),
+                cluster_aliases: vec![source.alias.clone(), destination.alias.clone()],
                 topics: self.regexes(&e.topics, &[defaults::TOPICS], "topics")?,
                 topics_exclude: self.regexes(&e.topics_exclude, &[], "topics_exclude")?,
                 rename,
@@ -552,6 +591,8 @@ impl Resolver<'_> {
                 interval: ms(&e.group_sync_interval_ms, defaults::GROUP_SYNC_INTERVAL_MS, 100),
             },
             exactly_once: None,
+            forward_from: Vec::new(),
+            merge: false,
             ops: ops.clone(),
             source,
             destination,

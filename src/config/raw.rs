@@ -126,6 +126,14 @@ with_engine_keys!(raw_table! {
         pub(super) source: Spanned<String>,
         /// Alias of the destination cluster.
         pub(super) destination: Spanned<String>,
+        /// Origins (cluster aliases) whose records this flow forwards besides
+        /// its source's own (hub-and-spoke chains with identity names).
+        #[serde(default)]
+        pub(super) forward_from: Vec<Spanned<String>>,
+        /// Several flows may write one destination topic (aggregation with
+        /// identity names) when each of them says so.
+        #[serde(default)]
+        pub(super) merge: bool,
     }
 });
 
