@@ -76,6 +76,57 @@ async fn versions(side: &str, client: &Client, report: &mut CheckReport) -> Resu
     Ok(())
 }
 
+/// Internal topics other replicators keep on the clusters they write to.
+const OTHER_REPLICATORS: &[(&str, &str)] = &[
+    ("heartbeats", "MirrorMaker 2"),
+    ("mm2-offset-syncs.", "MirrorMaker 2"),
+    (".checkpoints.internal", "MirrorMaker 2"),
+    ("mm2-offsets.", "MirrorMaker 2"),
+    ("_confluent-replicator", "Confluent Replicator"),
+];
+
+/// A warning when `topics` of cluster `alias` show another replicator at work:
+/// provenance cannot tell the batches it wrote from local ones.
+fn other_replicator(alias: &str, topics: &[String]) -> Option<String> {
+    let seen: Vec<String> = topics
+        .iter()
+        .filter_map(|t| {
+            OTHER_REPLICATORS
+                .iter()
+                .find(|(marker, _)| t == marker || t.starts_with(marker) || t.ends_with(marker))
+                .map(|(_, who)| format!("{t} ({who})"))
+        })
+        .collect();
+    (!seen.is_empty()).then(|| {
+        format!(
+            "cluster {alias} holds topics of another replicator ({}): provenance cannot tell the batches another replicator wrote from local ones, so records it copied into {alias} would be copied on again; do not run both on the same topics",
+            seen.join(", ")
+        )
+    })
+}
+
+/// Runs every check of every flow of `doc`, and the topology's.
+pub async fn check_document(doc: &strait::config::Document) -> CheckReport {
+    let mut report = CheckReport::default();
+    let several = doc.flows.len() > 1;
+    if several {
+        report.lines.extend(strait::topology::describe(doc));
+    }
+    report.problems.extend(strait::topology::problems(doc));
+    for f in &doc.flows {
+        let r = check(f).await;
+        let tag = |l: String| if several { format!("flow {}: {l}", f.name) } else { l };
+        report.lines.extend(r.lines.into_iter().map(tag));
+        report.problems.extend(r.problems.into_iter().map(tag));
+        for w in r.warnings.into_iter().map(tag) {
+            if !report.warnings.contains(&w) {
+                report.warnings.push(w);
+            }
+        }
+    }
+    report
+}
+
 /// Runs every check of `cfg`.
 pub async fn check(cfg: &Config) -> CheckReport {
     let mut report = CheckReport::default();
@@ -119,6 +170,16 @@ pub async fn check(cfg: &Config) -> CheckReport {
         match src.any_broker().await {
             Ok(conn) => match conn.request(&req).await {
                 Ok(resp) => {
+                    let all: Vec<String> = resp
+                        .topics
+                        .iter()
+                        .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+                        .collect();
+                    if strait::topology::uses_provenance(cfg) {
+                        if let Some(w) = other_replicator(&cfg.source.alias, &all) {
+                            report.warnings.push(w);
+                        }
+                    }
                     for t in &resp.topics {
                         let Some(name) = t.name.as_ref().map(|n| n.0.to_string()) else {
                             continue;

@@ -54,8 +54,13 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         progress: u64,
     },
-    /// Prints the annotated example configuration.
-    ExampleConfig,
+    /// Prints an annotated example configuration.
+    ExampleConfig {
+        /// active-passive (one flow; the default), active-active (two-way,
+        /// identity names) or aggregation (several sources into one cluster).
+        #[arg(long, default_value = "active-passive", value_parser = ["active-passive", "active-active", "aggregation"])]
+        topology: String,
+    },
     /// Drains replication, syncs the groups' offsets exactly, stops, prepares
     /// failback, and prints what consumers must change.
     #[command(after_help = EXIT_CODES)]
@@ -66,6 +71,9 @@ enum Command {
         /// Consumer groups to move (repeatable; default: the config's `groups`).
         #[arg(long = "group")]
         groups: Vec<String>,
+        /// The flow to fail over, when the config has several.
+        #[arg(long)]
+        flow: Option<String>,
     },
     /// Replicates destination → source from where failover left off (new records
     /// only) until SIGINT/SIGTERM.
@@ -73,6 +81,9 @@ enum Command {
         /// Path of the TOML config of the original replication.
         #[arg(long)]
         config: PathBuf,
+        /// The flow to fail back, when the config has several.
+        #[arg(long)]
+        flow: Option<String>,
         /// Seconds between progress lines; 0 turns them off.
         #[arg(long, default_value_t = 5)]
         progress: u64,
@@ -191,6 +202,9 @@ enum OffsetsCommand {
         /// Only this source topic.
         #[arg(long)]
         topic: Option<String>,
+        /// The flow whose offset map translates, when the config has several.
+        #[arg(long)]
+        flow: Option<String>,
     },
 }
 
@@ -299,9 +313,9 @@ pub fn main() -> ExitCode {
                 bench(clusters, &load, exactly_once, json).await
             }
             Command::Offsets {
-                command: OffsetsCommand::Translate { config, group, topic },
+                command: OffsetsCommand::Translate { config, group, topic, flow },
             } => {
-                let c = strait::config::Config::load(&config)?;
+                let c = one_flow(&config, flow.as_deref())?;
                 let src = Client::connect(c.source.client_config())
                     .await
                     .map_err(|e| format!("{}: {e}", c.source.label("source")))?;
@@ -326,8 +340,8 @@ pub fn main() -> ExitCode {
                 }
                 Ok(())
             }
-            Command::Failover { config, groups } => {
-                let c = strait::config::Config::load(&config)?;
+            Command::Failover { config, groups, flow } => {
+                let c = one_flow(&config, flow.as_deref())?;
                 let dest = c.destination.bootstrap_servers.get_ref().clone();
                 let r = strait::replicate::failover::failover(c, groups).await?;
                 println!("failover complete: replication drained ({} records in the final drain), checkpoint and group offsets committed.", r.drained_records);
@@ -360,8 +374,8 @@ pub fn main() -> ExitCode {
                 }
                 Ok(())
             }
-            Command::Failback { config, progress } => {
-                let c = strait::config::Config::load(&config)?;
+            Command::Failback { config, progress, flow } => {
+                let c = one_flow(&config, flow.as_deref())?;
                 let reverse = strait::replicate::failover::failback_config(&c).await?;
                 eprintln!("failback: replicating {} back to {} as {:?}", c.destination.bootstrap_servers.get_ref(), c.source.bootstrap_servers.get_ref(), reverse.name);
                 let progress = (progress > 0).then(|| std::time::Duration::from_secs(progress));
@@ -374,8 +388,8 @@ pub fn main() -> ExitCode {
                 Ok(())
             }
             Command::Check { config } => {
-                let c = strait::config::Config::load(&config)?;
-                let report = check::check(&c).await;
+                let doc = strait::config::Document::load(&config)?;
+                let report = check::check_document(&doc).await;
                 for l in &report.lines {
                     println!("{l}");
                 }
@@ -383,7 +397,8 @@ pub fn main() -> ExitCode {
                     println!("warning: {w}");
                 }
                 if report.problems.is_empty() {
-                    println!("ok: a run of {:?} should work", c.name);
+                    let names: Vec<&str> = doc.flows.iter().map(|f| f.name.as_str()).collect();
+                    println!("ok: a run of {} should work", names.join(", "));
                     Ok(())
                 } else {
                     for p in &report.problems {
@@ -392,27 +407,41 @@ pub fn main() -> ExitCode {
                     Err(format!("{} problem(s) found", report.problems.len()).into())
                 }
             }
-            Command::ExampleConfig => {
-                print!("{}", strait::config::EXAMPLE);
+            Command::ExampleConfig { topology } => {
+                print!("{}", strait::config::example(&topology).unwrap_or(strait::config::EXAMPLE));
                 Ok(())
             }
             Command::CheckConfig { config } => {
-                let c = strait::config::Config::load(&config)?;
-                if c.same_bootstrap() {
-                    if let Some(problem) = c.self_copy_problem(std::iter::empty()) {
-                        return Err(format!("config {}: {problem}", config.display()).into());
+                let doc = strait::config::Document::load(&config)?;
+                for c in &doc.flows {
+                    if c.same_bootstrap() {
+                        if let Some(problem) = c.self_copy_problem(std::iter::empty()) {
+                            return Err(format!("config {}: flow {}: {problem}", config.display(), c.name).into());
+                        }
+                        println!("note: flow {}: source and destination have the same bootstrap servers: topics are copied inside one cluster under their renamed names (`strait check` verifies the selection does not match the copies)", c.name);
                     }
-                    println!("note: source and destination have the same bootstrap servers: topics are copied inside one cluster under their renamed names (`strait check` verifies the selection does not match the copies)");
                 }
-                println!(
-                    "replication {:?}: {} -> {}; checkpoint group {}; offset map topic {}",
-                    c.name,
-                    c.source.bootstrap_servers.get_ref(),
-                    c.destination.bootstrap_servers.get_ref(),
-                    c.checkpoint_group(),
-                    c.offset_map_topic()
-                );
-                Ok(())
+                let problems = strait::topology::problems(&doc);
+                if doc.flows.len() > 1 {
+                    for l in strait::topology::describe(&doc) {
+                        println!("{l}");
+                    }
+                }
+                for c in &doc.flows {
+                    println!(
+                        "replication {:?}: {} -> {}; checkpoint group {}; offset map topic {}",
+                        c.name,
+                        c.source.bootstrap_servers.get_ref(),
+                        c.destination.bootstrap_servers.get_ref(),
+                        c.checkpoint_group(),
+                        c.offset_map_topic()
+                    );
+                }
+                if problems.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("config {}: {}", config.display(), problems.join("; ")).into())
+                }
             }
         }
     });
@@ -430,10 +459,10 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(path: &Path, progress: u64, json: bool) -> Result<(), Box<dyn std::error::Error>> {
-    let cfg = strait::config::Config::load(path)?;
+    let doc = strait::config::Document::load(path)?;
     let progress = (progress > 0).then(|| std::time::Duration::from_secs(progress));
     // Bind first: an address in use is a clear error before anything connects.
-    let listener = match cfg.ops.metrics_address {
+    let listener = match doc.ops.metrics_address {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
                 .await
@@ -441,44 +470,76 @@ async fn run(path: &Path, progress: u64, json: bool) -> Result<(), Box<dyn std::
         ),
         None => None,
     };
+    let several = doc.flows.len() > 1;
     let mut endpoint = None;
-    let result = strait::replicate::run(cfg, shutdown_signal(), progress, |h| {
-        endpoint = listener.map(|l| strait::replicate::exposition::spawn_endpoint(l, vec![h]));
+    let result = strait::replicate::run_document(doc, shutdown_signal(), progress, |handles| {
+        endpoint = listener.map(|l| strait::replicate::exposition::spawn_endpoint(l, handles));
     })
     .await;
     if let Some(task) = endpoint {
         task.abort();
     }
-    let summary = result?;
-    if json {
-        tracing::info!(
-            records = summary.records,
-            megabytes = summary.bytes as f64 / 1e6,
-            batches_raw = summary.batches_fast,
-            batches_reencoded = summary.batches_slow,
-            partitions_stopped = summary.stopped.len(),
-            "stopped"
-        );
-    } else {
-        eprintln!(
-            "stopped: {} records, {:.1} MB replicated ({} batches raw, {} re-encoded)",
-            summary.records,
-            summary.bytes as f64 / 1e6,
-            summary.batches_fast,
-            summary.batches_slow
-        );
-    }
-    if !summary.stopped.is_empty() {
+    let mut failures = Vec::new();
+    for outcome in result? {
+        let flow = if several {
+            format!("flow {}: ", outcome.flow)
+        } else {
+            String::new()
+        };
+        let summary = match outcome.result {
+            Ok(s) => s,
+            Err(e) => {
+                failures.push(format!("{flow}{e}"));
+                continue;
+            }
+        };
+        if json {
+            tracing::info!(
+                flow = %outcome.flow,
+                records = summary.records,
+                megabytes = summary.bytes as f64 / 1e6,
+                batches_raw = summary.batches_fast,
+                batches_reencoded = summary.batches_slow,
+                partitions_stopped = summary.stopped.len(),
+                "stopped"
+            );
+        } else {
+            eprintln!(
+                "{flow}stopped: {} records, {:.1} MB replicated ({} batches raw, {} re-encoded)",
+                summary.records,
+                summary.bytes as f64 / 1e6,
+                summary.batches_fast,
+                summary.batches_slow
+            );
+        }
         for s in &summary.stopped {
             if json {
-                tracing::error!(reason = %s, "partition stopped");
+                tracing::error!(flow = %outcome.flow, reason = %s, "partition stopped");
             } else {
-                eprintln!("partition stopped: {s}");
+                eprintln!("{flow}partition stopped: {s}");
             }
         }
-        return Err(format!("{} partition(s) stopped on errors", summary.stopped.len()).into());
+        if !summary.stopped.is_empty() {
+            failures.push(format!(
+                "{flow}{} partition(s) stopped on errors",
+                summary.stopped.len()
+            ));
+        }
     }
-    Ok(())
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("; ").into())
+    }
+}
+
+/// The flow `name` of a config (its only flow when `None`).
+fn one_flow(path: &Path, name: Option<&str>) -> Result<strait::config::Config, Box<dyn std::error::Error>> {
+    let doc = strait::config::Document::load(path)?;
+    Ok(doc
+        .flow(name)
+        .map_err(|e| format!("config {}: {e}", path.display()))?
+        .clone())
 }
 
 /// Where `bench` finds its clusters.

@@ -126,6 +126,19 @@ impl Document {
         Resolver { text, path }.document(raw)
     }
 
+    /// A document of one flow (its two clusters, its process settings).
+    pub fn of(flow: Config) -> Self {
+        let clusters = BTreeMap::from([
+            (flow.source.alias.clone(), flow.source.clone()),
+            (flow.destination.alias.clone(), flow.destination.clone()),
+        ]);
+        Self {
+            clusters,
+            ops: flow.ops.clone(),
+            flows: vec![flow],
+        }
+    }
+
     /// The flow named `name`, or the only flow when `name` is `None`.
     pub fn flow(&self, name: Option<&str>) -> Result<&Config, String> {
         let names = || {
@@ -185,8 +198,20 @@ fn produce_timeout_ms(destination: &ClusterConfig) -> i32 {
     (destination.request_timeout_ms * 2 / 3).min(i32::MAX as u64) as i32
 }
 
-/// The annotated example configuration shipped with strait.
-pub const EXAMPLE: &str = include_str!("strait.example.toml");
+/// The annotated example configuration shipped with strait (active-passive).
+pub const EXAMPLE: &str = include_str!("examples/active-passive.toml");
+
+/// The annotated examples by topology: `active-passive`, `active-active`, `aggregation`.
+pub const EXAMPLES: &[(&str, &str)] = &[
+    ("active-passive", EXAMPLE),
+    ("active-active", include_str!("examples/active-active.toml")),
+    ("aggregation", include_str!("examples/aggregation.toml")),
+];
+
+/// The annotated example of `topology`.
+pub fn example(topology: &str) -> Option<&'static str> {
+    EXAMPLES.iter().find(|(t, _)| *t == topology).map(|(_, text)| *text)
+}
 
 fn line_of(text: &str, byte: usize) -> usize {
     text[..byte.min(text.len())].matches('\n').count() + 1
@@ -753,6 +778,35 @@ bootstrap_servers = "127.0.0.1:9093,127.0.0.1:9094"
         let identity = same.replace(r#"rename = "prefix""#, r#"rename = "identity""#);
         let p = Config::parse(&identity, "t").unwrap().self_copy_problem([]).unwrap();
         assert!(p.contains("identity"), "{p}");
+    }
+
+    #[test]
+    fn every_shipped_example_is_valid_and_sound() {
+        for (name, text) in EXAMPLES {
+            let doc = Document::parse(text, name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(
+                crate::topology::problems(&doc).is_empty(),
+                "{name}: {:?}",
+                crate::topology::problems(&doc)
+            );
+        }
+        let aa = Document::parse(example("active-active").unwrap(), "aa").unwrap();
+        assert_eq!(aa.flows.len(), 2);
+        assert_eq!(
+            aa.flows[1].groups.groups.len(),
+            1,
+            "top-level keys are every flow's defaults"
+        );
+        let agg = Document::parse(example("aggregation").unwrap(), "agg").unwrap();
+        assert_eq!(agg.flows.len(), 3);
+        assert_eq!(
+            agg.flows[2].fetch.max_wait,
+            Duration::from_millis(500),
+            "a flow's override"
+        );
+        assert_eq!(agg.flows[0].fetch.max_wait, Duration::from_millis(200));
+        assert_eq!(agg.flows[0].name, "eu-to-central");
+        assert_eq!(agg.flows[0].destination_topic("orders"), "eu.orders");
     }
 
     #[test]

@@ -153,7 +153,10 @@ impl Share {
                 if mine == 0 && floor > 0 {
                     min = min.min(floor); // its floor is always there for it
                 }
-                let free = b.limit.saturating_sub(st.used).saturating_sub(st.kept_for_others(self.index));
+                let free = b
+                    .limit
+                    .saturating_sub(st.used)
+                    .saturating_sub(st.kept_for_others(self.index));
                 if min <= free || st.used == 0 {
                     let bytes = free.clamp(min, max.max(min));
                     st.used += bytes;

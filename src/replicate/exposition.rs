@@ -119,7 +119,7 @@ impl Collector for Exposition {
         family(
             &mut e,
             "strait_batches",
-            "Source batches by path: fast (raw), slow (re-encoded or up-converted), coalesced (merged), dropped.",
+            "Source batches by path: fast (raw), slow (re-encoded or up-converted), coalesced (merged), dropped, skipped because strait replicated them into the source.",
             MetricType::Counter,
             self.flows.iter().flat_map(|h| {
                 let m = &h.metrics;
@@ -130,6 +130,7 @@ impl Collector for Exposition {
                     ("dropped_control", &m.batches_control),
                     ("dropped_aborted", &m.batches_aborted),
                     ("dropped_empty", &m.batches_empty),
+                    ("skipped_replicated", &m.batches_replicated),
                 ]
                 .map(|(path, v)| {
                     let mut l = flow(h);

@@ -25,6 +25,7 @@ use uuid::Uuid;
 use super::budget::Share;
 use super::metrics::Metrics;
 use super::producer::{Item, Producer, Route};
+use super::provenance::{Decision, Filter};
 use crate::batch::{reencode_from, split_batches, up_convert, BatchError, BatchFilter, Disposition, SkipReason};
 use crate::client::admin::{EARLIEST, LATEST};
 use crate::client::fetch::{fetch_request, FetchAt, FetchLimits, SessionRequest};
@@ -66,6 +67,8 @@ pub struct Fetchers {
     metrics: Arc<Metrics>,
     budget: Arc<Share>,
     producer: Arc<Producer>,
+    /// Skips batches strait replicated into the source (none: forwards all).
+    provenance: Option<Filter>,
     parts: Mutex<HashMap<Key, SrcPart>>,
     running: Mutex<HashSet<i32>>,
     refresh: Notify,
@@ -87,6 +90,7 @@ impl Fetchers {
         metrics: Arc<Metrics>,
         budget: Arc<Share>,
         producer: Arc<Producer>,
+        provenance: Option<Filter>,
     ) -> Arc<Self> {
         let f = Arc::new(Self {
             src,
@@ -94,6 +98,7 @@ impl Fetchers {
             metrics,
             budget,
             producer,
+            provenance,
             parts: Mutex::new(HashMap::new()),
             running: Mutex::new(HashSet::new()),
             refresh: Notify::new(),
@@ -542,6 +547,32 @@ async fn process_partition(
                 // or start_from = latest landed inside it): re-encode without the
                 // records before the position, which the source no longer serves.
                 disposition = Disposition::Reencode;
+            }
+            if let (Some(pf), true) = (
+                &f.provenance,
+                b.magic() == 2 && matches!(disposition, Disposition::Forward | Disposition::Reencode),
+            ) {
+                match pf.decide(b.producer_id()).await {
+                    Ok(Decision::Forward(_)) => {}
+                    Ok(Decision::Skip) => {
+                        // Replicated into the source by strait: not this flow's to copy.
+                        Metrics::add(&f.metrics.batches_replicated, 1);
+                        items.push(Item::Skip {
+                            src_last: b.last_offset(),
+                        });
+                        next = b.last_offset() + 1;
+                        continue;
+                    }
+                    Err(e) => {
+                        stop = Some(format!(
+                            "cannot tell whether the batch of {} partition {} at offset {} was replicated into the source: {e}",
+                            key.0,
+                            key.1,
+                            b.base_offset()
+                        ));
+                        break;
+                    }
+                }
             }
             match disposition {
                 Disposition::Forward => {

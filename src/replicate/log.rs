@@ -47,7 +47,13 @@ pub async fn read(client: &Client, topic: &str, from: i64) -> Result<LogRead, Cl
     let md = client.refresh_metadata(Some(std::slice::from_ref(&topic))).await?;
     let meta = md.topics.get(&topic);
     if let Some(t) = meta.filter(|t| t.error_code != 0) {
-        return Err(ClientError::kafka("Metadata", "cluster", topic.as_str(), t.error_code, None));
+        return Err(ClientError::kafka(
+            "Metadata",
+            "cluster",
+            topic.as_str(),
+            t.error_code,
+            None,
+        ));
     }
     let topic_id = meta.map(|t| t.id).unwrap_or_default();
     let mut out = LogRead {
@@ -74,7 +80,13 @@ pub async fn read(client: &Client, topic: &str, from: i64) -> Result<LogRead, Cl
             continue;
         }
         if p.error_code != code::NONE {
-            return Err(ClientError::kafka("Fetch", conn.broker(), topic.as_str(), p.error_code, None));
+            return Err(ClientError::kafka(
+                "Fetch",
+                conn.broker(),
+                topic.as_str(),
+                p.error_code,
+                None,
+            ));
         }
         let records = p.records.clone().unwrap_or_default();
         let before = out.next;
@@ -172,7 +184,12 @@ pub async fn append(
         .retrying(|| async {
             let (leader, _) = client.leader(topic, 0).await?;
             let conn = client.broker(leader).await?;
-            let id = client.cached_metadata().topics.get(topic).map(|t| t.id).unwrap_or_default();
+            let id = client
+                .cached_metadata()
+                .topics
+                .get(topic)
+                .map(|t| t.id)
+                .unwrap_or_default();
             let version = produce_version(conn.version_of::<ProduceRequest>()?, txn_id);
             let resp = conn
                 .produce(

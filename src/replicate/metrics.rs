@@ -23,6 +23,9 @@ pub struct Metrics {
     pub batches_aborted: AtomicU64,
     /// Empty batches dropped.
     pub batches_empty: AtomicU64,
+    /// Batches skipped because strait replicated them into the source
+    /// (provenance: they are not this flow's to copy).
+    pub batches_replicated: AtomicU64,
     /// Source offsets skipped because retention deleted them before strait read them.
     pub offsets_skipped: AtomicU64,
     /// Fetched batches whose CRC failed and were fetched again.

@@ -5,6 +5,7 @@
 
 pub mod budget;
 pub mod checkpoint;
+mod engine;
 pub mod eos;
 pub mod exposition;
 pub mod failover;
@@ -21,20 +22,14 @@ pub mod translate;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use kafka_protocol::messages::{FetchRequest, ProduceRequest};
-use tracing::{debug, info, warn};
-
-use crate::batch::ProducerStamp;
-use crate::client::admin::{EARLIEST, LATEST};
 use crate::client::{Client, ClientError};
-use crate::config::{Config, StartFrom};
+use crate::config::{Config, Document};
 use budget::Share;
-use checkpoint::Checkpointer;
 use fetcher::Fetchers;
 use metrics::Metrics;
-use producer::{Producer, Route};
+use producer::Producer;
 
 /// Errors that stop a replication.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +48,12 @@ pub enum EngineError {
     /// one is visible to read_committed consumers, and a restart resumes there.
     #[error("{0}")]
     Transaction(#[from] eos::TxnError),
+    /// Provenance could not be recorded or read where a wrong answer would loop.
+    #[error("{0}")]
+    Provenance(Box<provenance::ProvenanceError>),
+    /// The flows of the config would deliver records twice or loop.
+    #[error("refusing the topology: {0}")]
+    Topology(String),
     /// Source and destination are one cluster and the copy would feed itself.
     #[error("refusing to replicate: {0}")]
     SelfCopy(String),
@@ -86,6 +87,8 @@ pub struct Handle {
     budget: Arc<Share>,
     /// Readiness: the longest a checkpoint, and an answer from the source, may be old.
     pub stale_after: Duration,
+    /// Why the flow stopped while the process runs on (none: running).
+    pub failed: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// Replication lag of one source topic.
@@ -219,298 +222,6 @@ impl Handle {
     }
 }
 
-/// Runs a replication until `shutdown` resolves. `on_start` receives a [`Handle`]
-/// once both clusters are connected; `progress` sets how often a progress line is logged.
-pub async fn run<S, F>(
-    cfg: Config,
-    shutdown: S,
-    progress: Option<Duration>,
-    on_start: F,
-) -> Result<Summary, EngineError>
-where
-    S: Future<Output = ()>,
-    F: FnOnce(Handle),
-{
-    let cfg = Arc::new(cfg);
-    let src = Arc::new(
-        Client::connect(cfg.source.client_config())
-            .await
-            .map_err(src_err(&cfg))?,
-    );
-    let dst = Arc::new(
-        Client::connect(cfg.destination.client_config())
-            .await
-            .map_err(dst_err(&cfg))?,
-    );
-    let dst_err = dst_err(&cfg);
-    // A broker too old for Fetch (source) or Produce (destination) at any version
-    // strait speaks is one clear error now, not a loop that logs it forever.
-    src.any_broker()
-        .await
-        .and_then(|c| c.version_of::<FetchRequest>())
-        .map_err(src_err(&cfg))?;
-    dst.any_broker()
-        .await
-        .and_then(|c| c.version_of::<ProduceRequest>())
-        .map_err(&dst_err)?;
-    let same_cluster = same_cluster(&src, &dst);
-    if same_cluster {
-        let md = src.refresh_metadata(None).await.map_err(src_err(&cfg))?;
-        if let Some(problem) = cfg.self_copy_problem(md.topics.keys().map(String::as_str)) {
-            return Err(EngineError::SelfCopy(problem));
-        }
-        warn!("source and destination are the same cluster: copying topics inside it under their renamed names");
-    }
-    let txn_id = cfg.produce.transactional_id.clone();
-    let txn_timeout_ms = cfg.exactly_once.as_ref().map_or(60_000, |e| e.transaction_timeout_ms);
-    // Transactional: fences an older instance and aborts its open transaction.
-    let (pid, epoch) = dst
-        .init_producer_id(txn_id.as_deref(), txn_timeout_ms)
-        .await
-        .map_err(&dst_err)?;
-    match &txn_id {
-        Some(t) => {
-            info!(producer_id = pid, epoch, transactional_id = %t, "exactly-once: transactional producer ready on the destination")
-        }
-        None => info!(producer_id = pid, epoch, "idempotent producer ready on the destination"),
-    }
-    let stamp = ProducerStamp {
-        producer_id: pid,
-        producer_epoch: epoch,
-        transactional: txn_id.is_some(),
-    };
-    let metrics = Arc::new(Metrics::default());
-    let budget = Share::alone(cfg.ops.max_buffered_bytes);
-    let producer = Producer::new(dst.clone(), cfg.produce.clone(), metrics.clone(), stamp);
-    let fetchers = Fetchers::new(
-        src.clone(),
-        cfg.fetch.clone(),
-        metrics.clone(),
-        budget.clone(),
-        producer.clone(),
-    );
-    let ckpt = Arc::new(Checkpointer::new(
-        dst.clone(),
-        checkpoint::CheckpointTarget::of(&cfg),
-        producer.clone(),
-        metrics.clone(),
-    ));
-    ckpt.ensure_map_topic().await.map_err(&dst_err)?;
-    if cfg.groups.enabled() {
-        ckpt.load_index().await.map_err(&dst_err)?;
-    }
-    let group_sync = groups::GroupSync::default();
-    let handle = Handle {
-        flow: Arc::from(cfg.name.as_str()),
-        metrics: metrics.clone(),
-        producer: producer.clone(),
-        fetchers: fetchers.clone(),
-        budget: budget.clone(),
-        stale_after: readiness_limit(&cfg),
-    };
-    // Exactly-once: the transaction loop replaces the checkpoint timer.
-    let (finish_txn, finish_rx) = tokio::sync::watch::channel(false);
-    let mut txn_task = txn_id.zip(cfg.exactly_once.clone()).map(|(t, settings)| {
-        tokio::spawn(eos::run(
-            settings,
-            dst.clone(),
-            producer.clone(),
-            ckpt.clone(),
-            crate::client::TxnId {
-                transactional_id: t,
-                producer_id: pid,
-                producer_epoch: epoch,
-            },
-            finish_rx,
-        ))
-    });
-    let mut failed: Option<EngineError> = None;
-    on_start(handle.clone());
-
-    // The periodic work runs beside the data path, each part on its own
-    // schedule: a topic refresh stuck on an unreachable source delays neither
-    // checkpoints nor group sync.
-    let (stop_periodic, stop_rx) = tokio::sync::watch::channel(false);
-    let refresh_task = {
-        let (cfg, src, dst) = (cfg.clone(), src.clone(), dst.clone());
-        let (ckpt, producer, fetchers, metrics) = (ckpt.clone(), producer.clone(), fetchers.clone(), metrics.clone());
-        let mut warned_no_topics = false;
-        tokio::spawn(every(cfg.topics.refresh_interval, stop_rx.clone(), move || {
-            let (cfg, src, dst) = (cfg.clone(), src.clone(), dst.clone());
-            let (ckpt, producer, fetchers, metrics) =
-                (ckpt.clone(), producer.clone(), fetchers.clone(), metrics.clone());
-            let warn_no_topics = !std::mem::replace(&mut warned_no_topics, true);
-            async move {
-                match topics::reconcile(&cfg.topics, &src, &dst, same_cluster).await {
-                    Ok(topics) => {
-                        Metrics::stamp_now(&metrics.last_source_ok_ms);
-                        if topics.is_empty() && !fetchers.any() && warn_no_topics {
-                            let wanted: Vec<&str> = cfg.topics.topics.iter().map(crate::config::pattern_text).collect();
-                            warn!(topics = ?wanted, "no source topic matches the topic selection: nothing to replicate until one appears");
-                        }
-                        for t in topics {
-                            if let Err(e) = add_partitions(&cfg, &src, &dst, &ckpt, &producer, &fetchers, &t).await {
-                                warn!(topic = %t.src, error = %e, "cannot start replicating; will retry");
-                            }
-                        }
-                    }
-                    Err(e) => warn!(error = %e, "topic refresh failed; will retry"),
-                }
-            }
-        }))
-    };
-    // Exactly-once: the transaction loop commits positions instead.
-    let checkpoint_task = cfg.exactly_once.is_none().then(|| {
-        let ckpt = ckpt.clone();
-        tokio::spawn(every(cfg.checkpoint_interval, stop_rx.clone(), move || {
-            let ckpt = ckpt.clone();
-            async move {
-                if let Err(e) = ckpt.checkpoint().await {
-                    warn!(error = %e, "checkpoint failed; will retry");
-                }
-            }
-        }))
-    });
-    let group_sync = Arc::new(group_sync);
-    let group_task = cfg.groups.enabled().then(|| {
-        let (cfg, src, dst, ckpt, metrics, sync) = (
-            cfg.clone(),
-            src.clone(),
-            dst.clone(),
-            ckpt.clone(),
-            metrics.clone(),
-            group_sync.clone(),
-        );
-        tokio::spawn(every(cfg.groups.interval, stop_rx.clone(), move || {
-            let (cfg, src, dst, ckpt, metrics, sync) = (
-                cfg.clone(),
-                src.clone(),
-                dst.clone(),
-                ckpt.clone(),
-                metrics.clone(),
-                sync.clone(),
-            );
-            async move {
-                match sync.sync_once(&cfg.groups, &cfg.topics, &src, &dst, &ckpt).await {
-                    Ok(n) => Metrics::add(&metrics.group_offsets_synced, n as u64),
-                    Err(e) => warn!(error = %e, "group offset sync failed; will retry"),
-                }
-            }
-        }))
-    });
-
-    tokio::pin!(shutdown);
-    let mut report = tokio::time::interval(progress.unwrap_or(Duration::from_secs(3600)));
-    report.tick().await;
-    let mut last = (Instant::now(), 0u64, 0u64);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            r = async { txn_task.as_mut().expect("guarded").await }, if txn_task.is_some() => {
-                txn_task = None;
-                failed = Some(match r {
-                    Ok(Err(e)) => e.into(),
-                    Ok(Ok(())) => eos::TxnError::Producer("transaction loop ended".into()).into(),
-                    Err(e) => eos::TxnError::Producer(format!("transaction loop panicked: {e}")).into(),
-                });
-                break;
-            }
-            _ = report.tick(), if progress.is_some() => {
-                let now = Instant::now();
-                let (r, b) = (Metrics::get(&metrics.records), Metrics::get(&metrics.bytes));
-                let secs = now.duration_since(last.0).as_secs_f64().max(1e-3);
-                let lags = handle.lag();
-                let lag: Vec<String> = lags.iter().map(|(t, l)| format!("{t}={}", l.records)).collect();
-                let records_per_s = ((r - last.1) as f64 / secs).round();
-                let mb_per_s = ((b - last.2) as f64 / secs / 1e6 * 100.0).round() / 100.0;
-                // Numbers as fields, so `--log-format json` gives them typed.
-                info!(
-                    records_per_s,
-                    mb_per_s,
-                    records_total = r,
-                    lag_records = lags.values().map(|l| l.records).sum::<i64>(),
-                    lag_by_topic = %if lag.is_empty() { "-".to_string() } else { lag.join(" ") },
-                    buffered_mib = (budget.data() as f64 / (1024.0 * 1024.0) * 10.0).round() / 10.0,
-                    slow_path_pct = (metrics.slow_path_percent() * 10.0).round() / 10.0,
-                    batches_coalesced = Metrics::get(&metrics.batches_coalesced),
-                    "progress"
-                );
-                last = (now, r, b);
-            }
-        }
-    }
-    info!("stopping: no more fetches; finishing in-flight produces");
-    fetchers.stop();
-    // Topic refresh and group sync are dropped mid-way; a checkpoint is let
-    // finish (it may hold map entries taken from the producer).
-    let _ = stop_periodic.send(true);
-    refresh_task.abort();
-    if let Some(t) = group_task {
-        t.abort();
-    }
-    if let Some(t) = checkpoint_task {
-        let _ = t.await;
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while failed.is_none() && producer.pending() > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    if let Some(task) = txn_task.take() {
-        // The last transaction commits what was acknowledged; anything still
-        // queued is not in it and is fetched again by the next run.
-        let _ = finish_txn.send(true);
-        match task.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => failed = Some(e.into()),
-            Err(e) => failed = Some(eos::TxnError::Producer(format!("transaction loop panicked: {e}")).into()),
-        }
-    }
-    producer.stop();
-    if let Some(e) = failed {
-        fetchers.stop();
-        return Err(e);
-    }
-    if cfg.exactly_once.is_none() {
-        if let Err(e) = ckpt.checkpoint().await {
-            warn!(error = %e, "final checkpoint failed; a restart re-sends from the previous one");
-        }
-    }
-    if cfg.groups.enabled() {
-        // A last group sync, so a failover site has the newest translated offsets.
-        match group_sync.sync_once(&cfg.groups, &cfg.topics, &src, &dst, &ckpt).await {
-            Ok(n) => Metrics::add(&metrics.group_offsets_synced, n as u64),
-            Err(e) => warn!(error = %e, "final group offset sync failed"),
-        }
-    }
-    let mut stopped: Vec<String> = fetchers.stopped().into_iter().map(|(_, r)| r).collect();
-    stopped.extend(producer.positions().into_iter().filter_map(|p| p.failed));
-    Ok(Summary {
-        records: Metrics::get(&metrics.records),
-        bytes: Metrics::get(&metrics.bytes),
-        batches_fast: Metrics::get(&metrics.batches_fast),
-        batches_slow: Metrics::get(&metrics.batches_slow),
-        stopped,
-    })
-}
-
-/// Runs `work` every `period` (the first time at once; late ticks are delayed,
-/// not bunched) until `stop` turns true; a run in progress finishes first.
-async fn every<F, Fut>(period: Duration, mut stop: tokio::sync::watch::Receiver<bool>, mut work: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let stopped = async { stop.wait_for(|s| *s).await.is_ok() };
-        tokio::select! {
-            _ = tick.tick() => work().await,
-            _ = stopped => return,
-        }
-    }
-}
-
 /// Maps a client error on the source to an [`EngineError`] naming that cluster.
 pub fn src_err(cfg: &Config) -> impl Fn(ClientError) -> EngineError {
     let cluster = cfg.source.label("source");
@@ -535,75 +246,165 @@ pub fn same_cluster(src: &Client, dst: &Client) -> bool {
     matches!((id(src), id(dst)), (Some(a), Some(b)) if a == b)
 }
 
-/// How old the last checkpoint and the last answer from the source may be
-/// before `/readyz` says not ready: `readiness_timeout_ms`, or two intervals of
-/// the work that proves each side answers when that is longer.
-fn readiness_limit(cfg: &Config) -> Duration {
-    cfg.ops
-        .readiness_timeout
-        .max(cfg.checkpoint_interval * 2)
-        .max(cfg.topics.refresh_interval * 2)
-        .max(cfg.fetch.max_wait * 2)
+/// Runs one flow alone until `shutdown` resolves: connects its two clusters,
+/// gives it the whole memory budget. `on_start` receives its [`Handle`] once it
+/// is set up; `progress` sets how often a progress line is logged.
+pub async fn run<S, F>(
+    cfg: Config,
+    shutdown: S,
+    progress: Option<Duration>,
+    on_start: F,
+) -> Result<Summary, EngineError>
+where
+    S: Future<Output = ()>,
+    F: FnOnce(Handle),
+{
+    let doc = Document::of(cfg);
+    let mut outcomes = run_document(doc, shutdown, progress, |mut handles| on_start(handles.remove(0))).await?;
+    outcomes.remove(0).result
 }
 
-async fn add_partitions(
-    cfg: &Config,
-    src: &Client,
-    dst: &Client,
-    ckpt: &Checkpointer,
-    producer: &Producer,
-    fetchers: &Fetchers,
-    t: &topics::MirroredTopic,
-) -> Result<(), ClientError> {
-    let new: Vec<i32> = (0..t.partitions).filter(|p| !fetchers.has(&t.src, *p)).collect();
-    if new.is_empty() {
-        return Ok(());
+/// How one flow of a document ended.
+#[derive(Debug)]
+pub struct FlowOutcome {
+    /// The flow's name.
+    pub flow: String,
+    /// Its totals, or why it stopped.
+    pub result: Result<Summary, EngineError>,
+}
+
+/// Runs every flow of `doc` until `shutdown` resolves: one client per cluster,
+/// shared by the flows that use it; one memory budget, shared fairly; one
+/// provenance registry per cluster. `on_start` receives every flow's
+/// [`Handle`] once all are set up. A flow that fails while running stops
+/// alone (its handle says why); a flow that cannot start stops them all.
+pub async fn run_document<S, F>(
+    doc: Document,
+    shutdown: S,
+    progress: Option<Duration>,
+    on_start: F,
+) -> Result<Vec<FlowOutcome>, EngineError>
+where
+    S: Future<Output = ()>,
+    F: FnOnce(Vec<Handle>),
+{
+    let problems = crate::topology::problems(&doc);
+    if !problems.is_empty() {
+        return Err(EngineError::Topology(problems.join("; ")));
     }
-    let saved = ckpt.load(&t.dst, &new).await?;
-    // Partitions without a checkpoint start per start_from: one ListOffsets per leader.
-    let fresh: Vec<i32> = new.iter().copied().filter(|p| !saved.contains_key(p)).collect();
-    let listed = if fresh.is_empty() {
-        HashMap::new()
-    } else {
-        let ts = if cfg.fetch.start_from == StartFrom::Earliest {
-            EARLIEST
+    // Clusters in the order flows use them (the one-flow form: source, then destination).
+    let mut order: Vec<(String, &'static str)> = Vec::new();
+    for f in &doc.flows {
+        for (alias, role) in [(&f.source.alias, "source"), (&f.destination.alias, "destination")] {
+            if !order.iter().any(|(a, _)| a == alias) {
+                order.push((alias.clone(), role));
+            }
+        }
+    }
+    let mut clients: HashMap<String, Arc<Client>> = HashMap::new();
+    for (alias, role) in &order {
+        let c = &doc.clusters[alias];
+        let label = if doc.flows.len() == 1 {
+            c.label(role)
         } else {
-            LATEST
+            format!("cluster {alias:?}")
         };
-        src.retrying(|| src.list_offsets(&t.src, &fresh, ts, true)).await?
+        let client = Client::connect(c.client_config())
+            .await
+            .map_err(|source| EngineError::Cluster { cluster: label, source })?;
+        clients.insert(alias.clone(), Arc::new(client));
+    }
+    // Provenance: one registry per cluster a provenance flow reads or writes.
+    let mut registries: HashMap<String, Arc<provenance::Registry>> = HashMap::new();
+    for f in doc.flows.iter().filter(|f| crate::topology::uses_provenance(f)) {
+        for alias in [&f.source.alias, &f.destination.alias] {
+            registries.entry(alias.clone()).or_insert_with(|| {
+                provenance::Registry::new(clients[alias].clone(), alias, f.topics.replication_factor)
+            });
+        }
+    }
+    let writes_into = |alias: &str| doc.flows.iter().any(|f| f.destination.alias == alias);
+    let reads_from = |alias: &str| {
+        doc.flows
+            .iter()
+            .any(|f| f.source.alias == alias && crate::topology::uses_provenance(f))
     };
-    // Where the next record lands on the destination, for partitions whose
-    // checkpoint does not say (new ones, or checkpoints of older versions).
-    let unknown: Vec<i32> = new
-        .iter()
-        .copied()
-        .filter(|p| saved.get(p).is_none_or(|s| s.dst_next < 0))
+    let shares = budget::Budget::new(doc.ops.max_buffered_bytes).split(doc.flows.len());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    let mut started = Vec::new();
+    for (f, share) in doc.flows.iter().zip(shares) {
+        let res = engine::FlowResources {
+            src: clients[&f.source.alias].clone(),
+            dst: clients[&f.destination.alias].clone(),
+            budget: share,
+            src_registry: registries.get(&f.source.alias).cloned(),
+            dst_registry: registries.get(&f.destination.alias).cloned(),
+            provenance_essential: writes_into(&f.source.alias),
+            registration_essential: reads_from(&f.destination.alias),
+        };
+        let (h_tx, h_rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(engine::run_flow(
+            Arc::new(f.clone()),
+            res,
+            stop_rx.clone(),
+            progress,
+            move |h| {
+                let _ = h_tx.send(h);
+            },
+        ));
+        tasks.push((f.name.clone(), task));
+        started.push(h_rx);
+    }
+    let mut handles = Vec::new();
+    let mut failure = None;
+    for (rx, (name, _)) in started.into_iter().zip(&tasks) {
+        match rx.await {
+            Ok(h) => handles.push(h),
+            Err(_) => {
+                failure.get_or_insert_with(|| name.clone());
+            }
+        }
+    }
+    if let Some(name) = failure {
+        // A flow could not start: the others stop too, and its error is the answer.
+        let _ = stop_tx.send(true);
+        let mut first = None;
+        for (n, task) in tasks {
+            if let Ok(Err(e)) = task.await {
+                if n == name || first.is_none() {
+                    first = Some(e);
+                }
+            }
+        }
+        return Err(first.unwrap_or_else(|| EngineError::Topology(format!("flow {name} did not start"))));
+    }
+    on_start(handles.clone());
+    // Flows that fail while running say so through their handles.
+    let mut running: Vec<_> = tasks
+        .into_iter()
+        .zip(handles)
+        .map(|((name, task), h)| {
+            tokio::spawn(async move {
+                let result = match task.await {
+                    Ok(r) => r,
+                    Err(e) => Err(EngineError::Topology(format!("flow {name} panicked: {e}"))),
+                };
+                if let Err(e) = &result {
+                    tracing::error!(flow = %name, error = %e, "flow stopped");
+                    *crate::sync::lock(&h.failed) = Some(e.to_string());
+                }
+                FlowOutcome { flow: name, result }
+            })
+        })
         .collect();
-    let dst_ends = if unknown.is_empty() {
-        HashMap::new()
-    } else {
-        dst.retrying(|| dst.list_offsets(&t.dst, &unknown, LATEST, false))
-            .await?
-    };
-    for p in new {
-        let (start, dst_next) = match saved.get(&p) {
-            Some(s) => (s.src_next, s.dst_next),
-            None => (listed[&p], -1),
-        };
-        let dst_next = if dst_next >= 0 {
-            dst_next
-        } else {
-            dst_ends.get(&p).copied().unwrap_or(-1)
-        };
-        debug!(topic = %t.src, partition = p, destination = %t.dst, offset = start, dst_next, "replicating partition");
-        let route = Route {
-            src_topic: t.src.clone(),
-            partition: p,
-            dst_topic: t.dst.clone(),
-        };
-        producer.add_route(route.clone(), start, dst_next, t.dst_id);
-        fetchers.add(route, t.src_id, start);
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    let mut out = Vec::new();
+    for t in running.drain(..) {
+        if let Ok(o) = t.await {
+            out.push(o);
+        }
     }
-    info!(topic = %t.src, destination = %t.dst, partitions = t.partitions, "replicating topic");
-    Ok(())
+    Ok(out)
 }

@@ -81,6 +81,61 @@ struct Known {
     topic_id: Uuid,
 }
 
+/// What a flow does with the batches of one producer id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Forward: records of `origin` (`None`: produced on the flow's source).
+    Forward(Option<String>),
+    /// Skip: strait wrote them, and they are not this flow's to carry on.
+    Skip,
+}
+
+/// A flow's rule on its source cluster's registry: forward what was produced
+/// on the source, and what came from an origin in `forward_from`, never what
+/// came from the flow's destination.
+#[derive(Debug)]
+pub struct Filter {
+    registry: Arc<Registry>,
+    forward_from: Vec<String>,
+    destination: String,
+    /// A wrong answer would loop (some flow writes into this source): errors
+    /// stop the flow. Otherwise an unreadable registry only means no batch is
+    /// skipped, which is said once.
+    essential: bool,
+    warned: std::sync::atomic::AtomicBool,
+}
+
+impl Filter {
+    /// The rule of a flow reading from `registry`'s cluster into `destination`.
+    pub fn new(registry: Arc<Registry>, forward_from: Vec<String>, destination: &str, essential: bool) -> Self {
+        Self {
+            registry,
+            forward_from,
+            destination: destination.to_string(),
+            essential,
+            warned: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// The decision for batches of `producer_id` (one hash lookup once known).
+    pub async fn decide(&self, producer_id: i64) -> Result<Decision, ProvenanceError> {
+        match self.registry.origin(producer_id).await {
+            Ok(None) => Ok(Decision::Forward(None)),
+            Ok(Some(o)) if o.origin != self.destination && self.forward_from.contains(&o.origin) => {
+                Ok(Decision::Forward(Some(o.origin)))
+            }
+            Ok(Some(_)) => Ok(Decision::Skip),
+            Err(e) if self.essential => Err(e),
+            Err(e) => {
+                if !self.warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "provenance registry unreadable: batches strait wrote on this source (a failback, another flow) cannot be skipped; grant READ and DESCRIBE on topic __strait.provenance");
+                }
+                Ok(Decision::Forward(None))
+            }
+        }
+    }
+}
+
 /// The provenance registry of one cluster, shared by every flow that reads
 /// from or writes to it.
 #[derive(Debug)]

@@ -11,8 +11,6 @@
 
 use std::collections::HashMap;
 
-
-
 use super::checkpoint::{committed_positions, translate_at, Position};
 use super::offset_map::{decode_value, MapEntry};
 use crate::client::admin::LATEST;

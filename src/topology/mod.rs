@@ -70,10 +70,7 @@ pub fn problems(doc: &Document) -> Vec<String> {
     for origin in doc.clusters.keys() {
         for (target, routes) in routes_from(doc, origin) {
             if routes.len() > 1 {
-                let shown: Vec<String> = routes
-                    .iter()
-                    .map(|r| format!("[{}]", r.join(" -> ")))
-                    .collect();
+                let shown: Vec<String> = routes.iter().map(|r| format!("[{}]", r.join(" -> "))).collect();
                 out.push(format!(
                     "records produced on cluster {origin} would reach cluster {target} over {} routes ({}), so each would arrive {} times: remove a flow or a forward_from",
                     routes.len(),
@@ -84,7 +81,11 @@ pub fn problems(doc: &Document) -> Vec<String> {
         }
     }
     let two_way = |a: &str, b: &str| {
-        let flow = |s: &str, d: &str| doc.flows.iter().any(|f| f.source.alias == s && f.destination.alias == d);
+        let flow = |s: &str, d: &str| {
+            doc.flows
+                .iter()
+                .any(|f| f.source.alias == s && f.destination.alias == d)
+        };
         flow(a, b) && flow(b, a)
     };
     for (i, a) in doc.flows.iter().enumerate() {

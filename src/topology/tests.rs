@@ -76,10 +76,17 @@ fn hub_and_spoke_forwards_explicitly_and_a_second_route_is_refused() {
 
 #[test]
 fn aggregation_needs_merge_for_identity_names_but_not_for_prefixes() {
-    let same = doc(&["eu", "us", "central"], &[("eu", "central", ""), ("us", "central", "")]);
+    let same = doc(
+        &["eu", "us", "central"],
+        &[("eu", "central", ""), ("us", "central", "")],
+    );
     let p = problems(&same);
     assert_eq!(p.len(), 1, "{p:?}");
-    assert!(p[0].contains("eu-to-central and us-to-central") && p[0].contains("merge = true"), "{}", p[0]);
+    assert!(
+        p[0].contains("eu-to-central and us-to-central") && p[0].contains("merge = true"),
+        "{}",
+        p[0]
+    );
     let merged = doc(
         &["eu", "us", "central"],
         &[("eu", "central", "merge = true"), ("us", "central", "merge = true")],
@@ -87,13 +94,19 @@ fn aggregation_needs_merge_for_identity_names_but_not_for_prefixes() {
     assert!(problems(&merged).is_empty());
     let prefixed = doc(
         &["eu", "us", "central"],
-        &[("eu", "central", "rename = \"prefix\""), ("us", "central", "rename = \"prefix\"")],
+        &[
+            ("eu", "central", "rename = \"prefix\""),
+            ("us", "central", "rename = \"prefix\""),
+        ],
     );
     assert!(problems(&prefixed).is_empty());
     // Disjoint literal topic lists cannot collide.
     let disjoint = doc(
         &["eu", "us", "central"],
-        &[("eu", "central", "topics = [\"orders\"]"), ("us", "central", "topics = [\"payments\"]")],
+        &[
+            ("eu", "central", "topics = [\"orders\"]"),
+            ("us", "central", "topics = [\"payments\"]"),
+        ],
     );
     assert!(problems(&disjoint).is_empty());
 }
@@ -102,7 +115,10 @@ fn aggregation_needs_merge_for_identity_names_but_not_for_prefixes() {
 fn prefix_renames_follow_mirrormaker_2s_cycle_rule() {
     let d = doc(
         &["east", "west", "north"],
-        &[("east", "west", "rename = \"prefix\""), ("west", "east", "rename = \"prefix\"")],
+        &[
+            ("east", "west", "rename = \"prefix\""),
+            ("west", "east", "rename = \"prefix\""),
+        ],
     );
     let ew = &d.flows[0].topics;
     assert!(ew.wants("orders", false));
@@ -111,19 +127,32 @@ fn prefix_renames_follow_mirrormaker_2s_cycle_rule() {
     assert!(ew.wants("north.orders", false), "a chain from north goes on");
     assert_eq!(ew.destination("north.orders"), "east.north.orders");
     let lines = describe(&d);
-    assert!(lines[0].contains("prefixed names (east.<topic>)") && lines[0].contains("MirrorMaker 2"), "{lines:?}");
+    assert!(
+        lines[0].contains("prefixed names (east.<topic>)") && lines[0].contains("MirrorMaker 2"),
+        "{lines:?}"
+    );
 }
 
 #[test]
 fn forward_from_mistakes_are_config_errors() {
     let base = "[clusters.a]\nbootstrap_servers = \"h:1\"\n[clusters.b]\nbootstrap_servers = \"h:2\"\n[clusters.c]\nbootstrap_servers = \"h:3\"\n";
-    let err = |flow: &str| Document::parse(&format!("{base}[[flows]]\n{flow}"), "t.toml").unwrap_err().to_string();
+    let err = |flow: &str| {
+        Document::parse(&format!("{base}[[flows]]\n{flow}"), "t.toml")
+            .unwrap_err()
+            .to_string()
+    };
     let e = err("source = \"a\"\ndestination = \"b\"\nforward_from = [\"z\"]\n");
-    assert!(e.contains("forward_from") && e.contains("\"z\"") && e.contains("line 10"), "{e}");
+    assert!(
+        e.contains("forward_from") && e.contains("\"z\"") && e.contains("line 10"),
+        "{e}"
+    );
     let e = err("source = \"a\"\ndestination = \"b\"\nforward_from = [\"b\"]\n");
     assert!(e.contains("the flow's own destination"), "{e}");
     let e = err("source = \"a\"\ndestination = \"b\"\nforward_from = [\"c\"]\nexactly_once = true\n");
     assert!(e.contains("one transaction has one producer id"), "{e}");
     let e = err("source = \"a\"\ndestination = \"x\"\n");
-    assert!(e.contains("`destination`") && e.contains("\"x\"") && e.contains("defined: a, b, c"), "{e}");
+    assert!(
+        e.contains("`destination`") && e.contains("\"x\"") && e.contains("defined: a, b, c"),
+        "{e}"
+    );
 }

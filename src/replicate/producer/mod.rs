@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 use super::metrics::Metrics;
 use super::offset_map::MapEntry;
+use super::provenance::{Origin, Registry};
 use crate::batch::ProducerStamp;
 use crate::client::{Client, ClientError};
 use crate::config::ProduceSettings;
@@ -49,6 +50,9 @@ pub struct Producer {
     stopping: AtomicBool,
     /// Exactly-once: woken when partitions wait to join the transaction.
     txn_wake: Notify,
+    /// Provenance: where a new producer id is recorded before its first batch,
+    /// the origin it carries, and whether failing to record it stops sending.
+    registry: std::sync::OnceLock<(Arc<Registry>, Origin, bool)>,
 }
 
 impl Producer {
@@ -67,9 +71,17 @@ impl Producer {
             reinit: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             txn_wake: Notify::new(),
+            registry: std::sync::OnceLock::new(),
         });
         tokio::spawn(leader_watch(p.clone()));
         p
+    }
+
+    /// Records every producer id this producer takes from now on in `registry`
+    /// (origin `origin`) before its first batch; `essential`: failing to record
+    /// it stops sending until it succeeds.
+    pub fn register_new_ids_with(&self, registry: Arc<Registry>, origin: Origin, essential: bool) {
+        let _ = self.registry.set((registry, origin, essential));
     }
 
     fn queue(&self) -> MutexGuard<'_, Queue> {
@@ -212,6 +224,18 @@ impl Producer {
             producer_epoch: epoch,
             transactional: false,
         };
+        if let Some((registry, origin, essential)) = self.registry.get() {
+            match registry.register(pid, origin).await {
+                Ok(()) => {}
+                Err(e) if *essential => {
+                    return Err(ClientError::Invalid {
+                        what: "provenance registration",
+                        reason: e.to_string(),
+                    })
+                }
+                Err(e) => warn!(error = %e, "cannot register the new producer id for provenance"),
+            }
+        }
         *lock(&self.stamp) = stamp;
         self.queue().paused = true;
         while self.queue().in_flight() > 0 {
