@@ -282,6 +282,12 @@ pub fn kafka3() -> &'static KafkaCluster {
 }
 
 /// A second single-node Kafka 4.x cluster (the destination of replication tests).
+/// A third single-node 4.x cluster (topologies of three clusters).
+pub fn kafka4_third() -> &'static KafkaCluster {
+    static C: OnceLock<Result<KafkaCluster, String>> = OnceLock::new();
+    shared(&C, KAFKA_4, 1)
+}
+
 pub fn kafka4_dest() -> &'static KafkaCluster {
     static C: OnceLock<Result<KafkaCluster, String>> = OnceLock::new();
     shared(&C, KAFKA_4, 1)

@@ -268,6 +268,7 @@ where
                 let mb_per_s = ((b - last.2) as f64 / secs / 1e6 * 100.0).round() / 100.0;
                 // Numbers as fields, so `--log-format json` gives them typed.
                 info!(
+                    flow = %cfg.name,
                     records_per_s,
                     mb_per_s,
                     records_total = r,
