@@ -280,11 +280,23 @@ async fn two_way_with_prefix_renames_follows_mirrormaker_2s_names() {
     tokio::time::sleep(Duration::from_secs(2)).await; // two more topic refreshes
     r.stop().await;
     assert_eq!(
-        check_union(west, &format!("east.{t}"), &[a.clone()], 1, "read_uncommitted"),
+        check_union(
+            west,
+            &format!("east.{t}"),
+            std::slice::from_ref(&a),
+            1,
+            "read_uncommitted"
+        ),
         0
     );
     assert_eq!(
-        check_union(east, &format!("west.{t}"), &[b.clone()], 1, "read_uncommitted"),
+        check_union(
+            east,
+            &format!("west.{t}"),
+            std::slice::from_ref(&b),
+            1,
+            "read_uncommitted"
+        ),
         0
     );
     for (c, back) in [(east, format!("east.west.{t}")), (west, format!("west.east.{t}"))] {
@@ -374,11 +386,23 @@ async fn aggregation_with_prefixes_and_with_merge() {
     r.settle(Duration::from_secs(120)).await;
     r.stop().await;
     assert_eq!(
-        check_union(central, &format!("eu.{t}"), &[a.clone()], 1, "read_uncommitted"),
+        check_union(
+            central,
+            &format!("eu.{t}"),
+            std::slice::from_ref(&a),
+            1,
+            "read_uncommitted"
+        ),
         0
     );
     assert_eq!(
-        check_union(central, &format!("us.{t}"), &[b.clone()], 1, "read_uncommitted"),
+        check_union(
+            central,
+            &format!("us.{t}"),
+            std::slice::from_ref(&b),
+            1,
+            "read_uncommitted"
+        ),
         0
     );
     // Identity names are refused without merge...
