@@ -198,6 +198,32 @@ impl Checkpointer {
         )
     }
 
+    /// Two-way replication with identity names, asked of the flow coming back
+    /// (this one copies the other cluster's records into the cluster where a
+    /// group consumed up to `consumed_below` of `topic`'s `partition`): the
+    /// first record produced on this flow's source that the group has not
+    /// consumed yet, as a source offset. That is the first of its records
+    /// whose copy lands at or after `consumed_below`, or, when every copied
+    /// record lies below it, the first record not copied yet (this flow's
+    /// committed position). `None` until this flow committed a position there.
+    pub fn first_unconsumed(&self, topic: &str, partition: i32, consumed_below: i64) -> Option<i64> {
+        let position = lock(&self.committed).get(&(Arc::from(topic), partition)).copied()?;
+        let index = lock(&self.index);
+        let runs = index.get(&(topic.to_string(), partition));
+        for r in runs.into_iter().flatten() {
+            let end = r.dst_base + r.dst_count as i64;
+            if end <= consumed_below {
+                continue;
+            }
+            let i = (consumed_below - r.dst_base).max(0);
+            return Some(match &r.deltas {
+                None => r.src_base + i,
+                Some(d) => r.src_base + d.get(i as usize).copied().unwrap_or(0) as i64,
+            });
+        }
+        Some(position.src_next)
+    }
+
     /// Creates the offset-map topic if it does not exist.
     pub async fn ensure_map_topic(&self) -> Result<(), ClientError> {
         self.dst

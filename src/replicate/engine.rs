@@ -41,6 +41,13 @@ pub struct FlowResources {
     /// Some flow reads this flow's destination by provenance: registering the
     /// producer id must succeed.
     pub registration_essential: bool,
+    /// Every flow's checkpointer, by flow name (two-way group sync reads the
+    /// other flow's offset map).
+    pub checkpointers: Arc<std::sync::Mutex<HashMap<String, Arc<Checkpointer>>>>,
+    /// The flow replicating the other way with identity names, if any.
+    pub reverse_flow: Option<String>,
+    /// Another flow's group sync reads this flow's offset map: load it at start.
+    pub keep_index: bool,
 }
 
 /// Runs one flow on `res` until `shutdown` turns true. `on_start` receives its
@@ -135,9 +142,14 @@ where
         metrics.clone(),
     ));
     ckpt.ensure_map_topic().await.map_err(&dst_err)?;
-    if cfg.groups.enabled() {
+    if cfg.groups.enabled() || res.keep_index {
         ckpt.load_index().await.map_err(&dst_err)?;
     }
+    crate::sync::lock(&res.checkpointers).insert(cfg.name.clone(), ckpt.clone());
+    let reverse = {
+        let (all, name) = (res.checkpointers.clone(), res.reverse_flow.clone());
+        move || name.as_ref().and_then(|n| crate::sync::lock(&all).get(n).cloned())
+    };
     let group_sync = groups::GroupSync::default();
     let handle = Handle {
         flow: Arc::from(cfg.name.as_str()),
@@ -213,25 +225,30 @@ where
     });
     let group_sync = Arc::new(group_sync);
     let group_task = cfg.groups.enabled().then(|| {
-        let (cfg, src, dst, ckpt, metrics, sync) = (
+        let (cfg, src, dst, ckpt, metrics, sync, reverse) = (
             cfg.clone(),
             src.clone(),
             dst.clone(),
             ckpt.clone(),
             metrics.clone(),
             group_sync.clone(),
+            reverse.clone(),
         );
         tokio::spawn(every(cfg.groups.interval, stop_rx.clone(), move || {
-            let (cfg, src, dst, ckpt, metrics, sync) = (
+            let (cfg, src, dst, ckpt, metrics, sync, reverse) = (
                 cfg.clone(),
                 src.clone(),
                 dst.clone(),
                 ckpt.clone(),
                 metrics.clone(),
                 sync.clone(),
+                reverse(),
             );
             async move {
-                match sync.sync_once(&cfg.groups, &cfg.topics, &src, &dst, &ckpt).await {
+                match sync
+                    .sync_once(&cfg.groups, &cfg.topics, &src, &dst, &ckpt, reverse.as_deref())
+                    .await
+                {
                     Ok(n) => Metrics::add(&metrics.group_offsets_synced, n as u64),
                     Err(e) => warn!(error = %e, "group offset sync failed; will retry"),
                 }
@@ -321,7 +338,11 @@ where
     }
     if cfg.groups.enabled() {
         // A last group sync, so a failover site has the newest translated offsets.
-        match group_sync.sync_once(&cfg.groups, &cfg.topics, &src, &dst, &ckpt).await {
+        let reverse = reverse();
+        match group_sync
+            .sync_once(&cfg.groups, &cfg.topics, &src, &dst, &ckpt, reverse.as_deref())
+            .await
+        {
             Ok(n) => Metrics::add(&metrics.group_offsets_synced, n as u64),
             Err(e) => warn!(error = %e, "final group offset sync failed"),
         }

@@ -14,8 +14,12 @@ use kafka_protocol::protocol::StrBytes;
 use tracing::{debug, info};
 
 use super::checkpoint::Checkpointer;
-use crate::client::{code, Client, ClientError};
+use crate::client::{code, Client, ClientError, GroupOffset};
 use crate::config::{GroupSettings, TopicSettings};
+
+/// Metadata strait commits with the group offsets it writes (a consumer's own
+/// commits replace it).
+pub const SYNCED: &str = "strait:synced";
 
 /// (group, destination topic, partition).
 type GroupPartition = (String, String, i32);
@@ -63,7 +67,9 @@ async fn is_inactive(client: &Client, group: &str) -> Result<bool, ClientError> 
 }
 
 impl GroupSync {
-    /// One sync round; returns the number of partitions written.
+    /// One sync round; returns the number of partitions written. `reverse`:
+    /// the flow replicating the other way with identity names (two-way
+    /// replication), whose copies interleave with the destination's own records.
     pub async fn sync_once(
         &self,
         groups: &GroupSettings,
@@ -71,7 +77,9 @@ impl GroupSync {
         src: &Client,
         dst: &Client,
         ckpt: &Checkpointer,
+        reverse: Option<&Checkpointer>,
     ) -> Result<usize, ClientError> {
+        let synced_from = format!("{SYNCED}-from={}", topics.source_alias);
         let mut groups: Vec<String> = list_groups(src)
             .await?
             .into_iter()
@@ -80,16 +88,25 @@ impl GroupSync {
         groups.sort();
         let mut written = 0;
         for group in groups {
-            let committed = src.fetch_offsets(&group, &[]).await?;
+            let committed = src.fetch_group_offsets(&group, &[]).await?;
             let mut want: Vec<(String, i32, i64, i64)> = Vec::new(); // dst topic, partition, src offset, dst offset
-            for (t, p, o) in committed {
-                if o < 0 || !topics.wants(&t, false) {
+            for c in committed {
+                let (t, p, o) = (c.topic, c.partition, c.offset);
+                // An offset strait itself wrote there (the other flow of a pair)
+                // is not synced back: it would bounce between the clusters.
+                if o < 0 || !topics.wants(&t, false) || c.metadata.starts_with(SYNCED) {
                     continue;
                 }
                 let dt = topics.destination(&t);
-                if let Some(d) = ckpt.translate(&dt, p, o) {
-                    want.push((dt, p, o, d));
+                let Some(mut d) = ckpt.translate(&dt, p, o) else {
+                    continue;
+                };
+                if let Some(first) = reverse.and_then(|r| r.first_unconsumed(&t, p, o)) {
+                    // The destination's own records before its first one the group
+                    // has not read (as a copy on the source) may be repeated, never skipped.
+                    d = d.min(first);
                 }
+                want.push((dt, p, o, d));
             }
             if want.is_empty() {
                 continue;
@@ -127,7 +144,16 @@ impl GroupSync {
             if commit.is_empty() {
                 continue;
             }
-            dst.commit_offsets(&group, &commit).await?;
+            let offsets: Vec<GroupOffset> = commit
+                .iter()
+                .map(|(t, p, o)| GroupOffset {
+                    topic: t.clone(),
+                    partition: *p,
+                    offset: *o,
+                    metadata: synced_from.clone(),
+                })
+                .collect();
+            dst.commit_group_offsets(&group, &offsets).await?;
             written += commit.len();
             info!(
                 group,

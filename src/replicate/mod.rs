@@ -330,6 +330,20 @@ where
             .any(|f| f.source.alias == alias && crate::topology::uses_provenance(f))
     };
     let shares = budget::Budget::new(doc.ops.max_buffered_bytes).split(doc.flows.len());
+    // Two-way pairs with identity names: each flow's group sync bounds its
+    // translations with the other flow's offset map.
+    let reverse_of = |f: &Config| {
+        doc.flows
+            .iter()
+            .find(|r| {
+                r.source.alias == f.destination.alias
+                    && r.destination.alias == f.source.alias
+                    && r.topics.rename == crate::config::Rename::Identity
+                    && f.topics.rename == crate::config::Rename::Identity
+            })
+            .map(|r| r.name.clone())
+    };
+    let checkpointers = Arc::new(std::sync::Mutex::new(HashMap::new()));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
     let mut started = Vec::new();
@@ -342,6 +356,12 @@ where
             dst_registry: registries.get(&f.destination.alias).cloned(),
             provenance_essential: writes_into(&f.source.alias),
             registration_essential: reads_from(&f.destination.alias),
+            checkpointers: checkpointers.clone(),
+            reverse_flow: reverse_of(f),
+            keep_index: doc
+                .flows
+                .iter()
+                .any(|g| g.groups.enabled() && reverse_of(g).as_deref() == Some(f.name.as_str())),
         };
         let (h_tx, h_rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(engine::run_flow(
