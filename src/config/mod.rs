@@ -781,35 +781,6 @@ bootstrap_servers = "127.0.0.1:9093,127.0.0.1:9094"
     }
 
     #[test]
-    fn every_shipped_example_is_valid_and_sound() {
-        for (name, text) in EXAMPLES {
-            let doc = Document::parse(text, name).unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert!(
-                crate::topology::problems(&doc).is_empty(),
-                "{name}: {:?}",
-                crate::topology::problems(&doc)
-            );
-        }
-        let aa = Document::parse(example("active-active").unwrap(), "aa").unwrap();
-        assert_eq!(aa.flows.len(), 2);
-        assert_eq!(
-            aa.flows[1].groups.groups.len(),
-            1,
-            "top-level keys are every flow's defaults"
-        );
-        let agg = Document::parse(example("aggregation").unwrap(), "agg").unwrap();
-        assert_eq!(agg.flows.len(), 3);
-        assert_eq!(
-            agg.flows[2].fetch.max_wait,
-            Duration::from_millis(500),
-            "a flow's override"
-        );
-        assert_eq!(agg.flows[0].fetch.max_wait, Duration::from_millis(200));
-        assert_eq!(agg.flows[0].name, "eu-to-central");
-        assert_eq!(agg.flows[0].destination_topic("orders"), "eu.orders");
-    }
-
-    #[test]
     fn template_rename() {
         let c = Config::parse(&GOOD.replace("\"prefix\"", "\"mirror-{source}-{topic}\""), "t").unwrap();
         assert_eq!(c.destination_topic("a"), "mirror-east-a");

@@ -156,3 +156,28 @@ fn forward_from_mistakes_are_config_errors() {
         "{e}"
     );
 }
+
+#[test]
+fn every_shipped_example_is_valid_and_sound() {
+    for (name, text) in crate::config::EXAMPLES {
+        let doc = Document::parse(text, name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(problems(&doc).is_empty(), "{name}: {:?}", problems(&doc));
+    }
+    let aa = Document::parse(crate::config::example("active-active").unwrap(), "aa").unwrap();
+    assert_eq!(aa.flows.len(), 2);
+    assert_eq!(
+        aa.flows[1].groups.groups.len(),
+        1,
+        "top-level keys are every flow's defaults"
+    );
+    let agg = Document::parse(crate::config::example("aggregation").unwrap(), "agg").unwrap();
+    assert_eq!(agg.flows.len(), 3);
+    assert_eq!(
+        agg.flows[2].fetch.max_wait,
+        std::time::Duration::from_millis(500),
+        "a flow's override"
+    );
+    assert_eq!(agg.flows[0].fetch.max_wait, std::time::Duration::from_millis(200));
+    assert_eq!(agg.flows[0].name, "eu-to-central");
+    assert_eq!(agg.flows[0].destination_topic("orders"), "eu.orders");
+}
