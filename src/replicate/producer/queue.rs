@@ -390,15 +390,15 @@ impl Queue {
             let a = answers.get(key).unwrap_or(&missing);
             let first_unacked = part.entries.iter().position(|e| e.state != State::Acked) == Some(idx) && !part.resend;
             let v = verdict(a.code, first_unacked, exactly_once);
-            if v == Verdict::Acked {
-                acked(part, idx, a.base_offset, metrics);
-                continue;
+            if v != Verdict::Acked {
+                part.confirmed = false;
+                metrics.error(a.code);
+                part.entries[idx].state = State::Queued;
             }
-            part.confirmed = false;
-            metrics.error(a.code);
-            part.entries[idx].state = State::Queued;
             match v {
-                Verdict::Acked => unreachable!("handled above"),
+                // An answer that comes after a failed batch of the same partition
+                // still ends in the resend check below.
+                Verdict::Acked => acked(part, idx, a.base_offset, metrics),
                 Verdict::FailTransaction => {
                     let reason = format!(
                         "exactly-once transaction on the destination failed: {} ({}) producing {} partition {}{}",

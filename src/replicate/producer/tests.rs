@@ -209,6 +209,52 @@ async fn an_error_resends_from_the_first_unacknowledged_batch_in_order() {
 }
 
 #[tokio::test]
+async fn a_batch_acknowledged_after_a_failed_one_still_lets_the_failed_one_go_again() {
+    // Two batches in flight; the first one's answer is an error, the second is
+    // written (its request reached the broker on a new connection). The failed
+    // one must be sent again: the partition may not wait for an answer that
+    // will never come.
+    let mut q = Queue::default();
+    let m = Metrics::default();
+    q.add_route(route("t", 0), 0, 0, Default::default());
+    let k = key("t", 0);
+    q.parts.get_mut(&k).unwrap().leader = 1;
+    q.enqueue(&k, items(0, 3, 10).await, STAMP);
+    let a = q.next_request(1, &settings(), STAMP, &m);
+    q.complete(
+        &[(k.clone(), a[0].entry)],
+        &HashMap::from([(k.clone(), ok(0))]),
+        false,
+        &m,
+    );
+    let b = q.next_request(1, &settings(), STAMP, &m);
+    let c = q.next_request(1, &settings(), STAMP, &m);
+    q.complete(
+        &[(k.clone(), b[0].entry)],
+        &HashMap::from([(k.clone(), Answer::request_failed("connection reset".into()))]),
+        false,
+        &m,
+    );
+    q.parts.get_mut(&k).unwrap().leader = 1; // the leader lookup came back
+    q.complete(
+        &[(k.clone(), c[0].entry)],
+        &HashMap::from([(k.clone(), ok(20))]),
+        false,
+        &m,
+    );
+    let again = q.next_request(1, &settings(), STAMP, &m);
+    assert_eq!(again.len(), 1, "the failed batch goes again");
+    assert_eq!(again[0].entry, b[0].entry);
+    q.complete(
+        &[(k.clone(), again[0].entry)],
+        &HashMap::from([(k.clone(), ok(10))]),
+        false,
+        &m,
+    );
+    assert_eq!(q.positions()[0].acked_next, 30, "every batch acknowledged, in order");
+}
+
+#[tokio::test]
 async fn a_refused_batch_stops_only_its_partition_naming_the_offset() {
     let mut q = Queue::default();
     let m = Metrics::default();
