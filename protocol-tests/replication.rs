@@ -769,6 +769,10 @@ async fn destination_rejection_stops_the_partition_with_a_clear_error() {
     create(src, &small, 2, &["retention.ms=-1"]);
     // The destination topic exists already and refuses batches over 10 kB.
     create(dst, &big, 2, &["retention.ms=-1", "max.message.bytes=10000"]);
+    // Topic configs are not synced here: without retention.ms=-1 on the
+    // destination, the broker's retention would delete the loader's 2023
+    // timestamps while the comparison reads (it did, in CI).
+    create(dst, &small, 2, &["retention.ms=-1"]);
     load(src, &big, 40, "none", &["--value-size", "20000"]);
     load(src, &small, 3_000, "lz4", &[]);
     let r = start(config(
