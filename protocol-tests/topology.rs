@@ -363,6 +363,28 @@ async fn hub_and_spoke_forwards_explicitly_and_delivers_each_record_once() {
     for c in [east, hub, west] {
         assert_eq!(check_union(c, &t, &ranges, 1, "read_uncommitted"), 0);
     }
+    // East's records reached west under a producer id recorded with their
+    // origin, east, not with the hub they came through.
+    let registry: Vec<Value> = tool(&["dump", "--bootstrap", &west.bootstrap, "--topic", "__strait.provenance"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let origins: Vec<String> = registry
+        .iter()
+        .filter_map(|v| v["v"].as_str())
+        .filter_map(|b64| {
+            use base64::Engine;
+            let raw = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+            let o: Value = serde_json::from_slice(&raw).ok()?;
+            Some(format!("{}<-{}", o["origin"].as_str()?, o["flow"].as_str()?))
+        })
+        .collect();
+    assert!(
+        origins
+            .iter()
+            .any(|o| o.starts_with("east<-") && o.ends_with("hub-west")),
+        "{origins:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -548,12 +548,28 @@ async fn process_partition(
                 // records before the position, which the source no longer serves.
                 disposition = Disposition::Reencode;
             }
+            let mut origin: Option<Arc<str>> = None;
             if let (Some(pf), true) = (
                 &f.provenance,
                 b.magic() == 2 && matches!(disposition, Disposition::Forward | Disposition::Reencode),
             ) {
                 match pf.decide(b.producer_id()).await {
-                    Ok(Decision::Forward(_)) => {}
+                    Ok(Decision::Forward(None)) => {}
+                    Ok(Decision::Forward(Some(o))) => {
+                        // Records of another origin (forward_from) go under a
+                        // producer id recorded with that origin.
+                        let o: Arc<str> = Arc::from(o.as_str());
+                        if let Err(e) = f.producer.ensure_origin(&o).await {
+                            stop = Some(format!(
+                                "cannot set up a producer id for records of origin {o} ({} partition {} at offset {}): {e}",
+                                key.0,
+                                key.1,
+                                b.base_offset()
+                            ));
+                            break;
+                        }
+                        origin = Some(o);
+                    }
                     Ok(Decision::Skip) => {
                         // Replicated into the source by strait: not this flow's to copy.
                         Metrics::add(&f.metrics.batches_replicated, 1);
@@ -583,6 +599,7 @@ async fn process_partition(
                         deltas: None,
                         held: held.clone(),
                         batch: b.clone(),
+                        origin: origin.clone(),
                     });
                 }
                 Disposition::Reencode | Disposition::UpConvert => {
@@ -610,6 +627,7 @@ async fn process_partition(
                                 deltas: Some(r.source_deltas),
                                 held: held.clone(),
                                 batch: r.batch,
+                                origin: origin.clone(),
                             });
                         }
                         Ok(None) => items.push(Item::Skip {

@@ -20,7 +20,7 @@ pub(super) fn coalesce_run(
     part: &mut Part,
     i: usize,
     s: &ProduceSettings,
-    stamp: ProducerStamp,
+    stamps: &[ProducerStamp],
     next_id: &mut u64,
 ) -> Option<usize> {
     let below = s.coalesce_below_bytes;
@@ -38,6 +38,8 @@ pub(super) fn coalesce_run(
         .then(|| raw.clone())
     };
     let first = small(&part.entries[i])?;
+    // One batch has one producer id: only batches of one origin merge.
+    let origin = part.entries[i].origin;
     let codec = first.codec();
     let mut raws = vec![first];
     let mut end = i; // last entry merged
@@ -50,7 +52,7 @@ pub(super) fn coalesce_run(
             continue; // a skipped marker between batches: covered by the merged range
         }
         match small(e) {
-            Some(raw) if raw.codec() == codec => {
+            Some(raw) if raw.codec() == codec && e.origin == origin => {
                 size += raw.len();
                 raws.push(raw);
                 end = j;
@@ -88,8 +90,9 @@ pub(super) fn coalesce_run(
         held.extend(e.held);
     }
     *next_id += 1;
-    let patched = patch_for_produce(&merged.batch, stamp, seq);
+    let patched = patch_for_produce(&merged.batch, stamps[origin], seq);
     let mut e = Entry::batch(*next_id, src_base, src_last, seq, merged.batch, patched);
+    e.origin = origin;
     e.deltas = Some(merged.source_deltas);
     e.held = held;
     part.entries.insert(i, e);

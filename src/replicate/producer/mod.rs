@@ -40,7 +40,6 @@ pub struct Producer {
     settings: ProduceSettings,
     metrics: Arc<Metrics>,
     queue: Mutex<Queue>,
-    stamp: Mutex<ProducerStamp>,
     senders: Mutex<HashSet<i32>>,
     /// Woken when there may be something to send.
     wake: Notify,
@@ -53,6 +52,8 @@ pub struct Producer {
     /// Provenance: where a new producer id is recorded before its first batch,
     /// the origin it carries, and whether failing to record it stops sending.
     registry: std::sync::OnceLock<(Arc<Registry>, Origin, bool)>,
+    /// One forwarded origin's producer id set up at a time.
+    origin_setup: tokio::sync::Mutex<()>,
 }
 
 impl Producer {
@@ -63,8 +64,7 @@ impl Producer {
             dst,
             settings,
             metrics,
-            queue: Mutex::new(Queue::default()),
-            stamp: Mutex::new(stamp),
+            queue: Mutex::new(Queue::new(stamp)),
             senders: Mutex::new(HashSet::new()),
             wake: Notify::new(),
             needs_refresh: Notify::new(),
@@ -72,6 +72,7 @@ impl Producer {
             stopping: AtomicBool::new(false),
             txn_wake: Notify::new(),
             registry: std::sync::OnceLock::new(),
+            origin_setup: tokio::sync::Mutex::new(()),
         });
         tokio::spawn(leader_watch(p.clone()));
         p
@@ -112,8 +113,7 @@ impl Producer {
         if items.is_empty() {
             return;
         }
-        let stamp = *lock(&self.stamp);
-        if self.queue().enqueue(&(dst_topic.clone(), partition), items, stamp) {
+        if self.queue().enqueue(&(dst_topic.clone(), partition), items) {
             self.wake.notify_waiters();
         }
     }
@@ -154,9 +154,8 @@ impl Producer {
 
     /// The batches of the next request to broker `node`.
     fn next_request(&self, node: i32) -> Vec<Outgoing> {
-        let stamp = *lock(&self.stamp);
         let mut q = self.queue();
-        let out = q.next_request(node, &self.settings, stamp, &self.metrics);
+        let out = q.next_request(node, &self.settings, &self.metrics);
         if q.txn.has_wanted() {
             self.txn_wake.notify_one();
         }
@@ -211,21 +210,16 @@ impl Producer {
         }
     }
 
-    /// Installs a new idempotent producer id: stops sending, waits for the
-    /// requests in flight, renumbers every unacknowledged batch.
-    async fn new_producer_id(&self) -> Result<(), ClientError> {
+    /// A new idempotent producer id, recorded (for provenance) as carrying
+    /// records of `origin` (`None`: the flow's source).
+    async fn fresh_id(&self, origin: Option<&str>) -> Result<ProducerStamp, ClientError> {
         let (pid, epoch) = self.dst.init_producer_id(None, 60_000).await?;
-        info!(
-            producer_id = pid,
-            epoch, "new idempotent producer id on the destination"
-        );
-        let stamp = ProducerStamp {
-            producer_id: pid,
-            producer_epoch: epoch,
-            transactional: false,
-        };
-        if let Some((registry, origin, essential)) = self.registry.get() {
-            match registry.register(pid, origin).await {
+        if let Some((registry, source, essential)) = self.registry.get() {
+            let carried = Origin {
+                origin: origin.map_or_else(|| source.origin.clone(), str::to_string),
+                flow: source.flow.clone(),
+            };
+            match registry.register(pid, &carried).await {
                 Ok(()) => {}
                 Err(e) if *essential => {
                     return Err(ClientError::Invalid {
@@ -236,13 +230,52 @@ impl Producer {
                 Err(e) => warn!(error = %e, "cannot register the new producer id for provenance"),
             }
         }
-        *lock(&self.stamp) = stamp;
+        info!(
+            producer_id = pid,
+            epoch,
+            origin = origin.unwrap_or("source"),
+            "new idempotent producer id on the destination"
+        );
+        Ok(ProducerStamp {
+            producer_id: pid,
+            producer_epoch: epoch,
+            transactional: false,
+        })
+    }
+
+    /// Makes sure records first produced on `origin` (a forwarded origin) have
+    /// a producer id of their own, recorded with that origin, before the
+    /// fetcher hands their batches over.
+    pub async fn ensure_origin(&self, origin: &Arc<str>) -> Result<(), ClientError> {
+        let key = Some(origin.clone());
+        if self.queue().origin_index(&key).is_some() {
+            return Ok(());
+        }
+        let _one = self.origin_setup.lock().await;
+        if self.queue().origin_index(&key).is_some() {
+            return Ok(());
+        }
+        let stamp = self.fresh_id(Some(origin)).await?;
+        let mut q = self.queue();
+        q.stamps.push(stamp);
+        q.origins.push(key);
+        Ok(())
+    }
+
+    /// Installs new idempotent producer ids (one per origin): stops sending,
+    /// waits for the requests in flight, renumbers every unacknowledged batch.
+    async fn new_producer_id(&self) -> Result<(), ClientError> {
+        let origins = self.queue().origins.clone();
+        let mut stamps = Vec::with_capacity(origins.len());
+        for o in &origins {
+            stamps.push(self.fresh_id(o.as_deref()).await?);
+        }
         self.queue().paused = true;
         while self.queue().in_flight() > 0 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let mut q = self.queue();
-        q.renumber(stamp);
+        q.renumber(stamps);
         q.paused = false;
         Ok(())
     }

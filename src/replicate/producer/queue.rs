@@ -57,6 +57,10 @@ pub enum Item {
         /// The memory-budget holding of the fetch response it came from (shared by
         /// every batch of that response).
         held: Arc<Held>,
+        /// Where its records were first produced, when not on the flow's source
+        /// (a forwarded origin, see `forward_from`): it is written under a
+        /// producer id of its own, recorded with that origin.
+        origin: Option<Arc<str>>,
     },
     /// Source offsets consumed without producing (markers, aborted, empty).
     Skip {
@@ -91,6 +95,8 @@ pub(super) struct Entry {
     pub(super) txn: u64,
     /// Once acknowledged: the destination offset after its last record (-1: unknown).
     pub(super) dst_end: i64,
+    /// Index of the origin (and producer id) it is written under (0: the flow's source).
+    pub(super) origin: usize,
     pub(super) held: Vec<Arc<Held>>,
 }
 
@@ -116,6 +122,7 @@ impl Entry {
             oversized: false,
             txn: 0,
             dst_end: -1,
+            origin: 0,
             held: Vec::new(),
         }
     }
@@ -134,6 +141,7 @@ impl Entry {
             oversized: false,
             txn: 0,
             dst_end: -1,
+            origin: 0,
             held: Vec::new(),
         }
     }
@@ -144,12 +152,15 @@ pub(super) struct Part {
     pub(super) route: Route,
     pub(super) leader: i32,
     pub(super) entries: VecDeque<Entry>,
-    pub(super) next_seq: i32,
+    /// Next sequence number, per origin's producer id.
+    pub(super) next_seq: Vec<i32>,
     pub(super) inflight: usize,
     pub(super) resend: bool,
-    /// The destination acknowledged a batch of ours since the last error: up to
-    /// `max_in_flight_per_partition` may be in flight, else one at a time.
-    pub(super) confirmed: bool,
+    /// Per origin's producer id: the destination acknowledged a batch of it
+    /// since the last error, so up to `max_in_flight_per_partition` may be in
+    /// flight; until then one at a time (a broker with no state for a producer
+    /// id accepts any first sequence: a later batch could land first).
+    pub(super) confirmed: Vec<bool>,
     pub(super) acked_next: i64,
     /// The destination offset right after the last record strait wrote for the
     /// source offsets before `acked_next` (-1: unknown).
@@ -171,6 +182,27 @@ impl Part {
             }
             self.entries.pop_front();
         }
+    }
+
+    /// The next sequence number of `origin`'s producer id, advanced by `records`.
+    pub(super) fn take_seq(&mut self, origin: usize, records: i32) -> i32 {
+        if self.next_seq.len() <= origin {
+            self.next_seq.resize(origin + 1, 0);
+        }
+        let seq = self.next_seq[origin];
+        self.next_seq[origin] = seq.wrapping_add(records) & i32::MAX;
+        seq
+    }
+
+    fn is_confirmed(&self, origin: usize) -> bool {
+        self.confirmed.get(origin).copied().unwrap_or(false)
+    }
+
+    fn set_confirmed(&mut self, origin: usize, yes: bool) {
+        if self.confirmed.len() <= origin {
+            self.confirmed.resize(origin + 1, false);
+        }
+        self.confirmed[origin] = yes;
     }
 
     fn first_queued(&self) -> Option<usize> {
@@ -226,6 +258,11 @@ pub struct Position {
 /// Every partition's queue.
 #[derive(Debug, Default)]
 pub(super) struct Queue {
+    /// The producer id of each origin batches are written under: 0 is the
+    /// flow's source, then each forwarded origin in the order it showed up.
+    pub(super) stamps: Vec<ProducerStamp>,
+    /// The forwarded origins, in the order of `stamps` (0: `None`, the source).
+    pub(super) origins: Vec<Option<Arc<str>>>,
     pub(super) parts: HashMap<PartKey, Part>,
     pub(super) topic_ids: HashMap<Arc<str>, Uuid>,
     rotate: usize,
@@ -236,6 +273,20 @@ pub(super) struct Queue {
 }
 
 impl Queue {
+    /// A queue writing the source's records under `stamp`.
+    pub(super) fn new(stamp: ProducerStamp) -> Self {
+        Self {
+            stamps: vec![stamp],
+            origins: vec![None],
+            ..Self::default()
+        }
+    }
+
+    /// The index of `origin` (`None`: the flow's source), if it has a producer id.
+    pub(super) fn origin_index(&self, origin: &Option<Arc<str>>) -> Option<usize> {
+        self.origins.iter().position(|o| o == origin)
+    }
+
     /// Starts tracking a partition whose next source offset is `start`.
     pub(super) fn add_route(&mut self, route: Route, start: i64, dst_next: i64, dst_topic_id: Uuid) {
         self.topic_ids.insert(route.dst_topic.clone(), dst_topic_id);
@@ -244,10 +295,10 @@ impl Queue {
             route,
             leader: -1,
             entries: VecDeque::new(),
-            next_seq: 0,
+            next_seq: Vec::new(),
             inflight: 0,
             resend: false,
-            confirmed: false,
+            confirmed: Vec::new(),
             acked_next: start,
             dst_next,
             failed: None,
@@ -255,16 +306,24 @@ impl Queue {
         });
     }
 
-    /// Appends fetched items of one partition, in source order, numbering batches
-    /// under `stamp`. Returns false when the partition is unknown or stopped.
-    pub(super) fn enqueue(&mut self, key: &PartKey, items: Vec<Item>, stamp: ProducerStamp) -> bool {
+    /// Appends fetched items of one partition, in source order, numbering each
+    /// batch under its origin's producer id. Returns false when the partition
+    /// is unknown or stopped.
+    pub(super) fn enqueue(&mut self, key: &PartKey, items: Vec<Item>) -> bool {
+        let origins: Vec<Option<usize>> = items
+            .iter()
+            .map(|i| match i {
+                Item::Batch { origin, .. } => self.origin_index(origin),
+                Item::Skip { .. } => Some(0),
+            })
+            .collect();
         let Some(part) = self.parts.get_mut(key) else {
             return false;
         };
         if part.failed.is_some() {
             return false;
         }
-        for item in items {
+        for (item, origin) in items.into_iter().zip(origins) {
             match item {
                 Item::Batch {
                     batch,
@@ -272,13 +331,17 @@ impl Queue {
                     src_last,
                     deltas,
                     held,
+                    ..
                 } => {
-                    let seq = part.next_seq;
-                    part.next_seq = part.next_seq.wrapping_add(batch.record_count()) & i32::MAX;
-                    let patched = patch_for_produce(&batch, stamp, seq);
+                    // The fetcher gets an origin its producer id before handing over
+                    // its batches; one without is written as the source's.
+                    let origin = origin.unwrap_or(0);
+                    let seq = part.take_seq(origin, batch.record_count());
+                    let patched = patch_for_produce(&batch, self.stamps[origin], seq);
                     self.next_id += 1;
                     let mut e = Entry::batch(self.next_id, src_base, src_last, seq, batch, patched);
                     e.deltas = deltas;
+                    e.origin = origin;
                     e.held = vec![held];
                     part.entries.push_back(e);
                 }
@@ -294,13 +357,7 @@ impl Queue {
     /// Exactly-once: partitions not yet in the open transaction are marked
     /// wanted instead (the caller adds them), and a closing transaction only
     /// resends its own batches.
-    pub(super) fn next_request(
-        &mut self,
-        node: i32,
-        s: &ProduceSettings,
-        stamp: ProducerStamp,
-        metrics: &Metrics,
-    ) -> Vec<Outgoing> {
+    pub(super) fn next_request(&mut self, node: i32, s: &ProduceSettings, metrics: &Metrics) -> Vec<Outgoing> {
         if self.paused {
             return Vec::new();
         }
@@ -308,7 +365,12 @@ impl Queue {
             .parts
             .iter()
             .filter(|(_, p)| {
-                let window = if p.confirmed { s.max_in_flight_per_partition } else { 1 };
+                let next_origin = p.first_queued().map_or(0, |i| p.entries[i].origin);
+                let window = if p.is_confirmed(next_origin) {
+                    s.max_in_flight_per_partition
+                } else {
+                    1
+                };
                 p.leader == node && p.failed.is_none() && !p.resend && p.inflight < window
             })
             .map(|(k, _)| k.clone())
@@ -330,7 +392,7 @@ impl Queue {
             if transactional && !self.txn.may_send(&key, part.entries[i].txn) {
                 continue;
             }
-            if let Some(merged) = coalesce_run(part, i, s, stamp, &mut self.next_id) {
+            if let Some(merged) = coalesce_run(part, i, s, &self.stamps, &mut self.next_id) {
                 Metrics::add(&metrics.batches_coalesced, merged as u64);
             }
             let e = &mut part.entries[i];
@@ -391,7 +453,8 @@ impl Queue {
             let first_unacked = part.entries.iter().position(|e| e.state != State::Acked) == Some(idx) && !part.resend;
             let v = verdict(a.code, first_unacked, exactly_once);
             if v != Verdict::Acked {
-                part.confirmed = false;
+                let origin = part.entries[idx].origin;
+                part.set_confirmed(origin, false);
                 metrics.error(a.code);
                 part.entries[idx].state = State::Queued;
             }
@@ -461,20 +524,23 @@ impl Queue {
         fx
     }
 
-    /// Renumbers every unacknowledged batch under a new producer id, from sequence 0.
-    pub(super) fn renumber(&mut self, stamp: ProducerStamp) {
+    /// Renumbers every unacknowledged batch under new producer ids (one per
+    /// origin, in the order of `stamps`), from sequence 0.
+    pub(super) fn renumber(&mut self, stamps: Vec<ProducerStamp>) {
+        self.stamps = stamps;
         for part in self.parts.values_mut() {
-            part.next_seq = 0;
-            for e in part.entries.iter_mut() {
+            part.next_seq.clear();
+            let mut entries = std::mem::take(&mut part.entries);
+            for e in entries.iter_mut() {
                 if let Some((raw, patched)) = e.batch.as_mut() {
-                    e.seq = part.next_seq;
-                    part.next_seq = part.next_seq.wrapping_add(e.records) & i32::MAX;
-                    *patched = patch_for_produce(raw, stamp, e.seq);
+                    e.seq = part.take_seq(e.origin, e.records);
+                    *patched = patch_for_produce(raw, self.stamps[e.origin], e.seq);
                     e.state = State::Queued;
                 }
             }
+            part.entries = entries;
             part.resend = false;
-            part.confirmed = false;
+            part.confirmed.clear();
         }
     }
 
@@ -528,7 +594,8 @@ impl Queue {
 
 /// Marks entry `idx` acknowledged at destination offset `base` (-1: unknown).
 fn acked(part: &mut Part, idx: usize, base: i64, metrics: &Metrics) {
-    part.confirmed = true;
+    let origin = part.entries[idx].origin;
+    part.set_confirmed(origin, true);
     let e = &mut part.entries[idx];
     e.state = State::Acked;
     Metrics::add(&metrics.records, e.records as u64);

@@ -62,6 +62,7 @@ async fn items(from: i64, count: i64, n: i32) -> Vec<Item> {
                 src_last: base + n as i64 - 1,
                 deltas: None,
                 held: h.clone(),
+                origin: None,
             }
         })
         .collect()
@@ -126,28 +127,28 @@ fn the_decision_table() {
 
 #[tokio::test]
 async fn one_batch_per_partition_per_request_and_one_in_flight_until_confirmed() {
-    let mut q = Queue::default();
+    let mut q = Queue::new(STAMP);
     let m = Metrics::default();
     for p in 0..2 {
         q.add_route(route("t", p), 100, 0, Default::default());
         q.parts.get_mut(&key("t", p)).unwrap().leader = 1;
-        assert!(q.enqueue(&key("t", p), items(100, 4, 10).await, STAMP));
+        assert!(q.enqueue(&key("t", p), items(100, 4, 10).await));
     }
-    let first = q.next_request(1, &settings(), STAMP, &m);
+    let first = q.next_request(1, &settings(), &m);
     assert_eq!(first.len(), 2, "one batch of each partition");
     assert!(
-        q.next_request(1, &settings(), STAMP, &m).is_empty(),
+        q.next_request(1, &settings(), &m).is_empty(),
         "unconfirmed: one in flight"
     );
-    assert!(q.next_request(2, &settings(), STAMP, &m).is_empty(), "not the leader");
+    assert!(q.next_request(2, &settings(), &m).is_empty(), "not the leader");
     let sent: Vec<(PartKey, u64)> = first.iter().map(|o| (o.key.clone(), o.entry)).collect();
     let answers: HashMap<PartKey, Answer> = sent.iter().map(|(k, _)| (k.clone(), ok(0))).collect();
     assert_eq!(q.complete(&sent, &answers, false, &m), Default::default());
     // Confirmed: up to the window (3 batches left of each partition, one per request).
     for _ in 0..3 {
-        assert_eq!(q.next_request(1, &settings(), STAMP, &m).len(), 2);
+        assert_eq!(q.next_request(1, &settings(), &m).len(), 2);
     }
-    assert!(q.next_request(1, &settings(), STAMP, &m).is_empty(), "all in flight");
+    assert!(q.next_request(1, &settings(), &m).is_empty(), "all in flight");
     let positions: HashMap<i32, i64> = q
         .positions()
         .iter()
@@ -159,22 +160,22 @@ async fn one_batch_per_partition_per_request_and_one_in_flight_until_confirmed()
 
 #[tokio::test]
 async fn an_error_resends_from_the_first_unacknowledged_batch_in_order() {
-    let mut q = Queue::default();
+    let mut q = Queue::new(STAMP);
     let m = Metrics::default();
     q.add_route(route("t", 0), 0, 0, Default::default());
     let k = key("t", 0);
     q.parts.get_mut(&k).unwrap().leader = 1;
-    q.enqueue(&k, items(0, 3, 10).await, STAMP);
+    q.enqueue(&k, items(0, 3, 10).await);
     // Confirm the first batch, then put two in flight.
-    let a = q.next_request(1, &settings(), STAMP, &m);
+    let a = q.next_request(1, &settings(), &m);
     q.complete(
         &[(k.clone(), a[0].entry)],
         &HashMap::from([(k.clone(), ok(0))]),
         false,
         &m,
     );
-    let b = q.next_request(1, &settings(), STAMP, &m);
-    let c = q.next_request(1, &settings(), STAMP, &m);
+    let b = q.next_request(1, &settings(), &m);
+    let c = q.next_request(1, &settings(), &m);
     assert_eq!((b.len(), c.len()), (1, 1));
     // The first of them fails: nothing is sent until the second came back too.
     let fx = q.complete(
@@ -186,7 +187,7 @@ async fn an_error_resends_from_the_first_unacknowledged_batch_in_order() {
     assert!(fx.refresh, "a leadership error looks the leader up again");
     q.parts.get_mut(&k).unwrap().leader = 1;
     assert!(
-        q.next_request(1, &settings(), STAMP, &m).is_empty(),
+        q.next_request(1, &settings(), &m).is_empty(),
         "waits for the batch in flight"
     );
     q.complete(
@@ -196,7 +197,7 @@ async fn an_error_resends_from_the_first_unacknowledged_batch_in_order() {
         &m,
     );
     // Resent in order, with their original sequence numbers.
-    let again = q.next_request(1, &settings(), STAMP, &m);
+    let again = q.next_request(1, &settings(), &m);
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].entry, b[0].entry);
     assert_eq!(
@@ -214,21 +215,21 @@ async fn a_batch_acknowledged_after_a_failed_one_still_lets_the_failed_one_go_ag
     // written (its request reached the broker on a new connection). The failed
     // one must be sent again: the partition may not wait for an answer that
     // will never come.
-    let mut q = Queue::default();
+    let mut q = Queue::new(STAMP);
     let m = Metrics::default();
     q.add_route(route("t", 0), 0, 0, Default::default());
     let k = key("t", 0);
     q.parts.get_mut(&k).unwrap().leader = 1;
-    q.enqueue(&k, items(0, 3, 10).await, STAMP);
-    let a = q.next_request(1, &settings(), STAMP, &m);
+    q.enqueue(&k, items(0, 3, 10).await);
+    let a = q.next_request(1, &settings(), &m);
     q.complete(
         &[(k.clone(), a[0].entry)],
         &HashMap::from([(k.clone(), ok(0))]),
         false,
         &m,
     );
-    let b = q.next_request(1, &settings(), STAMP, &m);
-    let c = q.next_request(1, &settings(), STAMP, &m);
+    let b = q.next_request(1, &settings(), &m);
+    let c = q.next_request(1, &settings(), &m);
     q.complete(
         &[(k.clone(), b[0].entry)],
         &HashMap::from([(k.clone(), Answer::request_failed("connection reset".into()))]),
@@ -242,7 +243,7 @@ async fn a_batch_acknowledged_after_a_failed_one_still_lets_the_failed_one_go_ag
         false,
         &m,
     );
-    let again = q.next_request(1, &settings(), STAMP, &m);
+    let again = q.next_request(1, &settings(), &m);
     assert_eq!(again.len(), 1, "the failed batch goes again");
     assert_eq!(again[0].entry, b[0].entry);
     q.complete(
@@ -256,13 +257,13 @@ async fn a_batch_acknowledged_after_a_failed_one_still_lets_the_failed_one_go_ag
 
 #[tokio::test]
 async fn a_refused_batch_stops_only_its_partition_naming_the_offset() {
-    let mut q = Queue::default();
+    let mut q = Queue::new(STAMP);
     let m = Metrics::default();
     q.add_route(route("t", 0), 40, 0, Default::default());
     let k = key("t", 0);
     q.parts.get_mut(&k).unwrap().leader = 1;
-    q.enqueue(&k, items(40, 2, 5).await, STAMP);
-    let a = q.next_request(1, &settings(), STAMP, &m);
+    q.enqueue(&k, items(40, 2, 5).await);
+    let a = q.next_request(1, &settings(), &m);
     q.complete(
         &[(k.clone(), a[0].entry)],
         &HashMap::from([(k.clone(), err(10))]),
@@ -281,16 +282,16 @@ async fn a_refused_batch_stops_only_its_partition_naming_the_offset() {
 
 #[tokio::test]
 async fn a_partition_missing_from_the_answer_is_retried_and_acks_write_the_offset_map() {
-    let mut q = Queue::default();
+    let mut q = Queue::new(STAMP);
     let m = Metrics::default();
     q.add_route(route("t", 0), 0, 0, Default::default());
     let k = key("t", 0);
     q.parts.get_mut(&k).unwrap().leader = 1;
-    q.enqueue(&k, items(0, 1, 4).await, STAMP);
-    q.enqueue(&k, vec![Item::Skip { src_last: 4 }], STAMP); // a transaction marker
-    let a = q.next_request(1, &settings(), STAMP, &m);
+    q.enqueue(&k, items(0, 1, 4).await);
+    q.enqueue(&k, vec![Item::Skip { src_last: 4 }]); // a transaction marker
+    let a = q.next_request(1, &settings(), &m);
     q.complete(&[(k.clone(), a[0].entry)], &HashMap::new(), false, &m);
-    let again = q.next_request(1, &settings(), STAMP, &m);
+    let again = q.next_request(1, &settings(), &m);
     assert_eq!(again.len(), 1, "resent");
     q.complete(
         &[(k.clone(), again[0].entry)],
@@ -415,6 +416,35 @@ async fn lost_producer_state_renumbers_under_a_new_producer_id() {
             (pid, i as i32 * 10),
             "renumbered from 0"
         );
+    }
+    p.stop();
+}
+
+#[tokio::test]
+async fn each_origin_gets_its_own_producer_id_and_sequence() {
+    let fake = FakeCluster::start(&[("t", 1)]).await;
+    let (p, _) = producer(&fake, 1).await;
+    let east: Arc<str> = Arc::from("east");
+    p.ensure_origin(&east).await.unwrap();
+    p.ensure_origin(&east).await.unwrap(); // once per origin
+    assert_eq!(fake.producer_ids(), 2);
+    // Batches of the source and of the forwarded origin, interleaved.
+    let mut all = items(0, 8, 10).await;
+    for (i, item) in all.iter_mut().enumerate() {
+        if let Item::Batch { origin, .. } = item {
+            *origin = (i % 2 == 1).then(|| east.clone());
+        }
+    }
+    p.enqueue(&Arc::from("t"), 0, all);
+    wait_acked(&p, 0, 80).await;
+    let written = fake.written("t", 0);
+    assert_eq!(written.len(), 8, "in source order, once each");
+    let pids: Vec<i64> = written.iter().map(|w| w.producer_id).collect();
+    assert_ne!(pids[0], pids[1]);
+    for (i, w) in written.iter().enumerate() {
+        assert_eq!(w.producer_id, pids[i % 2]);
+        assert_eq!(w.base_sequence, (i / 2) as i32 * 10, "each producer id's own sequence");
+        assert_eq!(w.base_offset, i as i64 * 10);
     }
     p.stop();
 }
