@@ -11,6 +11,7 @@ mod merge;
 mod queue;
 mod sender;
 mod txn;
+mod types;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,9 +30,9 @@ use crate::client::{Client, ClientError};
 use crate::config::ProduceSettings;
 use crate::sync::lock;
 use decide::Answer;
-pub use queue::{Item, Position, Route};
 use queue::{Outgoing, PartKey, Queue};
 pub use txn::TxnStatus;
+pub use types::{Item, Position, Route};
 
 /// The destination producer of one flow.
 #[derive(Debug)]

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::decide::{verdict, Answer, Verdict};
-use super::queue::{Item, PartKey, Queue, Route};
+use super::queue::{PartKey, Queue};
 use super::Producer;
+use super::{Item, Route};
 use crate::batch::writer::{write_batch, BatchSpec, RecordSpec};
 use crate::batch::{ProducerStamp, RawBatch};
 use crate::client::fake::FakeCluster;
