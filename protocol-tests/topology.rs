@@ -510,8 +510,20 @@ impl Running {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_way_survives_sigkills_without_loss_or_loops() {
+    sigkills_in_two_way(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_way_exactly_once_survives_sigkills_without_repeats() {
+    sigkills_in_two_way(true).await;
+}
+
+/// Five SIGKILLs of a two-way `strait run`, loads on both sides in between:
+/// nothing lost, no loop; at-least-once repeats are bounded by the kills, and
+/// exactly-once repeats none for read_committed consumers.
+async fn sigkills_in_two_way(exactly_once: bool) {
     let (east, west) = (harness::kafka4(), harness::kafka4_dest());
-    let t = unique_topic("kill");
+    let t = unique_topic(if exactly_once { "killeos" } else { "kill" });
     create(east, &t, 2, &["retention.ms=-1"]);
     create(west, &t, 2, &["retention.ms=-1"]);
     let (a, b) = (range_of(0), range_of(1));
@@ -519,7 +531,7 @@ async fn two_way_survives_sigkills_without_loss_or_loops() {
     std::fs::write(
         &path,
         doc_text(
-            &format!("topics = [\"{t}\"]"),
+            &format!("topics = [\"{t}\"]\nexactly_once = {exactly_once}\ntransaction_interval_ms = 300"),
             &[("east", east), ("west", west)],
             &[("east", "west", ""), ("west", "east", "")],
         ),
@@ -553,7 +565,15 @@ async fn two_way_survives_sigkills_without_loss_or_loops() {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let have = |c: &KafkaCluster| {
-            let v = json(&tool(&["count", "--bootstrap", &c.bootstrap, "--topic", &t]));
+            let v = json(&tool(&[
+                "count",
+                "--bootstrap",
+                &c.bootstrap,
+                "--topic",
+                &t,
+                "--isolation",
+                "read_committed",
+            ]));
             v["total"].as_u64().unwrap_or(0)
         };
         if have(east) >= want && have(west) >= want {
@@ -573,15 +593,21 @@ async fn two_way_survives_sigkills_without_loss_or_loops() {
     // At-least-once: a kill re-sends at most what followed the last checkpoint,
     // so a record may repeat (bounded by the kills), but none is lost and none
     // loops back and forth.
-    let repeats_east = check_union(
-        east,
-        &t,
-        &[a.clone(), b.clone()],
-        1 + steps as usize,
-        "read_uncommitted",
+    let (copies, isolation) = if exactly_once {
+        (1, "read_committed")
+    } else {
+        (1 + steps as usize, "read_uncommitted")
+    };
+    let repeats_east = check_union(east, &t, &[a.clone(), b.clone()], copies, isolation);
+    let repeats_west = check_union(west, &t, &[a, b], copies, isolation);
+    eprintln!(
+        "RESULT two-way with {steps} SIGKILLs ({}): repeats east {repeats_east}, west {repeats_west}",
+        if exactly_once {
+            "exactly-once, read_committed"
+        } else {
+            "at-least-once"
+        }
     );
-    let repeats_west = check_union(west, &t, &[a, b], 1 + steps as usize, "read_uncommitted");
-    eprintln!("RESULT two-way with {steps} SIGKILLs: repeats east {repeats_east}, west {repeats_west} (at-least-once)");
 }
 
 /// A group's committed offset (the Java group tool, independent of strait).
