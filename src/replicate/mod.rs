@@ -177,6 +177,9 @@ impl Handle {
     pub fn readiness(&self) -> Result<(), String> {
         let limit = self.stale_after.as_millis() as u64;
         let mut why = Vec::new();
+        if let Some(e) = crate::sync::lock(&self.failed).as_ref() {
+            why.push(format!("flow stopped: {e}"));
+        }
         match Metrics::age_ms(&self.metrics.last_checkpoint_ms) {
             None => why.push("no checkpoint committed yet".to_string()),
             Some(age) if age > limit => why.push(format!(
@@ -401,7 +404,7 @@ where
     }
     on_start(handles.clone());
     // Flows that fail while running say so through their handles.
-    let mut running: Vec<_> = tasks
+    let running: Vec<_> = tasks
         .into_iter()
         .zip(handles)
         .map(|((name, task), h)| {
@@ -418,13 +421,22 @@ where
             })
         })
         .collect();
-    shutdown.await;
-    let _ = stop_tx.send(true);
-    let mut out = Vec::new();
-    for t in running.drain(..) {
-        if let Ok(o) = t.await {
-            out.push(o);
+    // Runs until shut down, or until every flow has stopped on its own (a
+    // fenced or failed flow does not keep an otherwise idle process alive).
+    let all_stopped = async move {
+        let mut out = Vec::new();
+        for t in running {
+            if let Ok(o) = t.await {
+                out.push(o);
+            }
         }
+        out
+    };
+    tokio::pin!(all_stopped, shutdown);
+    tokio::select! {
+        out = &mut all_stopped => return Ok(out),
+        _ = &mut shutdown => {}
     }
-    Ok(out)
+    let _ = stop_tx.send(true);
+    Ok(all_stopped.await)
 }
