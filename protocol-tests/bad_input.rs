@@ -439,3 +439,85 @@ fn help_is_short_per_command_and_lists_exit_codes() {
     // A usage error exits 2.
     assert_eq!(strait(&["run"], None).0, 2);
 }
+
+/// `[clusters.<alias>]` tables for `names` (nothing listens: `check-config` only).
+fn clusters(names: &[&str]) -> String {
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| format!("[clusters.{n}]\nbootstrap_servers = \"127.0.0.1:{}\"\n", 19092 + i))
+        .collect()
+}
+
+#[test]
+fn a_flow_naming_an_unknown_cluster_is_refused_with_its_line() {
+    let path = config_file(
+        "unknown-alias",
+        &format!(
+            "topics = [\"orders\"]\n{}[[flows]]\nsource = \"east\"\ndestination = \"wset\"\n",
+            clusters(&["east", "west"])
+        ),
+    );
+    let err = one_error(strait(&["check-config", "--config", &path], None));
+    assert!(
+        err.starts_with(&format!("error: config {path}, line 8: `destination`")),
+        "{err}"
+    );
+    assert!(err.contains("\"wset\"") && err.contains("defined: east, west"), "{err}");
+}
+
+#[test]
+fn topologies_that_would_loop_or_deliver_twice_are_refused_naming_them() {
+    // Hub and spoke plus a direct east -> west flow: two routes to west.
+    let path = config_file(
+        "two-routes",
+        &format!(
+            "topics = [\"orders\"]\n{}\
+             [[flows]]\nsource = \"east\"\ndestination = \"hub\"\n\
+             [[flows]]\nsource = \"hub\"\ndestination = \"west\"\nforward_from = [\"east\"]\n\
+             [[flows]]\nsource = \"east\"\ndestination = \"west\"\n",
+            clusters(&["east", "hub", "west"])
+        ),
+    );
+    let err = one_error(strait(&["check-config", "--config", &path], None));
+    assert!(
+        err.contains("records produced on cluster east would reach cluster west over 2 routes")
+            && err.contains("[east-to-hub -> hub-to-west]")
+            && err.contains("[east-to-west]"),
+        "{err}"
+    );
+    // A cycle neither names nor provenance break: prefix one way, identity back.
+    let path = config_file(
+        "mixed-cycle",
+        &format!(
+            "topics = [\"orders\"]\n{}\
+             [[flows]]\nsource = \"east\"\ndestination = \"west\"\nrename = \"prefix\"\n\
+             [[flows]]\nsource = \"west\"\ndestination = \"east\"\n",
+            clusters(&["east", "west"])
+        ),
+    );
+    let err = one_error(strait(&["check-config", "--config", &path], None));
+    assert!(
+        err.contains("the cycle east-to-west (prefix) -> west-to-east (provenance)"),
+        "{err}"
+    );
+    // Two sources merged into one topic without `merge = true`.
+    let path = config_file(
+        "unmerged",
+        &format!(
+            "topics = [\"orders\"]\n{}\
+             [[flows]]\nsource = \"eu\"\ndestination = \"central\"\n\
+             [[flows]]\nsource = \"us\"\ndestination = \"central\"\n",
+            clusters(&["eu", "us", "central"])
+        ),
+    );
+    let err = one_error(strait(&["check-config", "--config", &path], None));
+    assert!(
+        err.contains("flows eu-to-central and us-to-central both write into cluster central")
+            && err.contains("merge = true"),
+        "{err}"
+    );
+    // `run` refuses the same before connecting to anything.
+    let err = one_error(strait(&["run", "--config", &path], None));
+    assert!(err.contains("both write into cluster central"), "{err}");
+}

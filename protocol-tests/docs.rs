@@ -2,7 +2,8 @@
 //! `docs/configuration.md` holds the annotated example config byte for byte as
 //! `strait example-config` prints it, and lists every key the example sets (or
 //! shows in its commented-out TLS and SASL tables) in the reference table of
-//! that key's table; and every relative link of `README.md`, `docs/` and
+//! that key's table; the active-active and aggregation examples
+//! (`--topology`) are there byte for byte too, their keys documented; and every relative link of `README.md`, `docs/` and
 //! `benches/e2e/README.md` resolves, `#anchors` included.
 
 use std::collections::BTreeSet;
@@ -64,6 +65,66 @@ fn configuration_md_holds_the_example_config_byte_for_byte() {
         doc.contains(&format!("```toml\n{example}```\n")),
         "{REFERENCE} holds the example byte for byte"
     );
+}
+
+/// What `strait example-config --topology NAME` prints.
+fn topology_example(name: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_strait"))
+        .args(["example-config", "--topology", name])
+        .output()
+        .expect("strait runs");
+    assert!(out.status.success(), "strait example-config --topology {name} failed");
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+#[test]
+fn configuration_md_holds_every_topology_example_and_documents_its_keys() {
+    let doc = read(&root().join(REFERENCE));
+    let documented = documented_keys(&doc);
+    let has = |heading: &str, key: &str| documented.iter().any(|(h, k)| h.contains(heading) && k == key);
+    // The active-passive topology is the annotated example, checked above.
+    assert_eq!(topology_example("active-passive"), example_config());
+    for name in ["active-active", "aggregation"] {
+        let example = topology_example(name);
+        assert!(
+            doc.contains(&format!("```toml\n{example}```\n")),
+            "{REFERENCE} does not hold `strait example-config --topology {name}` byte for byte: paste its output into the block under the heading of that design"
+        );
+        let parsed: toml::Table = example.parse().expect("the example is valid TOML");
+        let mut missing = Vec::new();
+        for (key, value) in &parsed {
+            match (key.as_str(), value) {
+                ("clusters", toml::Value::Table(clusters)) => {
+                    for cluster in clusters.values() {
+                        for k in cluster.as_table().expect("a cluster table").keys() {
+                            if !has("`[clusters.<alias>]`", k) {
+                                missing.push(format!("[clusters.<alias>] {k}"));
+                            }
+                        }
+                    }
+                }
+                ("flows", toml::Value::Array(flows)) => {
+                    for flow in flows {
+                        for k in flow.as_table().expect("a flow table").keys() {
+                            // A flow's own keys, or a top-level key it overrides.
+                            if !has("`[[flows]]`", k) && !has("Top-level keys", k) {
+                                missing.push(format!("[[flows]] {k}"));
+                            }
+                        }
+                    }
+                }
+                (k, _) => {
+                    if !has("Top-level keys", k) {
+                        missing.push(k.to_string());
+                    }
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "{REFERENCE} does not document these keys of the {name} example: {missing:?}"
+        );
+    }
 }
 
 /// `(table, key)` for every key the example sets ("" for the top level), and

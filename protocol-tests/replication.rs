@@ -1375,11 +1375,43 @@ async fn failover_then_failback_moves_consumers_and_new_records_without_duplicat
         .unwrap()
         .success());
     assert!(back.wait().unwrap().success());
-    let _ = std::fs::remove_file(&cfg_path);
     // Both clusters now hold the same 900 records in the same order: nothing duplicated.
     let v = assert_same(dst, &t, src, &t, &[]);
     assert_eq!(v["source_records"], 900);
     assert_eq!(v["duplicates"], 0);
+    // Producers move back; the original direction resumes with the unchanged
+    // config. It must not copy the failback's 300 records a second time
+    // (provenance: failback registered its producer ids on the original source).
+    load(src, &t, 100, "lz4", &["--start-index", "9000"]);
+    let mut resumed = Command::new(env!("CARGO_BIN_EXE_strait"))
+        .args(["run", "--config", cfg, "--progress", "0"])
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let c = json(&tool(&["count", "--bootstrap", &dst.bootstrap, "--topic", &t]));
+        if c["total"].as_u64().unwrap() >= 1000 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the resumed replication did not copy the new records: {c}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Long enough for the failback's records, had they been re-read, to land too.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(Command::new("kill")
+        .args(["-TERM", &resumed.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    assert!(resumed.wait().unwrap().success());
+    let _ = std::fs::remove_file(&cfg_path);
+    let v = assert_same(src, &t, dst, &t, &[]);
+    assert_eq!(v["source_records"], 1000);
+    assert_eq!(v["duplicates"], 0, "the failback's records came back: {v}");
 }
 
 /// The planned-failover runbook after consumers drained: every partition of a

@@ -80,6 +80,14 @@ pub fn problems(doc: &Document) -> Vec<String> {
             }
         }
     }
+    out.extend(mixed_cycles(doc));
+    if doc.flows.iter().any(|f| f.topics.rename == Rename::Prefix) {
+        for alias in doc.clusters.keys().filter(|a| a.contains('.')) {
+            out.push(format!(
+                "cluster alias {alias:?} contains '.', the separator of prefixed names: with rename = \"prefix\" a name such as {alias}.orders could not be told apart from a chain of two clusters; use '-' or '_'"
+            ));
+        }
+    }
     let two_way = |a: &str, b: &str| {
         let flow = |s: &str, d: &str| {
             doc.flows
@@ -105,6 +113,71 @@ pub fn problems(doc: &Document) -> Vec<String> {
                     a.name, b.name, a.destination.alias
                 ));
             }
+        }
+    }
+    out
+}
+
+/// Cycles of flows that mix the two ways of breaking loops: a prefix flow
+/// does not consult provenance, and a provenance flow does not apply
+/// MirrorMaker 2's naming rule, so around such a cycle a record comes back to
+/// the cluster it was produced on (under a prefixed name). Each is named once.
+fn mixed_cycles(doc: &Document) -> Vec<String> {
+    fn paths<'a>(
+        doc: &'a Document,
+        at: &str,
+        to: &str,
+        path: &mut Vec<&'a Config>,
+        seen: &mut BTreeSet<String>,
+        out: &mut Vec<Vec<&'a Config>>,
+    ) {
+        for f in doc.flows.iter().filter(|f| f.source.alias == at) {
+            let next = f.destination.alias.as_str();
+            if next == to {
+                path.push(f);
+                out.push(path.clone());
+                path.pop();
+            } else if seen.insert(next.to_string()) {
+                path.push(f);
+                paths(doc, next, to, path, seen, out);
+                path.pop();
+                seen.remove(next);
+            }
+        }
+    }
+    let mut named = BTreeSet::new();
+    let mut out = Vec::new();
+    for f in doc.flows.iter().filter(|f| !uses_provenance(f)) {
+        let mut found = Vec::new();
+        let mut seen = BTreeSet::from([f.source.alias.clone(), f.destination.alias.clone()]);
+        paths(
+            doc,
+            &f.destination.alias,
+            &f.source.alias,
+            &mut vec![f],
+            &mut seen,
+            &mut found,
+        );
+        for cycle in found.into_iter().filter(|c| c.iter().any(|g| uses_provenance(g))) {
+            let mut key: Vec<&str> = cycle.iter().map(|g| g.name.as_str()).collect();
+            key.sort_unstable();
+            if !named.insert(key.join(",")) {
+                continue;
+            }
+            let shown: Vec<String> = cycle
+                .iter()
+                .map(|g| {
+                    format!(
+                        "{} ({})",
+                        g.name,
+                        if uses_provenance(g) { "provenance" } else { "prefix" }
+                    )
+                })
+                .collect();
+            out.push(format!(
+                "the cycle {} mixes rename = \"prefix\" with other renames: neither MirrorMaker 2's naming rule nor provenance covers the whole cycle, so records would come back to the cluster they were produced on; use rename = \"prefix\" on every flow of the cycle, or on none",
+                shown.join(" -> ")
+            ));
         }
     }
     out

@@ -5,7 +5,7 @@ use crate::config::Document;
 fn doc(names: &[&str], flows: &[(&str, &str, &str)]) -> Document {
     let mut text = String::new();
     for (i, n) in names.iter().enumerate() {
-        text += &format!("[clusters.{n}]\nbootstrap_servers = \"127.0.0.1:{}\"\n", 9092 + i);
+        text += &format!("[clusters.\"{n}\"]\nbootstrap_servers = \"127.0.0.1:{}\"\n", 9092 + i);
     }
     for (s, d, extra) in flows {
         text += &format!("[[flows]]\nsource = \"{s}\"\ndestination = \"{d}\"\n{extra}\n");
@@ -180,4 +180,50 @@ fn every_shipped_example_is_valid_and_sound() {
     assert_eq!(agg.flows[0].fetch.max_wait, std::time::Duration::from_millis(200));
     assert_eq!(agg.flows[0].name, "eu-to-central");
     assert_eq!(agg.flows[0].destination_topic("orders"), "eu.orders");
+}
+
+#[test]
+fn a_cycle_mixing_prefix_and_provenance_is_refused_naming_it() {
+    let pair = doc(
+        &["east", "west"],
+        &[("east", "west", "rename = \"prefix\""), ("west", "east", "")],
+    );
+    let p = problems(&pair);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].contains("east-to-west (prefix) -> west-to-east (provenance)"),
+        "{p:?}"
+    );
+    // A longer cycle through a third cluster, named once.
+    let ring = doc(
+        &["a", "b", "c"],
+        &[("a", "b", "rename = \"prefix\""), ("b", "c", ""), ("c", "a", "")],
+    );
+    let p = problems(&ring);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].contains("a-to-b (prefix) -> b-to-c (provenance) -> c-to-a (provenance)"),
+        "{p:?}"
+    );
+    // All prefix, or none: sound.
+    let prefixes = doc(
+        &["east", "west"],
+        &[
+            ("east", "west", "rename = \"prefix\""),
+            ("west", "east", "rename = \"prefix\""),
+        ],
+    );
+    assert!(problems(&prefixes).is_empty(), "{:?}", problems(&prefixes));
+    // One-way chains mix freely: no cycle.
+    let chain = doc(&["a", "b", "c"], &[("a", "b", "rename = \"prefix\""), ("b", "c", "")]);
+    assert!(problems(&chain).is_empty(), "{:?}", problems(&chain));
+}
+
+#[test]
+fn a_dotted_alias_with_prefix_renames_is_refused() {
+    let d = doc(&["us.east", "west"], &[("us.east", "west", "rename = \"prefix\"")]);
+    let p = problems(&d);
+    assert!(p.len() == 1 && p[0].contains("\"us.east\" contains '.'"), "{p:?}");
+    let ok = doc(&["us.east", "west"], &[("us.east", "west", "")]);
+    assert!(problems(&ok).is_empty());
 }
