@@ -167,5 +167,64 @@ fn slow_path(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, split, header_patch, fetch_decode, produce_encode, slow_path);
+/// The provenance check a flow does for every fetched batch (identity names):
+/// the batch's producer id looked up among the decisions already made. 64
+/// batches of 16 KiB from 8 producers (2 of them strait's), against
+/// splitting the same response alone.
+fn provenance_check(c: &mut Criterion) {
+    use strait::replicate::provenance::{rule, Decisions, Origin};
+    let mut blob = BytesMut::new();
+    for i in 0..64i64 {
+        let records: Vec<RecordSpec> = (0..16)
+            .map(|r| RecordSpec {
+                offset_delta: r,
+                key: Some(format!("k{r}").into_bytes()),
+                value: Some(vec![7u8; 1024]),
+                headers: vec![],
+            })
+            .collect();
+        blob.extend_from_slice(write_batch(
+            &BatchSpec {
+                base_offset: i * 16,
+                producer_id: 1000 + i % 8,
+                ..Default::default()
+            },
+            &records,
+        )
+        .bytes());
+    }
+    let blob = blob.freeze();
+    let decisions = Decisions::default();
+    let strait_wrote = Origin {
+        origin: "west".into(),
+        flow: "west-to-east".into(),
+    };
+    for pid in 1000..1008 {
+        let origin = (pid >= 1006).then_some(&strait_wrote);
+        decisions.insert(pid, rule(origin, &[], "west"));
+    }
+    let mut g = c.benchmark_group("provenance_check");
+    g.throughput(Throughput::Elements(64));
+    g.bench_function("split 64 batches", |b| b.iter(|| split_batches(&blob).unwrap().0.len()));
+    g.bench_function("split 64 batches + decide each", |b| {
+        b.iter(|| {
+            let (batches, _) = split_batches(&blob).unwrap();
+            batches
+                .iter()
+                .filter(|x| decisions.get(x.producer_id()) != Some(strait::replicate::provenance::Decision::Skip))
+                .count()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    split,
+    header_patch,
+    fetch_decode,
+    produce_encode,
+    slow_path,
+    provenance_check
+);
 criterion_main!(benches);

@@ -148,7 +148,10 @@ def _run(a, proc_box):
             err = "replicator exited with status %s before completion" % proc.returncode
             break
         try:
-            c = end_offsets_sum(admin, a.dest_topic, a.partitions, a.isolation)
+            # Several topics (two flows): complete when the last holds every record.
+            counts = [end_offsets_sum(admin, t, a.partitions, a.isolation)
+                      for t in a.dest_topic.split(",")]
+            c = None if None in counts else min(counts)
         except Exception as e:  # transient admin errors: keep polling
             c = None
         polls += 1
@@ -226,6 +229,25 @@ def ratio(a, b):
     return a / b
 
 
+MEDIAN_KEYS = ("wall_s", "first_batch_s", "mb_per_s", "mb_per_s_after_first", "cpu_s",
+               "cpu_s_per_gb", "broker_cpu_s", "peak_rss_mb", "other_cpu_s")
+
+
+def median_row(runs):
+    """One row per (workload, tool): the median of each measured column over
+    the runs that completed (all runs if none did), with the run count."""
+    ok = [r for r in runs if not r.get("error")] or runs
+    out = dict(ok[0])
+    for k in MEDIAN_KEYS:
+        vals = sorted(r[k] for r in ok if r.get(k) is not None)
+        if vals:
+            m = len(vals) // 2
+            out[k] = vals[m] if len(vals) % 2 else round((vals[m - 1] + vals[m]) / 2, 3)
+    out["runs"] = len(runs)
+    out["failed_runs"] = len(runs) - len([r for r in runs if not r.get("error")])
+    return out
+
+
 def cmd_report(a):
     rows = [json.loads(l) for l in open(a.infile) if l.strip()]
     meta = dict(kv.split("=", 1) for kv in a.meta)
@@ -233,22 +255,31 @@ def cmd_report(a):
     for r in rows:
         if r["workload"] not in workloads:
             workloads.append(r["workload"])
-    by = {(r["workload"], r["tool"]): r for r in rows}
+    grouped = {}
+    for r in rows:
+        grouped.setdefault((r["workload"], r["tool"]), []).append(r)
+    by = {k: median_row(v) for k, v in grouped.items()}
     out = []
     out.append("# strait vs MirrorMaker 2 vs bare floor\n")
     for k, v in meta.items():
         out.append("- %s: %s" % (k, v))
     out.append("")
+    if any(len(v) > 1 for v in grouped.values()):
+        out.append("Rows with several runs show the median of each column (runs interleaved; "
+                   "`runs` in the JSON). strait-2flows moves the source bytes twice (two flows); "
+                   "its CPU s/GB is per source GB.\n")
     out.append("| workload | tool | source MB | wall s | MB/s | MB/s after 1st batch | "
                "replicator CPU s | CPU s/GB | broker CPU s | peak RSS MB | first batch s | other CPU s |")
     out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     ratios = []
     for w in workloads:
-        for tool in ("strait", "strait-eos", "mm2", "floor"):
+        for tool in ("strait", "strait-prefix", "strait-2flows", "strait-eos", "mm2", "floor"):
             r = by.get((w, tool))
             if not r:
                 continue
             note = " (%s)" % r["error"] if r.get("error") else ""
+            if r.get("runs", 1) > 1:
+                note += " ×%d" % r["runs"] + (", %d failed" % r["failed_runs"] if r["failed_runs"] else "")
             out.append("| %s | %s%s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
                 w, tool, note, fmt(r["source_bytes"] / 1e6, 0), fmt(r.get("wall_s"), 2),
                 fmt(r.get("mb_per_s")), fmt(r.get("mb_per_s_after_first")),
@@ -257,9 +288,13 @@ def cmd_report(a):
                 fmt(r.get("first_batch_s"), 1), fmt(r.get("other_cpu_s"), 1)))
         s, m, f = by.get((w, "strait")), by.get((w, "mm2")), by.get((w, "floor"))
         e = by.get((w, "strait-eos"))
+        px, two = by.get((w, "strait-prefix")), by.get((w, "strait-2flows"))
         g = lambda r, k: r.get(k) if r else None
         ratios.append({
             "workload": w,
+            "cpu_per_gb_provenance_over_none": ratio(g(s, "cpu_s_per_gb"), g(px, "cpu_s_per_gb")),
+            "throughput_provenance_over_none": ratio(g(s, "mb_per_s"), g(px, "mb_per_s")),
+            "rss_two_flows_over_one": ratio(g(two, "peak_rss_mb"), g(s, "peak_rss_mb")),
             "throughput_eos_over_strait": ratio(g(e, "mb_per_s"), g(s, "mb_per_s")),
             "cpu_per_gb_eos_over_strait": ratio(g(e, "cpu_s_per_gb"), g(s, "cpu_s_per_gb")),
             "throughput_strait_over_mm2": ratio(g(s, "mb_per_s"), g(m, "mb_per_s")),
@@ -279,6 +314,16 @@ def cmd_report(a):
             fmt(r["throughput_after_first_strait_over_mm2"], 2),
             fmt(r["cpu_per_gb_strait_over_mm2"], 3), fmt(r["cpu_per_gb_strait_over_floor"], 1),
             fmt(r["broker_cpu_strait_over_mm2"], 2)))
+    if any(r["cpu_per_gb_provenance_over_none"] is not None or r["rss_two_flows_over_one"] is not None
+           for r in ratios):
+        out.append("")
+        out.append("| workload | CPU/GB with provenance check / without (prefix) | "
+                   "throughput with / without | peak RSS two flows / one |")
+        out.append("|---|---:|---:|---:|")
+        for r in ratios:
+            out.append("| %s | %s | %s | %s |" % (
+                r["workload"], fmt(r["cpu_per_gb_provenance_over_none"], 3),
+                fmt(r["throughput_provenance_over_none"], 3), fmt(r["rss_two_flows_over_one"], 2)))
     if any(r["throughput_eos_over_strait"] is not None for r in ratios):
         out.append("")
         out.append("| workload | throughput exactly-once/at-least-once | CPU/GB exactly-once/at-least-once |")

@@ -9,7 +9,13 @@
 #   --workloads  subset of a (1 KB lz4, 8 partitions), b (same, uncompressed),
 #                c (1-record batches), d (1,000 partitions)
 #   --tools      subset of strait, strait-eos (exactly_once = true; completion
-#                read at the last stable offset), mm2, floor
+#                read at the last stable offset), strait-prefix (rename =
+#                "prefix": no provenance check, the baseline of its cost),
+#                strait-2flows (two flows of the topic in one process, for
+#                memory against one), mm2, floor
+#   --repeat N   run the tools N times per workload, interleaved (tool order
+#                rotates each round; MM2 runs in the first round only); the
+#                report shows medians
 #
 # Results: benches/e2e/results/latest.{md,json} (+ a timestamped copy), table
 # printed at the end. Work dir (clusters, logs, configs): target/e2e/work
@@ -33,12 +39,15 @@ VERSION=4.1.1
 QUICK=0
 WORKLOADS="a,b,c,d"
 TOOLS="strait,mm2,floor"
+REPEAT=1
+ROUND=1
 while (($#)); do
   case $1 in
     --quick) QUICK=1; shift ;;
     --workloads) WORKLOADS=$2; shift 2 ;;
     --tools) TOOLS=$2; shift 2 ;;
-    -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    --repeat) REPEAT=$2; shift 2 ;;
+    -h|--help) sed -n '2,29p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -108,27 +117,71 @@ workload() {
   esac
 }
 
-run_strait() { # W TOPIC [LABEL EXTRA_CONFIG ISOLATION]
+run_strait() { # W TOPIC [LABEL EXTRA_CONFIG ISOLATION RENAME]
   local w=$1 t=$2 label=${3:-strait} extra=${4:-} iso=${5:-read_uncommitted}
-  local cfg="$WORK/$label-$1.toml" out
+  # Each round writes a fresh destination topic (the measure counts its offsets).
+  local dlabel=$label
+  if ((ROUND > 1)); then dlabel=$label-r$ROUND; fi
+  # rename = "prefix" names it "<alias>.<topic>": the same name, as alias = dlabel.
+  local rename=${6:-$dlabel.\{topic\}} dest="$dlabel.$t"
+  local cfg="$WORK/$dlabel-$1.toml" out
   cat >"$cfg" <<EOF
-name = "bench-$label-$w-$RUNID"
+name = "bench-$dlabel-$w-$RUNID"
 topics = ["$t"]
-rename = "$label.{topic}"
+rename = "$rename"
 refresh_interval_ms = 1000
 checkpoint_interval_ms = 1000
 $extra
 ${STRAIT_EXTRA_CONFIG:-}
 [source]
+alias = "$dlabel"
 bootstrap_servers = "$A"
 [destination]
 bootstrap_servers = "$B"
 EOF
-  log "[$w] $label -> $label.$t"
+  log "[$w] $label (round $ROUND) -> $dest"
   out=$(python3 "$E2E/measure.py" run --label "$label" --dest-bootstrap "$B" \
-    --dest-topic "$label.$t" --partitions "$PARTS" --expect "$COUNT" \
+    --dest-topic "$dest" --partitions "$PARTS" --expect "$COUNT" \
     --source-bytes "$SRC_BYTES" --broker-pids "$BROKER_PIDS" --timeout "$TIMEOUT" \
     --poll "$POLL" --isolation "$iso" --stop-signal INT --log "$WORK/$label-$w.log" \
+    -- "$ROOT/target/release/strait" run --config "$cfg" --progress 0) || true
+  log "[$w] $label: $out"
+  [[ -n $out ]] && emit "$w" "$label" "$out"
+}
+
+# Two flows of the same source topic in one process (into two destination
+# topics on B), sharing one memory budget: its peak RSS against one flow's.
+# Complete when both destination topics hold every record.
+run_strait_2flows() { # W TOPIC
+  local w=$1 t=$2 label=strait-2flows
+  local dlabel=$label
+  if ((ROUND > 1)); then dlabel=$label-r$ROUND; fi
+  local cfg="$WORK/$dlabel-$1.toml" out
+  cat >"$cfg" <<EOF
+topics = ["$t"]
+refresh_interval_ms = 1000
+checkpoint_interval_ms = 1000
+${STRAIT_EXTRA_CONFIG:-}
+[clusters.a]
+bootstrap_servers = "$A"
+[clusters.b]
+bootstrap_servers = "$B"
+[[flows]]
+name = "bench-$dlabel-1-$w-$RUNID"
+source = "a"
+destination = "b"
+rename = "$dlabel-1.{topic}"
+[[flows]]
+name = "bench-$dlabel-2-$w-$RUNID"
+source = "a"
+destination = "b"
+rename = "$dlabel-2.{topic}"
+EOF
+  log "[$w] $label (round $ROUND) -> $dlabel-1.$t, $dlabel-2.$t"
+  out=$(python3 "$E2E/measure.py" run --label "$label" --dest-bootstrap "$B" \
+    --dest-topic "$dlabel-1.$t,$dlabel-2.$t" --partitions "$PARTS" --expect "$COUNT" \
+    --source-bytes "$SRC_BYTES" --broker-pids "$BROKER_PIDS" --timeout "$TIMEOUT" \
+    --poll "$POLL" --stop-signal INT --log "$WORK/$dlabel-$w.log" \
     -- "$ROOT/target/release/strait" run --config "$cfg" --progress 0) || true
   log "[$w] $label: $out"
   [[ -n $out ]] && emit "$w" "$label" "$out"
@@ -247,10 +300,24 @@ for w in "${WLIST[@]}"; do
   SRC_BYTES=$(python3 "$E2E/measure.py" source-bytes "$WORK/A/node-1/data" "$T")
   log "[$w] loaded in $((SECONDS - lt)) s: $SRC_BYTES bytes on disk"
   sync   # flush dirty pages so the runs don't pay for the load's writeback
-  has_tool strait && run_strait "$w" "$T"
-  has_tool strait-eos && run_strait "$w" "$T" strait-eos "exactly_once = true" read_committed
-  has_tool mm2 && run_mm2 "$w" "$T"
-  has_tool floor && run_floor "$w"
+  IFS=, read -r -a TLIST <<<"$TOOLS"
+  for ((ROUND = 1; ROUND <= REPEAT; ROUND++)); do
+    # Interleaved: each round starts with the next tool, so no tool always runs
+    # first (cold page cache) or last.
+    n=${#TLIST[@]}
+    for ((k = 0; k < n; k++)); do
+      tool=${TLIST[$(((k + ROUND - 1) % n))]}
+      case $tool in
+        strait) run_strait "$w" "$T" ;;
+        strait-eos) run_strait "$w" "$T" strait-eos "exactly_once = true" read_committed ;;
+        strait-prefix) run_strait "$w" "$T" strait-prefix "" read_uncommitted prefix ;;
+        strait-2flows) run_strait_2flows "$w" "$T" ;;
+        mm2) if ((ROUND == 1)); then run_mm2 "$w" "$T"; fi ;;
+        floor) run_floor "$w" ;;
+        *) echo "run.sh: unknown tool $tool" >&2; exit 2 ;;
+      esac
+    done
+  done
 done
 
 # --------------------------------------------------------------- report ----
@@ -261,7 +328,7 @@ python3 "$E2E/measure.py" report --in "$RESULTS" --md "$RES/latest.md" --json "$
   --meta "kafka=$VERSION (single node per cluster, KAFKA_JVM_OPTS=$KAFKA_JVM_OPTS)" \
   --meta "machine=$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)" \
   --meta "strait=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo ?)" \
-  --meta "total_run_s=$TOTAL"
+  --meta "total_run_s=$TOTAL" --meta "repeat=$REPEAT"
 MODE=$([[ $QUICK == 1 ]] && echo quick || echo full)
 cp "$RES/latest.md" "$RES/$STAMP-$MODE.md"; cp "$RES/latest.json" "$RES/$STAMP-$MODE.json"
 log "done in ${TOTAL}s; results in $RES/latest.md"

@@ -558,7 +558,6 @@ async fn process_partition(
                     Ok(Decision::Forward(Some(o))) => {
                         // Records of another origin (forward_from) go under a
                         // producer id recorded with that origin.
-                        let o: Arc<str> = Arc::from(o.as_str());
                         if let Err(e) = f.producer.ensure_origin(&o).await {
                             stop = Some(format!(
                                 "cannot set up a producer id for records of origin {o} ({} partition {} at offset {}): {e}",

@@ -60,8 +60,9 @@ pub enum ProvenanceError {
     /// The registry topic was deleted (or deleted and created again) while strait ran.
     #[error(
         "provenance registry {topic} on cluster {cluster} was deleted while strait ran: batches strait wrote there \
-         can no longer be told from local ones, so copying on would loop; restart strait (every instance registers \
-         its producer ids again at start)"
+         can no longer be told from local ones, so copying on would loop; a restart registers strait's producer ids \
+         again, but batches written under the earlier ones and not yet read will look local and be copied back once \
+         (docs/configuration.md, \"How loops are broken\")"
     )]
     Deleted {
         /// Cluster alias.
@@ -85,9 +86,38 @@ struct Known {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// Forward: records of `origin` (`None`: produced on the flow's source).
-    Forward(Option<String>),
+    Forward(Option<Arc<str>>),
     /// Skip: strait wrote them, and they are not this flow's to carry on.
     Skip,
+}
+
+/// A flow's rule for a batch whose producer id carries records of `origin`
+/// (`None`: a local producer).
+pub fn rule(origin: Option<&Origin>, forward_from: &[String], destination: &str) -> Decision {
+    match origin {
+        None => Decision::Forward(None),
+        Some(o) if o.origin != destination && forward_from.contains(&o.origin) => {
+            Decision::Forward(Some(Arc::from(o.origin.as_str())))
+        }
+        Some(_) => Decision::Skip,
+    }
+}
+
+/// A flow's decisions by producer id, once made: the per-batch cost of
+/// provenance is one lookup here (`benches/micro.rs`, `provenance_check`).
+#[derive(Debug, Default)]
+pub struct Decisions(Mutex<HashMap<i64, Decision>>);
+
+impl Decisions {
+    /// The decision made for `producer_id`, if any.
+    pub fn get(&self, producer_id: i64) -> Option<Decision> {
+        lock(&self.0).get(&producer_id).cloned()
+    }
+
+    /// Remembers `decision` for `producer_id` (a registration never changes).
+    pub fn insert(&self, producer_id: i64, decision: Decision) {
+        lock(&self.0).insert(producer_id, decision);
+    }
 }
 
 /// A flow's rule on its source cluster's registry: forward what was produced
@@ -103,6 +133,7 @@ pub struct Filter {
     /// skipped, which is said once.
     essential: bool,
     warned: std::sync::atomic::AtomicBool,
+    decided: Decisions,
 }
 
 impl Filter {
@@ -114,17 +145,21 @@ impl Filter {
             destination: destination.to_string(),
             essential,
             warned: std::sync::atomic::AtomicBool::new(false),
+            decided: Decisions::default(),
         }
     }
 
     /// The decision for batches of `producer_id` (one hash lookup once known).
     pub async fn decide(&self, producer_id: i64) -> Result<Decision, ProvenanceError> {
+        if let Some(d) = self.decided.get(producer_id) {
+            return Ok(d);
+        }
         match self.registry.origin(producer_id).await {
-            Ok(None) => Ok(Decision::Forward(None)),
-            Ok(Some(o)) if o.origin != self.destination && self.forward_from.contains(&o.origin) => {
-                Ok(Decision::Forward(Some(o.origin)))
+            Ok(o) => {
+                let d = rule(o.as_ref(), &self.forward_from, &self.destination);
+                self.decided.insert(producer_id, d.clone());
+                Ok(d)
             }
-            Ok(Some(_)) => Ok(Decision::Skip),
             Err(e) if self.essential => Err(e),
             Err(e) => {
                 if !self.warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
