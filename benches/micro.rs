@@ -183,15 +183,17 @@ fn provenance_check(c: &mut Criterion) {
                 headers: vec![],
             })
             .collect();
-        blob.extend_from_slice(write_batch(
-            &BatchSpec {
-                base_offset: i * 16,
-                producer_id: 1000 + i % 8,
-                ..Default::default()
-            },
-            &records,
-        )
-        .bytes());
+        blob.extend_from_slice(
+            write_batch(
+                &BatchSpec {
+                    base_offset: i * 16,
+                    producer_id: 1000 + i % 8,
+                    ..Default::default()
+                },
+                &records,
+            )
+            .bytes(),
+        );
     }
     let blob = blob.freeze();
     let decisions = Decisions::default();

@@ -69,7 +69,10 @@ pub fn problems(doc: &Document) -> Vec<String> {
     let mut out = Vec::new();
     for origin in doc.clusters.keys() {
         for (target, routes) in routes_from(doc, origin) {
-            if routes.len() > 1 {
+            // Parallel direct flows (topics split across flows with different
+            // settings, or one topic copied under two names) are not a second
+            // route of one record: the same-names check below covers them.
+            if routes.len() > 1 && routes.iter().any(|r| r.len() > 1) {
                 let shown: Vec<String> = routes.iter().map(|r| format!("[{}]", r.join(" -> "))).collect();
                 out.push(format!(
                     "records produced on cluster {origin} would reach cluster {target} over {} routes ({}), so each would arrive {} times: remove a flow or a forward_from",

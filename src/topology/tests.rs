@@ -227,3 +227,45 @@ fn a_dotted_alias_with_prefix_renames_is_refused() {
     let ok = doc(&["us.east", "west"], &[("us.east", "west", "")]);
     assert!(problems(&ok).is_empty());
 }
+
+#[test]
+fn parallel_direct_flows_are_judged_by_their_destination_names() {
+    let split = doc(
+        &["a", "b"],
+        &[
+            (
+                "a",
+                "b",
+                "name = \"orders\"\ntopics = [\"orders\"]\nexactly_once = true",
+            ),
+            ("a", "b", "name = \"rest\"\ntopics = [\"payments\"]"),
+        ],
+    );
+    assert!(problems(&split).is_empty(), "{:?}", problems(&split));
+    let two_names = doc(
+        &["a", "b"],
+        &[
+            (
+                "a",
+                "b",
+                "name = \"one\"\ntopics = [\"orders\"]\nrename = \"one.{topic}\"",
+            ),
+            (
+                "a",
+                "b",
+                "name = \"two\"\ntopics = [\"orders\"]\nrename = \"two.{topic}\"",
+            ),
+        ],
+    );
+    assert!(problems(&two_names).is_empty(), "{:?}", problems(&two_names));
+    let same = doc(
+        &["a", "b"],
+        &[
+            ("a", "b", "name = \"one\"\ntopics = [\"orders\"]"),
+            ("a", "b", "name = \"two\"\ntopics = [\"orders\"]"),
+        ],
+    );
+    let p = problems(&same);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].contains("flows one and two both write into cluster b"), "{}", p[0]);
+}
