@@ -53,6 +53,11 @@ enum Command {
         /// Seconds between progress lines (records/s, MB/s, lag per topic); 0 turns them off.
         #[arg(long, default_value_t = 5)]
         progress: u64,
+        /// This process's static member id in the replication group (default:
+        /// the config's `instance_id`, else the host name). Processes of one
+        /// replication need distinct ids.
+        #[arg(long, env = "STRAIT_INSTANCE_ID")]
+        instance_id: Option<String>,
     },
     /// Prints an annotated example configuration.
     ExampleConfig {
@@ -287,7 +292,11 @@ pub fn main() -> ExitCode {
     let result = rt.block_on(async {
         match cli.command {
             Command::Describe { cluster } => describe(cluster.client_config()?).await,
-            Command::Run { config, progress } => run(&config, progress, json).await,
+            Command::Run {
+                config,
+                progress,
+                instance_id,
+            } => run(&config, progress, instance_id.as_deref(), json).await,
             Command::Load { cluster, topic, load } => {
                 let bytes = bench::load(&load.options(cluster.client_config()?, &topic)).await?;
                 eprintln!(
@@ -458,8 +467,16 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn run(path: &Path, progress: u64, json: bool) -> Result<(), Box<dyn std::error::Error>> {
-    let doc = strait::config::Document::load(path)?;
+async fn run(
+    path: &Path,
+    progress: u64,
+    instance_id: Option<&str>,
+    json: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mut doc = strait::config::Document::load(path)?;
+    if let Some(id) = instance_id {
+        doc.set_instance_id(id)?;
+    }
     let progress = (progress > 0).then(|| std::time::Duration::from_secs(progress));
     // Bind first: an address in use is a clear error before anything connects.
     let listener = match doc.ops.metrics_address {

@@ -454,10 +454,28 @@ impl Client {
 
     /// Like [`commit_offsets`](Self::commit_offsets), with each offset's metadata string.
     pub async fn commit_group_offsets(&self, group: &str, offsets: &[GroupOffset]) -> Result<()> {
-        self.retrying(|| self.commit_offsets_once(group, offsets)).await
+        self.retrying(|| self.commit_offsets_once(group, offsets, None)).await
     }
 
-    async fn commit_offsets_once(&self, group: &str, offsets: &[GroupOffset]) -> Result<()> {
+    /// Commits offsets as `member` of the group's current generation: the
+    /// coordinator refuses them (ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID,
+    /// FENCED_INSTANCE_ID) once the member was expelled or the generation moved on.
+    pub async fn commit_group_offsets_as(
+        &self,
+        group: &str,
+        offsets: &[GroupOffset],
+        member: &super::group::GroupMember,
+    ) -> Result<()> {
+        self.retrying(|| self.commit_offsets_once(group, offsets, Some(member)))
+            .await
+    }
+
+    async fn commit_offsets_once(
+        &self,
+        group: &str,
+        offsets: &[GroupOffset],
+        member: Option<&super::group::GroupMember>,
+    ) -> Result<()> {
         let mut by_topic: HashMap<&str, Vec<OffsetCommitRequestPartition>> = HashMap::new();
         for o in offsets {
             by_topic.entry(o.topic.as_str()).or_default().push(
@@ -470,8 +488,9 @@ impl Client {
         }
         let req = OffsetCommitRequest::default()
             .with_group_id(GroupId(s(group)))
-            .with_generation_id_or_member_epoch(-1)
-            .with_member_id(s(""))
+            .with_generation_id_or_member_epoch(member.map_or(-1, |m| m.generation))
+            .with_member_id(s(member.map_or("", |m| m.member_id.as_str())))
+            .with_group_instance_id(member.and_then(|m| m.instance_id.as_deref()).map(s))
             .with_retention_time_ms(-1)
             .with_topics(
                 by_topic

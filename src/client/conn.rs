@@ -87,6 +87,10 @@ throttled!(
     kafka_protocol::messages::DescribeGroupsResponse,
     kafka_protocol::messages::ListGroupsResponse,
     kafka_protocol::messages::DescribeClusterResponse,
+    kafka_protocol::messages::JoinGroupResponse,
+    kafka_protocol::messages::SyncGroupResponse,
+    kafka_protocol::messages::HeartbeatResponse,
+    kafka_protocol::messages::LeaveGroupResponse,
 );
 
 type Waiter = oneshot::Sender<Result<Bytes>>;

@@ -7,6 +7,7 @@ pub mod errors;
 #[cfg(test)]
 pub(crate) mod fake;
 pub mod fetch;
+pub mod group;
 pub mod lowat;
 pub mod metadata;
 pub mod pool;
@@ -18,6 +19,7 @@ pub mod txn;
 pub use admin::{ConfigEntry, GroupOffset, NewTopic};
 pub use conn::{Connection, ConnectionConfig, PendingProduce, Throttled};
 pub use errors::{classify, code, error_name, ErrorClass};
+pub use group::{GroupDescription, GroupMember, JoinSpec, Joined};
 pub use metadata::{BrokerInfo, Metadata, PartitionMetadata, TopicMetadata};
 pub use pool::{Backoff, Client, ClientConfig};
 pub use sasl::{SaslMechanism, SaslSettings, TokenSource};

@@ -136,7 +136,15 @@ impl Client {
 
     /// Commits offsets (topic, partition, next offset) for `group` inside the transaction;
     /// they become visible when the transaction commits.
-    pub async fn txn_offset_commit(&self, txn: &TxnId, group: &str, offsets: &[GroupOffset]) -> Result<()> {
+    /// With `member`, the coordinator checks its generation and member id
+    /// (KIP-447): an expelled member cannot commit positions it lost.
+    pub async fn txn_offset_commit(
+        &self,
+        txn: &TxnId,
+        group: &str,
+        offsets: &[GroupOffset],
+        member: Option<&super::group::GroupMember>,
+    ) -> Result<()> {
         if offsets.is_empty() {
             return Ok(());
         }
@@ -155,8 +163,9 @@ impl Client {
             .with_group_id(GroupId(s(group)))
             .with_producer_id(ProducerId(txn.producer_id))
             .with_producer_epoch(txn.producer_epoch)
-            .with_generation_id(-1)
-            .with_member_id(s(""))
+            .with_generation_id(member.map_or(-1, |m| m.generation))
+            .with_member_id(s(member.map_or("", |m| m.member_id.as_str())))
+            .with_group_instance_id(member.and_then(|m| m.instance_id.as_deref()).map(s))
             .with_topics(
                 by_topic
                     .into_iter()

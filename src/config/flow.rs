@@ -216,6 +216,24 @@ pub struct OpsSettings {
     /// `/readyz` fails once the destination has not acknowledged a checkpoint,
     /// or the source has not answered, for this long (idle or not).
     pub readiness_timeout: Duration,
+    /// This process's static membership id in every flow's replication group.
+    pub instance_id: String,
+}
+
+/// Membership in the flow's replication group (every `strait run` of the
+/// flow shares its partitions with the others through it).
+#[derive(Debug, Clone)]
+pub struct MemberSettings {
+    /// Static membership id (`group.instance.id`, KIP-345).
+    pub instance_id: String,
+    /// The coordinator expels a member it has not heard from for this long;
+    /// a member stops producing by itself after as long without an answer.
+    pub session_timeout: Duration,
+    /// How often a member heartbeats.
+    pub heartbeat_interval: Duration,
+    /// How long a rebalance waits for members to rejoin (and to hand over
+    /// the partitions they give up).
+    pub rebalance_timeout: Duration,
 }
 
 /// One validated flow: a replication from one cluster to another.
@@ -245,6 +263,8 @@ pub struct Config {
     pub forward_from: Vec<String>,
     /// This flow may write destination topics another flow writes too.
     pub merge: bool,
+    /// Membership in the replication group.
+    pub member: MemberSettings,
     /// Process-wide settings.
     pub ops: OpsSettings,
 }
@@ -255,10 +275,45 @@ impl Config {
         format!("strait-{}", self.name)
     }
 
-    /// The `transactional.id` of exactly-once mode: one per flow name, so a
-    /// second instance of the same replication fences the first.
+    /// The `transactional.id` of exactly-once mode: one per flow and member
+    /// instance id, so a restarted member fences its previous incarnation
+    /// (and aborts its open transaction) while other members keep theirs.
     pub fn transactional_id(&self) -> String {
-        format!("strait-{}", self.name)
+        format!("strait-{}-{}", self.name, self.member.instance_id)
+    }
+
+    /// Settings every member of the flow's replication group must share: a
+    /// process whose values differ is refused by the leader, naming them.
+    pub fn shared_settings(&self) -> std::collections::BTreeMap<String, String> {
+        let list = |v: &[Regex]| {
+            v.iter()
+                .map(|r| super::pattern_text(r).to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let mut m = std::collections::BTreeMap::new();
+        m.insert("source".into(), self.source.alias.clone());
+        m.insert("destination".into(), self.destination.alias.clone());
+        m.insert("topics".into(), list(&self.topics.topics));
+        m.insert("topics_exclude".into(), list(&self.topics.topics_exclude));
+        m.insert("rename".into(), format!("{:?}", self.topics.rename));
+        m.insert("exactly_once".into(), self.exactly_once.is_some().to_string());
+        m.insert(
+            "start_from".into(),
+            format!("{:?}", self.fetch.start_from).to_lowercase(),
+        );
+        m.insert("groups".into(), list(&self.groups.groups));
+        m.insert("forward_from".into(), self.forward_from.join(","));
+        m
+    }
+
+    /// Sets this process's instance id (`--instance-id`), keeping the
+    /// transactional id in step.
+    pub fn set_instance_id(&mut self, id: &str) {
+        self.member.instance_id = id.to_string();
+        self.ops.instance_id = id.to_string();
+        let eos = self.exactly_once.take();
+        self.set_exactly_once(eos);
     }
 
     /// The destination topic holding the source→destination offset map.

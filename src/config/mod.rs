@@ -30,7 +30,8 @@ use toml::Spanned;
 use crate::client::ClientConfig;
 pub use cluster::ClusterConfig;
 pub use flow::{
-    Config, ExactlyOnce, FetchSettings, GroupSettings, OpsSettings, ProduceSettings, Rename, StartFrom, TopicSettings,
+    Config, ExactlyOnce, FetchSettings, GroupSettings, MemberSettings, OpsSettings, ProduceSettings, Rename, StartFrom,
+    TopicSettings,
 };
 use raw::{RawEngine, RawFile, ENGINE_KEYS, TOP_LEVEL_KEYS};
 pub use security::{SaslConfig, TlsConfig};
@@ -94,6 +95,22 @@ pub mod defaults {
     pub const TRANSACTION_TIMEOUT_MS: u64 = 60_000;
     /// `readiness_timeout_ms`.
     pub const READINESS_TIMEOUT_MS: u64 = 30_000;
+    /// `session_timeout_ms`: a killed member's partitions move after this long.
+    pub const SESSION_TIMEOUT_MS: u64 = 10_000;
+    /// `heartbeat_interval_ms`.
+    pub const HEARTBEAT_INTERVAL_MS: u64 = 1_000;
+    /// `rebalance_timeout_ms`.
+    pub const REBALANCE_TIMEOUT_MS: u64 = 30_000;
+
+    /// `instance_id`: the host name (a pod's name on Kubernetes), else "strait".
+    pub fn instance_id() -> String {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "strait".to_string())
+    }
 }
 
 /// A whole config file: clusters, flows and the process-wide settings.
@@ -108,6 +125,17 @@ pub struct Document {
 }
 
 impl Document {
+    /// Sets this process's instance id in every flow's replication group
+    /// (`--instance-id`).
+    pub fn set_instance_id(&mut self, id: &str) -> Result<(), String> {
+        valid_name(id).map_err(|p| format!("--instance-id {p}"))?;
+        self.ops.instance_id = id.to_string();
+        for f in &mut self.flows {
+            f.set_instance_id(id);
+        }
+        Ok(())
+    }
+
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
@@ -466,10 +494,19 @@ impl Resolver<'_> {
                 format!("is {readiness}; allowed: at least 1000"),
             ));
         }
+        let instance_id = match &raw.instance_id {
+            None => defaults::instance_id(),
+            Some(i) => {
+                let id = i.get_ref();
+                valid_name(id).map_err(|p| self.invalid(i.span(), "instance_id", p))?;
+                id.clone()
+            }
+        };
         Ok(OpsSettings {
             max_buffered_bytes: buffered,
             metrics_address,
             readiness_timeout: Duration::from_millis(readiness),
+            instance_id,
         })
     }
 
@@ -572,6 +609,36 @@ impl Resolver<'_> {
         }
         let ms =
             |v: &Option<Spanned<u64>>, default: u64, floor: u64| Duration::from_millis(or(v, default).0.max(floor));
+        let (session, span) = or(&e.session_timeout_ms, defaults::SESSION_TIMEOUT_MS);
+        if !(1_000..=1_800_000).contains(&session) {
+            return Err(self.invalid(
+                span,
+                "session_timeout_ms",
+                format!("is {session}; allowed: 1000 to 1800000 (and within the broker's group.min/max.session.timeout.ms, 6000 to 1800000 by default)"),
+            ));
+        }
+        let (heartbeat, span) = or(&e.heartbeat_interval_ms, defaults::HEARTBEAT_INTERVAL_MS);
+        if heartbeat < 10 || heartbeat.saturating_mul(2) > session {
+            return Err(self.invalid(
+                span,
+                "heartbeat_interval_ms",
+                format!("is {heartbeat}; allowed: 10 to half of session_timeout_ms ({session})"),
+            ));
+        }
+        let (rebalance, span) = or(&e.rebalance_timeout_ms, defaults::REBALANCE_TIMEOUT_MS);
+        if !(1_000..=3_600_000).contains(&rebalance) {
+            return Err(self.invalid(
+                span,
+                "rebalance_timeout_ms",
+                format!("is {rebalance}; allowed: 1000 to 3600000"),
+            ));
+        }
+        let member = MemberSettings {
+            instance_id: ops.instance_id.clone(),
+            session_timeout: Duration::from_millis(session),
+            heartbeat_interval: Duration::from_millis(heartbeat),
+            rebalance_timeout: Duration::from_millis(rebalance),
+        };
         let exactly_once = or(&e.exactly_once, false).0.then(|| ExactlyOnce {
             transaction_interval: Duration::from_millis(txn_interval.max(10)),
             transaction_max_bytes: or(&e.transaction_max_bytes, defaults::TRANSACTION_MAX_BYTES)
@@ -618,6 +685,7 @@ impl Resolver<'_> {
             exactly_once: None,
             forward_from: Vec::new(),
             merge: false,
+            member,
             ops: ops.clone(),
             source,
             destination,

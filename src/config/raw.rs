@@ -36,6 +36,9 @@ macro_rules! with_engine_keys {
             transaction_interval_ms: u64,
             transaction_max_bytes: usize,
             transaction_timeout_ms: u64,
+            session_timeout_ms: u64,
+            heartbeat_interval_ms: u64,
+            rebalance_timeout_ms: u64,
         }
     };
 }
@@ -111,6 +114,9 @@ with_engine_keys!(raw_table! {
         /// Process: readiness.
         #[serde(default)]
         pub(super) readiness_timeout_ms: Option<Spanned<u64>>,
+        /// Process: the static membership id in replication groups.
+        #[serde(default)]
+        pub(super) instance_id: Option<Spanned<String>>,
     }
 });
 
@@ -138,4 +144,10 @@ with_engine_keys!(raw_table! {
 });
 
 /// Keys of the top level that are not engine keys (one-flow and process keys).
-pub(super) const TOP_LEVEL_KEYS: &[&str] = &["name", "max_buffered_bytes", "metrics_address", "readiness_timeout_ms"];
+pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
+    "name",
+    "max_buffered_bytes",
+    "metrics_address",
+    "readiness_timeout_ms",
+    "instance_id",
+];

@@ -17,7 +17,7 @@
 //! round trip to the destination and the group's offsets never expire.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -26,7 +26,7 @@ use tracing::debug;
 use super::metrics::Metrics;
 use super::offset_map::{encode_value, merge, MapEntry};
 use super::producer::{Producer, Route};
-use crate::client::{Client, ClientError, GroupOffset, NewTopic, TxnId};
+use crate::client::{Client, ClientError, GroupMember, GroupOffset, NewTopic, TxnId};
 use crate::config::Config;
 use crate::sync::lock;
 
@@ -153,6 +153,23 @@ pub struct Checkpointer {
     /// The offset map written so far (loaded at start, extended by every
     /// checkpoint): (destination topic, partition) → runs sorted by source offset.
     index: Mutex<HashMap<(String, i32), Vec<MapEntry>>>,
+    /// Where the next read of the offset-map topic starts (records the other
+    /// members of the replication group wrote).
+    map_next: Mutex<i64>,
+    /// The replication group membership commits go under (none: commits
+    /// with generation -1, for a group nobody joined).
+    member: Option<Arc<RwLock<Option<GroupMember>>>>,
+}
+
+/// Why a checkpoint was not committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Credentials {
+    /// Commit as this member.
+    Member(GroupMember),
+    /// No group membership: a plain commit.
+    Plain,
+    /// A member between generations: nothing may be committed now.
+    NotNow,
 }
 
 impl Checkpointer {
@@ -165,12 +182,92 @@ impl Checkpointer {
             metrics,
             committed: Mutex::new(HashMap::new()),
             index: Mutex::new(HashMap::new()),
+            map_next: Mutex::new(0),
+            member: None,
         }
+    }
+
+    /// Commits go under the member id and generation `member` holds (none
+    /// while between generations: nothing is committed then).
+    pub fn with_member(mut self, member: Arc<RwLock<Option<GroupMember>>>) -> Self {
+        self.member = Some(member);
+        self
+    }
+
+    fn credentials(&self) -> Credentials {
+        match &self.member {
+            None => Credentials::Plain,
+            Some(cell) => match cell.read().unwrap_or_else(|e| e.into_inner()).clone() {
+                Some(m) => Credentials::Member(m),
+                None => Credentials::NotNow,
+            },
+        }
+    }
+
+    /// Forgets the positions of partitions this process stopped replicating.
+    pub fn forget(&self, dst_partitions: &[(Arc<str>, i32)]) {
+        let mut committed = lock(&self.committed);
+        for k in dst_partitions {
+            committed.remove(k);
+        }
+    }
+
+    /// Reads what the other members of the replication group committed since
+    /// the last call: their positions, and the offset-map records they
+    /// wrote (for group offset sync, which only the leader runs).
+    pub async fn catch_up(&self) -> Result<(), ClientError> {
+        let from = *lock(&self.map_next);
+        let read = super::log::read(&self.dst, &self.target.map_topic, from).await?;
+        {
+            let mut index = lock(&self.index);
+            for r in &read.records {
+                let key = String::from_utf8_lossy(&r.key).to_string();
+                let Some((t, part)) = key.rsplit_once(':') else {
+                    continue;
+                };
+                let Ok(part) = part.parse::<i32>() else { continue };
+                let Some((_, runs)) = r.value.as_deref().and_then(super::offset_map::decode_value) else {
+                    continue;
+                };
+                let e = index.entry((t.to_string(), part)).or_default();
+                for run in runs {
+                    // This process's own records are in the index already.
+                    if !e
+                        .iter()
+                        .any(|x| x.src_base <= run.src_base && run.src_base <= x.src_last)
+                    {
+                        e.push(run);
+                    }
+                }
+                e.sort_by_key(|r| r.src_base);
+            }
+        }
+        *lock(&self.map_next) = read.next;
+        let mine: std::collections::HashSet<(Arc<str>, i32)> = self
+            .producer
+            .positions()
+            .into_iter()
+            .map(|p| (p.route.dst_topic, p.route.partition))
+            .collect();
+        let theirs = committed_positions(&self.dst, &self.target.group, &[]).await?;
+        let mut committed = lock(&self.committed);
+        for ((t, p), pos) in theirs {
+            let k = (Arc::from(t.as_str()), p);
+            if !mine.contains(&k) {
+                committed.insert(k, pos);
+            }
+        }
+        Ok(())
     }
 
     /// Loads the offset map already in the destination (for group offset sync).
     pub async fn load_index(&self) -> Result<(), ClientError> {
+        let end = self
+            .dst
+            .list_offset(&self.target.map_topic, 0, crate::client::admin::LATEST, true)
+            .await?;
         let map = super::translate::load_map(&self.target.map_topic, &self.dst).await?;
+        *lock(&self.map_next) = end;
         let mut index = lock(&self.index);
         for (k, runs) in map {
             let e = index.entry(k).or_default();
@@ -266,6 +363,10 @@ impl Checkpointer {
     /// Writes offset-map records and commits every position that moved. Returns
     /// the number of partitions committed.
     pub async fn checkpoint(&self) -> Result<usize, ClientError> {
+        let credentials = self.credentials();
+        if credentials == Credentials::NotNow {
+            return Ok(0);
+        }
         let entries = self.producer.take_map_entries();
         if !entries.is_empty() {
             if let Err(e) = self.write_map(&entries, None).await {
@@ -284,9 +385,18 @@ impl Checkpointer {
             }
             return Ok(0);
         }
-        self.dst
-            .commit_group_offsets(&self.target.group, &offsets(&moved))
-            .await?;
+        match &credentials {
+            Credentials::Member(m) => {
+                self.dst
+                    .commit_group_offsets_as(&self.target.group, &offsets(&moved), m)
+                    .await?
+            }
+            _ => {
+                self.dst
+                    .commit_group_offsets(&self.target.group, &offsets(&moved))
+                    .await?
+            }
+        }
         self.committed_now(&moved);
         debug!(partitions = moved.len(), "checkpoint committed");
         Ok(moved.len())
@@ -297,8 +407,28 @@ impl Checkpointer {
     /// transaction already holds partitions (else there may be nothing to commit).
     /// `map_seq` is the transactional producer's next sequence on the map partition.
     pub async fn commit_txn(&self, txn: &TxnId, map_seq: &mut i32, added: bool) -> Result<usize, ClientError> {
+        let credentials = self.credentials();
         let entries = self.producer.take_map_entries();
-        let moved = self.due();
+        let mut moved = self.due();
+        if let Credentials::Member(_) = credentials {
+            // Every transaction carries the member's positions, so the
+            // coordinator checks its generation before the data can commit: an
+            // expelled member's transaction fails here instead of committing
+            // batches the new owner of those partitions writes again.
+            if added && moved.is_empty() {
+                moved = self.current();
+            }
+        }
+        if credentials == Credentials::NotNow && (added || !entries.is_empty()) {
+            self.producer.restore_map_entries(entries);
+            return Err(ClientError::kafka(
+                "TxnOffsetCommit",
+                "coordinator",
+                format!("group {}", self.target.group),
+                crate::client::group::codes::UNKNOWN_MEMBER_ID,
+                Some("no longer a member of the replication group: the open transaction cannot commit"),
+            ));
+        }
         if !added && entries.is_empty() && moved.is_empty() {
             if self.idle_probe_due() {
                 self.dst.refresh_metadata(Some(&[])).await?;
@@ -316,7 +446,13 @@ impl Checkpointer {
             if !moved.is_empty() {
                 let group = self.target.group.clone();
                 self.dst.add_offsets_to_txn(txn, &group).await?;
-                self.dst.txn_offset_commit(txn, &group, &offsets(&moved)).await?;
+                let member = match &credentials {
+                    Credentials::Member(m) => Some(m),
+                    _ => None,
+                };
+                self.dst
+                    .txn_offset_commit(txn, &group, &offsets(&moved), member)
+                    .await?;
             }
             self.dst.end_txn(txn, true).await
         }
@@ -354,6 +490,26 @@ impl Checkpointer {
 
     /// Positions to commit now: those that moved since their last commit; when
     /// none moved, every position once the last commit is a [`keepalive`] period old.
+    fn current(&self) -> Vec<(Arc<str>, i32, Position)> {
+        self.producer
+            .positions()
+            .into_iter()
+            .filter(|p| p.acked_next >= 0)
+            .map(|p| {
+                let pos = Position {
+                    src_next: p.acked_next,
+                    dst_next: p.dst_next,
+                };
+                (p.route.dst_topic, p.route.partition, pos)
+            })
+            .collect()
+    }
+
+    /// The last committed position of a destination partition.
+    pub fn committed(&self, dst_topic: &Arc<str>, partition: i32) -> Option<Position> {
+        lock(&self.committed).get(&(dst_topic.clone(), partition)).copied()
+    }
+
     fn due(&self) -> Vec<(Arc<str>, i32, Position)> {
         let committed = lock(&self.committed);
         let current: Vec<(Arc<str>, i32, Position)> = self

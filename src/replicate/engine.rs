@@ -8,19 +8,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::{FetchRequest, ProduceRequest};
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use super::budget::Share;
 use super::checkpoint::{self, Checkpointer};
 use super::fetcher::Fetchers;
+use super::membership::Membership;
 use super::metrics::Metrics;
-use super::producer::{Producer, Route};
+use super::owner::FlowOwner;
+use super::producer::Producer;
 use super::provenance::{Filter, Origin, Registry};
 use super::{dst_err, eos, groups, same_cluster, src_err, topics, EngineError, Handle, Summary};
 use crate::batch::ProducerStamp;
-use crate::client::admin::{EARLIEST, LATEST};
 use crate::client::{Client, ClientError};
-use crate::config::{Config, StartFrom};
+use crate::config::Config;
 
 /// What a flow runs on, shared with the other flows of the process.
 #[derive(Debug, Clone)]
@@ -135,12 +136,38 @@ where
             )
         }),
     );
-    let ckpt = Arc::new(Checkpointer::new(
+    // Membership of the flow's replication group, on a client of its own.
+    let membership = {
+        let mut mc = cfg.destination.client_config();
+        let need = cfg.member.rebalance_timeout + Duration::from_secs(5);
+        if mc.connection.request_timeout < need {
+            mc.connection.request_timeout = need;
+        }
+        Membership::new(
+            Client::new(mc).map_err(&dst_err)?,
+            cfg.checkpoint_group(),
+            cfg.member.clone(),
+            cfg.shared_settings(),
+        )
+    };
+    producer.set_gate(membership.gate());
+    let ckpt = Arc::new(
+        Checkpointer::new(
+            dst.clone(),
+            checkpoint::CheckpointTarget::of(&cfg),
+            producer.clone(),
+            metrics.clone(),
+        )
+        .with_member(membership.credentials()),
+    );
+    let owner = FlowOwner::new(
+        cfg.clone(),
+        src.clone(),
         dst.clone(),
-        checkpoint::CheckpointTarget::of(&cfg),
+        ckpt.clone(),
         producer.clone(),
-        metrics.clone(),
-    ));
+        fetchers.clone(),
+    );
     ckpt.ensure_map_topic().await.map_err(&dst_err)?;
     if cfg.groups.enabled() || res.keep_index {
         ckpt.load_index().await.map_err(&dst_err)?;
@@ -157,6 +184,7 @@ where
         producer: producer.clone(),
         fetchers: fetchers.clone(),
         budget: budget.clone(),
+        membership: membership.clone(),
         stale_after: readiness_limit(&cfg),
         failed: Arc::new(std::sync::Mutex::new(None)),
     };
@@ -183,32 +211,66 @@ where
     // schedule: a topic refresh stuck on an unreachable source delays neither
     // checkpoints nor group sync.
     let (stop_periodic, stop_rx) = tokio::sync::watch::channel(false);
+    // The first member to start (the group has nobody yet) creates the
+    // destination topics before joining; from then on only the leader manages
+    // them.
+    let first_member = match membership_client_group_empty(&dst, &cfg.checkpoint_group()).await {
+        Ok(empty) => empty,
+        Err(e) => {
+            warn!(error = %e, "cannot describe the replication group; leaving topic creation to its leader");
+            false
+        }
+    };
+    let (first_refresh_tx, mut first_refresh) = tokio::sync::watch::channel(false);
     let refresh_task = {
         let (cfg, src, dst) = (cfg.clone(), src.clone(), dst.clone());
-        let (ckpt, producer, fetchers, metrics) = (ckpt.clone(), producer.clone(), fetchers.clone(), metrics.clone());
+        let (owner, membership, fetchers, metrics) =
+            (owner.clone(), membership.clone(), fetchers.clone(), metrics.clone());
         let mut warned_no_topics = false;
-        tokio::spawn(every(cfg.topics.refresh_interval, stop_rx.clone(), move || {
-            let (cfg, src, dst) = (cfg.clone(), src.clone(), dst.clone());
-            let (ckpt, producer, fetchers, metrics) =
-                (ckpt.clone(), producer.clone(), fetchers.clone(), metrics.clone());
-            let warn_no_topics = !std::mem::replace(&mut warned_no_topics, true);
-            async move {
-                match topics::reconcile(&cfg.topics, &src, &dst, same_cluster).await {
-                    Ok(topics) => {
-                        Metrics::stamp_now(&metrics.last_source_ok_ms);
-                        if topics.is_empty() && !fetchers.any() && warn_no_topics {
-                            let wanted: Vec<&str> = cfg.topics.topics.iter().map(crate::config::pattern_text).collect();
-                            warn!(topics = ?wanted, "no source topic matches the topic selection: nothing to replicate until one appears");
-                        }
-                        for t in topics {
-                            if let Err(e) = add_partitions(&cfg, &src, &dst, &ckpt, &producer, &fetchers, &t).await {
-                                warn!(topic = %t.src, error = %e, "cannot start replicating; will retry");
+        let mut first = true;
+        let now = owner.refresh_now();
+        tokio::spawn(every_or_now(
+            cfg.topics.refresh_interval,
+            now,
+            stop_rx.clone(),
+            move || {
+                let (cfg, src, dst) = (cfg.clone(), src.clone(), dst.clone());
+                let (owner, membership, fetchers, metrics) =
+                    (owner.clone(), membership.clone(), fetchers.clone(), metrics.clone());
+                let manage = membership.is_leader() || std::mem::replace(&mut first, false) && first_member;
+                let warn_no_topics = manage && !std::mem::replace(&mut warned_no_topics, true);
+                let first_tx = first_refresh_tx.clone();
+                async move {
+                    match topics::reconcile(&cfg.topics, &src, &dst, same_cluster, manage).await {
+                        Ok(topics) => {
+                            Metrics::stamp_now(&metrics.last_source_ok_ms);
+                            // Only a member that manages topics sees every match (the
+                            // others see those whose destination is ready).
+                            if manage && topics.is_empty() && !fetchers.any() && warn_no_topics {
+                                let wanted: Vec<&str> =
+                                    cfg.topics.topics.iter().map(crate::config::pattern_text).collect();
+                                warn!(topics = ?wanted, "no source topic matches the topic selection: nothing to replicate until one appears");
                             }
+                            if owner.set_topics(topics) && membership.is_leader() {
+                                // New topics or partitions: a new generation assigns them.
+                                membership.request_rejoin();
+                            }
+                            owner.start_assigned().await;
                         }
+                        Err(e) => warn!(error = %e, "topic refresh failed; will retry"),
                     }
-                    Err(e) => warn!(error = %e, "topic refresh failed; will retry"),
+                    let _ = first_tx.send(true);
                 }
-            }
+            },
+        ))
+    };
+    // Joins the group once the first topic refresh is done (so a leader knows
+    // what to assign).
+    let mut member_task = {
+        let (membership, owner, stop) = (membership.clone(), owner.clone(), stop_rx.clone());
+        Some(tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(60), first_refresh.wait_for(|d| *d)).await;
+            membership.run(owner, stop).await
         }))
     };
     // Exactly-once: the transaction loop commits positions instead.
@@ -225,7 +287,7 @@ where
     });
     let group_sync = Arc::new(group_sync);
     let group_task = cfg.groups.enabled().then(|| {
-        let (cfg, src, dst, ckpt, metrics, sync, reverse) = (
+        let (cfg, src, dst, ckpt, metrics, sync, reverse, membership) = (
             cfg.clone(),
             src.clone(),
             dst.clone(),
@@ -233,9 +295,10 @@ where
             metrics.clone(),
             group_sync.clone(),
             reverse.clone(),
+            membership.clone(),
         );
         tokio::spawn(every(cfg.groups.interval, stop_rx.clone(), move || {
-            let (cfg, src, dst, ckpt, metrics, sync, reverse) = (
+            let (cfg, src, dst, ckpt, metrics, sync, reverse, membership) = (
                 cfg.clone(),
                 src.clone(),
                 dst.clone(),
@@ -243,8 +306,17 @@ where
                 metrics.clone(),
                 sync.clone(),
                 reverse(),
+                membership.clone(),
             );
+            let leader = membership.is_leader();
             async move {
+                if !leader {
+                    return; // the group's leader syncs group offsets
+                }
+                if let Err(e) = ckpt.catch_up().await {
+                    warn!(error = %e, "cannot read the other members' positions; group offset sync waits");
+                    return;
+                }
                 match sync
                     .sync_once(&cfg.groups, &cfg.topics, &src, &dst, &ckpt, reverse.as_deref())
                     .await
@@ -266,6 +338,14 @@ where
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
+            r = async { member_task.as_mut().expect("guarded").await }, if member_task.is_some() => {
+                member_task = None;
+                match r {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => { failed = Some(EngineError::Membership(e.to_string())); break; }
+                    Err(e) => { failed = Some(EngineError::Membership(format!("membership task panicked: {e}"))); break; }
+                }
+            }
             r = async { txn_task.as_mut().expect("guarded").await }, if txn_task.is_some() => {
                 txn_task = None;
                 failed = Some(match r {
@@ -329,14 +409,18 @@ where
     producer.stop();
     if let Some(e) = failed {
         fetchers.stop();
+        membership.leave().await;
         return Err(e);
+    }
+    if let Some(t) = member_task.take() {
+        let _ = t.await;
     }
     if cfg.exactly_once.is_none() {
         if let Err(e) = ckpt.checkpoint().await {
             warn!(error = %e, "final checkpoint failed; a restart re-sends from the previous one");
         }
     }
-    if cfg.groups.enabled() {
+    if cfg.groups.enabled() && membership.is_leader() {
         // A last group sync, so a failover site has the newest translated offsets.
         let reverse = reverse();
         match group_sync
@@ -347,6 +431,8 @@ where
             Err(e) => warn!(error = %e, "final group offset sync failed"),
         }
     }
+    // Committed as a member; now the others may take the partitions at once.
+    membership.leave().await;
     let mut stopped: Vec<String> = fetchers.stopped().into_iter().map(|(_, r)| r).collect();
     stopped.extend(producer.positions().into_iter().filter_map(|p| p.failed));
     Ok(Summary {
@@ -376,6 +462,34 @@ where
     }
 }
 
+/// Like [`every`], and also at once whenever `now` is notified.
+async fn every_or_now<F, Fut>(
+    period: Duration,
+    now: Arc<tokio::sync::Notify>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    mut work: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let stopped = async { stop.wait_for(|s| *s).await.is_ok() };
+        tokio::select! {
+            _ = tick.tick() => work().await,
+            _ = now.notified() => work().await,
+            _ = stopped => return,
+        }
+    }
+}
+
+/// True when nobody is a member of `group` (or it does not exist).
+async fn membership_client_group_empty(dst: &Client, group: &str) -> Result<bool, ClientError> {
+    let g = dst.describe_group(group).await?;
+    Ok(g.members.is_empty())
+}
+
 /// How old the last checkpoint and the last answer from the source may be
 /// before `/readyz` says not ready: `readiness_timeout_ms`, or two intervals of
 /// the work that proves each side answers when that is longer.
@@ -385,66 +499,4 @@ fn readiness_limit(cfg: &Config) -> Duration {
         .max(cfg.checkpoint_interval * 2)
         .max(cfg.topics.refresh_interval * 2)
         .max(cfg.fetch.max_wait * 2)
-}
-
-async fn add_partitions(
-    cfg: &Config,
-    src: &Client,
-    dst: &Client,
-    ckpt: &Checkpointer,
-    producer: &Producer,
-    fetchers: &Fetchers,
-    t: &topics::MirroredTopic,
-) -> Result<(), ClientError> {
-    let new: Vec<i32> = (0..t.partitions).filter(|p| !fetchers.has(&t.src, *p)).collect();
-    if new.is_empty() {
-        return Ok(());
-    }
-    let saved = ckpt.load(&t.dst, &new).await?;
-    // Partitions without a checkpoint start per start_from: one ListOffsets per leader.
-    let fresh: Vec<i32> = new.iter().copied().filter(|p| !saved.contains_key(p)).collect();
-    let listed = if fresh.is_empty() {
-        HashMap::new()
-    } else {
-        let ts = if cfg.fetch.start_from == StartFrom::Earliest {
-            EARLIEST
-        } else {
-            LATEST
-        };
-        src.retrying(|| src.list_offsets(&t.src, &fresh, ts, true)).await?
-    };
-    // Where the next record lands on the destination, for partitions whose
-    // checkpoint does not say (new ones, or checkpoints of older versions).
-    let unknown: Vec<i32> = new
-        .iter()
-        .copied()
-        .filter(|p| saved.get(p).is_none_or(|s| s.dst_next < 0))
-        .collect();
-    let dst_ends = if unknown.is_empty() {
-        HashMap::new()
-    } else {
-        dst.retrying(|| dst.list_offsets(&t.dst, &unknown, LATEST, false))
-            .await?
-    };
-    for p in new {
-        let (start, dst_next) = match saved.get(&p) {
-            Some(s) => (s.src_next, s.dst_next),
-            None => (listed[&p], -1),
-        };
-        let dst_next = if dst_next >= 0 {
-            dst_next
-        } else {
-            dst_ends.get(&p).copied().unwrap_or(-1)
-        };
-        debug!(topic = %t.src, partition = p, destination = %t.dst, offset = start, dst_next, "replicating partition");
-        let route = Route {
-            src_topic: t.src.clone(),
-            partition: p,
-            dst_topic: t.dst.clone(),
-        };
-        producer.add_route(route.clone(), start, dst_next, t.dst_id);
-        fetchers.add(route, t.src_id, start);
-    }
-    info!(topic = %t.src, destination = %t.dst, partitions = t.partitions, "replicating topic");
-    Ok(())
 }

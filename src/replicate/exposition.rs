@@ -62,7 +62,7 @@ fn family<M: EncodeMetric>(
 }
 
 fn flow(h: &Handle) -> Labels {
-    vec![("flow", h.flow.to_string())]
+    vec![("flow", h.flow.to_string()), ("member", h.instance_id().to_string())]
 }
 
 impl Collector for Exposition {
@@ -170,7 +170,7 @@ impl Collector for Exposition {
                     })
             }),
         )?;
-        let gauges: [GaugeDef; 5] = [
+        let gauges: [GaugeDef; 8] = [
             (
                 "strait_checkpoint_age_seconds",
                 "Seconds since the last checkpoint the destination acknowledged (-1: none yet).",
@@ -190,6 +190,21 @@ impl Collector for Exposition {
                 "strait_partitions_stopped",
                 "Partitions stopped on unrecoverable errors.",
                 |h| h.stopped_partitions() as f64,
+            ),
+            (
+                "strait_member_partitions",
+                "Source partitions the replication group's leader assigned this process.",
+                |h| h.member_partitions() as f64,
+            ),
+            (
+                "strait_group_generation",
+                "The replication group's generation this process is a member of (-1: none).",
+                |h| h.member()["generation"].as_i64().unwrap_or(-1) as f64,
+            ),
+            (
+                "strait_group_leader",
+                "1 when this process leads the flow's replication group (assigns partitions, manages topics, syncs groups).",
+                |h| f64::from(u8::from(h.member()["leader"].as_bool().unwrap_or(false))),
             ),
             (
                 "strait_ready",

@@ -66,6 +66,7 @@ pub async fn failover(mut cfg: Config, groups: Vec<String>) -> Result<FailoverRe
             .map(|g| Regex::new(&format!("^{}$", regex::escape(g))).expect("escaped regex is valid"))
             .collect();
     }
+    wait_for_no_members(&cfg).await?;
     let (h_tx, h_rx) = tokio::sync::oneshot::channel::<super::Handle>();
     let drained = async move {
         let Ok(h) = h_rx.await else { return };
@@ -151,4 +152,46 @@ pub async fn failback_config(cfg: &Config) -> Result<Config, EngineError> {
             reason,
         })
     })
+}
+
+/// Failover acts only when no `strait run` of the replication is alive: it
+/// drains the replication itself, as the one member of its group. Waits up to
+/// a session timeout (plus 2 s) for members to leave (a killed process stays a
+/// member that long), then refuses, naming them.
+pub async fn wait_for_no_members(cfg: &Config) -> Result<(), EngineError> {
+    let dst = Client::connect(cfg.destination.client_config())
+        .await
+        .map_err(dst_err(cfg))?;
+    let group = cfg.checkpoint_group();
+    let deadline = tokio::time::Instant::now() + cfg.member.session_timeout + Duration::from_secs(2);
+    let mut said = false;
+    loop {
+        let g = dst.describe_group(&group).await.map_err(dst_err(cfg))?;
+        if g.members.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = g
+            .members
+            .iter()
+            .map(|m| {
+                format!(
+                    "{} on {}",
+                    m.instance_id.clone().unwrap_or_else(|| m.member_id.clone()),
+                    m.client_host.trim_start_matches('/')
+                )
+            })
+            .collect();
+        if tokio::time::Instant::now() >= deadline {
+            return Err(EngineError::Membership(format!(
+                "replication group {group} still has live members ({}): stop every `strait run` of this replication before failing over (a killed process leaves the group after session_timeout_ms, {} ms)",
+                names.join(", "),
+                cfg.member.session_timeout.as_millis()
+            )));
+        }
+        if !said {
+            info!(group = %group, members = %names.join(", "), "waiting for the replication's members to leave its group");
+            said = true;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

@@ -44,6 +44,9 @@ struct SrcPart {
     stopped: Option<String>,
     /// Offset being fetched again after corruption, and how many fetches of it failed in a row.
     refetching: Option<(i64, u32)>,
+    /// Record bytes fetched since it was added, and when it was added (its rate, for the assignor).
+    bytes: u64,
+    since: std::time::Instant,
 }
 
 /// Lag report of one partition.
@@ -80,6 +83,8 @@ struct Session {
     id: i32,
     epoch: i32,
     sent: HashMap<Key, i64>,
+    /// Topic ids of the partitions in the session (to forget one that is gone).
+    ids: HashMap<Key, Uuid>,
 }
 
 impl Fetchers {
@@ -123,8 +128,34 @@ impl Fetchers {
             high_watermark: -1,
             stopped: None,
             refetching: None,
+            bytes: 0,
+            since: std::time::Instant::now(),
         });
         self.refresh.notify_one();
+    }
+
+    /// Stops fetching partitions (handed to another member). A response in
+    /// flight for one of them is dropped when it arrives.
+    pub fn remove(&self, keys: &[(Arc<str>, i32)]) {
+        let mut parts = self.lock();
+        for k in keys {
+            parts.remove(k);
+        }
+    }
+
+    /// Every partition fetched, with its record bytes per second since it was added.
+    pub fn rates(&self) -> Vec<(Arc<str>, i32, u64)> {
+        self.lock()
+            .values()
+            .map(|p| {
+                let secs = p.since.elapsed().as_secs_f64().max(1.0);
+                (
+                    p.route.src_topic.clone(),
+                    p.route.partition,
+                    (p.bytes as f64 / secs) as u64,
+                )
+            })
+            .collect()
     }
 
     /// True when any partition is being replicated.
@@ -319,7 +350,7 @@ async fn fetch_loop(f: Arc<Fetchers>, node: i32) {
             }
             for k in session.sent.keys() {
                 if !current.contains_key(k) {
-                    let id = f.lock().get(k).map(|p| p.topic_id).unwrap_or_default();
+                    let id = session.ids.get(k).copied().unwrap_or_default();
                     forgotten.push((k.clone(), id));
                 }
             }
@@ -355,7 +386,7 @@ async fn fetch_loop(f: Arc<Fetchers>, node: i32) {
                 session = Session {
                     id: resp.session_id,
                     epoch: 1,
-                    sent: HashMap::new(),
+                    ..Session::default()
                 };
             } else {
                 session.epoch = if session.epoch >= i32::MAX - 1 {
@@ -364,11 +395,13 @@ async fn fetch_loop(f: Arc<Fetchers>, node: i32) {
                     session.epoch + 1
                 };
             }
-            for (k, _, o) in &include {
+            for (k, id, o) in &include {
                 session.sent.insert(k.clone(), *o);
+                session.ids.insert(k.clone(), *id);
             }
             for (k, _) in &forgotten {
                 session.sent.remove(k);
+                session.ids.remove(k);
             }
             if resp.session_id == 0 {
                 // The broker declined a session (e.g. cache full): full fetches from now on.
@@ -500,6 +533,7 @@ async fn process_partition(
         p.high_watermark
     };
     let records = p.records.unwrap_or_default();
+    let fetched_bytes = records.len() as u64;
     let mut items = Vec::new();
     let mut next = fetch_offset;
     // Why the records from `next` on must be fetched again (corrupted in transit).
@@ -681,6 +715,7 @@ async fn process_partition(
         return;
     }
     sp.next_offset = next;
+    sp.bytes += fetched_bytes;
     let dst = sp.route.dst_topic.clone();
     // Enqueue under the lock so two fetchers can never hand over the same offsets.
     f.producer.enqueue(&dst, key.1, items);

@@ -3,6 +3,7 @@
 //! [`run`] wires the pieces together and runs until `shutdown` resolves, then
 //! stops fetching, lets in-flight produces finish, and commits a last checkpoint.
 
+pub mod assign;
 pub mod budget;
 pub mod checkpoint;
 mod engine;
@@ -12,8 +13,10 @@ pub mod failover;
 pub mod fetcher;
 pub mod groups;
 pub mod log;
+pub mod membership;
 pub mod metrics;
 pub mod offset_map;
+pub mod owner;
 pub mod producer;
 pub mod provenance;
 pub mod topics;
@@ -57,6 +60,9 @@ pub enum EngineError {
     /// Source and destination are one cluster and the copy would feed itself.
     #[error("refusing to replicate: {0}")]
     SelfCopy(String),
+    /// This process may not (or no longer) take part in the replication group.
+    #[error("{0}")]
+    Membership(String),
 }
 
 /// Totals at the end of a run.
@@ -85,6 +91,7 @@ pub struct Handle {
     producer: Arc<Producer>,
     fetchers: Arc<Fetchers>,
     budget: Arc<Share>,
+    membership: Arc<membership::Membership>,
     /// Readiness: the longest a checkpoint, and an answer from the source, may be old.
     pub stale_after: Duration,
     /// Why the flow stopped while the process runs on (none: running).
@@ -143,6 +150,21 @@ impl Handle {
             .collect();
         out.sort();
         out
+    }
+
+    /// This process's membership in the flow's replication group.
+    pub fn member(&self) -> serde_json::Value {
+        self.membership.status()
+    }
+
+    /// Source partitions assigned to this process.
+    pub fn member_partitions(&self) -> usize {
+        self.membership.assigned_count()
+    }
+
+    /// This process's instance id in the replication group (the `member` label).
+    pub fn instance_id(&self) -> &str {
+        self.membership.instance_id()
     }
 
     /// Batches fetched but not yet acknowledged by the destination.
@@ -220,6 +242,7 @@ impl Handle {
             "bytes": Metrics::get(&self.metrics.bytes),
             "lag": lag,
             "partitions_stopped": self.stopped_partitions(),
+            "member": self.membership.status(),
             "checkpoint_age_seconds": Metrics::age_ms(&self.metrics.last_checkpoint_ms).map(|ms| ms as f64 / 1000.0),
         })
     }

@@ -54,15 +54,18 @@ fn copyable(entries: &[ConfigEntry]) -> HashMap<String, String> {
         .collect()
 }
 
-/// Lists matching source topics and makes the destination match them. Returns
-/// every mirrored topic whose destination is ready. With `same_cluster` (source
-/// and destination share a cluster id) a topic whose renamed copy the selection
-/// matches too is refused, so a copy is never copied again.
+/// Lists matching source topics and, with `manage` (the replication group's
+/// leader: this work is done once, not by every member), makes the
+/// destination match them. Returns every mirrored topic whose destination is
+/// ready. With `same_cluster` (source and destination share a cluster id) a
+/// topic whose renamed copy the selection matches too is refused, so a copy is
+/// never copied again.
 pub async fn reconcile(
     cfg: &TopicSettings,
     src: &Client,
     dst: &Client,
     same_cluster: bool,
+    manage: bool,
 ) -> Result<Vec<MirroredTopic>, ClientError> {
     let smd = src.refresh_metadata(None).await?;
     let mut wanted: Vec<(&str, Uuid, i32)> = smd
@@ -97,6 +100,9 @@ pub async fn reconcile(
         return Ok(Vec::new());
     }
     let names: Vec<String> = wanted.iter().map(|(n, _, _)| n.to_string()).collect();
+    if !manage {
+        return ready(cfg, dst, &wanted).await;
+    }
     let src_cfg = if cfg.sync_topic_configs {
         src.describe_topic_configs(&names).await?
     } else {
@@ -164,6 +170,16 @@ pub async fn reconcile(
             }
         }
     }
+    ready(cfg, dst, &wanted).await
+}
+
+/// The topics of `wanted` whose destination twin exists with enough partitions.
+async fn ready(
+    cfg: &TopicSettings,
+    dst: &Client,
+    wanted: &[(&str, Uuid, i32)],
+) -> Result<Vec<MirroredTopic>, ClientError> {
+    let dst_names: Vec<String> = wanted.iter().map(|(n, _, _)| cfg.destination(n)).collect();
     let dmd = dst.refresh_metadata(Some(&dst_names)).await?;
     Ok(wanted
         .iter()

@@ -55,6 +55,30 @@ pub struct Producer {
     registry: std::sync::OnceLock<(Arc<Registry>, Origin, bool)>,
     /// One forwarded origin's producer id set up at a time.
     origin_setup: tokio::sync::Mutex<()>,
+    /// Nothing is sent while this says no (a group member that lost contact
+    /// with its coordinator for a session timeout).
+    gate: std::sync::OnceLock<Gate>,
+}
+
+/// Whether the producer may send now: only while the last contact with the
+/// group coordinator (milliseconds since the UNIX epoch) is younger than `limit_ms`.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    /// Last contact, shared with the membership.
+    pub last_contact_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// The session timeout.
+    pub limit_ms: u64,
+}
+
+impl Gate {
+    /// True while sending is allowed.
+    pub fn open(&self) -> bool {
+        let last = self.last_contact_ms.load(Ordering::Relaxed);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        last > 0 && now.saturating_sub(last) < self.limit_ms
+    }
 }
 
 impl Producer {
@@ -74,6 +98,7 @@ impl Producer {
             txn_wake: Notify::new(),
             registry: std::sync::OnceLock::new(),
             origin_setup: tokio::sync::Mutex::new(()),
+            gate: std::sync::OnceLock::new(),
         });
         tokio::spawn(leader_watch(p.clone()));
         p
@@ -107,6 +132,27 @@ impl Producer {
             .parts
             .get(&(dst_topic.clone(), partition))
             .is_none_or(|p| p.failed.is_some())
+    }
+
+    /// Sends only while `gate` says yes (checked before each request is taken
+    /// and again right before it goes out).
+    pub fn set_gate(&self, gate: Gate) {
+        let _ = self.gate.set(gate);
+    }
+
+    pub(super) fn open(&self) -> bool {
+        self.gate.get().is_none_or(Gate::open)
+    }
+
+    /// Stops tracking partitions another member replicates from now on.
+    pub fn remove_routes(&self, keys: &[(Arc<str>, i32)]) {
+        self.queue().remove_routes(keys);
+        self.wake.notify_waiters();
+    }
+
+    /// Entries of these partitions still queued or in flight.
+    pub fn pending_of(&self, keys: &[(Arc<str>, i32)]) -> usize {
+        self.queue().pending_of(keys)
     }
 
     /// Hands over fetched items of one partition, in source order.
@@ -155,6 +201,9 @@ impl Producer {
 
     /// The batches of the next request to broker `node`.
     fn next_request(&self, node: i32) -> Vec<Outgoing> {
+        if !self.open() {
+            return Vec::new();
+        }
         let mut q = self.queue();
         let out = q.next_request(node, &self.settings, &self.metrics);
         if q.txn.has_wanted() {

@@ -215,6 +215,10 @@ pub(super) struct Queue {
     next_id: u64,
     /// Set while a new producer id is being installed: nothing is sent.
     pub(super) paused: bool,
+    /// Next sequence numbers of partitions handed to another member, kept
+    /// for when one comes back (the broker remembers the producer id's last
+    /// sequence there).
+    pub(super) retired: HashMap<PartKey, Vec<i32>>,
     pub(super) txn: TxnState,
 }
 
@@ -237,11 +241,12 @@ impl Queue {
     pub(super) fn add_route(&mut self, route: Route, start: i64, dst_next: i64, dst_topic_id: Uuid) {
         self.topic_ids.insert(route.dst_topic.clone(), dst_topic_id);
         let key = (route.dst_topic.clone(), route.partition);
+        let next_seq = self.retired.remove(&key).unwrap_or_default();
         self.parts.entry(key).or_insert_with(|| Part {
             route,
             leader: -1,
             entries: VecDeque::new(),
-            next_seq: Vec::new(),
+            next_seq,
             inflight: 0,
             resend: false,
             confirmed: Vec::new(),
@@ -250,6 +255,25 @@ impl Queue {
             failed: None,
             map: Vec::new(),
         });
+    }
+
+    /// Stops tracking partitions (handed to another member): their queued
+    /// entries are dropped (their budget returns), their sequence numbers kept.
+    pub(super) fn remove_routes(&mut self, keys: &[PartKey]) {
+        for k in keys {
+            if let Some(p) = self.parts.remove(k) {
+                self.retired.insert(k.clone(), p.next_seq);
+            }
+        }
+    }
+
+    /// Entries of `keys` still queued or in flight.
+    pub(super) fn pending_of(&self, keys: &[PartKey]) -> usize {
+        keys.iter()
+            .filter_map(|k| self.parts.get(k))
+            .filter(|p| p.failed.is_none())
+            .map(|p| p.entries.len())
+            .sum()
     }
 
     /// Appends fetched items of one partition, in source order, numbering each

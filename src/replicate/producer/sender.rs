@@ -39,6 +39,12 @@ pub(super) async fn run(p: Arc<Producer>, node: i32) {
         }
         let permit = slots.clone().acquire_owned().await.expect("semaphore never closed");
         let sent: Vec<(PartKey, u64)> = batch.iter().map(|o| (o.key.clone(), o.entry)).collect();
+        if !p.open() {
+            // The member lost its group while waiting for a slot: these go back.
+            p.complete(&sent, Err("not a live member of the replication group".into()));
+            drop(permit);
+            continue;
+        }
         let topics = by_topic(batch);
         let conn = match p.dst.broker(node).await {
             Ok(c) => c,

@@ -1,0 +1,266 @@
+//! What one member of a replication group replicates: the source partitions
+//! its group's leader assigned it ([`super::membership`]), started from their
+//! committed positions once their destination topics are ready, and handed
+//! over cleanly when the leader moves them (fetching stops, in-flight produces
+//! finish, the positions are committed, then the partitions are dropped).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tracing::{debug, info, warn};
+
+use super::assign::Tp;
+use super::checkpoint::Checkpointer;
+use super::fetcher::Fetchers;
+use super::membership::Owner;
+use super::producer::{Producer, Route};
+use super::topics::MirroredTopic;
+use crate::client::admin::{EARLIEST, LATEST};
+use crate::client::{Client, ClientError};
+use crate::config::{Config, StartFrom};
+use crate::sync::lock;
+
+/// One flow's partitions on this member.
+#[derive(Debug)]
+pub struct FlowOwner {
+    cfg: Arc<Config>,
+    src: Arc<Client>,
+    dst: Arc<Client>,
+    ckpt: Arc<Checkpointer>,
+    producer: Arc<Producer>,
+    fetchers: Arc<Fetchers>,
+    /// The flow's topics whose destinations are ready, by source name (the last refresh).
+    topics: Mutex<BTreeMap<Arc<str>, MirroredTopic>>,
+    /// What the leader assigned this member.
+    assigned: Mutex<BTreeSet<Tp>>,
+    /// One start or handover at a time.
+    busy: tokio::sync::Mutex<()>,
+    /// Asks the flow's topic refresh to run now.
+    refresh: Arc<tokio::sync::Notify>,
+}
+
+impl FlowOwner {
+    /// The owner of one flow's partitions.
+    pub fn new(
+        cfg: Arc<Config>,
+        src: Arc<Client>,
+        dst: Arc<Client>,
+        ckpt: Arc<Checkpointer>,
+        producer: Arc<Producer>,
+        fetchers: Arc<Fetchers>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            cfg,
+            src,
+            dst,
+            ckpt,
+            producer,
+            fetchers,
+            topics: Mutex::new(BTreeMap::new()),
+            assigned: Mutex::new(BTreeSet::new()),
+            busy: tokio::sync::Mutex::new(()),
+            refresh: Arc::new(tokio::sync::Notify::new()),
+        })
+    }
+
+    /// Notified when assigned partitions wait for their topic to be ready.
+    pub fn refresh_now(&self) -> Arc<tokio::sync::Notify> {
+        self.refresh.clone()
+    }
+
+    /// Records the flow's ready topics (a topic refresh). Returns true when the
+    /// set of source partitions changed.
+    pub fn set_topics(&self, topics: Vec<MirroredTopic>) -> bool {
+        let new: BTreeMap<Arc<str>, MirroredTopic> = topics.into_iter().map(|t| (t.src.clone(), t)).collect();
+        let mut cur = lock(&self.topics);
+        let shape = |m: &BTreeMap<Arc<str>, MirroredTopic>| -> Vec<(Arc<str>, i32)> {
+            m.values().map(|t| (t.src.clone(), t.partitions)).collect()
+        };
+        let changed = shape(&cur) != shape(&new);
+        *cur = new;
+        changed
+    }
+
+    /// Starts every assigned partition whose topic is ready and that does not run yet.
+    pub async fn start_assigned(&self) {
+        let _busy = self.busy.lock().await;
+        self.start_locked().await;
+    }
+
+    async fn start_locked(&self) {
+        let assigned = lock(&self.assigned).clone();
+        let topics: Vec<MirroredTopic> = lock(&self.topics).values().cloned().collect();
+        for t in topics {
+            let wanted: Vec<i32> = assigned
+                .iter()
+                .filter(|(topic, p)| topic.as_str() == &*t.src && *p < t.partitions)
+                .map(|(_, p)| *p)
+                .filter(|p| !self.fetchers.has(&t.src, *p))
+                .collect();
+            if wanted.is_empty() {
+                continue;
+            }
+            match self.add(&t, &wanted).await {
+                Ok(()) => {
+                    info!(topic = %t.src, destination = %t.dst, partitions = wanted.len(), "replicating partitions")
+                }
+                Err(e) => warn!(topic = %t.src, error = %e, "cannot start replicating; will retry"),
+            }
+        }
+    }
+
+    async fn add(&self, t: &MirroredTopic, new: &[i32]) -> Result<(), ClientError> {
+        let (cfg, src, dst) = (&self.cfg, &self.src, &self.dst);
+        let saved = self.ckpt.load(&t.dst, new).await?;
+        // Partitions without a checkpoint start per start_from: one ListOffsets per leader.
+        let fresh: Vec<i32> = new.iter().copied().filter(|p| !saved.contains_key(p)).collect();
+        let listed = if fresh.is_empty() {
+            HashMap::new()
+        } else {
+            let ts = if cfg.fetch.start_from == StartFrom::Earliest {
+                EARLIEST
+            } else {
+                LATEST
+            };
+            src.retrying(|| src.list_offsets(&t.src, &fresh, ts, true)).await?
+        };
+        // Where the next record lands on the destination, for partitions whose
+        // checkpoint does not say (new ones, or checkpoints of older versions).
+        let unknown: Vec<i32> = new
+            .iter()
+            .copied()
+            .filter(|p| saved.get(p).is_none_or(|s| s.dst_next < 0))
+            .collect();
+        let dst_ends = if unknown.is_empty() {
+            HashMap::new()
+        } else {
+            dst.retrying(|| dst.list_offsets(&t.dst, &unknown, LATEST, false))
+                .await?
+        };
+        for p in new {
+            let (start, dst_next) = match saved.get(p) {
+                Some(s) => (s.src_next, s.dst_next),
+                None => (listed[p], -1),
+            };
+            let dst_next = if dst_next >= 0 {
+                dst_next
+            } else {
+                dst_ends.get(p).copied().unwrap_or(-1)
+            };
+            debug!(topic = %t.src, partition = p, destination = %t.dst, offset = start, dst_next, "replicating partition");
+            let route = Route {
+                src_topic: t.src.clone(),
+                partition: *p,
+                dst_topic: t.dst.clone(),
+            };
+            self.producer.add_route(route.clone(), start, dst_next, t.dst_id);
+            self.fetchers.add(route, t.src_id, start);
+        }
+        Ok(())
+    }
+
+    /// Hands partitions over: stops fetching them; with `commit`, waits for
+    /// their in-flight produces and commits their positions (exactly-once: waits
+    /// for the transaction holding them to commit); then drops them.
+    async fn hand_over(&self, parts: BTreeSet<Tp>, commit: bool) {
+        let _busy = self.busy.lock().await;
+        {
+            let mut assigned = lock(&self.assigned);
+            for tp in &parts {
+                assigned.remove(tp);
+            }
+        }
+        let routes: Vec<Route> = self
+            .producer
+            .positions()
+            .into_iter()
+            .map(|p| p.route)
+            .filter(|r| parts.contains(&(r.src_topic.to_string(), r.partition)))
+            .collect();
+        let src_keys: Vec<(Arc<str>, i32)> = parts.iter().map(|(t, p)| (Arc::from(t.as_str()), *p)).collect();
+        let dst_keys: Vec<(Arc<str>, i32)> = routes.iter().map(|r| (r.dst_topic.clone(), r.partition)).collect();
+        self.fetchers.remove(&src_keys);
+        if commit && !dst_keys.is_empty() {
+            let started = Instant::now();
+            let limit = self.cfg.member.rebalance_timeout / 2;
+            while self.producer.pending_of(&dst_keys) > 0 && started.elapsed() < limit {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            if self.cfg.exactly_once.is_some() {
+                // The transaction loop commits the positions with the batches.
+                while !self.settled(&dst_keys) && started.elapsed() < limit {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            } else if let Err(e) = self.ckpt.checkpoint().await {
+                warn!(error = %e, "checkpoint before handing partitions over failed: their new owner re-sends from the previous one");
+            }
+            info!(
+                partitions = parts.len(),
+                settled = self.settled(&dst_keys),
+                took_ms = started.elapsed().as_millis() as u64,
+                "partitions handed over"
+            );
+        }
+        self.producer.remove_routes(&dst_keys);
+        self.ckpt.forget(&dst_keys);
+    }
+
+    /// True when every one of `keys` has its acknowledged position committed.
+    fn settled(&self, keys: &[(Arc<str>, i32)]) -> bool {
+        let positions: HashMap<(Arc<str>, i32), i64> = self
+            .producer
+            .positions()
+            .into_iter()
+            .map(|p| ((p.route.dst_topic, p.route.partition), p.acked_next))
+            .collect();
+        keys.iter().all(|k| match positions.get(k) {
+            None => true,
+            Some(acked) => self.ckpt.committed(&k.0, k.1).is_some_and(|c| c.src_next >= *acked),
+        })
+    }
+}
+
+impl Owner for FlowOwner {
+    fn owned(&self) -> BTreeMap<String, Vec<(i32, u64)>> {
+        let mut out: BTreeMap<String, Vec<(i32, u64)>> = BTreeMap::new();
+        let rates: HashMap<(Arc<str>, i32), u64> =
+            self.fetchers.rates().into_iter().map(|(t, p, r)| ((t, p), r)).collect();
+        for (t, p) in lock(&self.assigned).iter() {
+            let r = rates.get(&(Arc::from(t.as_str()), *p)).copied().unwrap_or(0);
+            out.entry(t.clone()).or_default().push((*p, r));
+        }
+        // Partitions still running that are no longer assigned (a handover under way).
+        for (t, p, r) in self.fetchers.rates() {
+            let e = out.entry(t.to_string()).or_default();
+            if !e.iter().any(|(q, _)| *q == p) {
+                e.push((p, r));
+            }
+        }
+        out
+    }
+
+    fn known(&self) -> BTreeSet<Tp> {
+        lock(&self.topics)
+            .values()
+            .flat_map(|t| (0..t.partitions).map(move |p| (t.src.to_string(), p)))
+            .collect()
+    }
+
+    async fn take(&self, parts: BTreeSet<Tp>) {
+        let waiting = {
+            let topics = lock(&self.topics);
+            parts.iter().any(|(t, _)| !topics.contains_key(t.as_str()))
+        };
+        lock(&self.assigned).extend(parts);
+        self.start_assigned().await;
+        if waiting {
+            // The leader just created their topics: look again now.
+            self.refresh.notify_one();
+        }
+    }
+
+    async fn release(&self, parts: BTreeSet<Tp>, commit: bool) {
+        self.hand_over(parts, commit).await;
+    }
+}
