@@ -4,6 +4,7 @@
 # the same preloaded source topics. See benches/e2e/README.md.
 #
 #   bash benches/e2e/run.sh [--quick] [--workloads a,b,c,d] [--tools strait,mm2,floor]
+#   bash benches/e2e/run.sh --workloads d --tools strait-scale     # scale-out only
 #
 #   --quick      200 MB for workloads a/b (default 1 GB); c and d are the same size
 #   --workloads  subset of a (1 KB lz4, 8 partitions), b (same, uncompressed),
@@ -12,7 +13,13 @@
 #                read at the last stable offset), strait-prefix (rename =
 #                "prefix": no provenance check, the baseline of its cost),
 #                strait-2flows (two flows of the topic in one process, for
-#                memory against one), mm2, floor
+#                memory against one), mm2, floor, strait-scale (scale-out,
+#                meant for workload d: (a) the flow run by one process and by
+#                two (instance ids s1, s2) into fresh topics, CPU/GB summed
+#                over both, peak RSS per process, ratio two/one; (b) in the
+#                first round only, takeover after SIGKILL of one of two
+#                members, E2E_TAKEOVER_REPEATS times, against
+#                session_timeout_ms (10000) + 2 s; not in the default set)
 #   --repeat N   run the tools N times per workload, interleaved (tool order
 #                rotates each round; MM2 runs in the first round only); the
 #                report shows medians
@@ -27,7 +34,9 @@
 #      KAFKA_JVM_OPTS (broker JVM flags; default here -XX:TieredStopAtLevel=4,
 #      i.e. full C2 JIT, overriding the harness's C1-only default),
 #      E2E_TIMEOUT (s per replicator run, default 900), MM2_MAX_TASKS (cap on
-#      MM2 tasks.max, default 8), E2E_POLL (destination poll interval s, 0.5).
+#      MM2 tasks.max, default 8), E2E_POLL (destination poll interval s, 0.5),
+#      E2E_TAKEOVER_REPEATS (kills in the takeover measurement, default 5; 0
+#      skips it), E2E_TRICKLE_RATE (records/s produced during it, default 200).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -47,7 +56,7 @@ while (($#)); do
     --workloads) WORKLOADS=$2; shift 2 ;;
     --tools) TOOLS=$2; shift 2 ;;
     --repeat) REPEAT=$2; shift 2 ;;
-    -h|--help) sed -n '2,29p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) sed -n '2,/^[^#]/{/^#/p}' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -57,6 +66,11 @@ export KAFKA_JVM_OPTS="${KAFKA_JVM_OPTS:--XX:TieredStopAtLevel=4}"
 TIMEOUT=${E2E_TIMEOUT:-900}
 MM2_MAX_TASKS=${MM2_MAX_TASKS:-8}
 POLL=${E2E_POLL:-0.5}
+TAKEOVER_REPEATS=${E2E_TAKEOVER_REPEATS:-5}
+TRICKLE_RATE=${E2E_TRICKLE_RATE:-200}
+# Scale-out runs write the default session timeout into their config, so the
+# takeover figure is the default behaviour.
+SESSION_MS=10000
 WORK="$ROOT/target/e2e/work"
 RES="$E2E/results"
 RUNID=$(date +%s)
@@ -187,6 +201,82 @@ EOF
   [[ -n $out ]] && emit "$w" "$label" "$out"
 }
 
+# Scale-out (a): the flow run by one process (instance id s1) and by two (s1,
+# s2; same config, one replication group), each pair of runs into fresh
+# destination topics and a fresh group. CPU is summed over the processes, peak
+# RSS is per process; complete when the destination holds every record. The
+# order of the two alternates by round.
+run_strait_scale() { # W TOPIC
+  local w=$1 t=$2 n order label dlabel ids cfg out
+  if ((ROUND % 2)); then order="1 2"; else order="2 1"; fi
+  for n in $order; do
+    label=strait-scale-${n}p
+    dlabel=$label
+    if ((ROUND > 1)); then dlabel=$label-r$ROUND; fi
+    if ((n == 1)); then ids=s1; else ids=s1,s2; fi
+    cfg="$WORK/$dlabel-$w.toml"
+    cat >"$cfg" <<EOF
+name = "bench-$dlabel-$w-$RUNID"
+topics = ["$t"]
+rename = "$dlabel.{topic}"
+refresh_interval_ms = 1000
+checkpoint_interval_ms = 1000
+session_timeout_ms = $SESSION_MS
+${STRAIT_EXTRA_CONFIG:-}
+[source]
+alias = "$dlabel"
+bootstrap_servers = "$A"
+[destination]
+bootstrap_servers = "$B"
+EOF
+    log "[$w] $label (round $ROUND, instances $ids) -> $dlabel.$t"
+    out=$(python3 "$E2E/measure.py" run --label "$label" --dest-bootstrap "$B" \
+      --dest-topic "$dlabel.$t" --partitions "$PARTS" --expect "$COUNT" \
+      --source-bytes "$SRC_BYTES" --broker-pids "$BROKER_PIDS" --timeout "$TIMEOUT" \
+      --poll "$POLL" --stop-signal INT --instances "$ids" --log "$WORK/$dlabel-$w.log" \
+      -- "$ROOT/target/release/strait" run --config "$cfg" --progress 0) || true
+    log "[$w] $label: $out"
+    [[ -n $out ]] && emit "$w" "$label" "$out"
+  done
+  return 0
+}
+
+# Scale-out (b): takeover after SIGKILL. Two members (s1, s2) replicate a
+# trickle (E2E_TRICKLE_RATE records/s) from their own source topic with the
+# workload's partition count (the workload's topic stays as loaded for the
+# other tools); measure.py takeover kills one E2E_TAKEOVER_REPEATS times and
+# restarts it in between. See benches/e2e/README.md for the definitions.
+run_strait_takeover() { # W
+  local w=$1 ts="e2e-$w-trickle-$RUNID" label=strait-takeover cfg out
+  cfg="$WORK/$label-$w.toml"
+  log "[$w] $label: creating $ts ($PARTS partitions)"
+  python3 "$KTOOL" create --bootstrap "$A" --topic "$ts" --partitions "$PARTS" \
+    --config retention.ms=-1 >&2
+  cat >"$cfg" <<EOF
+name = "bench-$label-$w-$RUNID"
+topics = ["$ts"]
+rename = "$label.{topic}"
+refresh_interval_ms = 1000
+checkpoint_interval_ms = 1000
+session_timeout_ms = $SESSION_MS
+${STRAIT_EXTRA_CONFIG:-}
+[source]
+alias = "$label"
+bootstrap_servers = "$A"
+[destination]
+bootstrap_servers = "$B"
+EOF
+  log "[$w] $label: $TAKEOVER_REPEATS kills, session_timeout_ms = $SESSION_MS, trickle $TRICKLE_RATE records/s"
+  out=$(python3 "$E2E/measure.py" takeover --strait "$ROOT/target/release/strait" \
+    --config "$cfg" --source-bootstrap "$A" --source-topic "$ts" --dest-bootstrap "$B" \
+    --dest-topic "$label.$ts" --partitions "$PARTS" --codec "$CODEC" --instances s1,s2 \
+    --repeats "$TAKEOVER_REPEATS" --session-timeout-ms "$SESSION_MS" \
+    --trickle-rate "$TRICKLE_RATE" --log "$WORK/$label-$w.log") || true
+  log "[$w] $label: $out"
+  [[ -n $out ]] && emit "$w" "$label" "$out"
+  return 0
+}
+
 # MirrorMaker 2 settings (dedicated mode). Producer/consumer overrides are
 # cluster-scoped client configs: B.producer.* reaches the worker producer that
 # writes to B, A.consumer.* reaches MirrorSourceTask's consumer on A.
@@ -312,6 +402,9 @@ for w in "${WLIST[@]}"; do
         strait-eos) run_strait "$w" "$T" strait-eos "exactly_once = true" read_committed ;;
         strait-prefix) run_strait "$w" "$T" strait-prefix "" read_uncommitted prefix ;;
         strait-2flows) run_strait_2flows "$w" "$T" ;;
+        strait-scale)
+          run_strait_scale "$w" "$T"
+          if ((ROUND == 1 && TAKEOVER_REPEATS > 0)); then run_strait_takeover "$w"; fi ;;
         mm2) if ((ROUND == 1)); then run_mm2 "$w" "$T"; fi ;;
         floor) run_floor "$w" ;;
         *) echo "run.sh: unknown tool $tool" >&2; exit 2 ;;

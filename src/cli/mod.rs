@@ -4,6 +4,7 @@
 
 mod bench;
 mod check;
+mod status;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -92,6 +93,20 @@ enum Command {
         /// Seconds between progress lines; 0 turns them off.
         #[arg(long, default_value_t = 5)]
         progress: u64,
+    },
+    /// Shows every live member of each flow's replication group (the `strait
+    /// run` processes sharing it), with their partitions and lag.
+    #[command(after_help = EXIT_CODES)]
+    Status {
+        /// Path of the TOML config.
+        #[arg(long)]
+        config: PathBuf,
+        /// Only this flow, when the config has several.
+        #[arg(long)]
+        flow: Option<String>,
+        /// One JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
     },
     /// Consumer-offset tools.
     Offsets {
@@ -320,6 +335,10 @@ pub fn main() -> ExitCode {
                     _ => return Err("give --source and --destination, or --config".into()),
                 };
                 bench(clusters, &load, exactly_once, json).await
+            }
+            Command::Status { config, flow, json } => {
+                let doc = strait::config::Document::load(&config)?;
+                status::status(&doc, flow.as_deref(), json).await
             }
             Command::Offsets {
                 command: OffsetsCommand::Translate { config, group, topic, flow },

@@ -296,7 +296,13 @@ impl Config {
         m.insert("destination".into(), self.destination.alias.clone());
         m.insert("topics".into(), list(&self.topics.topics));
         m.insert("topics_exclude".into(), list(&self.topics.topics_exclude));
-        m.insert("rename".into(), format!("{:?}", self.topics.rename));
+        let rename = match &self.topics.rename {
+            Rename::Identity => "identity".to_string(),
+            Rename::Prefix => "prefix".to_string(),
+            Rename::Template(t) => t.clone(),
+            Rename::StripPrefix(p) => format!("without the {p}. prefix"),
+        };
+        m.insert("rename".into(), rename);
         m.insert("exactly_once".into(), self.exactly_once.is_some().to_string());
         m.insert(
             "start_from".into(),

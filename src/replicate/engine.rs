@@ -317,6 +317,13 @@ where
                     warn!(error = %e, "cannot read the other members' positions; group offset sync waits");
                     return;
                 }
+                // The flow coming back (two-way) may run in other processes too.
+                if let Some(r) = &reverse {
+                    if let Err(e) = r.catch_up().await {
+                        warn!(error = %e, "cannot read the reverse flow's positions; group offset sync waits");
+                        return;
+                    }
+                }
                 match sync
                     .sync_once(&cfg.groups, &cfg.topics, &src, &dst, &ckpt, reverse.as_deref())
                     .await

@@ -101,9 +101,14 @@ impl GroupSync {
                 let Some(mut d) = ckpt.translate(&dt, p, o) else {
                     continue;
                 };
-                if let Some(first) = reverse.and_then(|r| r.first_unconsumed(&t, p, o)) {
+                if let Some(r) = reverse {
                     // The destination's own records before its first one the group
-                    // has not read (as a copy on the source) may be repeated, never skipped.
+                    // has not read (as a copy on the source) may be repeated, never
+                    // skipped. Until the flow coming back knows where it stands there,
+                    // the bound is unknown: no sync rather than a skip.
+                    let Some(first) = r.first_unconsumed(&t, p, o) else {
+                        continue;
+                    };
                     d = d.min(first);
                 }
                 want.push((dt, p, o, d));
