@@ -215,6 +215,9 @@ impl Handle {
             Some(age) if age > limit => why.push(format!("the source last answered {} s ago", age / 1000)),
             Some(_) => {}
         }
+        if self.membership.credentials().read().map_or(true, |m| m.is_none()) {
+            why.push("not in a generation of the replication group (joining)".to_string());
+        }
         match self.stopped_partitions() {
             0 => {}
             n => why.push(format!("{n} partition(s) stopped on errors")),
