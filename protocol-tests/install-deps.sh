@@ -10,11 +10,14 @@
 #   --kcat          kcat (Debian package kcat, or kafkacat linked as kcat)
 #   --musl          musl-tools and the Rust target x86_64-unknown-linux-musl
 #   --python        python3 and the Python confluent-kafka client (librdkafka)
+#   --helm          helm (go install, best effort: the deploy test lints and
+#                   renders the chart with it, and checks the manifests
+#                   without it)
 #   --kafka VERSION Java 17 and the Kafka jars in ~/.cache/strait
 #                   (protocol-tests/harness/kafka.sh fetch; Maven only if they
 #                   are not cached yet)
 #
-# --tests is --kcat --musl --python --kafka 4.1.1 --kafka 3.9.1 (the versions of
+# --tests is --kcat --musl --python --helm --kafka 4.1.1 --kafka 3.9.1 (the versions of
 # protocol-tests/harness/mod.rs); --demo is --python --kafka 4.1.1 (demo.sh's).
 # Each step prints "::: STEP (time)" and its duration.
 set -euo pipefail
@@ -23,16 +26,18 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MUSL_TARGET=x86_64-unknown-linux-musl
 CONFLUENT_KAFKA=confluent-kafka==2.16.1
 
-kcat=0 musl=0 python=0 kafka=()
+kcat=0 musl=0 python=0 helm=0 kafka=()
+HELM_MODULE=helm.sh/helm/v3/cmd/helm@v3.22.0
 while (($#)); do
   case $1 in
-    --tests) kcat=1 musl=1 python=1 kafka+=(4.1.1 3.9.1) ;;
+    --tests) kcat=1 musl=1 python=1 helm=1 kafka+=(4.1.1 3.9.1) ;;
     --demo) python=1 kafka+=(4.1.1) ;;
     --kcat) kcat=1 ;;
     --musl) musl=1 ;;
     --python) python=1 ;;
+    --helm) helm=1 ;;
     --kafka) kafka+=("${2:?--kafka needs a version}"); shift ;;
-    *) echo "usage: $0 [--tests] [--demo] [--kcat] [--musl] [--python] [--kafka VERSION]..." >&2; exit 2 ;;
+    *) echo "usage: $0 [--tests] [--demo] [--kcat] [--musl] [--python] [--helm] [--kafka VERSION]..." >&2; exit 2 ;;
   esac
   shift
 done
@@ -61,7 +66,20 @@ fi
 if ((${#kafka[@]})); then
   have java || pkgs+=(openjdk-17-jre-headless)
   have flock || pkgs+=(util-linux)
-  for v in "${kafka[@]}"; do
+  if ((helm)); then
+  step "helm ($HELM_MODULE, best effort)"
+  if have helm || [[ -x $HOME/go/bin/helm ]]; then
+    echo "already installed"
+  elif have go; then
+    GOBIN="$HOME/go/bin" timeout 900 go install "$HELM_MODULE" \
+      || echo "helm could not be installed: the deploy test checks the manifests without it"
+  else
+    echo "no Go toolchain: the deploy test checks the manifests without helm"
+  fi
+  done_step
+fi
+
+for v in "${kafka[@]}"; do
     if ! kafka_cached "$v"; then have mvn || pkgs+=(maven); break; fi
   done
 fi

@@ -369,22 +369,31 @@ fn exactly_once_members_fence_a_paused_zombie_and_survive_a_kill() {
     wait_balanced(&cfg, &["e1", "e3"], 12);
     members["e2"].signal("-CONT");
     wait_count(dst, &t, part(1).end, "read_committed", "after the pause");
-    // The zombie's transaction could not commit: it stops (a restart rejoins).
+    // The zombie noticed it was expelled: a transaction it had open cannot
+    // commit (it stops, exit 1: a restart rejoins); expelled between
+    // transactions, it drops its partitions and rejoins.
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut zombie = members.remove("e2").unwrap();
-    loop {
+    let status = loop {
         if let Some(status) = zombie.child.try_wait().unwrap() {
-            eprintln!("RESULT exactly-once zombie exited with {status}");
-            break;
+            break status;
         }
         if zombie.log().contains("no longer a member") {
-            // Expelled between transactions: it rejoins instead.
-            zombie.stop();
-            break;
+            zombie.signal("-TERM");
+            break zombie.child.wait().unwrap();
         }
-        assert!(Instant::now() < deadline, "the zombie neither stopped nor rejoined");
+        assert!(
+            Instant::now() < deadline,
+            "the zombie neither stopped nor noticed its expulsion"
+        );
         std::thread::sleep(Duration::from_millis(300));
-    }
+    };
+    let log = zombie.log();
+    assert!(
+        log.contains("no longer a member") || log.contains("FencedInstanceId") || log.contains("UnknownMemberId"),
+        "the zombie was fenced:\n{log}"
+    );
+    eprintln!("RESULT exactly-once zombie fenced, exited with {status}");
     members.insert("e2", Member::start(&cfg, "e2"));
     wait_balanced(&cfg, &["e1", "e2", "e3"], 12);
     // SIGKILL one while loading.

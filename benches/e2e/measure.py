@@ -297,11 +297,17 @@ def end_offsets_map(admin, topic, partitions):
     if not req:
         return {}
     out = {}
-    for tp, fut in admin.list_offsets(req, request_timeout=10).items():
-        try:
-            out[tp.partition] = fut.result().offset
-        except Exception:
-            pass
+    # A busy broker may fail some partitions of a 1,000-partition request:
+    # ask again for those (a missing partition reads as "not there yet").
+    for _ in range(3):
+        for tp, fut in admin.list_offsets(req, request_timeout=10).items():
+            try:
+                out[tp.partition] = fut.result().offset
+            except Exception:
+                pass
+        req = {tp: spec for tp, spec in req.items() if tp.partition not in out}
+        if not req:
+            break
     return out
 
 
@@ -447,16 +453,22 @@ def _takeover(a, procs):
         """Until every destination partition reaches the source end offsets
         read now (at-least-once: duplicates only add)."""
         t = time.monotonic()
-        want = end_offsets_map(src_admin, a.source_topic, a.partitions)
+        want = {}
         while True:
+            # Every source partition's end, read until each answered once (a
+            # just-created topic's partitions answer over a few seconds).
+            if len(want) < a.partitions:
+                got = end_offsets_map(src_admin, a.source_topic, a.partitions)
+                want.update({p: o for p, o in got.items() if p not in want})
             have = end_offsets_map(dst_admin, a.dest_topic, a.partitions)
             if len(want) == a.partitions and all(have.get(p, -1) >= o for p, o in want.items()):
                 return sum(want.values()), sum(have.values())
             if time.monotonic() - t > a.stage_timeout:
-                raise RuntimeError("%s: destination not caught up after %ss (%d of %d partitions)"
+                raise RuntimeError("%s: destination not caught up after %ss (%d of %d partitions; "
+                                   "offsets read for %d source and %d destination partitions)"
                                    % (what, a.stage_timeout,
                                       sum(1 for p, o in want.items() if have.get(p, -1) >= o),
-                                      a.partitions))
+                                      a.partitions, len(want), len(have)))
             time.sleep(0.5)
 
     trickle = Trickle(a.source_bootstrap, a.source_topic, a.partitions, a.trickle_rate, a.codec)

@@ -93,6 +93,10 @@ trap 'exit 130' INT TERM
 # --------------------------------------------------------------- build ----
 log "building strait (cargo build --release --locked) and the floor relay"
 cargo build --release --locked >&2
+# STRAIT_BIN: measure another build of strait (the static musl binary, say).
+STRAIT_BIN=${STRAIT_BIN:-$ROOT/target/release/strait}
+log "strait binary: $STRAIT_BIN"
+
 mkdir -p "$ROOT/target/e2e"
 rustc -O --edition 2021 "$E2E/floor.rs" -o "$ROOT/target/e2e/floor"
 KLIBS=$(bash "$HARNESS" fetch "$VERSION")
@@ -158,7 +162,7 @@ EOF
     --dest-topic "$dest" --partitions "$PARTS" --expect "$COUNT" \
     --source-bytes "$SRC_BYTES" --broker-pids "$BROKER_PIDS" --timeout "$TIMEOUT" \
     --poll "$POLL" --isolation "$iso" --stop-signal INT --log "$WORK/$label-$w.log" \
-    -- "$ROOT/target/release/strait" run --config "$cfg" --progress 0) || true
+    -- "$STRAIT_BIN" run --config "$cfg" --progress 0) || true
   log "[$w] $label: $out"
   [[ -n $out ]] && emit "$w" "$label" "$out"
 }
@@ -196,7 +200,7 @@ EOF
     --dest-topic "$dlabel-1.$t,$dlabel-2.$t" --partitions "$PARTS" --expect "$COUNT" \
     --source-bytes "$SRC_BYTES" --broker-pids "$BROKER_PIDS" --timeout "$TIMEOUT" \
     --poll "$POLL" --stop-signal INT --log "$WORK/$dlabel-$w.log" \
-    -- "$ROOT/target/release/strait" run --config "$cfg" --progress 0) || true
+    -- "$STRAIT_BIN" run --config "$cfg" --progress 0) || true
   log "[$w] $label: $out"
   [[ -n $out ]] && emit "$w" "$label" "$out"
 }
@@ -234,7 +238,7 @@ EOF
       --dest-topic "$dlabel.$t" --partitions "$PARTS" --expect "$COUNT" \
       --source-bytes "$SRC_BYTES" --broker-pids "$BROKER_PIDS" --timeout "$TIMEOUT" \
       --poll "$POLL" --stop-signal INT --instances "$ids" --log "$WORK/$dlabel-$w.log" \
-      -- "$ROOT/target/release/strait" run --config "$cfg" --progress 0) || true
+      -- "$STRAIT_BIN" run --config "$cfg" --progress 0) || true
     log "[$w] $label: $out"
     [[ -n $out ]] && emit "$w" "$label" "$out"
   done
@@ -267,7 +271,7 @@ bootstrap_servers = "$A"
 bootstrap_servers = "$B"
 EOF
   log "[$w] $label: $TAKEOVER_REPEATS kills, session_timeout_ms = $SESSION_MS, trickle $TRICKLE_RATE records/s"
-  out=$(python3 "$E2E/measure.py" takeover --strait "$ROOT/target/release/strait" \
+  out=$(python3 "$E2E/measure.py" takeover --strait "$STRAIT_BIN" \
     --config "$cfg" --source-bootstrap "$A" --source-topic "$ts" --dest-bootstrap "$B" \
     --dest-topic "$label.$ts" --partitions "$PARTS" --codec "$CODEC" --instances s1,s2 \
     --repeats "$TAKEOVER_REPEATS" --session-timeout-ms "$SESSION_MS" \

@@ -296,14 +296,27 @@ impl Membership {
                 taking = take.len(),
                 "replication group generation"
             );
-            if !give.is_empty() {
-                owner.release(give, true).await;
-            }
-            if !take.is_empty() {
-                owner.take(take).await;
-            }
+            // Handing over and starting partitions can take a while (1,000
+            // partitions' positions and offsets): heartbeats go on meanwhile, or
+            // the coordinator would expel this member.
+            let work = async {
+                if !give.is_empty() {
+                    owner.release(give, true).await;
+                }
+                if !take.is_empty() {
+                    owner.take(take).await;
+                }
+            };
             // Gave partitions up: rejoin at once so the leader can hand them on.
             let mut rejoin_now = owned.difference(&target).next().is_some();
+            match self.heartbeating(&joined.member, work).await {
+                Beat::Ok => {}
+                Beat::Rejoin => rejoin_now = true,
+                Beat::Failed(e) => {
+                    self.on_error(&e, &owner, &mut member_id).await?;
+                    continue 'join;
+                }
+            }
             loop {
                 if rejoin_now {
                     continue 'join;
@@ -325,6 +338,33 @@ impl Membership {
                         if e.code().is_some() {
                             continue 'join;
                         }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs `work` to its end while heartbeating every interval; says what the
+    /// heartbeats answered (a rebalance under way, or a failure to handle).
+    async fn heartbeating<F: Future<Output = ()>>(&self, member: &GroupMember, work: F) -> Beat {
+        tokio::pin!(work);
+        let mut beat = Beat::Ok;
+        loop {
+            tokio::select! {
+                _ = &mut work => return beat,
+                _ = tokio::time::sleep(self.settings.heartbeat_interval) => {
+                    match self.client.heartbeat(&self.group, member).await {
+                        Ok(()) => self.contact(),
+                        Err(e) if e.code() == Some(codes::REBALANCE_IN_PROGRESS) => {
+                            self.contact();
+                            if matches!(beat, Beat::Ok) {
+                                beat = Beat::Rejoin;
+                            }
+                        }
+                        Err(e) if e.code().is_none() => {
+                            warn!(group = %self.group, error = %e, "heartbeat failed; retrying");
+                        }
+                        Err(e) => beat = Beat::Failed(e),
                     }
                 }
             }
@@ -403,6 +443,13 @@ impl Membership {
             }
         }
     }
+}
+
+/// What heartbeats sent during a handover said.
+enum Beat {
+    Ok,
+    Rejoin,
+    Failed(ClientError),
 }
 
 fn owner_set<O: Owner>(owner: &Arc<O>) -> BTreeSet<Tp> {
