@@ -130,7 +130,7 @@ workload() {
     a) W_DESC="1 KB records, lz4, 8 partitions"; PARTS=8; COUNT=$big; CODEC=lz4; LINGER=20; BATCH=262144 ;;
     b) W_DESC="1 KB records, uncompressed, 8 partitions"; PARTS=8; COUNT=$big; CODEC=none; LINGER=20; BATCH=262144 ;;
     c) W_DESC="1-record batches, 1 KB, uncompressed, 8 partitions"; PARTS=8; COUNT=100000; CODEC=none; LINGER=0; BATCH=1 ;;
-    d) W_DESC="1 KB records, lz4, 1000 partitions"; PARTS=1000; COUNT=200000; CODEC=lz4; LINGER=20; BATCH=262144 ;;
+    d) W_DESC="1 KB records, lz4, 1000 partitions"; PARTS=1000; COUNT=${E2E_D_RECORDS:-200000}; CODEC=lz4; LINGER=20; BATCH=262144 ;;
     *) echo "run.sh: unknown workload $1" >&2; exit 2 ;;
   esac
 }
