@@ -661,7 +661,9 @@ async fn exactly_once_second_instance_fences_the_first() {
     eprintln!("fenced instance: {}", err.lines().last().unwrap_or_default());
     assert!(!status.success(), "the fenced instance exits non-zero");
     assert!(
-        err.contains("fenced by another strait instance") || err.contains("took over"),
+        err.contains("fenced by another strait instance")
+            || err.contains("took over")
+            || err.contains("another strait process joined with instance id"),
         "clear fencing error: {err}"
     );
     let deadline = Instant::now() + Duration::from_secs(90);
