@@ -441,3 +441,64 @@ fn a_member_with_a_different_config_is_refused_naming_the_difference() {
     a.stop();
     b.stop();
 }
+
+#[test]
+fn a_second_process_with_the_same_instance_id_replaces_the_first() {
+    let (src, dst) = (harness::kafka4(), harness::kafka4_dest());
+    let t = unique_topic("sameid");
+    create(src, &t, 4, &["retention.ms=-1"]);
+    let cfg = scale_config(&t, &t, src, dst, "");
+    let mut first = Member::start(&cfg, "host-1");
+    load_range(src, &t, 0..2_000);
+    wait_balanced(&cfg, &["host-1"], 4);
+    wait_count(dst, &t, 2_000, "read_uncommitted", "first process");
+    // The same id by mistake (a second start on one host): the newer one takes over.
+    // (Both write the same log file: the assertion below is on a line only
+    // the replaced process writes.)
+    let second = Member::start(&cfg, "host-1");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = first.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the replaced process kept running");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(!status.success(), "the replaced process exits 1");
+    let log = first.log();
+    assert!(
+        log.contains("another strait process joined with instance id \"host-1\""),
+        "{log}"
+    );
+    load_range(src, &t, 2_000..4_000);
+    wait_count(dst, &t, 4_000, "read_uncommitted", "after the replacement");
+    second.stop();
+    let repeats = check_all(dst, &t, 4_000, "read_uncommitted");
+    eprintln!("RESULT same instance id twice: the first exited with {status}, 0 lost, {repeats} repeated");
+}
+
+#[test]
+fn failover_refuses_while_a_member_is_alive_and_runs_once_it_left() {
+    let (src, dst) = (harness::kafka4(), harness::kafka4_dest());
+    let t = unique_topic("fomember");
+    create(src, &t, 2, &["retention.ms=-1"]);
+    let cfg = scale_config(&t, &t, src, dst, "");
+    let member = Member::start(&cfg, "dc-a-1");
+    load_range(src, &t, 0..1_000);
+    wait_balanced(&cfg, &["dc-a-1"], 2);
+    wait_count(dst, &t, 1_000, "read_uncommitted", "before failover");
+    let started = Instant::now();
+    let (ok, out) = strait_cmd(&["failover", "--config", cfg.to_str().unwrap()]);
+    assert!(!ok, "failover must refuse while a member runs:\n{out}");
+    assert!(
+        out.contains("still has live members (dc-a-1 on 127.0.0.1)") && out.contains("stop every `strait run`"),
+        "{out}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(SESSION_MS),
+        "it waited a session timeout for the member to leave"
+    );
+    member.stop();
+    let (ok, out) = strait_cmd(&["failover", "--config", cfg.to_str().unwrap()]);
+    assert!(ok, "failover after the member left:\n{out}");
+}
