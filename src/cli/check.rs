@@ -81,7 +81,11 @@ fn in_flight_lines(side: &str, rtt: std::time::Duration, rate_mb: u64, budget: u
         budget as f64 / 1e6,
         if secs > 0.0 { budget as f64 / secs / 1e6 } else { f64::INFINITY }
     ));
-    let (which, sysctl) = if side == "source" { ("rmem", "net.ipv4.tcp_rmem") } else { ("wmem", "net.ipv4.tcp_wmem") };
+    let (which, sysctl) = if side == "source" {
+        ("rmem", "net.ipv4.tcp_rmem")
+    } else {
+        ("wmem", "net.ipv4.tcp_wmem")
+    };
     if let Some(max) = tcp_buffer_max(which) {
         if need > max {
             report.warnings.push(format!(
