@@ -193,9 +193,11 @@ impl Running {
         let deadline = Instant::now() + timeout;
         let mut quiet_since: Option<Instant> = None;
         loop {
+            // Every flow replicates its partitions (they start once the flow
+            // joined its replication group) with nothing left to copy.
             let quiet = self.handles.iter().all(|h| {
                 let lag = h.partition_lag();
-                h.pending() == 0 && lag.iter().all(|(_, _, l)| *l == 0)
+                h.pending() == 0 && !lag.is_empty() && lag.iter().all(|(_, _, l)| *l == 0)
             });
             if quiet {
                 if quiet_since.get_or_insert_with(Instant::now).elapsed() >= Duration::from_secs(1) {

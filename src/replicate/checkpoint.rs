@@ -159,6 +159,9 @@ pub struct Checkpointer {
     /// The replication group membership commits go under (none: commits
     /// with generation -1, for a group nobody joined).
     member: Option<Arc<RwLock<Option<GroupMember>>>>,
+    /// Exactly-once: this member was expelled from its group with a
+    /// transaction open; that transaction must never commit.
+    poisoned: std::sync::atomic::AtomicBool,
 }
 
 /// Why a checkpoint was not committed.
@@ -184,7 +187,15 @@ impl Checkpointer {
             index: Mutex::new(HashMap::new()),
             map_next: Mutex::new(0),
             member: None,
+            poisoned: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Exactly-once: the member was expelled with a transaction open (another
+    /// member may replicate its partitions already): the transaction may not
+    /// commit, the flow stops and a restart resumes from the last commit.
+    pub fn poison(&self) {
+        self.poisoned.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Commits go under the member id and generation `member` holds (none
@@ -419,14 +430,25 @@ impl Checkpointer {
                 moved = self.current();
             }
         }
-        if credentials == Credentials::NotNow && (added || !entries.is_empty()) {
+        if self.poisoned.load(std::sync::atomic::Ordering::SeqCst) && (added || !entries.is_empty()) {
             self.producer.restore_map_entries(entries);
             return Err(ClientError::kafka(
                 "TxnOffsetCommit",
                 "coordinator",
                 format!("group {}", self.target.group),
                 crate::client::group::codes::UNKNOWN_MEMBER_ID,
-                Some("no longer a member of the replication group: the open transaction cannot commit"),
+                Some("expelled from the replication group with this transaction open: it cannot commit (a restart resumes from the last committed transaction)"),
+            ));
+        }
+        if credentials == Credentials::NotNow && (added || !entries.is_empty()) {
+            // A rebalance is under way: commit under the next generation.
+            self.producer.restore_map_entries(entries);
+            return Err(ClientError::kafka(
+                "TxnOffsetCommit",
+                "coordinator",
+                format!("group {}", self.target.group),
+                crate::client::group::codes::REBALANCE_IN_PROGRESS,
+                Some("between generations of the replication group"),
             ));
         }
         if !added && entries.is_empty() && moved.is_empty() {

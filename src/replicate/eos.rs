@@ -114,10 +114,19 @@ async fn commit(
     }
     let status = producer.txn_status();
     let (bytes, added) = (status.bytes, status.has_partitions);
-    let partitions = ckpt
-        .commit_txn(txn, map_seq, added)
-        .await
-        .map_err(|e| txn_error(txn, e))?;
+    // Between two generations of the replication group the positions wait for
+    // the next one (the transaction stays open).
+    let partitions = loop {
+        match ckpt.commit_txn(txn, map_seq, added).await {
+            Err(e)
+                if e.code() == Some(crate::client::group::codes::REBALANCE_IN_PROGRESS)
+                    && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            r => break r.map_err(|e| txn_error(txn, e))?,
+        }
+    };
     if added || partitions > 0 {
         debug!(bytes, partitions, "transaction committed");
     }

@@ -44,6 +44,8 @@ struct SrcPart {
     stopped: Option<String>,
     /// Offset being fetched again after corruption, and how many fetches of it failed in a row.
     refetching: Option<(i64, u32)>,
+    /// Not fetched for now (its member lost its group and waits to learn whether it keeps it).
+    held: bool,
     /// Record bytes fetched since it was added, and when it was added (its rate, for the assignor).
     bytes: u64,
     since: std::time::Instant,
@@ -135,6 +137,7 @@ impl Fetchers {
             high_watermark: -1,
             stopped: None,
             refetching: None,
+            held: false,
             bytes: 0,
             since: std::time::Instant::now(),
         });
@@ -148,6 +151,18 @@ impl Fetchers {
         for k in keys {
             parts.remove(k);
         }
+    }
+
+    /// Stops (`hold`) or resumes fetching partitions, keeping their positions.
+    pub fn hold(&self, keys: &[(Arc<str>, i32)], hold: bool) {
+        let mut parts = self.lock();
+        for k in keys {
+            if let Some(p) = parts.get_mut(k) {
+                p.held = hold;
+            }
+        }
+        drop(parts);
+        self.refresh.notify_one();
     }
 
     /// Every partition fetched, with its record bytes per second since it was added.
@@ -435,7 +450,7 @@ async fn fetch_loop(f: Arc<Fetchers>, node: i32, lane: usize) {
         let candidates: Vec<(Key, Uuid, i64, Arc<str>)> = f
             .lock()
             .iter()
-            .filter(|(k, p)| p.leader == node && p.stopped.is_none() && lane_of(k, lanes) == lane)
+            .filter(|(k, p)| p.leader == node && p.stopped.is_none() && !p.held && lane_of(k, lanes) == lane)
             .map(|(k, p)| (k.clone(), p.topic_id, p.next_offset, p.route.dst_topic.clone()))
             .collect();
         // Partitions the destination refused for good are not fetched any more.

@@ -42,6 +42,12 @@ pub trait Owner: Send + Sync + 'static {
     /// Stops replicating `parts`; with `commit`, after their in-flight produces
     /// finished and their positions were committed.
     fn release(&self, parts: BTreeSet<Tp>, commit: bool) -> impl Future<Output = ()> + Send;
+    /// This member lost its group (expelled): holds every partition (nothing
+    /// new fetched or sent, nothing claimed) until [`resolve`](Owner::resolve).
+    fn suspend(&self) -> impl Future<Output = ()> + Send;
+    /// Back in a generation assigned `target`: held partitions in it that
+    /// nobody committed meanwhile go on where they stood; the rest are dropped.
+    fn resolve(&self, target: &BTreeSet<Tp>) -> impl Future<Output = ()> + Send;
 }
 
 /// Why a member stopped for good.
@@ -168,6 +174,10 @@ impl Membership {
         self.last_contact_ms.store(now_ms(), Ordering::Relaxed);
     }
 
+    fn pause_commits(&self) {
+        *self.credentials.write().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
     fn set_member(&self, member: Option<GroupMember>) {
         *self.credentials.write().unwrap_or_else(|e| e.into_inner()) = member.clone();
         let mut st = crate::sync::lock(&self.state);
@@ -214,6 +224,9 @@ impl Membership {
                 rebalance_timeout_ms: self.settings.rebalance_timeout.as_millis() as i32,
                 reason: "strait member (re)joining",
             };
+            // Commits wait for the next generation (a commit under this one
+            // would be refused once the coordinator moves on).
+            self.pause_commits();
             let joined = tokio::select! {
                 r = self.client.join_group(&spec, &member_id) => r,
                 _ = stop.wait_for(|s| *s) => return Ok(()),
@@ -274,6 +287,7 @@ impl Membership {
                 return Err(self.fail(err.clone()));
             }
             let target = a.set();
+            owner.resolve(&target).await;
             let owned = owner_set(&owner);
             let give: BTreeSet<Tp> = owned.difference(&target).cloned().collect();
             let take: BTreeSet<Tp> = target.difference(&owned).cloned().collect();
@@ -401,8 +415,8 @@ impl Membership {
                 Err(self.fail("the group has as many members as the broker's group.max.size allows".into()))
             }
             Some(codes::UNKNOWN_MEMBER_ID) | Some(codes::ILLEGAL_GENERATION) => {
-                warn!(group = %self.group, error = %e, "no longer a member of the current generation: stopping every partition without committing, rejoining");
-                owner.release(owner_set(owner), false).await;
+                warn!(group = %self.group, error = %e, "no longer a member of the current generation: holding every partition without committing, rejoining");
+                owner.suspend().await;
                 self.set_member(None);
                 if e.code() == Some(codes::UNKNOWN_MEMBER_ID) {
                     member_id.clear();
@@ -413,8 +427,8 @@ impl Membership {
             _ => {
                 warn!(group = %self.group, error = %e, "group coordinator call failed; retrying");
                 if !self.alive() && !owner.owned().is_empty() {
-                    error!(group = %self.group, "no contact with the group coordinator for a session timeout: stopping every partition (another member may own them now)");
-                    owner.release(owner_set(owner), false).await;
+                    error!(group = %self.group, "no contact with the group coordinator for a session timeout: holding every partition (another member may own them now)");
+                    owner.suspend().await;
                     self.set_member(None);
                 }
                 Ok(())

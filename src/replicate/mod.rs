@@ -220,8 +220,8 @@ impl Handle {
             Some(age) if age > limit => why.push(format!("the source last answered {} s ago", age / 1000)),
             Some(_) => {}
         }
-        if self.membership.credentials().read().map_or(true, |m| m.is_none()) {
-            why.push("not in a generation of the replication group (joining)".to_string());
+        if !self.membership.alive() {
+            why.push("not a live member of the replication group (joining, or no answer from its coordinator for session_timeout_ms)".to_string());
         }
         match self.stopped_partitions() {
             0 => {}

@@ -38,6 +38,9 @@ pub struct FlowOwner {
     busy: tokio::sync::Mutex<()>,
     /// Asks the flow's topic refresh to run now.
     refresh: Arc<tokio::sync::Notify>,
+    /// Partitions held since this member lost its group: kept if the next
+    /// generation gives them back and nobody committed them meanwhile.
+    suspended: Mutex<BTreeSet<Tp>>,
 }
 
 impl FlowOwner {
@@ -61,7 +64,37 @@ impl FlowOwner {
             assigned: Mutex::new(BTreeSet::new()),
             busy: tokio::sync::Mutex::new(()),
             refresh: Arc::new(tokio::sync::Notify::new()),
+            suspended: Mutex::new(BTreeSet::new()),
         })
+    }
+
+    /// Destination keys of these source partitions (those with a route).
+    fn dst_keys(&self, parts: &BTreeSet<Tp>) -> Vec<(Arc<str>, i32)> {
+        self.producer
+            .positions()
+            .into_iter()
+            .map(|p| p.route)
+            .filter(|r| parts.contains(&(r.src_topic.to_string(), r.partition)))
+            .map(|r| (r.dst_topic, r.partition))
+            .collect()
+    }
+
+    /// True when the group's committed position of destination partition `k`
+    /// is still the one this member committed last: nobody else replicated
+    /// it while this member was out of the group.
+    async fn untouched(&self, k: &(Arc<str>, i32)) -> bool {
+        let theirs = super::checkpoint::committed_positions(
+            &self.dst,
+            &self.cfg.checkpoint_group(),
+            &[(k.0.to_string(), vec![k.1])],
+        )
+        .await;
+        match theirs {
+            Ok(m) => {
+                m.get(&(k.0.to_string(), k.1)).map(|p| p.src_next) == self.ckpt.committed(&k.0, k.1).map(|p| p.src_next)
+            }
+            Err(_) => false,
+        }
     }
 
     /// Notified when assigned partitions wait for their topic to be ready.
@@ -222,6 +255,64 @@ impl FlowOwner {
 }
 
 impl Owner for FlowOwner {
+    async fn suspend(&self) {
+        if self.cfg.exactly_once.is_some() {
+            // Its open transaction may hold batches of partitions another
+            // member replicates by now: it must not commit.
+            self.ckpt.poison();
+        }
+        let _busy = self.busy.lock().await;
+        let running: BTreeSet<Tp> = self
+            .fetchers
+            .rates()
+            .into_iter()
+            .map(|(t, p, _)| (t.to_string(), p))
+            .collect();
+        let src_keys: Vec<(Arc<str>, i32)> = running.iter().map(|(t, p)| (Arc::from(t.as_str()), *p)).collect();
+        let dst_keys = self.dst_keys(&running);
+        self.fetchers.hold(&src_keys, true);
+        self.producer.hold(&dst_keys, true);
+        lock(&self.assigned).clear();
+        lock(&self.suspended).extend(running);
+    }
+
+    async fn resolve(&self, target: &BTreeSet<Tp>) {
+        let suspended = std::mem::take(&mut *lock(&self.suspended));
+        if suspended.is_empty() {
+            return;
+        }
+        let mut keep = BTreeSet::new();
+        let mut drop = BTreeSet::new();
+        for tp in suspended {
+            let k = self.dst_keys(&BTreeSet::from([tp.clone()]));
+            let ok = target.contains(&tp)
+                && match k.first() {
+                    Some(k) => self.untouched(k).await,
+                    None => false,
+                };
+            if ok {
+                keep.insert(tp);
+            } else {
+                drop.insert(tp);
+            }
+        }
+        info!(
+            kept = keep.len(),
+            dropped = drop.len(),
+            "back in the replication group: partitions nobody else committed meanwhile are kept"
+        );
+        if !keep.is_empty() {
+            let src_keys: Vec<(Arc<str>, i32)> = keep.iter().map(|(t, p)| (Arc::from(t.as_str()), *p)).collect();
+            let dst_keys = self.dst_keys(&keep);
+            self.producer.hold(&dst_keys, false);
+            self.fetchers.hold(&src_keys, false);
+            lock(&self.assigned).extend(keep);
+        }
+        if !drop.is_empty() {
+            self.hand_over(drop, false).await;
+        }
+    }
+
     fn owned(&self) -> BTreeMap<String, Vec<(i32, u64)>> {
         let mut out: BTreeMap<String, Vec<(i32, u64)>> = BTreeMap::new();
         let rates: HashMap<(Arc<str>, i32), u64> =
@@ -230,8 +321,13 @@ impl Owner for FlowOwner {
             let r = rates.get(&(Arc::from(t.as_str()), *p)).copied().unwrap_or(0);
             out.entry(t.clone()).or_default().push((*p, r));
         }
-        // Partitions still running that are no longer assigned (a handover under way).
+        // Partitions still running that are no longer assigned (a handover
+        // under way); held ones are not claimed (another member may own them).
+        let suspended = lock(&self.suspended).clone();
         for (t, p, r) in self.fetchers.rates() {
+            if suspended.contains(&(t.to_string(), p)) {
+                continue;
+            }
             let e = out.entry(t.to_string()).or_default();
             if !e.iter().any(|(q, _)| *q == p) {
                 e.push((p, r));

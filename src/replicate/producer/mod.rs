@@ -150,6 +150,12 @@ impl Producer {
         self.wake.notify_waiters();
     }
 
+    /// Stops (`hold`) or resumes sending new batches of these partitions.
+    pub fn hold(&self, keys: &[(Arc<str>, i32)], hold: bool) {
+        self.queue().hold(keys, hold);
+        self.wake.notify_waiters();
+    }
+
     /// Entries of these partitions still queued or in flight.
     pub fn pending_of(&self, keys: &[(Arc<str>, i32)]) -> usize {
         self.queue().pending_of(keys)

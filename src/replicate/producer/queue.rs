@@ -129,6 +129,9 @@ pub(super) struct Part {
     pub(super) dst_next: i64,
     pub(super) failed: Option<String>,
     pub(super) map: Vec<MapEntry>,
+    /// Nothing new is sent (its member lost its group and waits to learn
+    /// whether it keeps the partition); batches in flight complete.
+    pub(super) held: bool,
 }
 
 impl Part {
@@ -254,6 +257,7 @@ impl Queue {
             dst_next,
             failed: None,
             map: Vec::new(),
+            held: false,
         });
     }
 
@@ -263,6 +267,15 @@ impl Queue {
         for k in keys {
             if let Some(p) = self.parts.remove(k) {
                 self.retired.insert(k.clone(), p.next_seq);
+            }
+        }
+    }
+
+    /// Holds (or releases) partitions: a held one sends nothing new.
+    pub(super) fn hold(&mut self, keys: &[PartKey], hold: bool) {
+        for k in keys {
+            if let Some(p) = self.parts.get_mut(k) {
+                p.held = hold;
             }
         }
     }
@@ -341,7 +354,7 @@ impl Queue {
                 } else {
                     1
                 };
-                p.leader == node && p.failed.is_none() && !p.resend && p.inflight < window
+                p.leader == node && p.failed.is_none() && !p.held && !p.resend && p.inflight < window
             })
             .map(|(k, _)| k.clone())
             .collect();
