@@ -1081,6 +1081,17 @@ async fn check_reports_versions_topics_and_unreachable_clusters() {
         out.contains(&format!("{t} -> {t}")) && out.contains("will be created") && out.contains("Produce v"),
         "{out}"
     );
+    // Each broker's round trip and the bytes in flight 100 MB/s needs there.
+    for side in ["source", "destination"] {
+        let line = out
+            .lines()
+            .find(|l| l.contains(&format!("{side} round trip")))
+            .unwrap_or_else(|| panic!("no {side} round trip in\n{out}"));
+        assert!(
+            line.contains("100 MB/s needs") && line.contains("MB in flight") && line.contains("allows"),
+            "{line}"
+        );
+    }
     let dead = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().to_string()

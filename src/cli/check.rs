@@ -42,7 +42,68 @@ fn missing(ops: i32, needed: &[(i32, &'static str)]) -> Vec<&'static str> {
         .collect()
 }
 
-async fn versions(side: &str, client: &Client, report: &mut CheckReport) -> Result<(), ClientError> {
+/// The smallest of five ApiVersions round trips to a broker: the network's
+/// round-trip time plus the broker's least answer time.
+async fn round_trip(conn: &strait::client::Connection) -> Option<std::time::Duration> {
+    let mut best: Option<std::time::Duration> = None;
+    for _ in 0..5 {
+        let t = std::time::Instant::now();
+        conn.request(&kafka_protocol::messages::ApiVersionsRequest::default())
+            .await
+            .ok()?;
+        let d = t.elapsed();
+        best = Some(best.map_or(d, |b| b.min(d)));
+    }
+    best
+}
+
+/// The kernel's TCP autotuning ceiling for receive (`rmem`) or send (`wmem`)
+/// buffers: the third value of `net.ipv4.tcp_rmem` / `tcp_wmem`.
+fn tcp_buffer_max(which: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/sys/net/ipv4/tcp_{which}"))
+        .ok()?
+        .split_whitespace()
+        .nth(2)?
+        .parse()
+        .ok()
+}
+
+/// What one round trip means for throughput: the bytes in flight `rate`
+/// (bytes/s) needs at `rtt`, against the memory budget and the kernel's TCP
+/// buffer ceiling (the source side receives, the destination side sends).
+fn in_flight_lines(side: &str, rtt: std::time::Duration, rate_mb: u64, budget: usize, report: &mut CheckReport) {
+    let secs = rtt.as_secs_f64();
+    let need = (rate_mb as f64 * 1e6 * secs) as u64;
+    report.lines.push(format!(
+        "  {side} round trip {:.1} ms: {rate_mb} MB/s needs {:.1} MB in flight (bandwidth x round trip); max_buffered_bytes ({:.1} MB) allows {:.0} MB/s",
+        secs * 1e3,
+        need as f64 / 1e6,
+        budget as f64 / 1e6,
+        if secs > 0.0 { budget as f64 / secs / 1e6 } else { f64::INFINITY }
+    ));
+    let (which, sysctl) = if side == "source" {
+        ("rmem", "net.ipv4.tcp_rmem")
+    } else {
+        ("wmem", "net.ipv4.tcp_wmem")
+    };
+    if let Some(max) = tcp_buffer_max(which) {
+        if need > max {
+            report.warnings.push(format!(
+                "{side}: the kernel's TCP autotuning ceiling {sysctl} (max {max} bytes) is below the {need} bytes one connection needs for {rate_mb} MB/s at {:.1} ms; raise it, e.g. `sysctl -w {sysctl}=\"4096 131072 {}\"`",
+                secs * 1e3,
+                need.next_power_of_two()
+            ));
+        }
+    }
+}
+
+async fn versions(
+    side: &str,
+    client: &Client,
+    report: &mut CheckReport,
+    rate_mb: u64,
+    budget: usize,
+) -> Result<(), ClientError> {
     let md = client.refresh_metadata(Some(&[])).await?;
     report.lines.push(format!(
         "{side} cluster {}: {} broker(s)",
@@ -69,6 +130,9 @@ async fn versions(side: &str, client: &Client, report: &mut CheckReport) -> Resu
                 report
                     .lines
                     .push(format!("  broker {id} {}: Produce {p}, Fetch {f}", conn.broker()));
+                if let Some(rtt) = round_trip(&conn).await {
+                    in_flight_lines(side, rtt, rate_mb, budget, report);
+                }
             }
             Err(e) => report.problems.push(format!("{side} broker {id}: {e}")),
         }
@@ -106,7 +170,8 @@ fn other_replicator(alias: &str, topics: &[String]) -> Option<String> {
 }
 
 /// Runs every check of every flow of `doc`, and the topology's.
-pub async fn check_document(doc: &strait::config::Document) -> CheckReport {
+/// `rate_mb`: the throughput (MB/s) whose bytes in flight are reported per broker.
+pub async fn check_document(doc: &strait::config::Document, rate_mb: u64) -> CheckReport {
     let mut report = CheckReport::default();
     let several = doc.flows.len() > 1;
     if several {
@@ -114,7 +179,7 @@ pub async fn check_document(doc: &strait::config::Document) -> CheckReport {
     }
     report.problems.extend(strait::topology::problems(doc));
     for f in &doc.flows {
-        let r = check(f).await;
+        let r = check(f, rate_mb).await;
         let tag = |l: String| if several { format!("flow {}: {l}", f.name) } else { l };
         report.lines.extend(r.lines.into_iter().map(tag));
         report.problems.extend(r.problems.into_iter().map(tag));
@@ -128,7 +193,7 @@ pub async fn check_document(doc: &strait::config::Document) -> CheckReport {
 }
 
 /// Runs every check of `cfg`.
-pub async fn check(cfg: &Config) -> CheckReport {
+pub async fn check(cfg: &Config, rate_mb: u64) -> CheckReport {
     let mut report = CheckReport::default();
     let (src_label, dst_label) = (cfg.source.label("source"), cfg.destination.label("destination"));
     let src = match Client::connect(cfg.source.client_config()).await {
@@ -161,7 +226,7 @@ pub async fn check(cfg: &Config) -> CheckReport {
     }
     let mut mapped: Vec<(String, String)> = Vec::new();
     if let Some(src) = &src {
-        if let Err(e) = versions("source", src, &mut report).await {
+        if let Err(e) = versions("source", src, &mut report, rate_mb, cfg.ops.max_buffered_bytes).await {
             report.problems.push(format!("{src_label}: {e}"));
         }
         let req = MetadataRequest::default()
@@ -221,7 +286,7 @@ pub async fn check(cfg: &Config) -> CheckReport {
         }
     }
     if let Some(dst) = &dst {
-        if let Err(e) = versions("destination", dst, &mut report).await {
+        if let Err(e) = versions("destination", dst, &mut report, rate_mb, cfg.ops.max_buffered_bytes).await {
             report.problems.push(format!("{dst_label}: {e}"));
         }
         let cluster_ops = match dst.any_broker().await {

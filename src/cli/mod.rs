@@ -120,6 +120,10 @@ enum Command {
         /// Path of the TOML config.
         #[arg(long)]
         config: PathBuf,
+        /// The throughput (MB/s) for which to report, from each broker's
+        /// measured round trip, the bytes that must be in flight.
+        #[arg(long, default_value_t = 100)]
+        target_mb_per_s: u64,
     },
     /// Measures a replication: loads a fresh source topic (in a separate process)
     /// while replicating it, then reports throughput, latency, CPU and memory.
@@ -415,9 +419,12 @@ pub fn main() -> ExitCode {
                 }
                 Ok(())
             }
-            Command::Check { config } => {
+            Command::Check {
+                config,
+                target_mb_per_s,
+            } => {
                 let doc = strait::config::Document::load(&config)?;
-                let report = check::check_document(&doc).await;
+                let report = check::check_document(&doc, target_mb_per_s).await;
                 for l in &report.lines {
                     println!("{l}");
                 }

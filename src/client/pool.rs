@@ -201,9 +201,36 @@ impl Client {
 
     /// The connection to `addr`, opening it (after any backoff still due) if needed.
     pub async fn connection(&self, addr: &str) -> Result<Arc<Connection>> {
+        self.connection_in(addr, 0).await
+    }
+
+    /// Connection `lane` to broker `node` (lane 0 is the connection every
+    /// other request uses): a broker answers one request per connection at a
+    /// time, so requests that should be in flight together (fetches across a
+    /// long round trip) go over lanes of their own.
+    pub async fn broker_lane(&self, node: i32, lane: usize) -> Result<Arc<Connection>> {
+        if lane == 0 {
+            return self.broker(node).await;
+        }
+        let addr = match self.broker_address(node) {
+            Some(a) => a,
+            None => {
+                self.refresh_metadata(Some(&[])).await?;
+                self.broker_address(node).ok_or(ClientError::UnknownBroker { node })?
+            }
+        };
+        self.connection_in(&addr, lane).await
+    }
+
+    async fn connection_in(&self, addr: &str, lane: usize) -> Result<Arc<Connection>> {
+        let key = if lane == 0 {
+            addr.to_string()
+        } else {
+            format!("{addr}#{lane}")
+        };
         let slot = {
             let mut slots = crate::sync::lock(&self.slots);
-            slots.entry(addr.to_string()).or_default().clone()
+            slots.entry(key).or_default().clone()
         };
         let mut slot = slot.lock().await;
         if let Some(conn) = &slot.conn {

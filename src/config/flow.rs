@@ -211,6 +211,10 @@ pub struct OpsSettings {
     /// Cap on record bytes held between fetch and destination acknowledgement,
     /// for all flows together.
     pub max_buffered_bytes: usize,
+    /// How far the budget may grow while fetchers across a long round trip
+    /// want more bytes in flight: 128 MiB when `max_buffered_bytes` is not
+    /// set, else `max_buffered_bytes` itself (a set value is a hard cap).
+    pub max_buffered_bytes_ceiling: usize,
     /// `host:port` of the Prometheus/health HTTP endpoint (none: off).
     pub metrics_address: Option<std::net::SocketAddr>,
     /// `/readyz` fails once the destination has not acknowledged a checkpoint,

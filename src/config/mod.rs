@@ -68,6 +68,9 @@ pub mod defaults {
     pub const CHECKPOINT_INTERVAL_MS: u64 = 1_000;
     /// `max_buffered_bytes`: 16 MiB (measured peak RSS: `docs/design.md`).
     pub const MAX_BUFFERED_BYTES: usize = 16 * 1024 * 1024;
+    /// How far an unset `max_buffered_bytes` grows with the measured
+    /// bandwidth-delay product (a WAN): 128 MiB.
+    pub const MAX_BUFFERED_BYTES_CEILING: usize = 128 * 1024 * 1024;
     /// `fetch_max_bytes`.
     pub const FETCH_MAX_BYTES: usize = 16 * 1024 * 1024;
     /// `fetch_partition_max_bytes`.
@@ -504,6 +507,11 @@ impl Resolver<'_> {
         };
         Ok(OpsSettings {
             max_buffered_bytes: buffered,
+            max_buffered_bytes_ceiling: if raw.max_buffered_bytes.is_some() {
+                buffered
+            } else {
+                defaults::MAX_BUFFERED_BYTES_CEILING
+            },
             metrics_address,
             readiness_timeout: Duration::from_millis(readiness),
             instance_id,

@@ -30,7 +30,13 @@ use crate::sync::lock;
 /// A byte budget shared by every flow's fetchers and producer.
 #[derive(Debug)]
 pub struct Budget {
-    limit: usize,
+    /// The current cap: `base` on a LAN; up to `ceiling` while fetchers across
+    /// a long round trip want more bytes in flight ([`Budget::want`]).
+    limit: AtomicUsize,
+    base: usize,
+    ceiling: usize,
+    /// Bytes in flight each fetcher wants (by its key), summed into `limit`.
+    wants: Mutex<std::collections::HashMap<String, usize>>,
     state: Mutex<State>,
     peak: AtomicUsize,
     freed: Notify,
@@ -77,8 +83,17 @@ pub struct Held {
 impl Budget {
     /// A budget of `limit` bytes.
     pub fn new(limit: usize) -> Arc<Self> {
+        Self::adaptive(limit, limit)
+    }
+
+    /// A budget of `base` bytes that grows up to `ceiling` while fetchers
+    /// want more in flight (the bandwidth-delay product of a long round trip).
+    pub fn adaptive(base: usize, ceiling: usize) -> Arc<Self> {
         Arc::new(Self {
-            limit,
+            limit: AtomicUsize::new(base),
+            base,
+            ceiling: ceiling.max(base),
+            wants: Mutex::new(std::collections::HashMap::new()),
             state: Mutex::new(State::default()),
             peak: AtomicUsize::new(0),
             freed: Notify::new(),
@@ -87,7 +102,7 @@ impl Budget {
 
     /// `flows` shares, each with a floor of `limit / (2 × flows)`.
     pub fn split(self: &Arc<Self>, flows: usize) -> Vec<Arc<Share>> {
-        let floor = if flows > 1 { self.limit / (2 * flows) } else { 0 };
+        let floor = if flows > 1 { self.base / (2 * flows) } else { 0 };
         (0..flows).map(|_| self.share(floor)).collect()
     }
 
@@ -115,7 +130,27 @@ impl Budget {
 
     /// The configured cap.
     pub fn limit(&self) -> usize {
-        self.limit
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// Fetcher `key` wants `bytes` in flight (0: nothing beyond the base): the
+    /// limit becomes the sum of every want, between the base and the ceiling.
+    /// Returns the new limit.
+    pub fn want(&self, key: &str, bytes: usize) -> usize {
+        let mut wants = lock(&self.wants);
+        if bytes == 0 {
+            wants.remove(key);
+        } else {
+            wants.insert(key.to_string(), bytes);
+        }
+        let sum: usize = wants.values().sum();
+        drop(wants);
+        let limit = sum.clamp(self.base, self.ceiling);
+        let old = self.limit.swap(limit, Ordering::Relaxed);
+        if limit > old {
+            self.freed.notify_waiters();
+        }
+        limit
     }
 
     fn release(&self, index: usize, bytes: usize) {
@@ -154,7 +189,7 @@ impl Share {
                     min = min.min(floor); // its floor is always there for it
                 }
                 let free = b
-                    .limit
+                    .limit()
                     .saturating_sub(st.used)
                     .saturating_sub(st.kept_for_others(self.index));
                 if min <= free || st.used == 0 {

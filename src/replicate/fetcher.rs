@@ -75,7 +75,12 @@ pub struct Fetchers {
     /// Skips batches strait replicated into the source (none: forwards all).
     provenance: Option<Filter>,
     parts: Mutex<HashMap<Key, SrcPart>>,
-    running: Mutex<HashSet<i32>>,
+    /// Fetch loops running: (broker, lane).
+    running: Mutex<HashSet<(i32, usize)>>,
+    /// Fetch requests in flight per source broker.
+    in_flight: Mutex<HashMap<i32, usize>>,
+    /// Per source broker: its lanes and measured round trip ([`rtt_watch`]).
+    lanes: Mutex<HashMap<i32, Lanes>>,
     refresh: Notify,
     stopping: AtomicBool,
 }
@@ -108,6 +113,8 @@ impl Fetchers {
             provenance,
             parts: Mutex::new(HashMap::new()),
             running: Mutex::new(HashSet::new()),
+            lanes: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashMap::new()),
             refresh: Notify::new(),
             stopping: AtomicBool::new(false),
         });
@@ -248,14 +255,41 @@ impl Fetchers {
                         }
                     }
                 }
-                let mut running = crate::sync::lock(&self.running);
                 for l in leaders {
-                    if running.insert(l) {
-                        tokio::spawn(fetch_loop(self.clone(), l));
-                    }
+                    self.start_lanes(l);
                 }
             }
             Err(e) => warn!(error = %e, "source metadata refresh failed; retrying"),
+        }
+    }
+
+    /// Per source broker: its measured round trip and its fetch lanes.
+    pub fn round_trips(&self) -> Vec<(i32, Duration, usize)> {
+        let mut out: Vec<(i32, Duration, usize)> = crate::sync::lock(&self.lanes)
+            .iter()
+            .map(|(n, l)| (*n, l.rtt, l.count))
+            .collect();
+        out.sort_by_key(|x| x.0);
+        out
+    }
+
+    /// Lanes of broker `node` (1 until its round trip was measured).
+    fn lane_count(&self, node: i32) -> usize {
+        crate::sync::lock(&self.lanes).get(&node).map_or(1, |l| l.count)
+    }
+
+    /// Starts every lane of `node` not running yet (and, with lane 0, the
+    /// broker's round-trip watch).
+    fn start_lanes(self: &Arc<Self>, node: i32) {
+        let count = self.lane_count(node);
+        let mut running = crate::sync::lock(&self.running);
+        for lane in 0..count {
+            if running.insert((node, lane)) {
+                tokio::spawn(fetch_loop(self.clone(), node, lane));
+                if lane == 0 {
+                    tokio::spawn(rtt_watch(self.clone(), node));
+                }
+            }
         }
     }
 
@@ -298,19 +332,125 @@ async fn leader_watch(f: Arc<Fetchers>) {
     }
 }
 
-/// Fetch loop of one source broker.
-async fn fetch_loop(f: Arc<Fetchers>, node: i32) {
+/// At most this many fetch connections (lanes) per source broker.
+pub const MAX_LANES: usize = 8;
+/// One lane per this much round trip: a LAN (a few ms) keeps one.
+const RTT_PER_LANE: Duration = Duration::from_millis(15);
+/// How often a broker's round trip is measured.
+const PROBE_EVERY: Duration = Duration::from_secs(5);
+/// The connection (lane number) round trips are measured on: idle otherwise,
+/// so nothing queued ahead of the probe inflates it.
+const PROBE_LANE: usize = 64;
+/// Bytes per second a broker's fetches are sized for across a long round
+/// trip: the budget grows to this rate times the round trip (up to its
+/// ceiling), enough for a 10 Gbit/s-class link's share per broker.
+const WAN_RATE: f64 = 400e6;
+
+/// A source broker's lanes.
+#[derive(Debug, Clone, Copy)]
+struct Lanes {
+    count: usize,
+    rtt: Duration,
+}
+
+/// Which lane fetches a partition, among `count`: a stable spread, so a
+/// partition is fetched by one lane at a time (order holds) while the count
+/// stays the same. When the count changes a partition may move; a response to
+/// its old lane's fetch then no longer matches its fetch offset and is dropped.
+fn lane_of(key: &Key, count: usize) -> usize {
+    if count <= 1 {
+        return 0;
+    }
+    let h = crc32c::crc32c_append(crc32c::crc32c(key.0.as_bytes()), &key.1.to_be_bytes());
+    h as usize % count
+}
+
+/// Measures broker `node`'s round trip every [`PROBE_EVERY`] and sizes its
+/// lanes and its share of the memory budget to it: one lane per
+/// [`RTT_PER_LANE`] (up to [`MAX_LANES`]), and [`WAN_RATE`] × round trip of
+/// bytes in flight. Runs while lane 0 of the broker runs.
+async fn rtt_watch(f: Arc<Fetchers>, node: i32) {
+    let key = format!("fetch-{:p}-{node}", Arc::as_ptr(&f));
+    loop {
+        if f.stopping.load(Ordering::SeqCst) || !crate::sync::lock(&f.running).contains(&(node, 0)) {
+            f.budget.budget().want(&key, 0);
+            return;
+        }
+        let probe = async {
+            let conn = f.src.broker_lane(node, PROBE_LANE).await.ok()?;
+            let mut best: Option<Duration> = None;
+            for _ in 0..3 {
+                let t = std::time::Instant::now();
+                conn.request(&kafka_protocol::messages::ApiVersionsRequest::default())
+                    .await
+                    .ok()?;
+                best = Some(best.map_or(t.elapsed(), |b| b.min(t.elapsed())));
+            }
+            best
+        };
+        if let Some(rtt) = probe.await {
+            let count = ((rtt.as_secs_f64() / RTT_PER_LANE.as_secs_f64()).ceil() as usize).clamp(1, MAX_LANES);
+            let before = crate::sync::lock(&f.lanes).insert(node, Lanes { count, rtt });
+            let want = if count > 1 {
+                (WAN_RATE * rtt.as_secs_f64()) as usize
+            } else {
+                0
+            };
+            let limit = f.budget.budget().want(&key, want);
+            if before.is_none_or(|b| b.count != count) {
+                debug!(
+                    broker = node,
+                    rtt_ms = rtt.as_secs_f64() * 1e3,
+                    lanes = count,
+                    budget = limit,
+                    "fetch lanes sized to the round trip"
+                );
+                if count > 1 {
+                    tracing::info!(
+                        broker = node,
+                        rtt_ms = (rtt.as_secs_f64() * 1e4).round() / 10.0,
+                        lanes = count,
+                        buffered_limit_mib = limit / (1024 * 1024),
+                        "long round trip to a source broker: fetching over several connections"
+                    );
+                }
+            }
+            f.start_lanes(node);
+        }
+        let stopped = async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if f.stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(PROBE_EVERY) => {}
+            _ = stopped => {}
+        }
+    }
+}
+
+/// Fetch loop of one lane (connection) of one source broker: the broker's
+/// partitions whose [`lane_of`] is this lane, in one fetch session. Ends when
+/// the broker's lanes shrink below it.
+async fn fetch_loop(f: Arc<Fetchers>, node: i32, lane: usize) {
     let mut session = Session::default();
     let mut failures = 0u32;
-    debug!(broker = node, "fetcher started");
+    debug!(broker = node, lane, "fetcher started");
     loop {
         if f.stopping.load(Ordering::SeqCst) {
+            break;
+        }
+        let lanes = f.lane_count(node);
+        if lane >= lanes {
             break;
         }
         let candidates: Vec<(Key, Uuid, i64, Arc<str>)> = f
             .lock()
             .iter()
-            .filter(|(_, p)| p.leader == node && p.stopped.is_none() && !p.held)
+            .filter(|(k, p)| p.leader == node && p.stopped.is_none() && !p.held && lane_of(k, lanes) == lane)
             .map(|(k, p)| (k.clone(), p.topic_id, p.next_offset, p.route.dst_topic.clone()))
             .collect();
         // Partitions the destination refused for good are not fetched any more.
@@ -324,13 +464,17 @@ async fn fetch_loop(f: Arc<Fetchers>, node: i32) {
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         }
-        // The request asks for what the budget has free (at least one partition's worth).
+        // The request asks for what the budget has free (at least one
+        // partition's worth), at most this lane's part of the budget so the
+        // broker's lanes have their fetches in flight together.
+        let per_lane = (f.budget.budget().limit() / lanes).max(1);
+        let most = f.settings.max_bytes.min(per_lane);
         let mut held = f
             .budget
-            .reserve_up_to(f.settings.partition_max_bytes, f.settings.max_bytes)
+            .reserve_up_to(f.settings.partition_max_bytes.min(most), most)
             .await;
         let max_bytes = held.bytes();
-        let conn = match f.src.broker(node).await {
+        let conn = match f.src.broker_lane(node, lane).await {
             Ok(c) => c,
             Err(e) => {
                 failures += 1;
@@ -371,7 +515,22 @@ async fn fetch_loop(f: Arc<Fetchers>, node: i32) {
             }
         }
         let req = build_request(&f.settings, version, &session, full, &include, &forgotten, max_bytes);
-        let resp: FetchResponse = match conn.request_at(version, &req).await {
+        f.metrics.fetches_in_flight.fetch_add(1, Ordering::Relaxed);
+        let of_broker = {
+            let mut in_flight = crate::sync::lock(&f.in_flight);
+            let n = in_flight.entry(node).or_insert(0);
+            *n += 1;
+            *n
+        };
+        f.metrics
+            .fetches_in_flight_peak
+            .fetch_max(of_broker as u64, Ordering::Relaxed);
+        let answered = conn.request_at(version, &req).await;
+        f.metrics.fetches_in_flight.fetch_sub(1, Ordering::Relaxed);
+        if let Some(n) = crate::sync::lock(&f.in_flight).get_mut(&node) {
+            *n = n.saturating_sub(1);
+        }
+        let resp: FetchResponse = match answered {
             Ok(r) => r,
             Err(e) => {
                 failures += 1;
@@ -453,8 +612,8 @@ async fn fetch_loop(f: Arc<Fetchers>, node: i32) {
         }
         drop(held);
     }
-    crate::sync::lock(&f.running).remove(&node);
-    debug!(broker = node, "fetcher stopped");
+    crate::sync::lock(&f.running).remove(&(node, lane));
+    debug!(broker = node, lane, "fetcher stopped");
 }
 
 /// Marks partitions led by `node` (or one of them) as needing a leader lookup.

@@ -7,6 +7,10 @@ use std::sync::Mutex;
 /// Replication counters. All values are totals since start.
 #[derive(Debug, Default)]
 pub struct Metrics {
+    /// Fetch requests waiting for their response now, over every source broker.
+    pub fetches_in_flight: AtomicU64,
+    /// The most fetch requests ever in flight at once to one source broker.
+    pub fetches_in_flight_peak: AtomicU64,
     /// Records acknowledged by the destination.
     pub records: AtomicU64,
     /// Record-batch bytes acknowledged by the destination.

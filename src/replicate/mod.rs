@@ -152,6 +152,11 @@ impl Handle {
         out
     }
 
+    /// The most fetch requests that were in flight at once to one source broker.
+    pub fn fetches_in_flight_peak(&self) -> u64 {
+        Metrics::get(&self.metrics.fetches_in_flight_peak)
+    }
+
     /// This process's membership in the flow's replication group.
     pub fn member(&self) -> serde_json::Value {
         self.membership.status()
@@ -246,6 +251,12 @@ impl Handle {
             "lag": lag,
             "partitions_stopped": self.stopped_partitions(),
             "member": self.membership.status(),
+            "source_brokers": self.fetchers.round_trips().into_iter().map(|(n, rtt, lanes)| serde_json::json!({
+                "broker": n,
+                "round_trip_ms": (rtt.as_secs_f64() * 1e4).round() / 10.0,
+                "fetch_lanes": lanes,
+            })).collect::<Vec<_>>(),
+            "fetches_in_flight_peak": Metrics::get(&self.metrics.fetches_in_flight_peak),
             "checkpoint_age_seconds": Metrics::age_ms(&self.metrics.last_checkpoint_ms).map(|ms| ms as f64 / 1000.0),
         })
     }
@@ -358,7 +369,8 @@ where
             .iter()
             .any(|f| f.source.alias == alias && crate::topology::uses_provenance(f))
     };
-    let shares = budget::Budget::new(doc.ops.max_buffered_bytes).split(doc.flows.len());
+    let shares =
+        budget::Budget::adaptive(doc.ops.max_buffered_bytes, doc.ops.max_buffered_bytes_ceiling).split(doc.flows.len());
     // Two-way pairs with identity names: each flow's group sync bounds its
     // translations with the other flow's offset map.
     let reverse_of = |f: &Config| {
