@@ -49,6 +49,9 @@ pub struct CheckpointTarget {
     /// or a third of the readiness timeout when that is shorter, so an idle,
     /// healthy replication stays ready.
     pub keepalive: Duration,
+    /// Exactly-once: how long a transaction's position commit may wait for a
+    /// rebalance to give this member its next generation.
+    pub txn_wait: Duration,
 }
 
 impl CheckpointTarget {
@@ -59,6 +62,9 @@ impl CheckpointTarget {
             map_topic: cfg.offset_map_topic(),
             replication_factor: cfg.topics.replication_factor,
             keepalive: KEEPALIVE.min(cfg.ops.readiness_timeout / 3),
+            txn_wait: cfg.exactly_once.as_ref().map_or(Duration::from_secs(30), |e| {
+                Duration::from_millis(e.transaction_timeout_ms as u64 * 3 / 4).saturating_sub(e.transaction_interval)
+            }),
         }
     }
 }
@@ -440,17 +446,6 @@ impl Checkpointer {
                 Some("expelled from the replication group with this transaction open: it cannot commit (a restart resumes from the last committed transaction)"),
             ));
         }
-        if credentials == Credentials::NotNow && (added || !entries.is_empty()) {
-            // A rebalance is under way: commit under the next generation.
-            self.producer.restore_map_entries(entries);
-            return Err(ClientError::kafka(
-                "TxnOffsetCommit",
-                "coordinator",
-                format!("group {}", self.target.group),
-                crate::client::group::codes::REBALANCE_IN_PROGRESS,
-                Some("between generations of the replication group"),
-            ));
-        }
         if !added && entries.is_empty() && moved.is_empty() {
             if self.idle_probe_due() {
                 self.dst.refresh_metadata(Some(&[])).await?;
@@ -468,13 +463,7 @@ impl Checkpointer {
             if !moved.is_empty() {
                 let group = self.target.group.clone();
                 self.dst.add_offsets_to_txn(txn, &group).await?;
-                let member = match &credentials {
-                    Credentials::Member(m) => Some(m),
-                    _ => None,
-                };
-                self.dst
-                    .txn_offset_commit(txn, &group, &offsets(&moved), member)
-                    .await?;
+                self.txn_offset_commit_as_member(txn, &group, &offsets(&moved)).await?;
             }
             self.dst.end_txn(txn, true).await
         }
@@ -487,6 +476,56 @@ impl Checkpointer {
         self.committed_now(&moved);
         debug!(partitions = moved.len(), "transaction committed");
         Ok(moved.len())
+    }
+
+    /// TxnOffsetCommit under this member's current generation. Across a
+    /// rebalance (the coordinator moved to a generation whose credentials this
+    /// member has not received yet) it waits for them, up to `txn_wait`; an
+    /// expelled member's transaction fails (poisoned, or UNKNOWN_MEMBER_ID).
+    async fn txn_offset_commit_as_member(
+        &self,
+        txn: &TxnId,
+        group: &str,
+        offsets: &[GroupOffset],
+    ) -> Result<(), ClientError> {
+        use crate::client::group::codes::{ILLEGAL_GENERATION, REBALANCE_IN_PROGRESS, UNKNOWN_MEMBER_ID};
+        let deadline = tokio::time::Instant::now() + self.target.txn_wait;
+        loop {
+            let expired = tokio::time::Instant::now() >= deadline;
+            if self.poisoned.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(ClientError::kafka(
+                    "TxnOffsetCommit",
+                    "coordinator",
+                    format!("group {group}"),
+                    UNKNOWN_MEMBER_ID,
+                    Some("expelled from the replication group with this transaction open: it cannot commit (a restart resumes from the last committed transaction)"),
+                ));
+            }
+            let member = match self.credentials() {
+                Credentials::Member(m) => Some(m),
+                Credentials::Plain => None,
+                Credentials::NotNow if !expired => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+                Credentials::NotNow => {
+                    return Err(ClientError::kafka(
+                        "TxnOffsetCommit",
+                        "coordinator",
+                        format!("group {group}"),
+                        REBALANCE_IN_PROGRESS,
+                        Some("no generation of the replication group to commit under"),
+                    ))
+                }
+            };
+            match self.dst.txn_offset_commit(txn, group, offsets, member.as_ref()).await {
+                Err(e) if !expired && matches!(e.code(), Some(ILLEGAL_GENERATION | REBALANCE_IN_PROGRESS)) => {
+                    debug!(error = %e, "transactional position commit waits for the next generation");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                r => return r,
+            }
+        }
     }
 
     fn extend_index(&self, entries: &[(Route, Vec<MapEntry>)]) {

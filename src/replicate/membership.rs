@@ -174,10 +174,6 @@ impl Membership {
         self.last_contact_ms.store(now_ms(), Ordering::Relaxed);
     }
 
-    fn pause_commits(&self) {
-        *self.credentials.write().unwrap_or_else(|e| e.into_inner()) = None;
-    }
-
     fn set_member(&self, member: Option<GroupMember>) {
         *self.credentials.write().unwrap_or_else(|e| e.into_inner()) = member.clone();
         let mut st = crate::sync::lock(&self.state);
@@ -224,9 +220,6 @@ impl Membership {
                 rebalance_timeout_ms: self.settings.rebalance_timeout.as_millis() as i32,
                 reason: "strait member (re)joining",
             };
-            // Commits wait for the next generation (a commit under this one
-            // would be refused once the coordinator moves on).
-            self.pause_commits();
             let joined = tokio::select! {
                 r = self.client.join_group(&spec, &member_id) => r,
                 _ = stop.wait_for(|s| *s) => return Ok(()),
@@ -242,6 +235,9 @@ impl Membership {
             };
             self.contact();
             member_id = joined.member.member_id.clone();
+            // The coordinator is at the new generation from now on: commits go
+            // under it at once (the old one's would be refused).
+            *self.credentials.write().unwrap_or_else(|e| e.into_inner()) = Some(joined.member.clone());
             let assignments = if joined.is_leader() {
                 let candidates: Vec<Candidate> = joined
                     .members
