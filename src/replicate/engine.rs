@@ -453,20 +453,12 @@ where
 
 /// Runs `work` every `period` (the first time at once; late ticks are delayed,
 /// not bunched) until `stop` turns true; a run in progress finishes first.
-async fn every<F, Fut>(period: Duration, mut stop: tokio::sync::watch::Receiver<bool>, mut work: F)
+async fn every<F, Fut>(period: Duration, stop: tokio::sync::watch::Receiver<bool>, work: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = ()>,
 {
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let stopped = async { stop.wait_for(|s| *s).await.is_ok() };
-        tokio::select! {
-            _ = tick.tick() => work().await,
-            _ = stopped => return,
-        }
-    }
+    every_or_now(period, Arc::new(tokio::sync::Notify::new()), stop, work).await
 }
 
 /// Like [`every`], and also at once whenever `now` is notified.
