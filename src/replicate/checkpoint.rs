@@ -549,8 +549,7 @@ impl Checkpointer {
         self.touch();
     }
 
-    /// Positions to commit now: those that moved since their last commit; when
-    /// none moved, every position once the last commit is a [`keepalive`] period old.
+    /// Every partition's acknowledged position.
     fn current(&self) -> Vec<(Arc<str>, i32, Position)> {
         self.producer
             .positions()
@@ -571,21 +570,11 @@ impl Checkpointer {
         lock(&self.committed).get(&(dst_topic.clone(), partition)).copied()
     }
 
+    /// Positions to commit now: those that moved since their last commit; when
+    /// none moved, every position once the last commit is a [`keepalive`] period old.
     fn due(&self) -> Vec<(Arc<str>, i32, Position)> {
+        let current = self.current();
         let committed = lock(&self.committed);
-        let current: Vec<(Arc<str>, i32, Position)> = self
-            .producer
-            .positions()
-            .into_iter()
-            .filter(|p| p.acked_next >= 0)
-            .map(|p| {
-                let pos = Position {
-                    src_next: p.acked_next,
-                    dst_next: p.dst_next,
-                };
-                (p.route.dst_topic, p.route.partition, pos)
-            })
-            .collect();
         let moved: Vec<_> = current
             .iter()
             .filter(|(t, p, pos)| committed.get(&(t.clone(), *p)) != Some(pos))

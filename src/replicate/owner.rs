@@ -204,16 +204,8 @@ impl FlowOwner {
                 assigned.remove(tp);
             }
         }
-        let routes: Vec<Route> = self
-            .producer
-            .positions()
-            .into_iter()
-            .map(|p| p.route)
-            .filter(|r| parts.contains(&(r.src_topic.to_string(), r.partition)))
-            .collect();
-        let src_keys: Vec<(Arc<str>, i32)> = parts.iter().map(|(t, p)| (Arc::from(t.as_str()), *p)).collect();
-        let dst_keys: Vec<(Arc<str>, i32)> = routes.iter().map(|r| (r.dst_topic.clone(), r.partition)).collect();
-        self.fetchers.remove(&src_keys);
+        let dst_keys = self.dst_keys(&parts);
+        self.fetchers.remove(&src_keys(&parts));
         if commit && !dst_keys.is_empty() {
             let started = Instant::now();
             let limit = self.cfg.member.rebalance_timeout / 2;
@@ -268,7 +260,7 @@ impl Owner for FlowOwner {
             .into_iter()
             .map(|(t, p, _)| (t.to_string(), p))
             .collect();
-        let src_keys: Vec<(Arc<str>, i32)> = running.iter().map(|(t, p)| (Arc::from(t.as_str()), *p)).collect();
+        let src_keys = src_keys(&running);
         let dst_keys = self.dst_keys(&running);
         self.fetchers.hold(&src_keys, true);
         self.producer.hold(&dst_keys, true);
@@ -302,7 +294,7 @@ impl Owner for FlowOwner {
             "back in the replication group: partitions nobody else committed meanwhile are kept"
         );
         if !keep.is_empty() {
-            let src_keys: Vec<(Arc<str>, i32)> = keep.iter().map(|(t, p)| (Arc::from(t.as_str()), *p)).collect();
+            let src_keys = src_keys(&keep);
             let dst_keys = self.dst_keys(&keep);
             self.producer.hold(&dst_keys, false);
             self.fetchers.hold(&src_keys, false);
@@ -359,4 +351,9 @@ impl Owner for FlowOwner {
     async fn release(&self, parts: BTreeSet<Tp>, commit: bool) {
         self.hand_over(parts, commit).await;
     }
+}
+
+/// Source keys (the fetchers') of these partitions.
+fn src_keys(parts: &BTreeSet<Tp>) -> Vec<(Arc<str>, i32)> {
+    parts.iter().map(|(t, p)| (Arc::from(t.as_str()), *p)).collect()
 }
