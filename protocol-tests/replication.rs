@@ -845,21 +845,7 @@ async fn retention_overtaking_the_checkpoint_is_skipped_and_counted() {
     let c = json(&tool(&["count", "--bootstrap", &dst.bootstrap, "--topic", &t]));
     assert_eq!(c["total"], 1_500, "{c}");
     // The destination holds exactly source offsets 0..1000 and 1500..2000.
-    let idx: Vec<u64> = tool(&["dump", "--bootstrap", &dst.bootstrap, "--topic", &t])
-        .lines()
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap();
-            let h = v["h"].as_array().unwrap();
-            let value = h
-                .iter()
-                .find(|kv| kv[0] == "idx")
-                .map(|kv| kv[1].as_str().unwrap().to_string());
-            value
-                .map(|b| String::from_utf8(b64(&b)).unwrap().parse().unwrap())
-                .unwrap_or(u64::MAX)
-        })
-        .filter(|i| *i != u64::MAX)
-        .collect();
+    let idx = record_indexes(dst, &t);
     assert!(
         idx.iter().all(|i| *i < 1000 || (1500..2000).contains(i)),
         "records deleted on the source reached the destination"
@@ -941,6 +927,104 @@ fn check_offset_map(src: &KafkaCluster, dst: &KafkaCluster, t: &str, name: &str,
         runs.iter().map(|(p, r)| (p, r.len())).collect::<Vec<_>>()
     );
     checked
+}
+
+/// The loader's record index (`idx` header) of every record of `topic`, read
+/// by the independent client, in partition and offset order.
+fn record_indexes(c: &KafkaCluster, topic: &str) -> Vec<u64> {
+    tool(&["dump", "--bootstrap", &c.bootstrap, "--topic", topic])
+        .lines()
+        .filter_map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            let h = v["h"].as_array()?;
+            let b = h.iter().find(|kv| kv[0] == "idx")?[1].as_str()?.to_string();
+            String::from_utf8(b64(&b)).ok()?.parse().ok()
+        })
+        .collect()
+}
+
+/// Records of `topic` on `c`, counted by the independent client.
+fn count_of(c: &KafkaCluster, topic: &str) -> u64 {
+    json(&tool(&["count", "--bootstrap", &c.bootstrap, "--topic", topic]))["total"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_deleted_and_created_again_under_strait_lose_nothing() {
+    let (src, dst) = (harness::kafka4(), harness::kafka4_dest());
+    let t = unique_topic("recreate");
+    create(src, &t, 2, &["retention.ms=-1"]);
+    load(src, &t, 1_000, "lz4", &[]);
+    let name = unique_topic("recreate");
+    let r = start(config(&name, src, dst, &t, "")).await;
+    r.wait_records(1_000, Duration::from_secs(60)).await;
+    let resets = || strait::replicate::metrics::Metrics::get(&r.handle.metrics.topic_resets);
+    let wait = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what} after 60 s");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    };
+
+    // The destination topic is deleted under strait while the source grows:
+    // everything the source holds comes back, each record once.
+    tool(&["delete", "--bootstrap", &dst.bootstrap, "--topic", &t]);
+    load(src, &t, 300, "lz4", &["--start-index", "1000"]);
+    wait("the destination topic was not replicated again", &|| {
+        resets() >= 1 && count_of(dst, &t) >= 1_300
+    });
+    let v = assert_same(src, &t, dst, &t, &[]);
+    assert_eq!(v["duplicates"], 0, "{v}");
+    assert_eq!(resets(), 1, "one reset for one deletion");
+    let mut want = record_indexes(src, &t);
+
+    // The source topic is deleted and created again with new records: they
+    // are replicated from the new topic's log start (none skipped as if
+    // retention had removed them).
+    tool(&["delete", "--bootstrap", &src.bootstrap, "--topic", &t]);
+    create(src, &t, 2, &["retention.ms=-1"]);
+    load(src, &t, 200, "lz4", &["--start-index", "5000"]);
+    wait("the new source topic was not replicated", &|| {
+        resets() >= 2 && count_of(dst, &t) >= 1_500
+    });
+    want.extend(record_indexes(src, &t));
+    want.sort_unstable();
+    // Nothing more arrives (a second start-over would copy the new topic twice).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let skipped = strait::replicate::metrics::Metrics::get(&r.handle.metrics.offsets_skipped);
+    let total_resets = resets();
+    r.stop().await;
+    assert_eq!(skipped, 0, "no offsets counted as lost to retention");
+    let mut idx = record_indexes(dst, &t);
+    idx.sort_unstable();
+    let missing: Vec<&u64> = want.iter().filter(|i| idx.binary_search(i).is_err()).collect();
+    assert_eq!(
+        idx.len(),
+        want.len(),
+        "destination holds {} records; missing {:?}",
+        idx.len(),
+        &missing[..missing.len().min(20)]
+    );
+    assert_eq!(idx, want, "each record of the old and the new source topic once");
+    assert_eq!(total_resets, 2, "one more reset for the new source topic");
+
+    // Created again while strait is stopped: the committed positions name the
+    // old topic ids, so the restart starts the new topic from its log start.
+    tool(&["delete", "--bootstrap", &src.bootstrap, "--topic", &t]);
+    create(src, &t, 2, &["retention.ms=-1"]);
+    load(src, &t, 100, "lz4", &["--start-index", "9000"]);
+    want.extend(record_indexes(src, &t));
+    want.sort_unstable();
+    let r = start(config(&name, src, dst, &t, "")).await;
+    r.wait_records(100, Duration::from_secs(60)).await;
+    let resets = strait::replicate::metrics::Metrics::get(&r.handle.metrics.topic_resets);
+    r.stop().await;
+    assert_eq!(resets, 1, "the restart noticed the new source topic");
+    let mut idx = record_indexes(dst, &t);
+    idx.sort_unstable();
+    assert_eq!(idx, want, "each record once after the restart");
 }
 
 fn b64(s: &str) -> Vec<u8> {

@@ -571,6 +571,26 @@ def cmd_compare(a):
     return 0 if ok else 1
 
 
+# -------------------------------------------------------------- delete ----
+
+def cmd_delete(a):
+    """Deletes a topic and waits until the cluster's metadata no longer lists it."""
+    admin = AdminClient(common_conf(a.bootstrap))
+    futs = admin.delete_topics([a.topic], operation_timeout=a.timeout,
+                               request_timeout=a.timeout)
+    try:
+        futs[a.topic].result(timeout=a.timeout + 5)
+    except KafkaException as e:
+        raise ToolError("delete topic %r: %s" % (a.topic, e.args[0].str()))
+    deadline = time.monotonic() + a.timeout
+    while a.topic in admin.list_topics(timeout=5).topics:
+        if time.monotonic() > deadline:
+            raise ToolError("topic %r still listed %.0f s after its deletion" % (a.topic, a.timeout))
+        time.sleep(0.2)
+    print(json.dumps({"deleted": a.topic}))
+    return 0
+
+
 # ---------------------------------------------------------- topic-info ----
 
 def cmd_topic_info(a):
@@ -605,6 +625,12 @@ def main(argv=None):
     s.add_argument("--config", action="append", metavar="K=V")
     s.add_argument("--timeout", type=float, default=60.0)
     s.set_defaults(fn=cmd_create)
+
+    s = add("delete", "delete a topic and wait until it is gone")
+    s.add_argument("--bootstrap", required=True)
+    s.add_argument("--topic", required=True)
+    s.add_argument("--timeout", type=float, default=60.0)
+    s.set_defaults(fn=cmd_delete)
 
     s = add("load", "produce deterministic records")
     s.add_argument("--bootstrap", required=True)

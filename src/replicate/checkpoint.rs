@@ -15,6 +15,11 @@
 //! copied, map records aged out). An idle replication re-commits its positions
 //! every [`keepalive`] period, so the checkpoint age measures the last successful
 //! round trip to the destination and the group's offsets never expire.
+//!
+//! The metadata also names the topic ids of the source and destination topic
+//! the position belongs to (`,src=<uuid>,dst_id=<uuid>`): a topic deleted and
+//! created again under the same name has a new id, and a position of the old
+//! topic must not be resumed in the new one ([`super::owner`] resets it).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
@@ -22,6 +27,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tracing::debug;
+use uuid::Uuid;
 
 use super::metrics::Metrics;
 use super::offset_map::{encode_value, merge, MapEntry};
@@ -77,23 +83,59 @@ pub struct Position {
     pub src_next: i64,
     /// Destination offset right after the last record written before `src_next`.
     pub dst_next: i64,
+    /// The topics the position belongs to (none: committed by a version that
+    /// did not record them).
+    pub ids: Option<TopicIds>,
+}
+
+/// The ids of a mirrored topic on both sides: a topic deleted and created
+/// again under the same name gets a new id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TopicIds {
+    /// Source topic id.
+    pub src: Uuid,
+    /// Destination topic id.
+    pub dst: Uuid,
 }
 
 /// The metadata string committed with a position.
-fn encode_meta(dst_next: i64) -> String {
-    if dst_next >= 0 {
+fn encode_meta(dst_next: i64, ids: Option<TopicIds>) -> String {
+    let mut out = if dst_next >= 0 {
         format!("strait:dst={dst_next}")
     } else {
-        String::new()
+        "strait:dst=-1".to_string()
+    };
+    match ids {
+        Some(i) => {
+            use std::fmt::Write;
+            let _ = write!(out, ",src={},dst_id={}", i.src, i.dst);
+        }
+        None if dst_next < 0 => out.clear(),
+        None => {}
     }
+    out
 }
 
-/// The destination offset of a committed position's metadata (-1: none).
-fn decode_meta(meta: &str) -> i64 {
-    meta.strip_prefix("strait:dst=")
+/// The destination offset (-1: none) and topic ids of a committed position's metadata.
+fn decode_meta(meta: &str) -> (i64, Option<TopicIds>) {
+    let Some(rest) = meta.strip_prefix("strait:dst=") else {
+        return (-1, None);
+    };
+    let mut fields = rest.split(',');
+    let dst_next = fields
+        .next()
         .and_then(|v| v.parse::<i64>().ok())
         .filter(|v| *v >= 0)
-        .unwrap_or(-1)
+        .unwrap_or(-1);
+    let (mut src, mut dst) = (None, None);
+    for f in fields {
+        match f.split_once('=') {
+            Some(("src", v)) => src = Uuid::parse_str(v).ok(),
+            Some(("dst_id", v)) => dst = Uuid::parse_str(v).ok(),
+            _ => {}
+        }
+    }
+    (dst_next, src.zip(dst).map(|(src, dst)| TopicIds { src, dst }))
 }
 
 /// Translates source offset `offset` with one partition's map runs and its
@@ -123,11 +165,13 @@ pub async fn committed_positions(
         .into_iter()
         .filter(|o| o.offset >= 0)
         .map(|o| {
+            let (dst_next, ids) = decode_meta(&o.metadata);
             (
                 (o.topic, o.partition),
                 Position {
                     src_next: o.offset,
-                    dst_next: decode_meta(&o.metadata),
+                    dst_next,
+                    ids,
                 },
             )
         })
@@ -142,7 +186,7 @@ fn offsets(positions: &[(Arc<str>, i32, Position)]) -> Vec<GroupOffset> {
             topic: t.to_string(),
             partition: *p,
             offset: pos.src_next,
-            metadata: encode_meta(pos.dst_next),
+            metadata: encode_meta(pos.dst_next, pos.ids),
         })
         .collect()
 }
@@ -168,6 +212,8 @@ pub struct Checkpointer {
     /// Exactly-once: this member was expelled from its group with a
     /// transaction open; that transaction must never commit.
     poisoned: std::sync::atomic::AtomicBool,
+    /// Topic ids of each destination topic replicated here, committed with its positions.
+    ids: Mutex<HashMap<Arc<str>, TopicIds>>,
 }
 
 /// Why a checkpoint was not committed.
@@ -194,6 +240,7 @@ impl Checkpointer {
             map_next: Mutex::new(0),
             member: None,
             poisoned: std::sync::atomic::AtomicBool::new(false),
+            ids: Mutex::new(HashMap::new()),
         }
     }
 
@@ -221,6 +268,54 @@ impl Checkpointer {
         }
     }
 
+    /// Records the topic ids of destination topic `dst_topic`; its positions
+    /// are committed with them.
+    pub fn set_ids(&self, dst_topic: Arc<str>, ids: TopicIds) {
+        lock(&self.ids).insert(dst_topic, ids);
+    }
+
+    /// The topic ids destination topic `dst_topic`'s partitions were started with.
+    pub fn ids_of(&self, dst_topic: &str) -> Option<TopicIds> {
+        lock(&self.ids).get(dst_topic).copied()
+    }
+
+    /// Starts partitions over after their source or destination topic was
+    /// created again: writes an empty offset-map record for each (readers drop
+    /// the runs before it: they map offsets of the old topic), forgets their
+    /// runs here, and commits `positions` at once, so neither a restart nor
+    /// another member resumes the old topic's position.
+    pub async fn reset(&self, positions: &[(Route, Position)]) -> Result<(), ClientError> {
+        if positions.is_empty() {
+            return Ok(());
+        }
+        let voids: Vec<(Route, Vec<MapEntry>)> = positions.iter().map(|(r, _)| (r.clone(), Vec::new())).collect();
+        self.write_map(&voids, None).await?;
+        {
+            let mut index = lock(&self.index);
+            for (r, _) in positions {
+                index.remove(&(r.dst_topic.to_string(), r.partition));
+            }
+        }
+        let moved: Vec<(Arc<str>, i32, Position)> = positions
+            .iter()
+            .map(|(r, pos)| (r.dst_topic.clone(), r.partition, *pos))
+            .collect();
+        match self.credentials() {
+            Credentials::Member(m) => {
+                self.dst
+                    .commit_group_offsets_as(&self.target.group, &offsets(&moved), &m)
+                    .await?
+            }
+            _ => {
+                self.dst
+                    .commit_group_offsets(&self.target.group, &offsets(&moved))
+                    .await?
+            }
+        }
+        self.committed_now(&moved);
+        Ok(())
+    }
+
     /// Forgets the positions of partitions this process stopped replicating.
     pub fn forget(&self, dst_partitions: &[(Arc<str>, i32)]) {
         let mut committed = lock(&self.committed);
@@ -246,6 +341,11 @@ impl Checkpointer {
                 let Some((_, runs)) = r.value.as_deref().and_then(super::offset_map::decode_value) else {
                     continue;
                 };
+                if runs.is_empty() {
+                    // A reset: the runs before it map a topic that is gone.
+                    index.remove(&(t.to_string(), part));
+                    continue;
+                }
                 let e = index.entry((t.to_string(), part)).or_default();
                 for run in runs {
                     // This process's own records are in the index already.
@@ -551,6 +651,7 @@ impl Checkpointer {
 
     /// Every partition's acknowledged position.
     fn current(&self) -> Vec<(Arc<str>, i32, Position)> {
+        let ids = lock(&self.ids).clone();
         self.producer
             .positions()
             .into_iter()
@@ -559,6 +660,7 @@ impl Checkpointer {
                 let pos = Position {
                     src_next: p.acked_next,
                     dst_next: p.dst_next,
+                    ids: ids.get(&p.route.dst_topic).copied(),
                 };
                 (p.route.dst_topic, p.route.partition, pos)
             })
@@ -623,10 +725,20 @@ mod tests {
 
     #[test]
     fn positions_round_trip_through_commit_metadata() {
-        assert_eq!(decode_meta(&encode_meta(1234)), 1234);
-        assert_eq!(encode_meta(-1), "");
-        assert_eq!(decode_meta(""), -1);
-        assert_eq!(decode_meta("written by someone else"), -1);
+        assert_eq!(decode_meta(&encode_meta(1234, None)), (1234, None));
+        assert_eq!(encode_meta(-1, None), "");
+        assert_eq!(decode_meta(""), (-1, None));
+        assert_eq!(decode_meta("written by someone else"), (-1, None));
+        let ids = TopicIds {
+            src: Uuid::from_u128(0x1234_5678),
+            dst: Uuid::from_u128(0x9abc_def0),
+        };
+        assert_eq!(decode_meta(&encode_meta(77, Some(ids))), (77, Some(ids)));
+        assert_eq!(decode_meta(&encode_meta(-1, Some(ids))), (-1, Some(ids)));
+        // Written by the version before topic ids: the offset still reads.
+        assert_eq!(decode_meta("strait:dst=5"), (5, None));
+        // A damaged id is no id (never a wrong one).
+        assert_eq!(decode_meta("strait:dst=5,src=zz,dst_id=zz").1, None);
     }
 
     #[test]
@@ -641,6 +753,7 @@ mod tests {
         let pos = Some(Position {
             src_next: 101, // a transaction marker at 100
             dst_next: 600,
+            ids: None,
         });
         assert_eq!(translate_at(Some(&runs), pos, 40), Some(540), "exact through the map");
         assert_eq!(translate_at(Some(&runs), pos, 101), Some(600), "drained group");
@@ -656,6 +769,7 @@ mod tests {
         let unknown = Some(Position {
             src_next: 0,
             dst_next: -1,
+            ids: None,
         });
         assert_eq!(translate_at(None, unknown, 0), None);
     }

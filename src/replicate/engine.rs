@@ -168,6 +168,9 @@ where
         producer.clone(),
         fetchers.clone(),
     );
+    // A topic deleted or created again under strait: refresh now.
+    fetchers.on_topic_change(owner.refresh_now());
+    producer.on_topic_change(owner.refresh_now());
     ckpt.ensure_map_topic().await.map_err(&dst_err)?;
     if cfg.groups.enabled() || res.keep_index {
         ckpt.load_index().await.map_err(&dst_err)?;

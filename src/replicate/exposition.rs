@@ -67,7 +67,7 @@ fn flow(h: &Handle) -> Labels {
 
 impl Collector for Exposition {
     fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let counters: [CounterDef; 8] = [
+        let counters: [CounterDef; 9] = [
             ("strait_records", "Records acknowledged by the destination.", |m| {
                 &m.records
             }),
@@ -80,6 +80,11 @@ impl Collector for Exposition {
                 "strait_offsets_skipped",
                 "Source offsets deleted by retention before they were replicated.",
                 |m| &m.offsets_skipped,
+            ),
+            (
+                "strait_topic_resets",
+                "Topics started over because their source or destination topic was deleted and created again under strait.",
+                |m| &m.topic_resets,
             ),
             (
                 "strait_crc_refetches",

@@ -83,6 +83,9 @@ pub struct Fetchers {
     lanes: Mutex<HashMap<i32, Lanes>>,
     refresh: Notify,
     stopping: AtomicBool,
+    /// Notified when a source topic came back under a new id: the flow's
+    /// topic refresh starts it over.
+    on_topic_change: std::sync::OnceLock<Arc<Notify>>,
 }
 
 #[derive(Debug, Default)]
@@ -117,9 +120,20 @@ impl Fetchers {
             in_flight: Mutex::new(HashMap::new()),
             refresh: Notify::new(),
             stopping: AtomicBool::new(false),
+            on_topic_change: std::sync::OnceLock::new(),
         });
         tokio::spawn(leader_watch(f.clone()));
         f
+    }
+
+    /// Notifies `n` when a source topic has a new id.
+    pub fn on_topic_change(&self, n: Arc<Notify>) {
+        let _ = self.on_topic_change.set(n);
+    }
+
+    /// The flow's counters.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, SrcPart>> {
@@ -241,18 +255,31 @@ impl Fetchers {
         match self.src.refresh_metadata(Some(&topics)).await {
             Ok(md) => {
                 let mut leaders = Vec::new();
+                let mut changed = false;
                 {
                     let mut parts = self.lock();
                     for p in parts.values_mut().filter(|p| p.leader < 0) {
+                        if let Some(t) = md.topics.get(p.route.src_topic.as_ref()) {
+                            if !p.topic_id.is_nil() && !t.id.is_nil() && t.id != p.topic_id {
+                                // Deleted and created again: its offsets start over,
+                                // so its position means nothing there. The flow
+                                // starts it over (FlowOwner::set_topics).
+                                changed = true;
+                                continue;
+                            }
+                            p.topic_id = t.id;
+                        }
                         if let Some(pm) = md.partition(&p.route.src_topic, p.route.partition) {
                             if pm.leader >= 0 && pm.error_code == 0 {
                                 p.leader = pm.leader;
                                 leaders.push(pm.leader);
                             }
                         }
-                        if let Some(t) = md.topics.get(p.route.src_topic.as_ref()) {
-                            p.topic_id = t.id;
-                        }
+                    }
+                }
+                if changed {
+                    if let Some(n) = self.on_topic_change.get() {
+                        n.notify_one();
                     }
                 }
                 for l in leaders {

@@ -32,6 +32,8 @@ pub struct Metrics {
     pub batches_replicated: AtomicU64,
     /// Source offsets skipped because retention deleted them before strait read them.
     pub offsets_skipped: AtomicU64,
+    /// Topics started over because their source or destination topic was deleted and created again.
+    pub topic_resets: AtomicU64,
     /// Fetched batches whose CRC failed and were fetched again.
     pub crc_refetches: AtomicU64,
     /// Fetched records the splitter refused (a corrupted batch length, magic or

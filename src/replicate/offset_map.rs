@@ -17,6 +17,10 @@
 //!   then that many `varint` source offset deltas, one per destination record
 //!   (for re-encoded compacted batches: record `i` came from `src_base + delta[i]`).
 //!
+//! A record with no runs is a reset: the source or destination topic was
+//! deleted and created again, so the runs before it (for the same key) map
+//! offsets of a topic that is gone, and readers drop them.
+//!
 //! Source offsets absent from every run (transaction markers, aborted records,
 //! records removed by compaction) translate to the destination offset of the
 //! first record after them.

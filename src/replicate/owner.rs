@@ -9,11 +9,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
+use uuid::Uuid;
 
 use super::assign::Tp;
-use super::checkpoint::Checkpointer;
+use super::checkpoint::{Checkpointer, Position, TopicIds};
 use super::fetcher::Fetchers;
 use super::membership::Owner;
+use super::metrics::Metrics;
 use super::producer::{Producer, Route};
 use super::topics::MirroredTopic;
 use crate::client::admin::{EARLIEST, LATEST};
@@ -41,6 +43,44 @@ pub struct FlowOwner {
     /// Partitions held since this member lost its group: kept if the next
     /// generation gives them back and nobody committed them meanwhile.
     suspended: Mutex<BTreeSet<Tp>>,
+    /// The topic ids last seen of each source topic (kept while a topic is
+    /// missing, so one that comes back under a new id is noticed).
+    ids: Mutex<HashMap<Arc<str>, TopicIds>>,
+    /// Topics created again under strait, to start over (under `busy`).
+    recreated: Mutex<BTreeMap<Arc<str>, Recreated>>,
+}
+
+/// Which side of a mirrored topic was deleted and created again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recreated {
+    /// The source topic (its old records are gone; the new topic starts at its log start).
+    Source,
+    /// The destination topic (what strait had written there is gone).
+    Destination,
+    /// Both.
+    Both,
+}
+
+impl Recreated {
+    /// What changed between the ids `old` and `new` (none: the same topics).
+    /// A nil id (unknown: an old broker) never counts as a change.
+    pub fn between(old: TopicIds, new: TopicIds) -> Option<Self> {
+        let changed = |a: Uuid, b: Uuid| !a.is_nil() && !b.is_nil() && a != b;
+        match (changed(old.src, new.src), changed(old.dst, new.dst)) {
+            (true, true) => Some(Self::Both),
+            (true, false) => Some(Self::Source),
+            (false, true) => Some(Self::Destination),
+            (false, false) => None,
+        }
+    }
+
+    fn says(self) -> &'static str {
+        match self {
+            Self::Source => "the source topic was deleted and created again (new topic id): replicating the new topic from its log start",
+            Self::Destination => "the destination topic was deleted or created again (new topic id) under strait: what it held is gone; replicating again everything the source still holds",
+            Self::Both => "the source and destination topics were both created again (new topic ids): replicating the new source topic from its log start",
+        }
+    }
 }
 
 impl FlowOwner {
@@ -65,6 +105,8 @@ impl FlowOwner {
             busy: tokio::sync::Mutex::new(()),
             refresh: Arc::new(tokio::sync::Notify::new()),
             suspended: Mutex::new(BTreeSet::new()),
+            ids: Mutex::new(HashMap::new()),
+            recreated: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -111,8 +153,102 @@ impl FlowOwner {
             m.values().map(|t| (t.src.clone(), t.partitions)).collect()
         };
         let changed = shape(&cur) != shape(&new);
+        {
+            let mut ids = lock(&self.ids);
+            let mut recreated = lock(&self.recreated);
+            for t in new.values() {
+                let now = TopicIds {
+                    src: t.src_id,
+                    dst: t.dst_id,
+                };
+                if let Some(what) = ids
+                    .insert(t.src.clone(), now)
+                    .and_then(|old| Recreated::between(old, now))
+                {
+                    recreated.insert(t.src.clone(), what);
+                }
+            }
+        }
         *cur = new;
         changed
+    }
+
+    /// Stops this member's partitions of topics created again since the last
+    /// refresh and commits each one's new start: the source's log start (the
+    /// whole new source topic, or everything the source still holds for a new
+    /// destination topic), at the destination topic's end. They start again
+    /// with the next [`Self::start_locked`]; a failed commit leaves them
+    /// stopped and is retried at the next refresh.
+    async fn restart_recreated(&self) {
+        let todo: Vec<(Arc<str>, Recreated)> = std::mem::take(&mut *lock(&self.recreated)).into_iter().collect();
+        for (src_topic, what) in todo {
+            let Some(t) = lock(&self.topics).get(&src_topic).cloned() else {
+                continue;
+            };
+            let now = TopicIds {
+                src: t.src_id,
+                dst: t.dst_id,
+            };
+            if self.ckpt.ids_of(&t.dst) == Some(now) {
+                continue; // started on the new topics already ([`Self::add`])
+            }
+            let mine: BTreeSet<Tp> = lock(&self.assigned)
+                .iter()
+                .filter(|(topic, _)| topic.as_str() == &*src_topic)
+                .cloned()
+                .collect();
+            let dst_keys = self.dst_keys(&mine);
+            self.fetchers.remove(&src_keys(&mine));
+            self.producer.remove_routes(&dst_keys);
+            self.ckpt.forget(&dst_keys);
+            let parts: Vec<i32> = mine.iter().map(|(_, p)| *p).filter(|p| *p < t.partitions).collect();
+            if parts.is_empty() {
+                // Not replicated here now: whoever starts them finds the old
+                // topic ids in their committed positions ([`Self::add`]).
+                continue;
+            }
+            warn!(topic = %t.src, destination = %t.dst, partitions = parts.len(), "{}", what.says());
+            Metrics::add(&self.metrics().topic_resets, 1);
+            if let Err(e) = self.commit_fresh_start(&t, &parts).await {
+                warn!(topic = %t.src, error = %e, "cannot commit the new start of a topic created again; its partitions wait for the next refresh");
+                lock(&self.recreated).insert(src_topic, what);
+            }
+        }
+    }
+
+    /// Commits, for `parts` of `t`, the source's log start and the
+    /// destination's end as their positions (with `t`'s topic ids).
+    async fn commit_fresh_start(&self, t: &MirroredTopic, parts: &[i32]) -> Result<(), ClientError> {
+        let (src, dst) = (&self.src, &self.dst);
+        let starts = src.retrying(|| src.list_offsets(&t.src, parts, EARLIEST, true)).await?;
+        let ends = dst.retrying(|| dst.list_offsets(&t.dst, parts, LATEST, false)).await?;
+        let ids = TopicIds {
+            src: t.src_id,
+            dst: t.dst_id,
+        };
+        self.ckpt.set_ids(t.dst.clone(), ids);
+        let positions: Vec<(Route, Position)> = parts
+            .iter()
+            .filter_map(|p| {
+                Some((
+                    Route {
+                        src_topic: t.src.clone(),
+                        partition: *p,
+                        dst_topic: t.dst.clone(),
+                    },
+                    Position {
+                        src_next: *starts.get(p)?,
+                        dst_next: ends.get(p).copied().unwrap_or(-1),
+                        ids: Some(ids),
+                    },
+                ))
+            })
+            .collect();
+        self.ckpt.reset(&positions).await
+    }
+
+    fn metrics(&self) -> Arc<Metrics> {
+        self.fetchers.metrics()
     }
 
     /// Starts every assigned partition whose topic is ready and that does not run yet.
@@ -122,6 +258,7 @@ impl FlowOwner {
     }
 
     async fn start_locked(&self) {
+        self.restart_recreated().await;
         let assigned = lock(&self.assigned).clone();
         let topics: Vec<MirroredTopic> = lock(&self.topics).values().cloned().collect();
         for t in topics {
@@ -145,7 +282,27 @@ impl FlowOwner {
 
     async fn add(&self, t: &MirroredTopic, new: &[i32]) -> Result<(), ClientError> {
         let (cfg, src, dst) = (&self.cfg, &self.src, &self.dst);
-        let saved = self.ckpt.load(&t.dst, new).await?;
+        let ids = TopicIds {
+            src: t.src_id,
+            dst: t.dst_id,
+        };
+        let mut saved = self.ckpt.load(&t.dst, new).await?;
+        // A position committed for topics of the same names that were deleted
+        // since (by another member, or before a restart) is not resumed.
+        let stale: Vec<(i32, Recreated)> = saved
+            .iter()
+            .filter_map(|(p, pos)| Some((*p, Recreated::between(pos.ids?, ids)?)))
+            .collect();
+        if let Some((_, what)) = stale.first() {
+            warn!(topic = %t.src, destination = %t.dst, partitions = stale.len(), "{} (the committed positions name the old topic ids)", what.says());
+            Metrics::add(&self.metrics().topic_resets, 1);
+            let parts: Vec<i32> = stale.iter().map(|(p, _)| *p).collect();
+            self.ckpt
+                .forget(&parts.iter().map(|p| (t.dst.clone(), *p)).collect::<Vec<_>>());
+            self.commit_fresh_start(t, &parts).await?;
+            saved = self.ckpt.load(&t.dst, new).await?;
+        }
+        self.ckpt.set_ids(t.dst.clone(), ids);
         // Partitions without a checkpoint start per start_from: one ListOffsets per leader.
         let fresh: Vec<i32> = new.iter().copied().filter(|p| !saved.contains_key(p)).collect();
         let listed = if fresh.is_empty() {

@@ -46,8 +46,13 @@ pub async fn load_map(topic: &str, dst: &Client) -> Result<HashMap<(String, i32)
             continue;
         };
         let Ok(part) = part.parse::<i32>() else { continue };
-        if let Some((_, runs)) = r.value.as_deref().and_then(decode_value) {
-            out.entry((t.to_string(), part)).or_default().extend(runs);
+        match r.value.as_deref().and_then(decode_value) {
+            // A reset: the runs before it map a topic deleted since.
+            Some((_, runs)) if runs.is_empty() => {
+                out.remove(&(t.to_string(), part));
+            }
+            Some((_, runs)) => out.entry((t.to_string(), part)).or_default().extend(runs),
+            None => {}
         }
     }
     for runs in out.values_mut() {

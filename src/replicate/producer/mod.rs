@@ -58,6 +58,9 @@ pub struct Producer {
     /// Nothing is sent while this says no (a group member that lost contact
     /// with its coordinator for a session timeout).
     gate: std::sync::OnceLock<Gate>,
+    /// Notified when a destination topic is missing or came back under a new
+    /// id: the flow's topic refresh recreates it or starts it over.
+    on_topic_change: std::sync::OnceLock<Arc<Notify>>,
 }
 
 /// Whether the producer may send now: only while the last contact with the
@@ -99,6 +102,7 @@ impl Producer {
             registry: std::sync::OnceLock::new(),
             origin_setup: tokio::sync::Mutex::new(()),
             gate: std::sync::OnceLock::new(),
+            on_topic_change: std::sync::OnceLock::new(),
         });
         tokio::spawn(leader_watch(p.clone()));
         p
@@ -138,6 +142,11 @@ impl Producer {
     /// and again right before it goes out).
     pub fn set_gate(&self, gate: Gate) {
         let _ = self.gate.set(gate);
+    }
+
+    /// Notifies `n` when a destination topic is missing or has a new id.
+    pub fn on_topic_change(&self, n: Arc<Notify>) {
+        let _ = self.on_topic_change.set(n);
     }
 
     pub(super) fn open(&self) -> bool {
@@ -357,17 +366,39 @@ impl Producer {
             let md = self.dst.refresh_metadata(Some(&topics)).await?;
             let mut q = self.queue();
             let mut ids = Vec::new();
+            let mut changed = false;
+            let known = q.topic_ids.clone();
             for part in q.parts.values_mut().filter(|p| p.leader < 0) {
+                let t = md
+                    .topics
+                    .get(part.route.dst_topic.as_ref())
+                    .filter(|t| t.error_code == 0);
+                let Some(t) = t else {
+                    changed = true; // deleted under strait
+                    continue;
+                };
+                let was = known.get(&part.route.dst_topic).copied().unwrap_or_default();
+                if !was.is_nil() && !t.id.is_nil() && was != t.id {
+                    // Created again: its positions belong to the old topic, and
+                    // nothing may land in the new one before the flow starts it
+                    // over (FlowOwner::set_topics).
+                    changed = true;
+                    continue;
+                }
                 if let Some(pm) = md.partition(&part.route.dst_topic, part.route.partition) {
                     if pm.leader >= 0 && pm.error_code == 0 {
                         part.leader = pm.leader;
                     }
                 }
-                if let Some(t) = md.topics.get(part.route.dst_topic.as_ref()) {
-                    ids.push((part.route.dst_topic.clone(), t.id));
-                }
+                ids.push((part.route.dst_topic.clone(), t.id));
             }
             q.topic_ids.extend(ids);
+            drop(q);
+            if changed {
+                if let Some(n) = self.on_topic_change.get() {
+                    n.notify_one();
+                }
+            }
         }
         self.ensure_senders();
         self.wake.notify_waiters();
