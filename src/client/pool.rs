@@ -5,7 +5,8 @@
 //! broker is not hammered. The metadata cache is refreshed when a caller reports
 //! an error that means routing went stale (see [`super::classify`]).
 //!
-//! Opening a connection is: TCP connect, the TLS handshake (when configured),
+//! Opening a connection is: TCP connect (with the configured socket buffers,
+//! see [`super::sockbuf`]), the TLS handshake (when configured),
 //! ApiVersions, then SASL authentication (when configured), all within the
 //! connect timeout. A connection with a SASL session lifetime gets a task that
 //! re-authenticates it before the session expires (KIP-368, see [`super::sasl`]).

@@ -431,6 +431,13 @@ mod tests {
         .clamped());
     }
 
+    #[test]
+    fn warnings_are_once_per_key() {
+        assert!(first_time("test once a".into()));
+        assert!(!first_time("test once a".into()));
+        assert!(first_time("test once b".into()));
+    }
+
     /// A real socket: 1 GiB is above any usual `rmem_max`; the granted size
     /// read back is what the kernel reports, and the clamp is detected.
     #[cfg(target_os = "linux")]
