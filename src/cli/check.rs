@@ -7,7 +7,8 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{DescribeClusterRequest, FetchRequest, MetadataRequest, ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use strait::client::{code, Client, ClientError};
+use strait::client::sockbuf::{self, Direction};
+use strait::client::{code, Client, ClientError, SocketBuffers};
 use strait::config::Config;
 
 /// ACL operation bits (`AclOperation` codes).
@@ -57,21 +58,19 @@ async fn round_trip(conn: &strait::client::Connection) -> Option<std::time::Dura
     best
 }
 
-/// The kernel's TCP autotuning ceiling for receive (`rmem`) or send (`wmem`)
-/// buffers: the third value of `net.ipv4.tcp_rmem` / `tcp_wmem`.
-fn tcp_buffer_max(which: &str) -> Option<u64> {
-    std::fs::read_to_string(format!("/proc/sys/net/ipv4/tcp_{which}"))
-        .ok()?
-        .split_whitespace()
-        .nth(2)?
-        .parse()
-        .ok()
-}
-
 /// What one round trip means for throughput: the bytes in flight `rate`
-/// (bytes/s) needs at `rtt`, against the memory budget and the kernel's TCP
-/// buffer ceiling (the source side receives, the destination side sends).
-fn in_flight_lines(side: &str, rtt: std::time::Duration, rate_mb: u64, budget: usize, report: &mut CheckReport) {
+/// (bytes/s) needs at `rtt`, against the memory budget and what one
+/// connection's socket buffer may hold (the source side receives over its
+/// fetch lanes, the destination side sends over one connection per broker):
+/// the configured `socket_*_buffer_bytes`, else the kernel's autotuning ceiling.
+fn in_flight_lines(
+    side: &str,
+    rtt: std::time::Duration,
+    rate_mb: u64,
+    budget: usize,
+    buffers: SocketBuffers,
+    report: &mut CheckReport,
+) {
     let secs = rtt.as_secs_f64();
     let need = (rate_mb as f64 * 1e6 * secs) as u64;
     report.lines.push(format!(
@@ -81,18 +80,45 @@ fn in_flight_lines(side: &str, rtt: std::time::Duration, rate_mb: u64, budget: u
         budget as f64 / 1e6,
         if secs > 0.0 { budget as f64 / secs / 1e6 } else { f64::INFINITY }
     ));
-    let (which, sysctl) = if side == "source" {
-        ("rmem", "net.ipv4.tcp_rmem")
+    let (dir, configured, connections) = if side == "source" {
+        (
+            Direction::Receive,
+            buffers.receive,
+            strait::replicate::fetcher::lanes_for(rtt),
+        )
     } else {
-        ("wmem", "net.ipv4.tcp_wmem")
+        (Direction::Send, buffers.send, 1)
     };
-    if let Some(max) = tcp_buffer_max(which) {
-        if need > max {
-            report.warnings.push(format!(
-                "{side}: the kernel's TCP autotuning ceiling {sysctl} (max {max} bytes) is below the {need} bytes one connection needs for {rate_mb} MB/s at {:.1} ms; raise it, e.g. `sysctl -w {sysctl}=\"4096 131072 {}\"`",
-                secs * 1e3,
-                need.next_power_of_two()
-            ));
+    let per_connection = need / connections as u64;
+    if let Some(s) = sockbuf::shortfall(
+        dir,
+        per_connection,
+        configured,
+        sockbuf::tcp_mem(dir),
+        sockbuf::core_max(dir),
+    ) {
+        let limit = match configured {
+            Some(_) => format!("{} as granted ({} bytes)", dir.key(), s.ceiling),
+            None => format!(
+                "the kernel's TCP autotuning ceiling {} (max {} bytes, about half of it for data)",
+                dir.tcp_sysctl(),
+                s.ceiling
+            ),
+        };
+        report.warnings.push(format!(
+            "{side}: {limit} is below the {} bytes each of {connections} connection(s) per broker holds in flight for {rate_mb} MB/s at {:.1} ms; {}",
+            s.needed,
+            secs * 1e3,
+            s.advice
+        ));
+    }
+}
+
+/// Configured socket buffers the kernel would clamp (`rmem_max` / `wmem_max`).
+fn clamped_overrides(label: &str, buffers: SocketBuffers, report: &mut CheckReport) {
+    for (dir, size) in [(Direction::Receive, buffers.receive), (Direction::Send, buffers.send)] {
+        if let Some(m) = size.and_then(|v| sockbuf::clamped_override(dir, v, sockbuf::core_max(dir))) {
+            report.warnings.push(format!("{label}: {m}"));
         }
     }
 }
@@ -131,7 +157,7 @@ async fn versions(
                     .lines
                     .push(format!("  broker {id} {}: Produce {p}, Fetch {f}", conn.broker()));
                 if let Some(rtt) = round_trip(&conn).await {
-                    in_flight_lines(side, rtt, rate_mb, budget, report);
+                    in_flight_lines(side, rtt, rate_mb, budget, client.config().socket_buffers, report);
                 }
             }
             Err(e) => report.problems.push(format!("{side} broker {id}: {e}")),
@@ -196,6 +222,8 @@ pub async fn check_document(doc: &strait::config::Document, rate_mb: u64) -> Che
 pub async fn check(cfg: &Config, rate_mb: u64) -> CheckReport {
     let mut report = CheckReport::default();
     let (src_label, dst_label) = (cfg.source.label("source"), cfg.destination.label("destination"));
+    clamped_overrides(&src_label, cfg.source.socket_buffers(), &mut report);
+    clamped_overrides(&dst_label, cfg.destination.socket_buffers(), &mut report);
     let src = match Client::connect(cfg.source.client_config()).await {
         Ok(c) => Some(c),
         Err(e) => {

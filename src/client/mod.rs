@@ -13,6 +13,7 @@ pub mod metadata;
 pub mod pool;
 pub mod sasl;
 pub mod secret;
+pub mod sockbuf;
 pub mod tls;
 pub mod txn;
 
@@ -24,6 +25,7 @@ pub use metadata::{BrokerInfo, Metadata, PartitionMetadata, TopicMetadata};
 pub use pool::{Backoff, Client, ClientConfig};
 pub use sasl::{SaslMechanism, SaslSettings, TokenSource};
 pub use secret::Secret;
+pub use sockbuf::SocketBuffers;
 pub use tls::TlsSettings;
 pub use txn::TxnId;
 

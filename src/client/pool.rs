@@ -5,7 +5,8 @@
 //! broker is not hammered. The metadata cache is refreshed when a caller reports
 //! an error that means routing went stale (see [`super::classify`]).
 //!
-//! Opening a connection is: TCP connect, the TLS handshake (when configured),
+//! Opening a connection is: TCP connect (with the configured socket buffers,
+//! see [`super::sockbuf`]), the TLS handshake (when configured),
 //! ApiVersions, then SASL authentication (when configured), all within the
 //! connect timeout. A connection with a SASL session lifetime gets a task that
 //! re-authenticates it before the session expires (KIP-368, see [`super::sasl`]).
@@ -18,13 +19,13 @@ use std::time::Duration;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{MetadataRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::conn::{Connection, ConnectionConfig};
 use super::metadata::Metadata;
 use super::sasl::{self, SaslSettings};
+use super::sockbuf::{self, SocketBuffers};
 use super::tls::{Tls, TlsSettings};
 use super::{ClientError, ErrorClass, Result};
 use crate::protocol::ProtocolError;
@@ -94,6 +95,10 @@ pub struct ClientConfig {
     pub tls: Option<TlsSettings>,
     /// SASL authentication of every connection (none: no authentication).
     pub sasl: Option<SaslSettings>,
+    /// TCP buffer sizes of every connection (none: the kernel's autotuning).
+    pub socket_buffers: SocketBuffers,
+    /// How warnings name the cluster (its alias; default: the bootstrap list).
+    pub cluster: String,
 }
 
 impl ClientConfig {
@@ -118,18 +123,21 @@ impl ClientConfig {
 
     /// Config for a comma-separated bootstrap list with defaults elsewhere.
     pub fn new(bootstrap: &str) -> Self {
+        let bootstrap: Vec<String> = bootstrap
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect();
         Self {
-            bootstrap: bootstrap
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect(),
+            cluster: bootstrap.join(","),
+            bootstrap,
             connection: ConnectionConfig::default(),
             connect_timeout: Duration::from_secs(10),
             backoff: Backoff::default(),
             tls: None,
             sasl: None,
+            socket_buffers: SocketBuffers::default(),
         }
     }
 }
@@ -269,15 +277,18 @@ impl Client {
             broker: addr.to_string(),
             reason,
         };
-        let stream = tokio::time::timeout(self.config.connect_timeout, TcpStream::connect(addr))
-            .await
-            .map_err(|_| {
-                connect_err(format!(
-                    "no answer within {} ms",
-                    self.config.connect_timeout.as_millis()
-                ))
-            })?
-            .map_err(|e| connect_err(e.to_string()))?;
+        let stream = tokio::time::timeout(
+            self.config.connect_timeout,
+            sockbuf::connect(addr, self.config.socket_buffers, &self.config.cluster),
+        )
+        .await
+        .map_err(|_| {
+            connect_err(format!(
+                "no answer within {} ms",
+                self.config.connect_timeout.as_millis()
+            ))
+        })?
+        .map_err(|e| connect_err(e.to_string()))?;
         stream.set_nodelay(true).map_err(|e| connect_err(e.to_string()))?;
         // The TLS, ApiVersions and SASL exchanges must also finish within the
         // connect timeout: a server that accepts TCP but does not speak Kafka (or

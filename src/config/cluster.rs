@@ -7,7 +7,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::security::{SaslConfig, TlsConfig};
-use crate::client::{Backoff, ClientConfig, ConnectionConfig};
+use crate::client::{Backoff, ClientConfig, ConnectionConfig, SocketBuffers};
 
 /// Connection settings of one cluster.
 #[derive(Debug, Clone, Deserialize)]
@@ -32,6 +32,19 @@ pub struct ClusterConfig {
     /// Largest response frame accepted, checked before allocating.
     #[serde(default = "default_max_frame_bytes")]
     pub max_frame_bytes: usize,
+    /// `SO_RCVBUF` of every connection to this cluster, in bytes (1 to
+    /// 2147483647). Unset (the default): Linux sizes the buffer itself
+    /// (autotuning, up to the third value of `net.ipv4.tcp_rmem`). Setting it
+    /// turns autotuning off for these connections and is capped by
+    /// `net.core.rmem_max` (strait warns when the kernel granted less). Set it
+    /// only when autotuning cannot be raised for the whole host.
+    #[serde(default)]
+    pub socket_receive_buffer_bytes: Option<Spanned<i64>>,
+    /// `SO_SNDBUF` of every connection to this cluster, in bytes (1 to
+    /// 2147483647). Unset (the default): autotuning, up to the third value of
+    /// `net.ipv4.tcp_wmem`; set, capped by `net.core.wmem_max`.
+    #[serde(default)]
+    pub socket_send_buffer_bytes: Option<Spanned<i64>>,
     /// `[<cluster>.tls]`: TLS to the brokers (absent: plaintext).
     #[serde(default)]
     pub tls: Option<Spanned<TlsConfig>>,
@@ -76,7 +89,20 @@ impl ClusterConfig {
         c.backoff = Backoff::default();
         c.tls = self.tls.as_ref().and_then(|t| t.get_ref().settings());
         c.sasl = self.sasl.as_ref().and_then(|s| s.resolved.clone());
+        c.socket_buffers = self.socket_buffers();
+        if !self.alias.is_empty() {
+            c.cluster = self.alias.clone();
+        }
         c
+    }
+
+    /// The socket buffer sizes (validated by the config loader: 1 to 2 GiB - 1).
+    pub fn socket_buffers(&self) -> SocketBuffers {
+        let size = |v: &Option<Spanned<i64>>| v.as_ref().and_then(|v| u32::try_from(*v.get_ref()).ok());
+        SocketBuffers {
+            receive: size(&self.socket_receive_buffer_bytes),
+            send: size(&self.socket_send_buffer_bytes),
+        }
     }
 
     /// The bootstrap servers as a sorted, lower-cased set (to compare clusters).

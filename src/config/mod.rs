@@ -461,6 +461,24 @@ impl Resolver<'_> {
             })?;
         let invalid = |span: Range<usize>, key: &str, problem: String| self.invalid(span, key, problem);
         security::validate(key, c.tls.as_ref(), c.sasl.as_mut(), &invalid)?;
+        for (name, v) in [
+            ("socket_receive_buffer_bytes", &c.socket_receive_buffer_bytes),
+            ("socket_send_buffer_bytes", &c.socket_send_buffer_bytes),
+        ] {
+            if let Some(v) = v {
+                let max = crate::client::sockbuf::MAX_BUFFER_BYTES;
+                if !(1..=max as i64).contains(v.get_ref()) {
+                    return Err(self.invalid(
+                        v.span(),
+                        &format!("{key}.{name}"),
+                        format!(
+                            "is {}; allowed: 1 to {max} bytes (unset: the kernel's autotuning)",
+                            v.get_ref()
+                        ),
+                    ));
+                }
+            }
+        }
         if c.alias.is_empty() {
             c.alias = alias.to_string();
         }
@@ -755,6 +773,58 @@ bootstrap_servers = "127.0.0.1:9093,127.0.0.1:9094"
         let e = Config::parse(&text, "t.toml").unwrap_err().to_string();
         assert!(
             e.contains("start_form") && e.contains("line 6") && e.contains("start_from"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn socket_buffer_keys_default_to_autotuning_and_are_checked() {
+        let c = Config::parse(GOOD, "t.toml").unwrap();
+        assert_eq!(
+            c.source.client_config().socket_buffers,
+            crate::client::SocketBuffers::default()
+        );
+        let text = GOOD.replace(
+            "bootstrap_servers = \"127.0.0.1:9092\"",
+            "bootstrap_servers = \"127.0.0.1:9092\"\nsocket_receive_buffer_bytes = 33554432\nsocket_send_buffer_bytes = 2147483647",
+        );
+        let c = Config::parse(&text, "t.toml").unwrap();
+        let cc = c.source.client_config();
+        assert_eq!(
+            (cc.socket_buffers.receive, cc.socket_buffers.send),
+            (Some(33554432), Some(i32::MAX as u32))
+        );
+        assert_eq!(cc.cluster, "east");
+        assert_eq!(
+            c.destination.client_config().socket_buffers,
+            crate::client::SocketBuffers::default()
+        );
+        for (bad, key) in [
+            ("socket_receive_buffer_bytes = 0", "source.socket_receive_buffer_bytes"),
+            ("socket_send_buffer_bytes = -4096", "source.socket_send_buffer_bytes"),
+            (
+                "socket_send_buffer_bytes = 2147483648",
+                "source.socket_send_buffer_bytes",
+            ),
+        ] {
+            let text = GOOD.replace(
+                "bootstrap_servers = \"127.0.0.1:9092\"",
+                &format!("bootstrap_servers = \"127.0.0.1:9092\"\n{bad}"),
+            );
+            let e = Config::parse(&text, "t.toml").unwrap_err().to_string();
+            assert!(
+                e.contains(key) && e.contains("line 11") && e.contains("allowed: 1 to 2147483647"),
+                "{bad}: {e}"
+            );
+        }
+        let e = Config::parse(
+            &GOOD.replace("[destination]", "[destination]\nsocket_recv_buffer = 1"),
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("socket_recv_buffer") && e.contains("socket_receive_buffer_bytes"),
             "{e}"
         );
     }

@@ -380,6 +380,12 @@ struct Lanes {
     rtt: Duration,
 }
 
+/// The fetch lanes (connections) of a broker at round trip `rtt`: one per
+/// [`RTT_PER_LANE`], up to [`MAX_LANES`].
+pub fn lanes_for(rtt: Duration) -> usize {
+    ((rtt.as_secs_f64() / RTT_PER_LANE.as_secs_f64()).ceil() as usize).clamp(1, MAX_LANES)
+}
+
 /// Which lane fetches a partition, among `count`: a stable spread, so a
 /// partition is fetched by one lane at a time (order holds) while the count
 /// stays the same. When the count changes a partition may move; a response to
@@ -395,7 +401,9 @@ fn lane_of(key: &Key, count: usize) -> usize {
 /// Measures broker `node`'s round trip every [`PROBE_EVERY`] and sizes its
 /// lanes and its share of the memory budget to it: one lane per
 /// [`RTT_PER_LANE`] (up to [`MAX_LANES`]), and [`WAN_RATE`] × round trip of
-/// bytes in flight. Runs while lane 0 of the broker runs.
+/// bytes in flight; warns once when the socket receive buffers cannot hold
+/// them ([`crate::client::sockbuf::warn_short_window`]). Runs while lane 0 of
+/// the broker runs.
 async fn rtt_watch(f: Arc<Fetchers>, node: i32) {
     let key = format!("fetch-{:p}-{node}", Arc::as_ptr(&f));
     loop {
@@ -416,7 +424,7 @@ async fn rtt_watch(f: Arc<Fetchers>, node: i32) {
             best
         };
         if let Some(rtt) = probe.await {
-            let count = ((rtt.as_secs_f64() / RTT_PER_LANE.as_secs_f64()).ceil() as usize).clamp(1, MAX_LANES);
+            let count = lanes_for(rtt);
             let before = crate::sync::lock(&f.lanes).insert(node, Lanes { count, rtt });
             let want = if count > 1 {
                 (WAN_RATE * rtt.as_secs_f64()) as usize
@@ -424,6 +432,11 @@ async fn rtt_watch(f: Arc<Fetchers>, node: i32) {
                 0
             };
             let limit = f.budget.budget().want(&key, want);
+            if count > 1 {
+                let c = f.src.config();
+                let configured = c.socket_buffers.receive;
+                crate::client::sockbuf::warn_short_window(&c.cluster, node, rtt, limit as u64, count, configured);
+            }
             if before.is_none_or(|b| b.count != count) {
                 debug!(
                     broker = node,
