@@ -494,3 +494,55 @@ pub async fn bench(
     let _ = engine.await;
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(rate: Option<RateReport>) -> BenchReport {
+        let q = |p50: f64| Quantiles {
+            p50,
+            p99: p50 * 2.0,
+            p999: p50 * 3.0,
+            max: p50 * 4.0,
+        };
+        BenchReport {
+            records: 12_000,
+            bytes: 6_000_000,
+            seconds: 6.0,
+            first_batch_seconds: 1.5,
+            latency_ms: q(10.0),
+            stage_ms: [q(4.0), q(1.0), q(5.0)],
+            rate,
+            cpu_seconds: 1.0,
+            peak_rss_mib: 30.0,
+            slow_path_percent: 0.0,
+        }
+    }
+
+    #[test]
+    fn reports_quantiles_stages_and_the_rate() {
+        let r = report(Some(RateReport {
+            asked: 2.0,
+            achieved: 1.98,
+            unit: "MB/s",
+            warmup_seconds: 3.0,
+        }));
+        let v: serde_json::Value = serde_json::from_str(&r.json()).unwrap();
+        assert_eq!(v["latency_ms"]["max"], 40.0);
+        assert_eq!(v["latency_ms"]["p999"], 30.0);
+        assert_eq!(v["stage_latency_ms"]["queue"]["p99"], 2.0);
+        assert_eq!(v["stage_latency_ms"]["produce"]["p50"], 5.0);
+        assert_eq!(v["rate"]["achieved"], 1.98);
+        assert_eq!(v["rate"]["unit"], "MB/s");
+        let text = r.text();
+        assert!(text.contains("p99.9 30.0 ms, max 40.0 ms"), "{text}");
+        assert!(text.contains("fetch p50 4.0 ms, p99 8.0 ms; queue"), "{text}");
+        assert!(text.contains("rate asked 2.00 MB/s, achieved 1.98 MB/s"), "{text}");
+        // Without --rate: no rate in either form.
+        let r = report(None);
+        let v: serde_json::Value = serde_json::from_str(&r.json()).unwrap();
+        assert!(v.get("rate").is_none(), "{v}");
+        assert!(!r.text().contains("rate asked"));
+    }
+}
