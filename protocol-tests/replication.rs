@@ -1078,6 +1078,42 @@ async fn one_record_batches_are_coalesced_without_changing_records() {
     }
 }
 
+/// `strait bench --rate`: the loader holds the asked rate and the report has
+/// the latency at that load (warm-up left out) and its stages.
+#[test]
+fn bench_at_a_steady_rate_reports_latency_and_the_rate_achieved() {
+    let (src, dst) = (harness::kafka4(), harness::kafka4_dest());
+    // 2 MB/s of 1000-byte records for 6 s: 3 s of warm-up, 3 s measured.
+    let out = Command::new(env!("CARGO_BIN_EXE_strait"))
+        .args(["bench", "--source", &src.bootstrap, "--destination", &dst.bootstrap])
+        .args(["--rate", "2MB/s", "--records", "12000", "--record-size", "1000"])
+        .args(["--partitions", "4", "--json"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let r = json(&stdout);
+    eprintln!("bench --rate 2MB/s: {r}");
+    assert_eq!(r["records"], 12_000, "{r}");
+    let l = &r["latency_ms"];
+    let ms = |v: &Value| v.as_f64().unwrap_or_else(|| panic!("not a number: {r}"));
+    assert!(ms(&l["p50"]) > 0.0 && ms(&l["p99"]) >= ms(&l["p50"]), "{r}");
+    assert!(ms(&l["p99"]).is_finite() && ms(&l["max"]) >= ms(&l["p999"]), "{r}");
+    for stage in ["fetch", "queue", "produce"] {
+        let s = &r["stage_latency_ms"][stage];
+        assert!(ms(&s["p99"]) >= ms(&s["p50"]), "{stage}: {r}");
+    }
+    let rate = &r["rate"];
+    assert_eq!(
+        (rate["asked"].as_f64(), rate["unit"].as_str()),
+        (Some(2.0), Some("MB/s")),
+        "{r}"
+    );
+    let achieved = ms(&rate["achieved"]);
+    assert!((1.6..=2.4).contains(&achieved), "achieved {achieved} MB/s of 2: {r}");
+    assert!(ms(&rate["warmup_s"]) >= 3.0, "{r}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_and_health_endpoints_move_with_replication() {
     let (src, dst) = (harness::kafka4(), harness::kafka4_dest());
@@ -1107,6 +1143,18 @@ async fn metrics_and_health_endpoints_move_with_replication() {
         "{first}"
     );
     assert!(metric(&first, "strait_replication_latency_seconds_count") >= 5_000.0);
+    // Every acknowledged record is charged to each stage of its way.
+    for stage in ["fetch", "queue", "produce"] {
+        let count = first
+            .lines()
+            .find(|l| {
+                l.starts_with("strait_replication_latency_stage_seconds_count{")
+                    && l.contains(&format!("stage=\"{stage}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {stage} stage series in\n{first}"));
+        assert!(count >= 5_000.0, "{stage}: {count}");
+    }
     assert!(metric(&first, "strait_checkpoint_age_seconds") >= 0.0);
     assert_eq!(http_get(&addr, "/readyz").0, 200);
     load(src, &t, 3_000, "lz4", &["--start-index", "5000"]);

@@ -160,6 +160,32 @@ impl RawBatch {
         // Cannot overflow for a batch from split_batches; saturate for any other.
         self.base_offset().saturating_add(self.last_offset_delta() as i64)
     }
+    /// v2 `baseTimestamp`: the first record's timestamp as its producer set
+    /// it (-1 for magic 0/1). See [`Self::first_timestamp`] for what readers see.
+    pub fn base_timestamp(&self) -> i64 {
+        if self.magic() < 2 {
+            return -1;
+        }
+        self.i64_at(27)
+    }
+    /// True when the broker stamped the batch with its log-append time
+    /// (attribute bit 3): every record then reads as `maxTimestamp`.
+    pub fn is_log_append_time(&self) -> bool {
+        self.magic() >= 2 && self.attributes() & 0x08 != 0
+    }
+    /// The timestamp a reader sees on the batch's first record: `baseTimestamp`,
+    /// or `maxTimestamp` under log-append time (`DefaultRecordBatch.java`
+    /// gives every record the batch's `maxTimestamp` then). -1 for magic 0/1.
+    /// Replication latency charges every record of a batch this one: the
+    /// batch's oldest record by creation order, so a large or coalesced batch is
+    /// not understated the way `maxTimestamp` would understate it.
+    pub fn first_timestamp(&self) -> i64 {
+        if self.is_log_append_time() {
+            self.max_timestamp()
+        } else {
+            self.base_timestamp()
+        }
+    }
     /// v2 `maxTimestamp` (-1 for magic 0/1).
     pub fn max_timestamp(&self) -> i64 {
         if self.magic() < 2 {
@@ -307,6 +333,24 @@ mod tests {
         b[0..8].copy_from_slice(&i64::to_be_bytes(i64::MAX - 3));
         let (v, _) = split_batches(&b.freeze()).unwrap();
         assert_eq!(v[0].last_offset(), i64::MAX - 1);
+    }
+
+    #[test]
+    fn base_and_first_timestamps_read_the_header() {
+        // Records stamped 1_700_000_000_000 + i: base is the first, max the last.
+        let (v, _) = split_batches(&batch(4, Compression::Lz4)).unwrap();
+        assert_eq!(v[0].base_timestamp(), 1_700_000_000_000);
+        assert_eq!(v[0].max_timestamp(), 1_700_000_000_003);
+        assert!(!v[0].is_log_append_time());
+        assert_eq!(v[0].first_timestamp(), 1_700_000_000_000);
+        // Log-append time (attribute bit 3): every record reads as maxTimestamp.
+        let mut b = BytesMut::from(&v[0].bytes()[..]);
+        b[22] |= 0x08;
+        b[35..43].copy_from_slice(&1_800_000_000_000i64.to_be_bytes());
+        let (v, _) = split_batches(&b.freeze()).unwrap();
+        assert!(v[0].is_log_append_time());
+        assert_eq!(v[0].base_timestamp(), 1_700_000_000_000);
+        assert_eq!(v[0].first_timestamp(), 1_800_000_000_000);
     }
 
     #[test]

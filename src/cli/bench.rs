@@ -21,7 +21,9 @@ use strait::batch::writer::simple_record;
 use strait::client::{Client, ClientConfig, ClientError, NewTopic};
 use strait::config::Config;
 use strait::protocol::{ProducePartition, ProduceTopic};
-use strait::replicate::metrics::Metrics;
+use strait::replicate::metrics::{Histogram, Metrics, Stage};
+
+use super::pace::{Pacer, Rate, TICK};
 
 /// What to load.
 #[derive(Debug, Clone)]
@@ -40,8 +42,11 @@ pub struct LoadOptions {
     pub partitions: i32,
     /// Distinct keys (0: null keys).
     pub keys: u64,
-    /// Records per produced batch (1 makes 1-record batches).
+    /// Records per produced batch (1 makes 1-record batches); with `rate`, the
+    /// most records one batch carries.
     pub batch_records: usize,
+    /// Write at this steady rate instead of as fast as possible.
+    pub rate: Option<Rate>,
 }
 
 /// Parses a codec name.
@@ -139,10 +144,25 @@ pub async fn load(o: &LoadOptions) -> Result<u64, ClientError> {
     for p in 0..partitions {
         let share = o.records / partitions as u64 + u64::from((p as u64) < o.records % partitions as u64);
         let (client, o, bytes) = (client.clone(), o.clone(), bytes.clone());
+        let pacer = o.rate.map(|r| Pacer::new(r, o.record_size, partitions as u32));
         tasks.push(tokio::spawn(async move {
             let mut written = 0u64;
+            let start = Instant::now();
+            let mut tick = tokio::time::interval(TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             while written < share {
-                let n = (o.batch_records as u64).min(share - written) as usize;
+                let mut n = (o.batch_records as u64).min(share - written) as usize;
+                if let Some(pacer) = pacer {
+                    // Paced: every tick, one batch of the records due by now (a
+                    // fresh timestamp each), the fraction of a record carried on.
+                    let ticks = (start.elapsed().as_micros() / TICK.as_micros()) as u64;
+                    let due = pacer.due(ticks).min(share);
+                    if due <= written {
+                        tick.tick().await;
+                        continue;
+                    }
+                    n = n.min((due - written) as usize);
+                }
                 let b = batch(written, n, &o, codec)?;
                 client
                     .retrying(|| async {
@@ -187,6 +207,44 @@ pub async fn load(o: &LoadOptions) -> Result<u64, ClientError> {
     Ok(bytes.load(Ordering::Relaxed))
 }
 
+/// Latency quantiles of a histogram, milliseconds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Quantiles {
+    /// Median.
+    pub p50: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+    /// Largest sample (upper edge of its bucket, within ~4 %).
+    pub max: f64,
+}
+
+impl Quantiles {
+    fn of(h: &Histogram) -> Self {
+        let q = |x: f64| h.quantile(x) as f64 / 1000.0;
+        Self {
+            p50: q(0.5),
+            p99: q(0.99),
+            p999: q(0.999),
+            max: q(1.0),
+        }
+    }
+}
+
+/// The steady rate a `--rate` bench asked for and what it achieved.
+#[derive(Debug, Clone)]
+pub struct RateReport {
+    /// The asked rate in its unit.
+    pub asked: f64,
+    /// The rate replicated over the measured window, same unit.
+    pub achieved: f64,
+    /// `MB/s` or `records/s`.
+    pub unit: &'static str,
+    /// Seconds left out at the start (latency and rate), from the first acknowledged record.
+    pub warmup_seconds: f64,
+}
+
 /// Results of `strait bench`.
 #[derive(Debug, Clone)]
 pub struct BenchReport {
@@ -198,8 +256,13 @@ pub struct BenchReport {
     pub seconds: f64,
     /// Seconds from start until the first record was acknowledged.
     pub first_batch_seconds: f64,
-    /// Replication latency quantiles in milliseconds: p50, p99, p99.9.
-    pub latency_ms: [f64; 3],
+    /// Replication latency (source record timestamp → destination
+    /// acknowledgement), after the warm-up in rate mode.
+    pub latency_ms: Quantiles,
+    /// The same by stage: fetch, queue, produce ([`Stage::ALL`] order).
+    pub stage_ms: [Quantiles; 3],
+    /// In rate mode: the rate asked and achieved.
+    pub rate: Option<RateReport>,
     /// CPU seconds used by the replicator process.
     pub cpu_seconds: f64,
     /// Peak resident memory of the replicator process, MiB.
@@ -212,9 +275,25 @@ impl BenchReport {
     /// Human summary.
     pub fn text(&self) -> String {
         let gb = self.bytes as f64 / 1e9;
+        let l = &self.latency_ms;
+        let stages: Vec<String> = Stage::ALL
+            .iter()
+            .zip(&self.stage_ms)
+            .map(|(s, q)| format!("{} p50 {:.1} ms, p99 {:.1} ms", s.name(), q.p50, q.p99))
+            .collect();
+        let rate = self.rate.as_ref().map_or(String::new(), |r| {
+            format!(
+                "rate asked {:.2} {unit}, achieved {:.2} {unit} (after a {:.0} s warm-up, left out of the latency)\n",
+                r.asked,
+                r.achieved,
+                r.warmup_seconds,
+                unit = r.unit
+            )
+        });
         format!(
             "replicated {} records, {:.1} MB in {:.2} s: {:.0} records/s, {:.1} MB/s\n\
-             first batch after {:.3} s; latency p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms\n\
+             {rate}first batch after {:.3} s; latency p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, max {:.1} ms\n\
+             stages: {}\n\
              replicator CPU {:.2} s ({:.2} CPU-s/GB), peak RSS {:.1} MiB, slow path {:.1}%",
             self.records,
             self.bytes as f64 / 1e6,
@@ -222,9 +301,11 @@ impl BenchReport {
             self.records as f64 / self.seconds,
             self.bytes as f64 / 1e6 / self.seconds,
             self.first_batch_seconds,
-            self.latency_ms[0],
-            self.latency_ms[1],
-            self.latency_ms[2],
+            l.p50,
+            l.p99,
+            l.p999,
+            l.max,
+            stages.join("; "),
             self.cpu_seconds,
             if gb > 0.0 { self.cpu_seconds / gb } else { 0.0 },
             self.peak_rss_mib,
@@ -234,18 +315,33 @@ impl BenchReport {
 
     /// Machine-readable summary (one JSON object).
     pub fn json(&self) -> String {
+        let l = &self.latency_ms;
+        let stages: Vec<String> = Stage::ALL
+            .iter()
+            .zip(&self.stage_ms)
+            .map(|(s, q)| format!("\"{}\":{{\"p50\":{:.2},\"p99\":{:.2}}}", s.name(), q.p50, q.p99))
+            .collect();
+        let rate = self.rate.as_ref().map_or(String::new(), |r| {
+            format!(
+                ",\"rate\":{{\"asked\":{:.3},\"achieved\":{:.3},\"unit\":\"{}\",\"warmup_s\":{:.1}}}",
+                r.asked, r.achieved, r.unit, r.warmup_seconds
+            )
+        });
         format!(
             "{{\"records\":{},\"bytes\":{},\"seconds\":{:.3},\"records_per_s\":{:.0},\"mb_per_s\":{:.2},\"first_batch_s\":{:.3},\
-             \"latency_ms\":{{\"p50\":{:.2},\"p99\":{:.2},\"p999\":{:.2}}},\"cpu_s\":{:.3},\"cpu_s_per_gb\":{:.3},\"peak_rss_mib\":{:.1},\"slow_path_percent\":{:.2}}}",
+             \"latency_ms\":{{\"p50\":{:.2},\"p99\":{:.2},\"p999\":{:.2},\"max\":{:.2}}},\"stage_latency_ms\":{{{}}}{rate},\
+             \"cpu_s\":{:.3},\"cpu_s_per_gb\":{:.3},\"peak_rss_mib\":{:.1},\"slow_path_percent\":{:.2}}}",
             self.records,
             self.bytes,
             self.seconds,
             self.records as f64 / self.seconds,
             self.bytes as f64 / 1e6 / self.seconds,
             self.first_batch_seconds,
-            self.latency_ms[0],
-            self.latency_ms[1],
-            self.latency_ms[2],
+            l.p50,
+            l.p99,
+            l.p999,
+            l.max,
+            stages.join(","),
             self.cpu_seconds,
             if self.bytes > 0 { self.cpu_seconds / (self.bytes as f64 / 1e9) } else { 0.0 },
             self.peak_rss_mib,
@@ -275,9 +371,28 @@ pub fn peak_rss_mib() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// What a `--rate` bench leaves out of its latency and rate: the first seconds
+/// after the first record was acknowledged (connections, metadata, the first
+/// fetch sessions).
+pub const WARMUP: Duration = Duration::from_secs(3);
+
+/// A flow's latency histograms: the total, then each stage's.
+fn histograms(m: &Metrics) -> [Histogram; 4] {
+    let [a, b, c] = Stage::ALL.map(|s| m.stage_histogram(s));
+    [m.latency_histogram(), a, b, c]
+}
+
 /// Replicates `records` records that a `loader` process writes into the source
-/// topic named in `cfg.topics`, and measures it.
-pub async fn bench(cfg: Config, records: u64, mut loader: std::process::Child) -> Result<BenchReport, String> {
+/// topic named in `cfg.topics`, and measures it. With `rate` (the loader's
+/// steady rate, records of `record_size` bytes) the latency and achieved rate
+/// leave the [`WARMUP`] out.
+pub async fn bench(
+    cfg: Config,
+    records: u64,
+    rate: Option<Rate>,
+    record_size: usize,
+    mut loader: std::process::Child,
+) -> Result<BenchReport, String> {
     let start = Instant::now();
     let cpu0 = cpu_seconds();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -294,12 +409,17 @@ pub async fn bench(cfg: Config, records: u64, mut loader: std::process::Child) -
     ));
     let handle = h_rx.await.map_err(|_| "the replication did not start".to_string())?;
     let tty = std::io::stderr().is_terminal();
-    let mut first = None;
+    let mut first: Option<Instant> = None;
+    // Rate mode, once the warm-up is over: when, records done, histograms then.
+    let mut warm: Option<(Instant, u64, [Histogram; 4])> = None;
     let mut last_print = Instant::now();
     loop {
         let done = Metrics::get(&handle.metrics.records);
         if done > 0 && first.is_none() {
-            first = Some(start.elapsed().as_secs_f64());
+            first = Some(Instant::now());
+        }
+        if rate.is_some() && warm.is_none() && first.is_some_and(|t| t.elapsed() >= WARMUP) {
+            warm = Some((Instant::now(), done, histograms(&handle.metrics)));
         }
         if done >= records {
             break;
@@ -326,20 +446,46 @@ pub async fn bench(cfg: Config, records: u64, mut loader: std::process::Child) -
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let seconds = start.elapsed().as_secs_f64();
+    let end = Instant::now();
+    let seconds = end.duration_since(start).as_secs_f64();
     if tty {
         eprintln!();
     }
     let cpu = cpu_seconds() - cpu0;
     let _ = loader.wait();
-    let h = handle.metrics.latency_histogram();
-    let q = |x: f64| h.quantile(x) as f64 / 1000.0;
+    let done = Metrics::get(&handle.metrics.records);
+    let mut h = histograms(&handle.metrics);
+    let first_at = first.unwrap_or(end);
+    // The measured window: from the warm-up's end, or (a run shorter than its
+    // warm-up) from the first acknowledged record.
+    let (from, done_before) = match &warm {
+        Some((t, n, earlier)) => {
+            for (now, then) in h.iter_mut().zip(earlier) {
+                *now = now.since(then);
+            }
+            (*t, *n)
+        }
+        None => (first_at, 0),
+    };
+    let rate = rate.map(|r| {
+        let window = end.duration_since(from).as_secs_f64().max(1e-3);
+        let (achieved, unit) = r.in_unit((done - done_before) as f64 / window, record_size);
+        RateReport {
+            asked: r.value(),
+            achieved,
+            unit,
+            warmup_seconds: from.duration_since(first_at).as_secs_f64(),
+        }
+    });
+    let [total, stages @ ..] = &h;
     let report = BenchReport {
-        records: Metrics::get(&handle.metrics.records),
+        records: done,
         bytes: Metrics::get(&handle.metrics.bytes),
         seconds,
-        first_batch_seconds: first.unwrap_or(seconds),
-        latency_ms: [q(0.5), q(0.99), q(0.999)],
+        first_batch_seconds: first_at.duration_since(start).as_secs_f64(),
+        latency_ms: Quantiles::of(total),
+        stage_ms: [0, 1, 2].map(|i| Quantiles::of(&stages[i])),
+        rate,
         cpu_seconds: cpu,
         peak_rss_mib: peak_rss_mib(),
         slow_path_percent: handle.metrics.slow_path_percent(),
@@ -347,4 +493,56 @@ pub async fn bench(cfg: Config, records: u64, mut loader: std::process::Child) -
     let _ = stop_tx.send(());
     let _ = engine.await;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(rate: Option<RateReport>) -> BenchReport {
+        let q = |p50: f64| Quantiles {
+            p50,
+            p99: p50 * 2.0,
+            p999: p50 * 3.0,
+            max: p50 * 4.0,
+        };
+        BenchReport {
+            records: 12_000,
+            bytes: 6_000_000,
+            seconds: 6.0,
+            first_batch_seconds: 1.5,
+            latency_ms: q(10.0),
+            stage_ms: [q(4.0), q(1.0), q(5.0)],
+            rate,
+            cpu_seconds: 1.0,
+            peak_rss_mib: 30.0,
+            slow_path_percent: 0.0,
+        }
+    }
+
+    #[test]
+    fn reports_quantiles_stages_and_the_rate() {
+        let r = report(Some(RateReport {
+            asked: 2.0,
+            achieved: 1.98,
+            unit: "MB/s",
+            warmup_seconds: 3.0,
+        }));
+        let v: serde_json::Value = serde_json::from_str(&r.json()).unwrap();
+        assert_eq!(v["latency_ms"]["max"], 40.0);
+        assert_eq!(v["latency_ms"]["p999"], 30.0);
+        assert_eq!(v["stage_latency_ms"]["queue"]["p99"], 2.0);
+        assert_eq!(v["stage_latency_ms"]["produce"]["p50"], 5.0);
+        assert_eq!(v["rate"]["achieved"], 1.98);
+        assert_eq!(v["rate"]["unit"], "MB/s");
+        let text = r.text();
+        assert!(text.contains("p99.9 30.0 ms, max 40.0 ms"), "{text}");
+        assert!(text.contains("fetch p50 4.0 ms, p99 8.0 ms; queue"), "{text}");
+        assert!(text.contains("rate asked 2.00 MB/s, achieved 1.98 MB/s"), "{text}");
+        // Without --rate: no rate in either form.
+        let r = report(None);
+        let v: serde_json::Value = serde_json::from_str(&r.json()).unwrap();
+        assert!(v.get("rate").is_none(), "{v}");
+        assert!(!r.text().contains("rate asked"));
+    }
 }

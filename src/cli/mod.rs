@@ -4,6 +4,7 @@
 
 mod bench;
 mod check;
+mod pace;
 mod status;
 
 use std::path::{Path, PathBuf};
@@ -249,9 +250,16 @@ struct LoadArgs {
     /// Distinct keys (0: null keys).
     #[arg(long, default_value_t = 1000)]
     keys: u64,
-    /// Records per produced batch (like the producer's batch.size / record size; 1 = 1-record batches).
+    /// Records per produced batch (like the producer's batch.size / record size; 1 = 1-record batches);
+    /// with --rate, the most one batch carries.
     #[arg(long, default_value_t = 256)]
     batch_records: usize,
+    /// Write at this steady rate instead of as fast as possible: `10MB/s` (10^6
+    /// bytes of record values per second) or `5000/s` (records per second).
+    /// Each partition sends a batch every 5 ms; `bench` then reports the
+    /// latency at that load, without its first 3 s.
+    #[arg(long)]
+    rate: Option<pace::Rate>,
 }
 
 impl LoadArgs {
@@ -265,6 +273,7 @@ impl LoadArgs {
             partitions: self.partitions,
             keys: self.keys,
             batch_records: self.batch_records.max(1),
+            rate: self.rate,
         }
     }
 }
@@ -664,15 +673,19 @@ async fn bench(
             "--batch-records",
             &load.batch_records.to_string(),
         ])
+        .args(load.rate.iter().flat_map(|r| ["--rate".to_string(), r.to_string()]))
         .stdout(std::process::Stdio::null())
         .spawn()?;
     if !json {
         eprintln!(
-            "bench: loading {} records of {} B ({}) into {topic} while replicating it",
-            load.records, load.record_size, load.codec
+            "bench: loading {} records of {} B ({}) into {topic}{} while replicating it",
+            load.records,
+            load.record_size,
+            load.codec,
+            load.rate.map_or(String::new(), |r| format!(" at {r}"))
         );
     }
-    let report = bench::bench(cfg, load.records, loader).await?;
+    let report = bench::bench(cfg, load.records, load.rate, load.record_size, loader).await?;
     if json {
         println!("{}", report.json());
     } else {

@@ -17,7 +17,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use super::metrics::Metrics;
+use super::metrics::{Histogram, Metrics, Stage};
 use super::Handle;
 use crate::client::error_name;
 use crate::ops::{Endpoints, ProcessCollector};
@@ -226,29 +226,52 @@ impl Collector for Exposition {
                 self.flows.iter().map(|h| (flow(h), ConstGauge::new(value(h)))),
             )?;
         }
-        let mut metric = e.encode_descriptor(
-            "strait_replication_latency_seconds",
-            "Source record timestamp to destination acknowledgement.",
-            None,
-            MetricType::Histogram,
-        )?;
-        for h in &self.flows {
-            let hist = h.metrics.latency_histogram();
-            let buckets: Vec<(f64, u64)> = LATENCY_BUCKETS
-                .iter()
-                .map(|le| (*le, hist.count_at_most((le * 1e6) as u64)))
-                .chain(std::iter::once((f64::INFINITY, hist.count())))
-                .collect();
-            let labels = flow(h);
-            metric.encode_family(&labels)?.encode_histogram::<NoLabelSet>(
-                hist.sum() as f64 / 1e6,
-                hist.count(),
-                &cumulative_to_per_bucket(&buckets),
-                None,
-            )?;
-        }
-        Ok(())
+        let flows: Vec<(Labels, &Metrics)> = self.flows.iter().map(|h| (flow(h), &*h.metrics)).collect();
+        latency_families(&mut e, &flows)
     }
+}
+
+/// The replication latency histogram and its stages, one series per flow
+/// (and stage), same buckets.
+fn latency_families(e: &mut DescriptorEncoder, flows: &[(Labels, &Metrics)]) -> Result<(), std::fmt::Error> {
+    let mut metric = e.encode_descriptor(
+        "strait_replication_latency_seconds",
+        "Source record timestamp to destination acknowledgement.",
+        None,
+        MetricType::Histogram,
+    )?;
+    for (labels, m) in flows {
+        histogram(metric.encode_family(labels)?, &m.latency_histogram())?;
+    }
+    let mut metric = e.encode_descriptor(
+        "strait_replication_latency_stage_seconds",
+        "Replication latency by stage: fetch (source record timestamp to Fetch response received), queue (to Produce request sent), produce (to destination acknowledgement).",
+        None,
+        MetricType::Histogram,
+    )?;
+    for (labels, m) in flows {
+        for stage in Stage::ALL {
+            let mut l = labels.clone();
+            l.push(("stage", stage.name().to_string()));
+            histogram(metric.encode_family(&l)?, &m.stage_histogram(stage))?;
+        }
+    }
+    Ok(())
+}
+
+/// One histogram sample over [`LATENCY_BUCKETS`].
+fn histogram(mut metric: MetricEncoder, hist: &Histogram) -> Result<(), std::fmt::Error> {
+    let buckets: Vec<(f64, u64)> = LATENCY_BUCKETS
+        .iter()
+        .map(|le| (*le, hist.count_at_most((le * 1e6) as u64)))
+        .chain(std::iter::once((f64::INFINITY, hist.count())))
+        .collect();
+    metric.encode_histogram::<NoLabelSet>(
+        hist.sum() as f64 / 1e6,
+        hist.count(),
+        &cumulative_to_per_bucket(&buckets),
+        None,
+    )
 }
 
 /// `prometheus-client` takes per-bucket counts and sums them itself.
@@ -298,6 +321,56 @@ pub fn spawn_endpoint(listener: tokio::net::TcpListener, flows: Vec<Handle>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The latency families of one flow whose metrics are `m`.
+    #[derive(Debug)]
+    struct Latency(std::sync::Arc<Metrics>);
+
+    impl Collector for Latency {
+        fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+            let labels = vec![("flow", "f".to_string()), ("member", "m-1".to_string())];
+            latency_families(&mut e, &[(labels, &*self.0)])
+        }
+    }
+
+    #[test]
+    fn latency_and_its_stages_are_histograms_per_flow() {
+        let m = std::sync::Arc::new(Metrics::default());
+        let fetched = std::time::Instant::now();
+        let ts = super::super::metrics::now_ms() as i64 - 40;
+        m.latency(
+            ts,
+            3,
+            Some(super::super::metrics::BatchTimes { fetched, sent: fetched }),
+        );
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Latency(m)));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            text.contains("# TYPE strait_replication_latency_seconds histogram")
+                && text.contains("# TYPE strait_replication_latency_stage_seconds histogram"),
+            "{text}"
+        );
+        assert!(
+            text.contains("strait_replication_latency_seconds_count{flow=\"f\",member=\"m-1\"} 3"),
+            "{text}"
+        );
+        for stage in ["fetch", "queue", "produce"] {
+            let series = format!(
+                "strait_replication_latency_stage_seconds_count{{flow=\"f\",member=\"m-1\",stage=\"{stage}\"}} 3"
+            );
+            assert!(text.contains(&series), "{series} in {text}");
+            let inf = format!("strait_replication_latency_stage_seconds_bucket{{le=\"+Inf\",flow=\"f\",member=\"m-1\",stage=\"{stage}\"}} 3");
+            assert!(text.contains(&inf), "{inf} in {text}");
+        }
+        // Fetch took the ~40 ms: its samples are past the 25 ms bucket, queue and produce's are not.
+        assert!(
+            text.contains("strait_replication_latency_stage_seconds_bucket{le=\"0.025\",flow=\"f\",member=\"m-1\",stage=\"fetch\"} 0\n")
+                && text.contains("strait_replication_latency_stage_seconds_bucket{le=\"0.025\",flow=\"f\",member=\"m-1\",stage=\"queue\"} 3\n"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn cumulative_counts_become_per_bucket_counts() {

@@ -566,6 +566,8 @@ async fn fetch_loop(f: Arc<Fetchers>, node: i32, lane: usize) {
             .fetches_in_flight_peak
             .fetch_max(of_broker as u64, Ordering::Relaxed);
         let answered = conn.request_at(version, &req).await;
+        // The end of the fetch stage of every batch it carries (one instant per response).
+        let received = std::time::Instant::now();
         f.metrics.fetches_in_flight.fetch_sub(1, Ordering::Relaxed);
         if let Some(n) = crate::sync::lock(&f.in_flight).get_mut(&node) {
             *n = n.saturating_sub(1);
@@ -647,7 +649,7 @@ async fn fetch_loop(f: Arc<Fetchers>, node: i32, lane: usize) {
                 let Some((_, fetch_offset)) = current.get(&key).copied() else {
                     continue;
                 };
-                process_partition(&f, node, &key, fetch_offset, p, &held).await;
+                process_partition(&f, node, &key, fetch_offset, p, &held, received).await;
             }
         }
         drop(held);
@@ -718,6 +720,7 @@ async fn process_partition(
     fetch_offset: i64,
     p: kafka_protocol::messages::fetch_response::PartitionData,
     held: &Arc<super::budget::Held>,
+    received: std::time::Instant,
 ) {
     if p.error_code != 0 {
         f.metrics.error(p.error_code);
@@ -847,6 +850,7 @@ async fn process_partition(
                         held: held.clone(),
                         batch: b.clone(),
                         origin: origin.clone(),
+                        fetched: received,
                     });
                 }
                 Disposition::Reencode | Disposition::UpConvert => {
@@ -875,6 +879,7 @@ async fn process_partition(
                                 held: held.clone(),
                                 batch: r.batch,
                                 origin: origin.clone(),
+                                fetched: received,
                             });
                         }
                         Ok(None) => items.push(Item::Skip {

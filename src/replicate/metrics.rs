@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::Instant;
 
 /// Replication counters. All values are totals since start.
 #[derive(Debug, Default)]
@@ -51,7 +52,52 @@ pub struct Metrics {
     /// ms since the Unix epoch (0: never).
     pub last_source_ok_ms: AtomicU64,
     errors: Mutex<BTreeMap<i16, u64>>,
-    latency: Mutex<Histogram>,
+    latency: Mutex<Latencies>,
+}
+
+/// The replication latency and its stages, behind one lock (taken once per
+/// acknowledged batch).
+#[derive(Debug, Default)]
+struct Latencies {
+    total: Histogram,
+    stages: [Histogram; 3],
+}
+
+/// A stage of a record's way from source to destination; together they make
+/// up the replication latency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Source record timestamp → the Fetch response that carried it was received.
+    Fetch,
+    /// Fetch response received → the Produce request carrying it was sent (queueing,
+    /// waiting for an in-flight slot, resends after errors).
+    Queue,
+    /// Produce request sent (the last time) → the destination acknowledged it.
+    Produce,
+}
+
+impl Stage {
+    /// Every stage, in order.
+    pub const ALL: [Stage; 3] = [Stage::Fetch, Stage::Queue, Stage::Produce];
+
+    /// Its name, the `stage` label of `strait_replication_latency_stage_seconds`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Fetch => "fetch",
+            Stage::Queue => "queue",
+            Stage::Produce => "produce",
+        }
+    }
+}
+
+/// When a batch was fetched (its Fetch response received) and when its
+/// Produce request was last sent: one pair per batch, not per record.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchTimes {
+    /// The Fetch response carrying it was received.
+    pub fetched: Instant,
+    /// The Produce request carrying it was (last) sent.
+    pub sent: Instant,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -117,6 +163,21 @@ impl Histogram {
         self.counts[..full.min(self.counts.len())].iter().sum()
     }
 
+    /// The samples recorded since `earlier`, a copy of this histogram taken
+    /// before (a window: a benchmark leaves its warm-up out this way).
+    pub fn since(&self, earlier: &Histogram) -> Histogram {
+        Histogram {
+            counts: self
+                .counts
+                .iter()
+                .zip(&earlier.counts)
+                .map(|(a, b)| a.saturating_sub(*b))
+                .collect(),
+            total: self.total.saturating_sub(earlier.total),
+            sum: self.sum.saturating_sub(earlier.sum),
+        }
+    }
+
     /// The value (µs) at quantile `q` (0..=1), upper edge of its bucket; 0 when empty.
     pub fn quantile(&self, q: f64) -> u64 {
         if self.total == 0 {
@@ -132,6 +193,15 @@ impl Histogram {
         }
         u64::MAX
     }
+}
+
+/// Splits a total latency of `total_us` acknowledged at `acked` into the
+/// fetch, queue and produce stages (µs); the fetch stage takes what is left.
+fn stage_split(total_us: u64, t: BatchTimes, acked: Instant) -> [u64; 3] {
+    let us = |d: std::time::Duration| d.as_micros() as u64;
+    let produce = us(acked.saturating_duration_since(t.sent));
+    let queue = us(t.sent.saturating_duration_since(t.fetched));
+    [total_us.saturating_sub(queue + produce), queue, produce]
 }
 
 impl Metrics {
@@ -164,19 +234,37 @@ impl Metrics {
     }
 
     /// Records the replication latency of `records` records: from their source
-    /// timestamp (ms since the epoch) to now, the destination's acknowledgement.
-    pub fn latency(&self, source_timestamp_ms: i64, records: u64) {
+    /// timestamp (ms since the epoch) to now, the destination's acknowledgement;
+    /// with `times`, also its stages (the fetch stage is what the other two
+    /// leave of the total: the source timestamp is wall-clock time, the
+    /// instants monotonic). A negative timestamp (none set) records nothing.
+    pub fn latency(&self, source_timestamp_ms: i64, records: u64, times: Option<BatchTimes>) {
+        if source_timestamp_ms < 0 {
+            return;
+        }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_micros() as i64)
             .unwrap_or(0);
-        let us = (now - source_timestamp_ms * 1000).max(0) as u64;
-        crate::sync::lock(&self.latency).record(us, records);
+        let us = (now - source_timestamp_ms.saturating_mul(1000)).max(0) as u64;
+        let stages = times.map(|t| stage_split(us, t, Instant::now()));
+        let mut l = crate::sync::lock(&self.latency);
+        l.total.record(us, records);
+        if let Some(stages) = stages {
+            for (h, v) in l.stages.iter_mut().zip(stages) {
+                h.record(v, records);
+            }
+        }
     }
 
     /// A copy of the replication latency histogram.
     pub fn latency_histogram(&self) -> Histogram {
-        crate::sync::lock(&self.latency).clone()
+        crate::sync::lock(&self.latency).total.clone()
+    }
+
+    /// A copy of one stage's latency histogram.
+    pub fn stage_histogram(&self, stage: Stage) -> Histogram {
+        crate::sync::lock(&self.latency).stages[stage as usize].clone()
     }
 
     /// Error counts by Kafka error code.
@@ -218,5 +306,41 @@ mod tests {
         }
         assert!(h.count_at_most(1_000) <= h.count_at_most(1_001));
         assert_eq!(Histogram::default().quantile(0.5), 0);
+    }
+
+    #[test]
+    fn since_leaves_earlier_samples_out() {
+        let mut h = Histogram::default();
+        h.record(100_000, 50); // a warm-up at 100 ms
+        let warm = h.clone();
+        h.record(1_000, 10);
+        let w = h.since(&warm);
+        assert_eq!((w.count(), w.sum()), (10, 10_000));
+        let max = w.quantile(1.0) as f64;
+        assert!((max - 1_000.0).abs() / 1_000.0 < 0.05, "{max}");
+    }
+
+    #[test]
+    fn stages_add_up_to_the_total() {
+        let fetched = Instant::now();
+        let sent = fetched + std::time::Duration::from_millis(3);
+        let acked = sent + std::time::Duration::from_millis(7);
+        assert_eq!(
+            stage_split(25_000, BatchTimes { fetched, sent }, acked),
+            [15_000, 3_000, 7_000]
+        );
+        // Clocks disagree (source timestamp in the future): nothing is negative.
+        assert_eq!(
+            stage_split(1_000, BatchTimes { fetched, sent }, acked),
+            [0, 3_000, 7_000]
+        );
+        let m = Metrics::default();
+        let ts = now_ms() as i64 - 20;
+        m.latency(ts, 4, Some(BatchTimes { fetched, sent }));
+        m.latency(-1, 4, None); // no timestamp: not counted
+        assert_eq!(m.latency_histogram().count(), 4);
+        for s in Stage::ALL {
+            assert_eq!(m.stage_histogram(s).count(), 4, "{}", s.name());
+        }
     }
 }

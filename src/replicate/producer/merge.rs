@@ -83,7 +83,7 @@ pub(super) fn coalesce_run(
         Err(_) => return None,
     };
     let head = &part.entries[i];
-    let (seq, src_base) = (head.seq, head.src_base);
+    let (seq, src_base, fetched) = (head.seq, head.src_base, head.fetched);
     let src_last = part.entries[end].src_last;
     let mut held = Vec::new();
     for e in part.entries.drain(i..=end) {
@@ -91,7 +91,9 @@ pub(super) fn coalesce_run(
     }
     *next_id += 1;
     let patched = patch_for_produce(&merged.batch, stamps[origin], seq);
-    let mut e = Entry::batch(*next_id, src_base, src_last, seq, merged.batch, patched);
+    // The first batch's fetch time: the merged batch is charged its first timestamp too.
+    let fetched = fetched.unwrap_or_else(std::time::Instant::now);
+    let mut e = Entry::batch(*next_id, src_base, src_last, seq, merged.batch, patched, fetched);
     e.origin = origin;
     e.deltas = Some(merged.source_deltas);
     e.held = held;

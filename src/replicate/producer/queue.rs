@@ -15,12 +15,13 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::Instant;
 
 use tracing::{error, warn};
 use uuid::Uuid;
 
 use super::super::budget::Held;
-use super::super::metrics::Metrics;
+use super::super::metrics::{BatchTimes, Metrics};
 use super::super::offset_map::MapEntry;
 use super::decide::{verdict, Answer, Verdict};
 use super::merge::coalesce_run;
@@ -60,6 +61,11 @@ pub(super) struct Entry {
     /// Index of the origin (and producer id) it is written under (0: the flow's source).
     pub(super) origin: usize,
     pub(super) held: Vec<Arc<Held>>,
+    /// When the Fetch response carrying it was received (a merged entry: its
+    /// first batch's); `None` for skips.
+    pub(super) fetched: Option<Instant>,
+    /// When its Produce request was last sent.
+    pub(super) sent: Option<Instant>,
 }
 
 impl Entry {
@@ -70,6 +76,7 @@ impl Entry {
         seq: i32,
         batch: RawBatch,
         patched: PatchedBatch,
+        fetched: Instant,
     ) -> Self {
         Self {
             id,
@@ -86,6 +93,8 @@ impl Entry {
             dst_end: -1,
             origin: 0,
             held: Vec::new(),
+            fetched: Some(fetched),
+            sent: None,
         }
     }
 
@@ -105,6 +114,8 @@ impl Entry {
             dst_end: -1,
             origin: 0,
             held: Vec::new(),
+            fetched: None,
+            sent: None,
         }
     }
 }
@@ -314,6 +325,7 @@ impl Queue {
                     src_last,
                     deltas,
                     held,
+                    fetched,
                     ..
                 } => {
                     // The fetcher gets an origin its producer id before handing over
@@ -322,7 +334,7 @@ impl Queue {
                     let seq = part.take_seq(origin, batch.record_count());
                     let patched = patch_for_produce(&batch, self.stamps[origin], seq);
                     self.next_id += 1;
-                    let mut e = Entry::batch(self.next_id, src_base, src_last, seq, batch, patched);
+                    let mut e = Entry::batch(self.next_id, src_base, src_last, seq, batch, patched, fetched);
                     e.deltas = deltas;
                     e.origin = origin;
                     e.held = vec![held];
@@ -386,6 +398,7 @@ impl Queue {
             bytes += patched.len();
             e.state = State::InFlight;
             e.sent_once = true;
+            e.sent = Some(Instant::now());
             if transactional && e.txn == 0 {
                 e.txn = self.txn.current;
                 self.txn.bytes += patched.len();
@@ -584,7 +597,13 @@ fn acked(part: &mut Part, idx: usize, base: i64, metrics: &Metrics) {
     Metrics::add(&metrics.records, e.records as u64);
     if let Some((raw, _)) = e.batch.take() {
         Metrics::add(&metrics.bytes, raw.len() as u64);
-        metrics.latency(raw.max_timestamp(), e.records as u64);
+        // Every record is charged the batch's first timestamp: the oldest by
+        // creation order, so a large or coalesced batch is not understated.
+        let times = e
+            .fetched
+            .zip(e.sent)
+            .map(|(fetched, sent)| BatchTimes { fetched, sent });
+        metrics.latency(raw.first_timestamp(), e.records as u64, times);
     }
     if base >= 0 {
         e.dst_end = base + e.records as i64;

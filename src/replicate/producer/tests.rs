@@ -64,6 +64,7 @@ async fn items(from: i64, count: i64, n: i32) -> Vec<Item> {
                 deltas: None,
                 held: h.clone(),
                 origin: None,
+                fetched: std::time::Instant::now(),
             }
         })
         .collect()

@@ -1,6 +1,7 @@
 //! The types the fetcher hands the producer, and the positions it reports.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::super::budget::Held;
 use crate::batch::RawBatch;
@@ -36,6 +37,9 @@ pub enum Item {
         /// (a forwarded origin, see `forward_from`): it is written under a
         /// producer id of its own, recorded with that origin.
         origin: Option<Arc<str>>,
+        /// When the Fetch response carrying it was received (the start of the
+        /// queue stage of `strait_replication_latency_stage_seconds`).
+        fetched: Instant,
     },
     /// Source offsets consumed without producing (markers, aborted, empty).
     Skip {
