@@ -374,5 +374,64 @@ pub async fn check(cfg: &Config, rate_mb: u64) -> CheckReport {
             Err(e) => report.problems.push(format!("{dst_label}: {e}")),
         }
     }
+    if let (Some(src), Some(dst), true) = (&src, &dst, cfg.topics.sync_acls) {
+        let mirrors: Vec<String> = mapped.iter().map(|(_, d)| d.clone()).collect();
+        check_acls(src, dst, &mirrors, &mut report).await;
+    }
     report
+}
+
+/// ACL sync (`sync_acls`): the permissions it needs on both clusters, and
+/// destination grants it cannot narrow.
+async fn check_acls(src: &Client, dst: &Client, mirrors: &[String], report: &mut CheckReport) {
+    use strait::client::acl::{op, resource};
+    let src_acls = src.describe_acls(resource::TOPIC).await;
+    let dst_acls = dst.describe_acls(resource::TOPIC).await;
+    match (&src_acls, &dst_acls) {
+        (Ok(None), _) | (_, Ok(None)) => {
+            report
+                .lines
+                .push("ACL sync: a cluster has no authorizer, so there are no ACLs to sync".into());
+            return;
+        }
+        _ => {}
+    }
+    if let Err(e) = &src_acls {
+        report.warnings.push(format!(
+            "ACL sync: cannot read the source's ACLs ({e}); grant DESCRIBE on the source cluster resource, or set sync_acls = false"
+        ));
+    }
+    match &dst_acls {
+        Err(e) => report.warnings.push(format!(
+            "ACL sync: cannot read the destination's ACLs ({e}); grant DESCRIBE and ALTER on the destination cluster resource, or set sync_acls = false"
+        )),
+        Ok(Some(acls)) => {
+            if let Ok(Some(ops)) = dst.cluster_operations().await {
+                if !ops.contains(&op::ALTER) && !ops.contains(&op::ALL) {
+                    report.warnings.push(
+                        "ACL sync: the destination cluster denies ALTER on the cluster resource (CreateAcls, DeleteAcls); grant it, or set sync_acls = false"
+                            .into(),
+                    );
+                }
+            }
+            for b in strait::replicate::acls::broad_write_grants(acls, mirrors) {
+                let covered: Vec<&str> = mirrors
+                    .iter()
+                    .filter(|m| b.name == "*" || m.starts_with(&b.name))
+                    .map(String::as_str)
+                    .collect();
+                report.warnings.push(format!(
+                    "destination ACL \"{b}\" lets {} write into mirrored topics ({}): Kafka cannot narrow a wildcard or prefixed grant, so ACL sync cannot keep it read-only; replace it with grants on the topics that are not mirrors",
+                    b.principal,
+                    covered.join(", ")
+                ));
+            }
+        }
+        Ok(None) => {}
+    }
+    if let Ok(Some(a)) = &src_acls {
+        report
+            .lines
+            .push(format!("ACL sync: {} topic ACLs on the source", a.len()));
+    }
 }

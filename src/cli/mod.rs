@@ -399,6 +399,9 @@ pub fn main() -> ExitCode {
                         println!("  {}[{}] source offset {} -> destination offset {t}", row.dst_topic, row.partition, row.committed);
                     }
                 }
+                for a in &r.acls_restored {
+                    println!("  ACL restored: {a}");
+                }
                 println!("Producers may now write to the destination; `strait failback --config ...` replicates those records back.");
                 let untranslated = r.untranslated();
                 if !untranslated.is_empty() {

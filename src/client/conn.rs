@@ -91,6 +91,9 @@ throttled!(
     kafka_protocol::messages::SyncGroupResponse,
     kafka_protocol::messages::HeartbeatResponse,
     kafka_protocol::messages::LeaveGroupResponse,
+    kafka_protocol::messages::DescribeAclsResponse,
+    kafka_protocol::messages::CreateAclsResponse,
+    kafka_protocol::messages::DeleteAclsResponse,
 );
 
 type Waiter = oneshot::Sender<Result<Bytes>>;

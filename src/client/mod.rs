@@ -1,6 +1,7 @@
 //! Kafka client core: pipelined connections, a broker pool, a metadata cache,
 //! error classification and the admin calls the replicator needs.
 
+pub mod acl;
 pub mod admin;
 pub mod conn;
 pub mod errors;

@@ -66,6 +66,9 @@ pub struct TopicSettings {
     pub replication_factor: i16,
     /// Copy topic configs and their changes from source to destination.
     pub sync_topic_configs: bool,
+    /// Copy the ACLs of replicated topics and synced groups to the destination
+    /// (WRITE and ALL as READ until failover; [`crate::replicate::acls`]).
+    pub sync_acls: bool,
 }
 
 impl TopicSettings {
@@ -331,6 +334,12 @@ impl Config {
         format!("__strait.{}.offsets", self.name)
     }
 
+    /// The topic on the destination recording the source ACLs as last synced
+    /// ([`crate::replicate::acls`]).
+    pub fn acl_topic(&self) -> String {
+        format!("__strait.{}.acls", self.name)
+    }
+
     /// True when source topic `name` is to be replicated.
     pub fn wants_topic(&self, name: &str, is_internal: bool) -> bool {
         self.topics.wants(name, is_internal)
@@ -391,8 +400,9 @@ impl Config {
             topics,
             topics_exclude: Vec::new(),
             rename,
-            // The original source already has its own configs.
+            // The original source already has its own configs and ACLs.
             sync_topic_configs: false,
+            sync_acls: false,
             ..self.topics.clone()
         };
         r.fetch.start_from = StartFrom::Latest;

@@ -684,6 +684,7 @@ impl Resolver<'_> {
                 refresh_interval: ms(&e.refresh_interval_ms, defaults::REFRESH_INTERVAL_MS, 100),
                 replication_factor: or(&e.replication_factor, defaults::REPLICATION_FACTOR).0,
                 sync_topic_configs: or(&e.sync_topic_configs, true).0,
+                sync_acls: or(&e.sync_acls, true).0,
             },
             fetch: FetchSettings {
                 start_from,
@@ -890,7 +891,7 @@ bootstrap_servers = "127.0.0.1:9093,127.0.0.1:9094"
             let value = match *key {
                 "topics" | "topics_exclude" | "groups" | "groups_exclude" => "[\"x\"]",
                 "name" | "rename" | "start_from" | "metrics_address" => "\"x\"",
-                "sync_topic_configs" | "exactly_once" => "true",
+                "sync_topic_configs" | "sync_acls" | "exactly_once" => "true",
                 _ => "1",
             };
             let text = format!("{GOOD}{key} = {value}\n");

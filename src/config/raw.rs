@@ -29,6 +29,7 @@ macro_rules! with_engine_keys {
             max_decompressed_batch_bytes: usize,
             replication_factor: i16,
             sync_topic_configs: bool,
+            sync_acls: bool,
             groups: Vec<Spanned<String>>,
             groups_exclude: Vec<Spanned<String>>,
             group_sync_interval_ms: u64,

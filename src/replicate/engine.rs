@@ -288,6 +288,20 @@ where
             }
         }))
     });
+    // ACL sync, on the group's leader, at the topic refresh interval.
+    let acl_task = cfg.topics.sync_acls.then(|| {
+        let (cfg, src, dst, membership) = (cfg.clone(), src.clone(), dst.clone(), membership.clone());
+        let sync = Arc::new(super::acls::AclSync::default());
+        tokio::spawn(every(cfg.topics.refresh_interval, stop_rx.clone(), move || {
+            let (cfg, src, dst, sync) = (cfg.clone(), src.clone(), dst.clone(), sync.clone());
+            let leader = membership.is_leader();
+            async move {
+                if leader {
+                    sync.run(&cfg, &src, &dst).await;
+                }
+            }
+        }))
+    });
     let group_sync = Arc::new(group_sync);
     let group_task = cfg.groups.enabled().then(|| {
         let (cfg, src, dst, ckpt, metrics, sync, reverse, membership) = (
@@ -397,6 +411,9 @@ where
     let _ = stop_periodic.send(true);
     refresh_task.abort();
     if let Some(t) = group_task {
+        t.abort();
+    }
+    if let Some(t) = acl_task {
         t.abort();
     }
     if let Some(t) = checkpoint_task {

@@ -27,6 +27,8 @@ pub struct FailoverReport {
     pub groups: Vec<(String, Vec<Translation>)>,
     /// Records replicated during the drain.
     pub drained_records: u64,
+    /// Write permissions restored on the destination (ACL sync had copied them as READ).
+    pub acls_restored: Vec<String>,
 }
 
 impl FailoverReport {
@@ -133,10 +135,22 @@ pub async fn failover(mut cfg: Config, groups: Vec<String>) -> Result<FailoverRe
             report_groups.push((g, rows));
         }
     }
+    // Producers authorised on the source may write on the destination now.
+    let acls_restored = if cfg.topics.sync_acls {
+        super::acls::restore_writes(&cfg, &dst)
+            .await
+            .map_err(dst_err(&cfg))?
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    } else {
+        Vec::new()
+    };
     Ok(FailoverReport {
         topics: topics.iter().map(|t| (t.clone(), cfg.destination_topic(t))).collect(),
         groups: report_groups,
         drained_records: summary.records,
+        acls_restored,
     })
 }
 

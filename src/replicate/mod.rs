@@ -3,6 +3,7 @@
 //! [`run`] wires the pieces together and runs until `shutdown` resolves, then
 //! stops fetching, lets in-flight produces finish, and commits a last checkpoint.
 
+pub mod acls;
 pub mod assign;
 pub mod budget;
 pub mod checkpoint;
