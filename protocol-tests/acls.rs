@@ -24,6 +24,7 @@ const USERS: &[(&str, &str)] = &[
     ("carol", "carol-pw-05"),
     ("dave", "dave-pw-64"),
     ("mallory", "mallory-pw-99"),
+    ("erin", "erin-pw-23"),
 ];
 
 fn password(user: &str) -> &'static str {
@@ -32,6 +33,12 @@ fn password(user: &str) -> &'static str {
         .find(|(u, _)| *u == user)
         .map(|(_, p)| *p)
         .expect("known user")
+}
+
+/// The two authorizer clusters every test here shares (source, destination).
+fn clusters() -> &'static (KafkaCluster, KafkaCluster) {
+    static C: std::sync::OnceLock<(KafkaCluster, KafkaCluster)> = std::sync::OnceLock::new();
+    C.get_or_init(|| (acl_cluster(), acl_cluster()))
 }
 
 fn acl_cluster() -> KafkaCluster {
@@ -142,6 +149,26 @@ fn listed(c: &KafkaCluster, resource_flag: &str, name: &str) -> String {
     c_tool(c, &["--list", resource_flag, name])
 }
 
+/// Records of `topic` counted by the independent client (`None`: no such topic yet).
+fn count(bootstrap: &str, topic: &str) -> Option<u64> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/protocol-tests/tools/kafka_tool.py");
+    let out = Command::new("python3")
+        .args([
+            script,
+            "count",
+            "--bootstrap",
+            bootstrap,
+            "--topic",
+            topic,
+            "--timeout",
+            "10",
+        ])
+        .output()
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(out.stdout.trim_ascii()).ok()?;
+    v["total"].as_u64()
+}
+
 fn wait(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !done() {
@@ -164,7 +191,7 @@ fn acl(rt: i8, name: &str, pat: i8, user: &str, o: i8) -> AclBinding {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acls_follow_the_topics_writes_wait_for_failover_and_check_reports_broad_grants() {
-    let (src, dst) = (acl_cluster(), acl_cluster());
+    let (src, dst) = clusters();
     let t = unique_topic("acl");
     let group = format!("{t}-billing");
     harness::kafka_tool(&[
@@ -194,7 +221,7 @@ async fn acls_follow_the_topics_writes_wait_for_failover_and_check_reports_broad
     write("bob", &src.listener_bootstrap("SASL"), &t).expect("bob writes on the source");
 
     let name = unique_topic("aclsync");
-    let text = config_text(&name, &t, &src, &dst, "strait");
+    let text = config_text(&name, &t, src, dst, "strait");
     let cfg = Config::parse(&text, "acls.toml").unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let run = tokio::spawn(strait::replicate::run(
@@ -216,7 +243,7 @@ async fn acls_follow_the_topics_writes_wait_for_failover_and_check_reports_broad
     tokio::task::block_in_place(|| {
         let err = write("bob", &dsasl, &t).expect_err("bob must not write into the mirror before failover");
         assert!(err.contains("uthoriz"), "refused for authorization: {err}");
-        let topic_acls = listed(&dst, "--topic", &t);
+        let topic_acls = listed(dst, "--topic", &t);
         assert!(
             topic_acls.contains("principal=User:bob") && topic_acls.contains("operation=READ"),
             "{topic_acls}"
@@ -234,11 +261,11 @@ async fn acls_follow_the_topics_writes_wait_for_failover_and_check_reports_broad
             "{prefixed}"
         );
         assert!(
-            listed(&dst, "--group", &group).contains("User:alice"),
+            listed(dst, "--group", &group).contains("User:alice"),
             "group ACL copied"
         );
         assert!(
-            !listed(&dst, "--topic", "unrelated").contains("User:alice"),
+            !listed(dst, "--topic", "unrelated").contains("User:alice"),
             "only the flow's topics"
         );
     });
@@ -250,7 +277,7 @@ async fn acls_follow_the_topics_writes_wait_for_failover_and_check_reports_broad
         wait(
             "dave's new grant reaches the destination",
             Duration::from_secs(30),
-            || listed(&dst, "--topic", &t).contains("User:dave"),
+            || listed(dst, "--topic", &t).contains("User:dave"),
         )
     });
     admin.delete_acls(std::slice::from_ref(&dave)).await.unwrap();
@@ -258,7 +285,7 @@ async fn acls_follow_the_topics_writes_wait_for_failover_and_check_reports_broad
         wait(
             "dave's revoked grant leaves the destination",
             Duration::from_secs(30),
-            || !listed(&dst, "--topic", &t).contains("User:dave"),
+            || !listed(dst, "--topic", &t).contains("User:dave"),
         )
     });
 
@@ -273,7 +300,7 @@ async fn acls_follow_the_topics_writes_wait_for_failover_and_check_reports_broad
     );
     dadmin.delete_acls(std::slice::from_ref(&wildcard)).await.unwrap();
     // As a user without cluster permissions, check says what ACL sync lacks.
-    let out = tokio::task::block_in_place(|| strait_check(&config_text(&name, &t, &src, &dst, "carol")));
+    let out = tokio::task::block_in_place(|| strait_check(&config_text(&name, &t, src, dst, "carol")));
     assert!(out.contains("ACL sync: cannot read the source's ACLs"), "{out}");
 
     // Failover: Bob may write on the destination, Alice still reads.
@@ -293,7 +320,7 @@ async fn acls_follow_the_topics_writes_wait_for_failover_and_check_reports_broad
     tokio::task::block_in_place(|| {
         write("bob", &dsasl, &t).expect("bob writes on the destination after failover");
         assert_eq!(readable("alice", &dsasl, &t), Ok(102), "alice reads every record");
-        let after = listed(&dst, "--topic", &t);
+        let after = listed(dst, "--topic", &t);
         assert!(after.contains("operation=WRITE"), "{after}");
     });
 }
@@ -315,4 +342,65 @@ fn strait_check(text: &str) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_sync_without_permission_warns_once_and_replication_goes_on() {
+    let (src, dst) = clusters();
+    let t = unique_topic("aclnoperm");
+    harness::kafka_tool(&[
+        "create",
+        "--bootstrap",
+        &src.bootstrap,
+        "--topic",
+        &t,
+        "--partitions",
+        "2",
+    ]);
+    harness::kafka_tool(&["load", "--bootstrap", &src.bootstrap, "--topic", &t, "--count", "200"]);
+    // Erin may replicate (every topic and group, CREATE and IDEMPOTENT_WRITE
+    // on the cluster) but not read or write ACLs (no DESCRIBE or ALTER there).
+    let erin = [
+        acl(resource::TOPIC, "*", pattern::LITERAL, "erin", op::ALL),
+        acl(resource::GROUP, "*", pattern::LITERAL, "erin", op::ALL),
+        acl(resource::CLUSTER, "kafka-cluster", pattern::LITERAL, "erin", op::CREATE),
+        acl(resource::CLUSTER, "kafka-cluster", pattern::LITERAL, "erin", 12), // IDEMPOTENT_WRITE
+    ];
+    for c in [src, dst] {
+        let admin = Client::connect(ClientConfig::new(&c.bootstrap)).await.unwrap();
+        admin.create_acls(&erin).await.unwrap();
+    }
+    let path = std::env::temp_dir().join(format!("{t}.toml"));
+    std::fs::write(&path, config_text(&t, &t, src, dst, "erin")).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_strait"))
+        .args(["run", "--config", path.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    tokio::task::block_in_place(|| {
+        wait(
+            "every record replicated without ACL permissions",
+            Duration::from_secs(60),
+            || count(&dst.bootstrap, &t) == Some(200),
+        );
+        // A few more refreshes (500 ms each) that fail the same way.
+        std::thread::sleep(Duration::from_secs(2));
+    });
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "a clean stop: {log}");
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains("ACL sync failed")).collect();
+    assert_eq!(warnings.len(), 1, "one warning, not one per refresh: {log}");
+    assert!(
+        warnings[0].contains("ClusterAuthorizationFailed") && warnings[0].contains("DESCRIBE on the source cluster"),
+        "it says what is missing: {}",
+        warnings[0]
+    );
 }
