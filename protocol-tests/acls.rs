@@ -253,7 +253,7 @@ async fn acls_follow_the_topics_writes_wait_for_failover_and_check_reports_broad
             "strait's own ACL is never copied: {topic_acls}"
         );
         let prefixed = c_tool(
-            &dst,
+            dst,
             &["--list", "--topic", &t[..6], "--resource-pattern-type", "prefixed"],
         );
         assert!(
