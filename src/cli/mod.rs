@@ -81,6 +81,15 @@ enum Command {
         /// The flow to fail over, when the config has several.
         #[arg(long)]
         flow: Option<String>,
+        /// The source is gone: fail over touching only the destination, and
+        /// mark the replication failed over (`strait run` of this direction
+        /// refuses until `--reset`).
+        #[arg(long, conflicts_with = "reset")]
+        unplanned: bool,
+        /// Clears the failed-over mark of an unplanned failover (after
+        /// failback), so this direction may run again.
+        #[arg(long)]
+        reset: bool,
     },
     /// Replicates destination → source from where failover left off (new records
     /// only) until SIGINT/SIGTERM.
@@ -91,6 +100,10 @@ enum Command {
         /// The flow to fail back, when the config has several.
         #[arg(long)]
         flow: Option<String>,
+        /// Only report the diverged records (on the original source, never
+        /// replicated); copy nothing.
+        #[arg(long)]
+        dry_run: bool,
         /// Seconds between progress lines; 0 turns them off.
         #[arg(long, default_value_t = 5)]
         progress: u64,
@@ -381,9 +394,42 @@ pub fn main() -> ExitCode {
                 }
                 Ok(())
             }
-            Command::Failover { config, groups, flow } => {
+            Command::Failover {
+                config,
+                groups,
+                flow,
+                unplanned,
+                reset,
+            } => {
                 let c = one_flow(&config, flow.as_deref())?;
                 let dest = c.destination.bootstrap_servers.get_ref().clone();
+                if reset {
+                    if strait::replicate::failover::reset(&c).await? {
+                        println!("flow {}: the failed-over mark is cleared; `strait run` may replicate this direction again", c.name);
+                    } else {
+                        println!("flow {}: not marked as failed over; nothing to clear", c.name);
+                    }
+                    return Ok(());
+                }
+                if unplanned {
+                    let r = strait::replicate::failover::failover_unplanned(c.clone()).await?;
+                    let parts = r.record.as_ref().map_or(0, |x| x.partitions.len());
+                    println!("unplanned failover complete: recorded on the destination ({}) for {parts} partition(s); `strait run` of this direction now refuses until `strait failover --reset`.", c.failover_topic());
+                    println!("Point consumers and producers at the destination cluster: bootstrap.servers={dest}");
+                    for (s, d) in &r.topics {
+                        if s != d {
+                            println!("  topic {s} is {d} there");
+                        }
+                    }
+                    for (g, t, p, o) in &r.synced_groups {
+                        println!("group {g}: {t}[{p}] at destination offset {o} (as group sync last wrote it)");
+                    }
+                    for a in &r.acls_restored {
+                        println!("  ACL restored: {a}");
+                    }
+                    println!("Records the source held but strait had not replicated are not on the destination; `strait failback` finds them once the source is back and keeps them in <topic>.diverged.");
+                    return Ok(());
+                }
                 let r = strait::replicate::failover::failover(c, groups).await?;
                 println!("failover complete: replication drained ({} records in the final drain), checkpoint and group offsets committed.", r.drained_records);
                 println!("Point consumers at the destination cluster: bootstrap.servers={dest}");
@@ -418,8 +464,35 @@ pub fn main() -> ExitCode {
                 }
                 Ok(())
             }
-            Command::Failback { config, progress, flow } => {
+            Command::Failback {
+                config,
+                progress,
+                flow,
+                dry_run,
+            } => {
                 let c = one_flow(&config, flow.as_deref())?;
+                let plan = strait::replicate::failover::prepare_failback(&c, dry_run).await?;
+                if plan.record.is_some() && plan.diverged.is_empty() {
+                    eprintln!("failback: no diverged records (the destination holds every record of the original source up to failover)");
+                }
+                for d in &plan.diverged {
+                    eprintln!(
+                        "diverged: {}[{}]: {} record(s) never replicated, source offsets {}..={}, timestamps {} .. {} UTC{}",
+                        d.src_topic,
+                        d.partition,
+                        d.count,
+                        d.offsets.0,
+                        d.offsets.1,
+                        strait::replicate::failover_record::utc(d.timestamps.0),
+                        strait::replicate::failover_record::utc(d.timestamps.1),
+                        if dry_run { String::new() } else { format!(" -> copied into {} on the destination", d.diverged_topic) }
+                    );
+                }
+                if dry_run {
+                    let n: u64 = plan.diverged.iter().map(|d| d.count).sum();
+                    println!("dry run: {n} diverged record(s) in {} partition(s); nothing copied", plan.diverged.len());
+                    return Ok(());
+                }
                 let reverse = strait::replicate::failover::failback_config(&c).await?;
                 eprintln!("failback: replicating {} back to {} as {:?}", c.destination.bootstrap_servers.get_ref(), c.source.bootstrap_servers.get_ref(), reverse.name);
                 let progress = (progress > 0).then(|| std::time::Duration::from_secs(progress));

@@ -340,6 +340,12 @@ impl Config {
         format!("__strait.{}.acls", self.name)
     }
 
+    /// The topic on the destination holding the failover record
+    /// ([`crate::replicate::failover_record`]).
+    pub fn failover_topic(&self) -> String {
+        format!("__strait.{}.failover", self.name)
+    }
+
     /// True when source topic `name` is to be replicated.
     pub fn wants_topic(&self, name: &str, is_internal: bool) -> bool {
         self.topics.wants(name, is_internal)

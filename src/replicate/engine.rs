@@ -75,6 +75,11 @@ where
         .await
         .and_then(|c| c.version_of::<ProduceRequest>())
         .map_err(&dst_err)?;
+    // After an unplanned failover producers write on the destination: the old
+    // direction must not resume until the mark is cleared.
+    super::failover_record::refuse_if_failed_over(&cfg, &dst)
+        .await
+        .map_err(EngineError::FailedOver)?;
     let same_cluster = same_cluster(&src, &dst);
     if same_cluster {
         let md = src.refresh_metadata(None).await.map_err(src_err(&cfg))?;

@@ -29,6 +29,11 @@ pub struct FailoverReport {
     pub drained_records: u64,
     /// Write permissions restored on the destination (ACL sync had copied them as READ).
     pub acls_restored: Vec<String>,
+    /// Unplanned: each synced group's offsets on the destination, as group
+    /// sync last wrote them: (group, destination topic, partition, offset).
+    pub synced_groups: Vec<(String, String, i32, i64)>,
+    /// What was recorded on the destination for failback.
+    pub record: Option<super::failover_record::FailoverRecord>,
 }
 
 impl FailoverReport {
@@ -146,12 +151,240 @@ pub async fn failover(mut cfg: Config, groups: Vec<String>) -> Result<FailoverRe
     } else {
         Vec::new()
     };
+    // The record failback reads first (the source-side group above is kept
+    // for failbacks by older versions).
+    let record = record_positions(&cfg, &dst, "planned", false)
+        .await
+        .map_err(dst_err(&cfg))?;
     Ok(FailoverReport {
         topics: topics.iter().map(|t| (t.clone(), cfg.destination_topic(t))).collect(),
         groups: report_groups,
         drained_records: summary.records,
         acls_restored,
+        synced_groups: Vec::new(),
+        record: Some(record),
     })
+}
+
+/// Records, on the destination, every partition with a committed position:
+/// its log end now and that position ([`super::failover_record`]).
+async fn record_positions(
+    cfg: &Config,
+    dst: &Client,
+    kind: &str,
+    active: bool,
+) -> Result<super::failover_record::FailoverRecord, ClientError> {
+    use super::failover_record::{now_ms, write, FailoverRecord, PartitionAtFailover};
+    let positions = super::checkpoint::committed_positions(dst, &cfg.checkpoint_group(), &[]).await?;
+    let names = source_names(cfg, dst).await?;
+    let mut by_topic: std::collections::BTreeMap<String, Vec<i32>> = Default::default();
+    for (t, p) in positions.keys() {
+        by_topic.entry(t.clone()).or_default().push(*p);
+    }
+    let mut partitions = Vec::new();
+    for (t, parts) in by_topic {
+        let ends = dst.list_offsets(&t, &parts, LATEST, false).await?;
+        for p in parts {
+            let pos = positions[&(t.clone(), p)];
+            partitions.push(PartitionAtFailover {
+                src_topic: names.get(&t).cloned().unwrap_or_else(|| source_name(cfg, &t)),
+                dst_topic: t.clone(),
+                partition: p,
+                dst_end: ends.get(&p).copied().unwrap_or(-1),
+                src_next: pos.src_next,
+                dst_next: pos.dst_next,
+            });
+        }
+    }
+    let record = FailoverRecord {
+        kind: kind.to_string(),
+        at_ms: now_ms(),
+        flow: cfg.name.clone(),
+        partitions,
+        active,
+        diverged_copied: false,
+    };
+    write(cfg, dst, &record).await?;
+    Ok(record)
+}
+
+/// Source topic of each destination topic, from the offset map's records.
+async fn source_names(cfg: &Config, dst: &Client) -> Result<std::collections::HashMap<String, String>, ClientError> {
+    let read = match super::log::read(dst, &cfg.offset_map_topic(), 0).await {
+        Ok(r) => r,
+        Err(e) if e.code() == Some(crate::client::code::UNKNOWN_TOPIC_OR_PARTITION) => return Ok(Default::default()),
+        Err(e) => return Err(e),
+    };
+    Ok(read
+        .records
+        .iter()
+        .filter_map(|r| {
+            let key = String::from_utf8_lossy(&r.key).to_string();
+            let (dst_topic, _) = key.rsplit_once(':')?;
+            let (src_topic, _) = super::offset_map::decode_value(r.value.as_deref()?)?;
+            Some((dst_topic.to_string(), src_topic))
+        })
+        .collect())
+}
+
+/// The source name of destination topic `d` by undoing `rename` (a topic
+/// the offset map does not name yet).
+fn source_name(cfg: &Config, d: &str) -> String {
+    match &cfg.topics.rename {
+        crate::config::Rename::Prefix => d
+            .strip_prefix(&format!("{}.", cfg.source.alias))
+            .unwrap_or(d)
+            .to_string(),
+        _ => d.to_string(),
+    }
+}
+
+/// Fails over with the source gone: touches only the destination. Records
+/// each partition's log end and last committed position there, marks the
+/// replication as failed over (`strait run` of this direction refuses until
+/// [`reset`]), restores the write ACLs ACL sync held back, and reports the
+/// synced groups' offsets on the destination (those group sync last wrote:
+/// consumers re-read what their group consumed since).
+pub async fn failover_unplanned(cfg: Config) -> Result<FailoverReport, EngineError> {
+    wait_for_no_members(&cfg).await?;
+    let dst = Client::connect(cfg.destination.client_config())
+        .await
+        .map_err(dst_err(&cfg))?;
+    let record = record_positions(&cfg, &dst, "unplanned", true)
+        .await
+        .map_err(dst_err(&cfg))?;
+    let mut synced_groups = Vec::new();
+    if cfg.groups.enabled() {
+        let mut names: Vec<String> = super::groups::list_groups(&dst)
+            .await
+            .map_err(dst_err(&cfg))?
+            .into_iter()
+            .filter(|g| cfg.wants_group(g))
+            .collect();
+        names.sort();
+        for g in names {
+            for (t, p, o) in dst.fetch_offsets(&g, &[]).await.map_err(dst_err(&cfg))? {
+                if o >= 0 {
+                    synced_groups.push((g.clone(), t, p, o));
+                }
+            }
+        }
+    }
+    let acls_restored = if cfg.topics.sync_acls {
+        super::acls::restore_writes(&cfg, &dst)
+            .await
+            .map_err(dst_err(&cfg))?
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut topics: Vec<(String, String)> = record
+        .partitions
+        .iter()
+        .map(|p| (p.src_topic.clone(), p.dst_topic.clone()))
+        .collect();
+    topics.sort();
+    topics.dedup();
+    Ok(FailoverReport {
+        topics,
+        groups: Vec::new(),
+        drained_records: 0,
+        acls_restored,
+        synced_groups,
+        record: Some(record),
+    })
+}
+
+/// Clears the failed-over mark of an unplanned failover: `strait run` of the
+/// original direction may start again. Returns false when there was none.
+pub async fn reset(cfg: &Config) -> Result<bool, EngineError> {
+    let dst = Client::connect(cfg.destination.client_config())
+        .await
+        .map_err(dst_err(cfg))?;
+    match super::failover_record::read(cfg, &dst).await.map_err(dst_err(cfg))? {
+        Some(mut r) if r.active => {
+            r.active = false;
+            super::failover_record::write(cfg, &dst, &r)
+                .await
+                .map_err(dst_err(cfg))?;
+            info!(flow = %cfg.name, "failed-over mark cleared: this direction may run again");
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// What failback found before copying anything back.
+#[derive(Debug, Clone, Default)]
+pub struct FailbackPlan {
+    /// The failover it follows (none: no record on the destination).
+    pub record: Option<super::failover_record::FailoverRecord>,
+    /// Records on the original source the destination never received.
+    pub diverged: Vec<super::diverged::Diverged>,
+    /// Of those, the records copied into `.diverged` topics now.
+    pub copied: u64,
+}
+
+/// Before failback: finds the records the original source holds and the
+/// destination never received (from the failover record on the destination),
+/// copies them into `<topic>.diverged` there (not with `dry_run`), and sets
+/// failback's starting points from the record where the failover could not
+/// (an unplanned one: the source was gone).
+pub async fn prepare_failback(cfg: &Config, dry_run: bool) -> Result<FailbackPlan, EngineError> {
+    let src = Client::connect(cfg.source.client_config())
+        .await
+        .map_err(src_err(cfg))?;
+    let dst = Client::connect(cfg.destination.client_config())
+        .await
+        .map_err(dst_err(cfg))?;
+    let Some(mut record) = super::failover_record::read(cfg, &dst).await.map_err(dst_err(cfg))? else {
+        return Ok(FailbackPlan::default());
+    };
+    let diverged = if record.diverged_copied {
+        Vec::new()
+    } else {
+        super::diverged::find(cfg, &src, &dst, &record)
+            .await
+            .map_err(src_err(cfg))?
+    };
+    let mut plan = FailbackPlan {
+        record: Some(record.clone()),
+        diverged,
+        copied: 0,
+    };
+    if dry_run {
+        return Ok(plan);
+    }
+    plan.copied = super::diverged::copy(cfg, &src, &dst, &plan.diverged).await?;
+    record.diverged_copied = true;
+    super::failover_record::write(cfg, &dst, &record)
+        .await
+        .map_err(dst_err(cfg))?;
+    // Failback's positions (on the original source) start at the
+    // destination's log ends at failover, unless it has positions already.
+    let reverse_group = format!("strait-{}-failback", cfg.name);
+    let have: std::collections::HashSet<(String, i32)> = src
+        .fetch_offsets(&reverse_group, &[])
+        .await
+        .map_err(src_err(cfg))?
+        .into_iter()
+        .filter(|(_, _, o)| *o >= 0)
+        .map(|(t, p, _)| (t, p))
+        .collect();
+    let starts: Vec<(String, i32, i64)> = record
+        .partitions
+        .iter()
+        .filter(|p| p.dst_end >= 0 && !have.contains(&(p.src_topic.clone(), p.partition)))
+        .map(|p| (p.src_topic.clone(), p.partition, p.dst_end))
+        .collect();
+    if !starts.is_empty() {
+        src.commit_offsets(&reverse_group, &starts)
+            .await
+            .map_err(src_err(cfg))?;
+    }
+    Ok(plan)
 }
 
 /// The reverse replication of `cfg` for failback.

@@ -7,10 +7,12 @@ pub mod acls;
 pub mod assign;
 pub mod budget;
 pub mod checkpoint;
+pub mod diverged;
 mod engine;
 pub mod eos;
 pub mod exposition;
 pub mod failover;
+pub mod failover_record;
 pub mod fetcher;
 pub mod groups;
 pub mod log;
@@ -64,6 +66,9 @@ pub enum EngineError {
     /// This process may not (or no longer) take part in the replication group.
     #[error("{0}")]
     Membership(String),
+    /// The flow was failed over: this direction must not resume.
+    #[error("refusing to start: {0}")]
+    FailedOver(String),
 }
 
 /// Totals at the end of a run.
