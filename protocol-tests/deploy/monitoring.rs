@@ -6,9 +6,9 @@
 //!   variables and the panels operators look for;
 //! - every rule has an expression, a `for:`, a severity and a summary and
 //!   description (read as text: no YAML parser among the dependencies), and,
-//!   only when `promtool` is installed (`$PROMTOOL`, `PATH` or
-//!   `~/go/bin/promtool`; otherwise that part is skipped and says so),
-//!   `promtool check rules` accepts the file;
+//!   only when `promtool` or the `deploy/prometheus/check` program is
+//!   installed (otherwise that part is skipped and says so), Prometheus's
+//!   own rule loader accepts the file;
 //! - against a real replication: every metric name in the dashboard's and the
 //!   rules' PromQL is in what strait's `/metrics` serves.
 
@@ -354,32 +354,41 @@ fn alert_rules_have_severity_for_and_annotations() {
     }
 }
 
-fn promtool() -> Option<PathBuf> {
-    let mut candidates: Vec<PathBuf> = std::env::var_os("PROMTOOL").map(PathBuf::from).into_iter().collect();
+/// The first of these files that exists.
+fn installed(env: &str, name: &str, go_bin: &str) -> Option<PathBuf> {
+    let mut candidates: Vec<PathBuf> = std::env::var_os(env).map(PathBuf::from).into_iter().collect();
     if let Some(path) = std::env::var_os("PATH") {
-        candidates.extend(std::env::split_paths(&path).map(|d| d.join("promtool")));
+        candidates.extend(std::env::split_paths(&path).map(|d| d.join(name)));
     }
     if let Some(home) = std::env::var_os("HOME") {
-        candidates.push(Path::new(&home).join("go/bin/promtool"));
+        candidates.push(Path::new(&home).join("go/bin").join(go_bin));
     }
     candidates.into_iter().find(|p| p.is_file())
 }
 
-/// Optional: skipped (with a message) when promtool is not installed; the
-/// textual checks above do not need it.
+/// Optional: Prometheus's own rule loader parses the file, through
+/// `promtool check rules` or the small `deploy/prometheus/check` program
+/// (`install-deps.sh --rulecheck` builds it); skipped, with a message, when
+/// neither is installed. The textual checks above need neither.
 #[test]
-fn promtool_accepts_the_rules() {
-    let Some(promtool) = promtool() else {
-        eprintln!("promtool not found ($PROMTOOL, PATH, ~/go/bin/promtool): the rules' PromQL is not parsed");
+fn prometheus_parses_the_rules() {
+    let tool = installed("PROMTOOL", "promtool", "promtool")
+        .map(|p| (p, vec!["check", "rules", ALERTS]))
+        .or_else(|| installed("STRAIT_RULECHECK", "strait-rulecheck", "strait-rulecheck").map(|p| (p, vec![ALERTS])));
+    let Some((tool, args)) = tool else {
+        eprintln!(
+            "neither promtool ($PROMTOOL, PATH, ~/go/bin) nor strait-rulecheck ($STRAIT_RULECHECK, PATH, ~/go/bin; \
+             install-deps.sh --rulecheck) found: the rules' PromQL is not parsed"
+        );
         return;
     };
-    let out = Command::new(&promtool)
-        .args(["check", "rules", ALERTS])
+    let out = Command::new(&tool)
+        .args(&args)
         .current_dir(root())
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", promtool.display()));
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", tool.display()));
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "promtool check rules {ALERTS}:\n{text}");
+    assert!(out.status.success(), "{} {}:\n{text}", tool.display(), args.join(" "));
     assert!(text.contains(&format!("SUCCESS: {} rules found", rules().len())), "{text}");
 }
 
@@ -425,10 +434,18 @@ async fn every_metric_the_dashboard_and_rules_select_is_exported() {
         .map(|(name, wher)| format!("{name} (in {wher})"))
         .collect();
     assert!(missing.is_empty(), "not exported:\n{}\n\nscrape:\n{scrape}", missing.join("\n"));
-    // And the other way: the dashboard shows every strait_* family.
+    // And the other way: every family is in the metrics table of
+    // docs/operations.md, and each strait_* family is on a panel or in a rule.
     let shown: BTreeSet<&str> = selected.iter().map(|(n, _)| n.as_str()).collect();
+    let doc = read("docs/operations.md");
     for l in scrape.lines() {
-        let Some(family) = l.strip_prefix("# TYPE ").and_then(|t| t.split_whitespace().next()) else { continue };
+        let Some(t) = l.strip_prefix("# TYPE ") else { continue };
+        let (family, kind) = t.split_once(' ').unwrap_or((t, ""));
+        let documented = if kind == "counter" { format!("{family}_total") } else { family.to_string() };
+        assert!(
+            doc.contains(&format!("| `{documented}` | {kind} |")),
+            "{documented} ({kind}) is not in docs/operations.md's metrics table"
+        );
         if family.starts_with("strait_") {
             assert!(
                 shown.iter().any(|n| n.starts_with(family)),
