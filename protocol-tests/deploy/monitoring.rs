@@ -82,7 +82,11 @@ fn dashboard_exprs(d: &Value) -> Vec<String> {
         .collect();
     for v in d["templating"]["list"].as_array().expect("templating") {
         if v["type"] == "query" {
-            out.push(v["definition"].as_str().expect("a query variable's definition").to_string());
+            // label_values(SELECTOR, LABEL): the selector is PromQL, the label a name.
+            let def = v["definition"].as_str().expect("a query variable's definition");
+            let args = def.strip_prefix("label_values(").and_then(|a| a.strip_suffix(')'));
+            let selector = args.and_then(|a| a.rsplit_once(',')).map_or(def, |(s, _)| s);
+            out.push(selector.to_string());
         }
     }
     out
@@ -156,11 +160,36 @@ fn rules() -> Vec<Rule> {
 
 // ---- metric names in PromQL ------------------------------------------------
 
-/// PromQL words that are not metric names: keywords, aggregation modifiers,
-/// and the label `le` of the histogram functions.
+/// PromQL words that are not metric names: keywords, modifiers, and the
+/// aggregation operators (`sum by (flow) (...)`: not followed by `(`).
 const KEYWORDS: &[&str] = &[
-    "and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset", "inf",
+    "and",
+    "or",
+    "unless",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "offset",
+    "inf",
     "nan",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "count",
+    "stddev",
+    "stdvar",
+    "topk",
+    "bottomk",
+    "quantile",
+    "count_values",
+    "group",
+    "limitk",
+    "limit_ratio",
 ];
 
 /// The metric names a PromQL expression selects: identifiers that are not
@@ -244,7 +273,9 @@ fn exported_names(scrape: &str) -> BTreeSet<String> {
     for l in scrape.lines() {
         if let Some(t) = l.strip_prefix("# TYPE ") {
             let mut f = t.split_whitespace();
-            let (Some(family), Some(kind)) = (f.next(), f.next()) else { continue };
+            let (Some(family), Some(kind)) = (f.next(), f.next()) else {
+                continue;
+            };
             let suffixes: &[&str] = match kind {
                 "counter" => &["_total", "_created"],
                 "histogram" => &["_bucket", "_sum", "_count", "_created"],
@@ -266,7 +297,11 @@ fn promql_metric_names_skip_functions_labels_and_variables() {
     let got = metric_names(
         r#"histogram_quantile(0.99, sum by (flow, le) (rate(strait_replication_latency_seconds_bucket{flow=~"$flow", path="a b"}[$__rate_interval]))) / on (flow) group_left(instance) up{job="x"} > 1e3 and time() - process_start_time_seconds offset 5m"#,
     );
-    let want = ["process_start_time_seconds", "strait_replication_latency_seconds_bucket", "up"];
+    let want = [
+        "process_start_time_seconds",
+        "strait_replication_latency_seconds_bucket",
+        "up",
+    ];
     assert_eq!(got, want.iter().map(|s| s.to_string()).collect());
     let scrape = "# TYPE strait_errors counter\n# TYPE h histogram\nh_bucket{le=\"1\"} 0\nprocess_open_fds 7\n# EOF\n";
     let names = exported_names(scrape);
@@ -301,22 +336,34 @@ fn dashboard_has_the_variables_and_panels_operators_look_for() {
     }
     let mut ids = BTreeSet::new();
     for p in &all {
-        assert!(ids.insert(p["id"].as_u64().expect("panel id")), "duplicate id {}", p["id"]);
+        assert!(
+            ids.insert(p["id"].as_u64().expect("panel id")),
+            "duplicate id {}",
+            p["id"]
+        );
         if p["type"] == "row" {
             continue;
         }
-        let targets = p["targets"].as_array().unwrap_or_else(|| panic!("{}: no targets", p["title"]));
+        let targets = p["targets"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{}: no targets", p["title"]));
         assert!(!targets.is_empty(), "{}: no targets", p["title"]);
         assert_eq!(p["datasource"]["uid"], "${datasource}", "{}", p["title"]);
         for t in targets {
-            let expr = t["expr"].as_str().unwrap_or_else(|| panic!("{}: target without expr", p["title"]));
+            let expr = t["expr"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{}: target without expr", p["title"]));
             let names = metric_names(expr);
             assert!(!names.is_empty(), "{}: {expr} selects no metric", p["title"]);
             // Per-flow metrics follow the variables; process_* have no flow label.
             if names.iter().any(|n| n.starts_with("strait_")) {
                 assert!(expr.contains("flow=~\"$flow\""), "{}: {expr} ignores $flow", p["title"]);
             }
-            assert!(expr.contains("instance=~\"$instance\""), "{}: {expr} ignores $instance", p["title"]);
+            assert!(
+                expr.contains("instance=~\"$instance\""),
+                "{}: {expr} ignores $instance",
+                p["title"]
+            );
         }
     }
 }
@@ -343,13 +390,25 @@ fn alert_rules_have_severity_for_and_annotations() {
             "{what}: severity {:?}",
             r.severity
         );
-        let (summary, description) = (r.summary.as_deref().unwrap_or(""), r.description.as_deref().unwrap_or(""));
-        assert!(!summary.is_empty() && !description.is_empty(), "{what}: summary and description");
+        let (summary, description) = (
+            r.summary.as_deref().unwrap_or(""),
+            r.description.as_deref().unwrap_or(""),
+        );
+        assert!(
+            !summary.is_empty() && !description.is_empty(),
+            "{what}: summary and description"
+        );
         // An alert on a flow's metric names the flow.
         if metric_names(&r.expr).iter().any(|n| n.starts_with("strait_")) {
-            assert!(summary.contains("{{ $labels.flow }}"), "{what}: the summary names no flow");
+            assert!(
+                summary.contains("{{ $labels.flow }}"),
+                "{what}: the summary names no flow"
+            );
         } else {
-            assert!(summary.contains("{{ $labels.instance }}"), "{what}: the summary names no instance");
+            assert!(
+                summary.contains("{{ $labels.instance }}"),
+                "{what}: the summary names no instance"
+            );
         }
     }
 }
@@ -382,14 +441,47 @@ fn prometheus_parses_the_rules() {
         );
         return;
     };
-    let out = Command::new(&tool)
-        .args(&args)
-        .current_dir(root())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", tool.display()));
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{} {}:\n{text}", tool.display(), args.join(" "));
-    assert!(text.contains(&format!("SUCCESS: {} rules found", rules().len())), "{text}");
+    let run = |args: &[&str]| {
+        let out = Command::new(&tool)
+            .args(args)
+            .current_dir(root())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", tool.display()));
+        let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{} {}:\n{text}", tool.display(), args.join(" "));
+        text
+    };
+    let text = run(&args);
+    assert!(
+        text.contains(&format!("SUCCESS: {} rules found", rules().len())),
+        "{text}"
+    );
+
+    // The dashboard's PromQL too, as recording rules, its variables replaced
+    // by what Grafana puts there.
+    let exprs = dashboard_exprs(&dashboard());
+    let mut file = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, e) in exprs.iter().enumerate() {
+        let e = e
+            .replace("$__rate_interval", "2m")
+            .replace("$flow", ".*")
+            .replace("$instance", ".*");
+        file.push_str(&format!(
+            "      - record: dashboard:expr_{i}\n        expr: '{}'\n",
+            e.replace('\'', "''")
+        ));
+    }
+    let path = std::env::temp_dir().join(format!("strait-dashboard-{}.yml", std::process::id()));
+    std::fs::write(&path, file).unwrap();
+    let path_s = path.to_str().unwrap();
+    let mut args = args;
+    *args.last_mut().unwrap() = path_s;
+    let text = run(&args);
+    let _ = std::fs::remove_file(&path);
+    assert!(
+        text.contains(&format!("SUCCESS: {} rules found", exprs.len())),
+        "{text}"
+    );
 }
 
 /// Real brokers: a short replication with a metrics endpoint, scraped; every
@@ -422,10 +514,18 @@ async fn every_metric_the_dashboard_and_rules_select_is_exported() {
     let d = dashboard();
     let mut selected: Vec<(String, String)> = Vec::new();
     for expr in dashboard_exprs(&d) {
-        selected.extend(metric_names(&expr).into_iter().map(|n| (n, format!("{DASHBOARD}: {expr}"))));
+        selected.extend(
+            metric_names(&expr)
+                .into_iter()
+                .map(|n| (n, format!("{DASHBOARD}: {expr}"))),
+        );
     }
     for r in rules() {
-        selected.extend(metric_names(&r.expr).into_iter().map(|n| (n, format!("{ALERTS} {}: {}", r.alert, r.expr))));
+        selected.extend(
+            metric_names(&r.expr)
+                .into_iter()
+                .map(|n| (n, format!("{ALERTS} {}: {}", r.alert, r.expr))),
+        );
     }
     assert!(selected.len() > 20, "{selected:?}");
     let missing: Vec<String> = selected
@@ -433,7 +533,11 @@ async fn every_metric_the_dashboard_and_rules_select_is_exported() {
         .filter(|(name, _)| name != "up" && !exported.contains(name))
         .map(|(name, wher)| format!("{name} (in {wher})"))
         .collect();
-    assert!(missing.is_empty(), "not exported:\n{}\n\nscrape:\n{scrape}", missing.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "not exported:\n{}\n\nscrape:\n{scrape}",
+        missing.join("\n")
+    );
     // And the other way: every family is in the metrics table of
     // docs/operations.md, and each strait_* family is on a panel or in a rule.
     let shown: BTreeSet<&str> = selected.iter().map(|(n, _)| n.as_str()).collect();
@@ -441,7 +545,11 @@ async fn every_metric_the_dashboard_and_rules_select_is_exported() {
     for l in scrape.lines() {
         let Some(t) = l.strip_prefix("# TYPE ") else { continue };
         let (family, kind) = t.split_once(' ').unwrap_or((t, ""));
-        let documented = if kind == "counter" { format!("{family}_total") } else { family.to_string() };
+        let documented = if kind == "counter" {
+            format!("{family}_total")
+        } else {
+            family.to_string()
+        };
         assert!(
             doc.contains(&format!("| `{documented}` | {kind} |")),
             "{documented} ({kind}) is not in docs/operations.md's metrics table"

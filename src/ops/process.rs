@@ -62,7 +62,10 @@ fn status_kib(key: &str) -> Option<f64> {
     std::fs::read_to_string("/proc/self/status")
         .ok()?
         .lines()
-        .find_map(|l| l.strip_prefix(key).and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok()))
+        .find_map(|l| {
+            l.strip_prefix(key)
+                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        })
 }
 
 fn read_stats() -> Option<ProcessStats> {
