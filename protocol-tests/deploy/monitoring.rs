@@ -133,9 +133,8 @@ fn rules() -> Vec<Rule> {
     let mut chunks: Vec<(usize, String)> = Vec::new();
     for l in text.lines() {
         let (t, depth) = (l.trim_start(), l.len() - l.trim_start().len());
-        if t.starts_with("- alert:") {
-            chunks.push((depth, String::new()));
-        } else if t.starts_with("- ") && chunks.last().is_some_and(|(d, _)| depth <= *d) {
+        let ends_the_last = chunks.last().is_some_and(|(d, _)| depth <= *d);
+        if t.starts_with("- alert:") || (t.starts_with("- ") && ends_the_last) {
             chunks.push((depth, String::new()));
         }
         if let Some((_, c)) = chunks.last_mut() {
