@@ -1,5 +1,5 @@
-//! The Kubernetes deployment (`deploy/kubernetes/`) checked against strait,
-//! no Kafka and no cluster needed:
+//! The deployment files checked against strait. The Kubernetes deployment
+//! (`deploy/kubernetes/`), no Kafka and no cluster needed:
 //!
 //! - the plain manifests, read as text (no YAML parser among the
 //!   dependencies): the Deployment runs several replicas with the readiness
@@ -14,7 +14,15 @@
 //!   `helm template` renders, as Deployment and as StatefulSet, the same
 //!   probes, instance id and security settings, a config strait accepts, and
 //!   the Secret of `secretFiles` where the config looks for it.
+//!
+//! The Grafana dashboard and the Prometheus alert rules (`deploy/grafana/`,
+//! `deploy/prometheus/`): see [`monitoring`]; one of its tests replicates
+//! between real brokers to scrape strait's metrics.
 
+mod common;
+mod harness;
+#[path = "deploy/monitoring.rs"]
+mod monitoring;
 #[path = "harness/pki.rs"]
 mod pki;
 

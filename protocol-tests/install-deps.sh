@@ -13,11 +13,15 @@
 #   --helm          helm (go install, best effort: the deploy test lints and
 #                   renders the chart with it, and checks the manifests
 #                   without it)
+#   --rulecheck     ~/go/bin/strait-rulecheck, Prometheus's rule loader
+#                   (go build of deploy/prometheus/check, best effort: the
+#                   deploy test parses the alert rules with it, or with
+#                   promtool if installed, and checks their structure without)
 #   --kafka VERSION Java 17 and the Kafka jars in ~/.cache/strait
 #                   (protocol-tests/harness/kafka.sh fetch; Maven only if they
 #                   are not cached yet)
 #
-# --tests is --kcat --musl --python --helm --kafka 4.1.1 --kafka 3.9.1 (the versions of
+# --tests is --kcat --musl --python --helm --rulecheck --kafka 4.1.1 --kafka 3.9.1 (the versions of
 # protocol-tests/harness/mod.rs); --demo is --python --kafka 4.1.1 (demo.sh's).
 # Each step prints "::: STEP (time)" and its duration.
 set -euo pipefail
@@ -26,18 +30,19 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MUSL_TARGET=x86_64-unknown-linux-musl
 CONFLUENT_KAFKA=confluent-kafka==2.16.1
 
-kcat=0 musl=0 python=0 helm=0 kafka=()
+kcat=0 musl=0 python=0 helm=0 rulecheck=0 kafka=()
 HELM_MODULE=helm.sh/helm/v3/cmd/helm@v3.22.0
 while (($#)); do
   case $1 in
-    --tests) kcat=1 musl=1 python=1 helm=1 kafka+=(4.1.1 3.9.1) ;;
+    --tests) kcat=1 musl=1 python=1 helm=1 rulecheck=1 kafka+=(4.1.1 3.9.1) ;;
     --demo) python=1 kafka+=(4.1.1) ;;
     --kcat) kcat=1 ;;
     --musl) musl=1 ;;
     --python) python=1 ;;
     --helm) helm=1 ;;
+    --rulecheck) rulecheck=1 ;;
     --kafka) kafka+=("${2:?--kafka needs a version}"); shift ;;
-    *) echo "usage: $0 [--tests] [--demo] [--kcat] [--musl] [--python] [--helm] [--kafka VERSION]..." >&2; exit 2 ;;
+    *) echo "usage: $0 [--tests] [--demo] [--kcat] [--musl] [--python] [--helm] [--rulecheck] [--kafka VERSION]..." >&2; exit 2 ;;
   esac
   shift
 done
@@ -66,19 +71,6 @@ fi
 if ((${#kafka[@]})); then
   have java || pkgs+=(openjdk-17-jre-headless)
   have flock || pkgs+=(util-linux)
-  if ((helm)); then
-  step "helm ($HELM_MODULE, best effort)"
-  if have helm || [[ -x $HOME/go/bin/helm ]]; then
-    echo "already installed"
-  elif have go; then
-    GOBIN="$HOME/go/bin" timeout 900 go install "$HELM_MODULE" \
-      || echo "helm could not be installed: the deploy test checks the manifests without it"
-  else
-    echo "no Go toolchain: the deploy test checks the manifests without helm"
-  fi
-  done_step
-fi
-
 for v in "${kafka[@]}"; do
     if ! kafka_cached "$v"; then have mvn || pkgs+=(maven); break; fi
   done
@@ -122,6 +114,35 @@ if ((musl)); then
   else
     have rustup || die "the Rust target $MUSL_TARGET is missing and there is no rustup to add it"
     rustup target add "$MUSL_TARGET"
+  fi
+  done_step
+fi
+
+if ((helm)); then
+  step "helm ($HELM_MODULE, best effort)"
+  if have helm || [[ -x $HOME/go/bin/helm ]]; then
+    echo "already installed"
+  elif have go; then
+    GOBIN="$HOME/go/bin" timeout 900 go install "$HELM_MODULE" \
+      || echo "helm could not be installed: the deploy test checks the manifests without it"
+  else
+    echo "no Go toolchain: the deploy test checks the manifests without helm"
+  fi
+  done_step
+fi
+
+if ((rulecheck)); then
+  # Prometheus's own rule loader (deploy/prometheus/check, Go) rather than
+  # promtool: `go install .../cmd/promtool` compiles every service discovery
+  # (cloud SDKs, the Kubernetes client) and had not finished after 11 minutes
+  # (3.4 min of CPU) on a busy 2-core machine; the loader took 3.7 minutes
+  # there, 51 s of CPU. Rebuilt every time: Go's build cache makes that instant.
+  step "Prometheus rule checker (deploy/prometheus/check, best effort)"
+  if have go; then
+    (cd "$ROOT/deploy/prometheus/check" && timeout 600 go build -o "$HOME/go/bin/strait-rulecheck" .) \
+      || echo "the rule checker could not be built: the deploy test checks the rules' structure without it"
+  else
+    echo "no Go toolchain: the deploy test checks the rules' structure without Prometheus's parser"
   fi
   done_step
 fi

@@ -350,25 +350,14 @@ impl BenchReport {
     }
 }
 
-/// CPU seconds (user + system) of this process, from /proc/self/stat.
-pub fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0 // fields 14 and 15; CLK_TCK is 100 on Linux
+/// CPU seconds (user + system) of this process (0 without `/proc`).
+fn cpu_seconds() -> f64 {
+    strait::ops::cpu_seconds().unwrap_or(0.0)
 }
 
-/// Peak resident set size of this process in MiB (VmHWM).
-pub fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
+/// Peak resident set size of this process in MiB (0 without `/proc`).
+fn peak_rss_mib() -> f64 {
+    strait::ops::peak_resident_bytes().map_or(0.0, |b| b / (1024.0 * 1024.0))
 }
 
 /// What a `--rate` bench leaves out of its latency and rate: the first seconds

@@ -26,7 +26,7 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tracing::{debug, info, warn};
 
-pub use process::ProcessCollector;
+pub use process::{cpu_seconds, peak_resident_bytes, ProcessCollector};
 
 /// Readiness: `Ok` when ready, else why not.
 pub type ReadyFn = Box<dyn Fn() -> Result<(), String> + Send + Sync>;

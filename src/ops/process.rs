@@ -34,21 +34,49 @@ fn parse_stat(stat: &str) -> Option<Vec<&str>> {
     Some(after.split_whitespace().collect())
 }
 
+/// Field `i` of [`parse_stat`]'s list as a number.
+fn num(f: &[&str], i: usize) -> Option<f64> {
+    f.get(i).and_then(|v| v.parse::<f64>().ok())
+}
+
+/// User and system CPU seconds from the fields of [`parse_stat`].
+fn cpu_of(f: &[&str]) -> Option<f64> {
+    Some((num(f, 11)? + num(f, 12)?) / TICKS_PER_SECOND)
+}
+
+/// User and system CPU seconds this process has used so far (`None` without
+/// `/proc`): what `process_cpu_seconds_total` reports, and what `strait
+/// bench` measures.
+pub fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    cpu_of(&parse_stat(&stat)?)
+}
+
+/// The peak resident set size of this process (`VmHWM`), bytes.
+pub fn peak_resident_bytes() -> Option<f64> {
+    status_kib("VmHWM:").map(|kib| kib * 1024.0)
+}
+
+/// A `kB` line of `/proc/self/status`.
+fn status_kib(key: &str) -> Option<f64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(key)
+                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        })
+}
+
 fn read_stats() -> Option<ProcessStats> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     let f = parse_stat(&stat)?;
-    let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
+    let num = |i: usize| num(&f, i);
     let boot = std::fs::read_to_string("/proc/stat")
         .ok()?
         .lines()
         .find_map(|l| l.strip_prefix("btime ").and_then(|v| v.trim().parse::<f64>().ok()))?;
-    let resident_kib = std::fs::read_to_string("/proc/self/status")
-        .ok()?
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("VmRSS:")
-                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        })?;
+    let resident_kib = status_kib("VmRSS:")?;
     let open_fds = std::fs::read_dir("/proc/self/fd")
         .map(|d| d.count() as f64)
         .unwrap_or(0.0);
@@ -61,7 +89,7 @@ fn read_stats() -> Option<ProcessStats> {
         })
         .unwrap_or(0.0);
     Some(ProcessStats {
-        cpu_seconds: (num(11)? + num(12)?) / TICKS_PER_SECOND,
+        cpu_seconds: cpu_of(&f)?,
         resident_bytes: resident_kib * 1024.0,
         virtual_bytes: num(20)?,
         start_time_seconds: boot + num(19)? / TICKS_PER_SECOND,
@@ -123,5 +151,7 @@ mod tests {
         let s = read_stats().expect("/proc is mounted");
         assert!(s.resident_bytes > 1e6 && s.virtual_bytes >= s.resident_bytes, "{s:?}");
         assert!(s.start_time_seconds > 1.6e9 && s.open_fds >= 3.0, "{s:?}");
+        assert!(peak_resident_bytes().unwrap() >= s.resident_bytes * 0.5, "{s:?}");
+        assert!(cpu_seconds().unwrap() >= s.cpu_seconds, "{s:?}");
     }
 }
