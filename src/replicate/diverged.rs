@@ -26,7 +26,7 @@ use tracing::info;
 
 use super::failover_record::{FailoverRecord, PartitionAtFailover};
 use crate::batch::{split_batches, BatchFilter, Disposition};
-use crate::client::admin::LATEST;
+use crate::client::admin::{EARLIEST, LATEST};
 use crate::client::{code, Client, ClientError, GroupOffset, NewTopic};
 use crate::config::{Config, Rename};
 
@@ -136,19 +136,30 @@ async fn partition(
     p: &PartitionAtFailover,
     diverged_topic: String,
 ) -> Result<Option<Diverged>, ClientError> {
-    if p.src_next < 0 {
-        return Ok(None);
-    }
+    // No committed position (a crash before the first checkpoint): every
+    // record of the destination partition came from the source's first ones.
+    let (src_next, dst_next) = if p.src_next < 0 {
+        (
+            src.list_offset(&p.src_topic, p.partition, EARLIEST, false).await?,
+            dst.list_offset(&p.dst_topic, p.partition, EARLIEST, false).await?,
+        )
+    } else {
+        (p.src_next, p.dst_next)
+    };
     // Records the destination holds past the checkpoint came from the source
     // records right after it.
     let mut past_checkpoint = 0u64;
-    if p.dst_next >= 0 && p.dst_end > p.dst_next {
-        scan(dst, &p.dst_topic, p.partition, p.dst_next, p.dst_end, |_, _| {
+    if dst_next >= 0 && p.dst_end > dst_next {
+        scan(dst, &p.dst_topic, p.partition, dst_next, p.dst_end, |_, _| {
             past_checkpoint += 1
         })
         .await?;
     }
     let end = src.list_offset(&p.src_topic, p.partition, LATEST, true).await?;
+    tracing::debug!(
+        topic = %p.src_topic, partition = p.partition, src_next, dst_next,
+        dst_end = p.dst_end, past_checkpoint, source_end = end, "looking for diverged records"
+    );
     let mut out = Diverged {
         src_topic: p.src_topic.clone(),
         diverged_topic,
@@ -158,7 +169,7 @@ async fn partition(
         timestamps: (-1, -1),
     };
     let mut skip = past_checkpoint;
-    scan(src, &p.src_topic, p.partition, p.src_next, end, |o, ts| {
+    scan(src, &p.src_topic, p.partition, src_next, end, |o, ts| {
         if skip > 0 {
             skip -= 1;
             return;

@@ -177,25 +177,34 @@ async fn record_positions(
     use super::failover_record::{now_ms, write, FailoverRecord, PartitionAtFailover};
     let positions = super::checkpoint::committed_positions(dst, &cfg.checkpoint_group(), &[]).await?;
     let names = source_names(cfg, dst).await?;
-    let mut by_topic: std::collections::BTreeMap<String, Vec<i32>> = Default::default();
-    for (t, p) in positions.keys() {
-        by_topic.entry(t.clone()).or_default().push(*p);
-    }
+    // Every partition of the flow's destination topics, committed or not (a
+    // crash before the first checkpoint commits nothing): the topics with
+    // positions, and those whose source name the flow selects.
+    let md = dst.refresh_metadata(None).await?;
     let mut partitions = Vec::new();
-    for (t, parts) in by_topic {
-        let ends = dst.list_offsets(&t, &parts, LATEST, false).await?;
+    for t in md.topics.values().filter(|t| t.error_code == 0) {
+        let src_topic = names.get(&t.name).cloned().unwrap_or_else(|| source_name(cfg, &t.name));
+        let has_positions = positions.keys().any(|(d, _)| *d == t.name);
+        if !has_positions
+            && (!cfg.wants_topic(&src_topic, t.is_internal) || cfg.destination_topic(&src_topic) != t.name)
+        {
+            continue;
+        }
+        let parts: Vec<i32> = (0..t.partitions.len() as i32).collect();
+        let ends = dst.list_offsets(&t.name, &parts, LATEST, false).await?;
         for p in parts {
-            let pos = positions[&(t.clone(), p)];
+            let pos = positions.get(&(t.name.clone(), p));
             partitions.push(PartitionAtFailover {
-                src_topic: names.get(&t).cloned().unwrap_or_else(|| source_name(cfg, &t)),
-                dst_topic: t.clone(),
+                src_topic: src_topic.clone(),
+                dst_topic: t.name.clone(),
                 partition: p,
                 dst_end: ends.get(&p).copied().unwrap_or(-1),
-                src_next: pos.src_next,
-                dst_next: pos.dst_next,
+                src_next: pos.map_or(-1, |x| x.src_next),
+                dst_next: pos.map_or(-1, |x| x.dst_next),
             });
         }
     }
+    partitions.sort_by(|a, b| (&a.dst_topic, a.partition).cmp(&(&b.dst_topic, b.partition)));
     let record = FailoverRecord {
         kind: kind.to_string(),
         at_ms: now_ms(),

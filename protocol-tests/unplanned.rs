@@ -1,0 +1,280 @@
+//! Unplanned failover and a failback that loses nothing, the way an operator
+//! meets them, with the `strait` binary: the destination stalls (fault
+//! proxy) while records keep arriving on the source, strait is killed, then
+//! the source; `strait failover --unplanned` runs with the source down; once
+//! the source is back, `strait run` of the old direction refuses, `strait
+//! failback --dry-run` reports exactly the records the destination lacks, and
+//! `strait failback` keeps them in `<topic>.diverged` and copies back what
+//! producers wrote on the destination meanwhile. Every record is counted by
+//! the independent client.
+
+mod harness;
+#[path = "harness/proxy.rs"]
+mod proxy;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use harness::{unique_topic, KafkaCluster};
+use proxy::ClusterProxy;
+use serde_json::Value;
+
+fn tool(args: &[&str]) -> String {
+    harness::kafka_tool(args)
+}
+
+fn b64(s: &str) -> Vec<u8> {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let (mut out, mut buf, mut bits) = (Vec::new(), 0u32, 0);
+    for c in s.bytes().filter(|c| *c != b'=') {
+        buf = (buf << 6) | T.iter().position(|x| *x == c).expect("base64") as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buf >> bits) as u8);
+        }
+    }
+    out
+}
+
+/// (partition, loader index) of every record of `topic` that carries an
+/// index, read by the independent client.
+fn records(bootstrap: &str, topic: &str) -> BTreeSet<(i64, u64)> {
+    tool(&["dump", "--bootstrap", bootstrap, "--topic", topic])
+        .lines()
+        .filter_map(|l| {
+            let v: Value = serde_json::from_str(l).ok()?;
+            let b = v["h"].as_array()?.iter().find(|kv| kv[0] == "idx")?[1]
+                .as_str()?
+                .to_string();
+            Some((v["p"].as_i64()?, String::from_utf8(b64(&b)).ok()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Records of `topic` (`None`: no such topic).
+fn count(bootstrap: &str, topic: &str) -> Option<u64> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/protocol-tests/tools/kafka_tool.py");
+    let out = Command::new("python3")
+        .args([
+            script,
+            "count",
+            "--bootstrap",
+            bootstrap,
+            "--topic",
+            topic,
+            "--timeout",
+            "10",
+        ])
+        .output()
+        .ok()?;
+    let v: Value = serde_json::from_slice(out.stdout.trim_ascii()).ok()?;
+    v["total"].as_u64()
+}
+
+fn strait(args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_strait"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("strait runs")
+}
+
+/// Runs `strait` to its end; (success, stdout + stderr).
+fn strait_done(args: &[&str]) -> (bool, String) {
+    let out = strait(args).wait_with_output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn stop(child: Child, signal: &str) -> String {
+    Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn wait(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what} within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unplanned_failover_then_failback_keeps_every_diverged_record() {
+    // The source is this test's own (it is killed); the destination is
+    // reached through the fault proxy (it is stalled).
+    let src = KafkaCluster::start(harness::KAFKA_4, 1).expect("source starts");
+    let dst = harness::kafka4_proxied_dest();
+    let dp = ClusterProxy::start(dst, harness::PROXIED).await;
+    let t = unique_topic("unplanned");
+    tool(&[
+        "create",
+        "--bootstrap",
+        &src.bootstrap,
+        "--topic",
+        &t,
+        "--partitions",
+        "2",
+        "--config",
+        "retention.ms=-1",
+    ]);
+    tool(&["load", "--bootstrap", &src.bootstrap, "--topic", &t, "--count", "2000"]);
+    let name = unique_topic("unplanned");
+    let path = std::env::temp_dir().join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "name = \"{name}\"\ntopics = [\"{t}\"]\nrefresh_interval_ms = 1000\ncheckpoint_interval_ms = 500\n\
+             session_timeout_ms = 6000\nheartbeat_interval_ms = 1000\n\
+             [source]\nbootstrap_servers = \"{}\"\nrequest_timeout_ms = 5000\n\
+             [destination]\nbootstrap_servers = \"{}\"\nrequest_timeout_ms = 5000\n",
+            src.bootstrap, dp.bootstrap
+        ),
+    )
+    .unwrap();
+    let cfg = path.to_str().unwrap();
+
+    tokio::task::block_in_place(|| {
+        let run = strait(&["run", "--config", cfg]);
+        wait("2,000 records replicated", Duration::from_secs(60), || {
+            count(&dst.bootstrap, &t) == Some(2000)
+        });
+        // The destination stops answering; 1,000 more records reach the source.
+        dp.each(|f| f.stall(Duration::from_secs(3600)));
+        tool(&[
+            "load",
+            "--bootstrap",
+            &src.bootstrap,
+            "--topic",
+            &t,
+            "--count",
+            "1000",
+            "--start-index",
+            "2000",
+        ]);
+        std::thread::sleep(Duration::from_secs(2)); // strait fetches some of them
+        stop(run, "-KILL");
+        src.kill_node(1).expect("source killed");
+    });
+    // The source's records, for the independent comparison later (read when it is back).
+    dp.each(|f| f.unstall());
+
+    // Unplanned failover with the source down.
+    let (ok, out) = tokio::task::block_in_place(|| strait_done(&["failover", "--unplanned", "--config", cfg]));
+    assert!(ok, "failover --unplanned with the source down: {out}");
+    assert!(out.contains("unplanned failover complete"), "{out}");
+    eprintln!("{out}");
+    // Producers move to the destination.
+    tool(&[
+        "load",
+        "--bootstrap",
+        &dst.bootstrap,
+        "--topic",
+        &t,
+        "--count",
+        "100",
+        "--start-index",
+        "10000",
+    ]);
+
+    // The source comes back: the old direction refuses to start.
+    src.start_node(1).expect("source restarts");
+    let (ok, out) = tokio::task::block_in_place(|| strait_done(&["run", "--config", cfg]));
+    assert!(!ok, "strait run of the failed-over direction must refuse: {out}");
+    assert!(
+        out.contains("was failed over") && out.contains(&format!("__strait.{name}.failover")),
+        "the refusal names the failover record: {out}"
+    );
+
+    // What the destination lacks, by the independent client.
+    let on_src = records(&src.bootstrap, &t);
+    let on_dst = records(&dst.bootstrap, &t);
+    let lacking: BTreeSet<(i64, u64)> = on_src.difference(&on_dst).cloned().collect();
+    assert!(!lacking.is_empty(), "the stall left records on the source only");
+    let mut per_partition: BTreeMap<i64, u64> = BTreeMap::new();
+    for (p, _) in &lacking {
+        *per_partition.entry(*p).or_default() += 1;
+    }
+    // Records without an index (the loader writes some) count too: compare totals.
+    let src_total = count(&src.bootstrap, &t).unwrap();
+
+    // failback --dry-run reports exactly those, per partition.
+    let (ok, out) = tokio::task::block_in_place(|| strait_done(&["failback", "--dry-run", "--config", cfg]));
+    assert!(ok, "{out}");
+    let reported: BTreeMap<i64, u64> = out
+        .lines()
+        .filter(|l| l.starts_with("diverged: "))
+        .filter_map(|l| {
+            let p = l.split_once(&format!("{t}["))?.1.split_once(']')?.0.parse().ok()?;
+            let n = l.split_once("]: ")?.1.split_once(" record")?.0.parse().ok()?;
+            Some((p, n))
+        })
+        .collect();
+    let reported_total: u64 = reported.values().sum();
+    let dst_before = count(&dst.bootstrap, &t).unwrap() - 100; // less what producers wrote there
+    assert_eq!(
+        reported_total,
+        src_total - dst_before,
+        "every record the destination lacks, and only those: {out}"
+    );
+    for (p, n) in &per_partition {
+        assert!(reported.get(p).is_some_and(|r| r >= n), "partition {p}: {out}");
+    }
+    assert_eq!(
+        count(&dst.bootstrap, &format!("{t}.diverged")),
+        None,
+        "a dry run copies nothing"
+    );
+
+    // failback keeps them in <topic>.diverged and copies the new records back.
+    let diverged = format!("{t}.diverged");
+    tokio::task::block_in_place(|| {
+        let fb = strait(&["failback", "--config", cfg]);
+        wait("the diverged records copied", Duration::from_secs(90), || {
+            count(&dst.bootstrap, &diverged) == Some(reported_total)
+        });
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let back = || records(&src.bootstrap, &t).iter().filter(|(_, i)| *i >= 10_000).count();
+        // The loader leaves the index out of some records: compare those with one.
+        let written = on_dst.iter().filter(|(_, i)| *i >= 10_000).count();
+        while back() < written && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let log = stop(fb, "-TERM");
+        assert_eq!(
+            back(),
+            written,
+            "the destination's new records back on the source: {log}"
+        );
+        assert!(log.contains("stopped: 100 records"), "all 100 copied back once: {log}");
+        assert!(log.contains("diverged: "), "{log}");
+    });
+    let kept = records(&dst.bootstrap, &diverged);
+    assert_eq!(
+        kept, lacking,
+        "<topic>.diverged holds exactly what the destination lacked"
+    );
+    // 0 lost: every source record is on the destination or in .diverged.
+    let everywhere: BTreeSet<(i64, u64)> = records(&dst.bootstrap, &t).union(&kept).cloned().collect();
+    assert!(on_src.is_subset(&everywhere), "records lost");
+    // The mark stays until cleared; then the old direction may run again.
+    let (ok, out) = tokio::task::block_in_place(|| strait_done(&["failover", "--reset", "--config", cfg]));
+    assert!(ok && out.contains("cleared"), "{out}");
+}
