@@ -66,6 +66,9 @@ pub struct TopicSettings {
     pub replication_factor: i16,
     /// Copy topic configs and their changes from source to destination.
     pub sync_topic_configs: bool,
+    /// The heartbeat topic when heartbeats are on: replicated whatever
+    /// `topics` and `topics_exclude` say.
+    pub heartbeats_topic: Option<String>,
 }
 
 impl TopicSettings {
@@ -74,8 +77,9 @@ impl TopicSettings {
     pub fn wants(&self, name: &str, is_internal: bool) -> bool {
         !is_internal
             && !name.starts_with("__")
-            && self.topics.iter().any(|r| r.is_match(name))
-            && !self.topics_exclude.iter().any(|r| r.is_match(name))
+            && (self.heartbeats_topic.as_deref() == Some(name)
+                || self.topics.iter().any(|r| r.is_match(name))
+                    && !self.topics_exclude.iter().any(|r| r.is_match(name)))
             && !self.is_cycle(name)
     }
 
@@ -131,6 +135,17 @@ impl TopicSettings {
             )
         })
     }
+}
+
+/// Heartbeats (MirrorMaker 2's `heartbeats` topic): a small record written to
+/// the source every `interval` and replicated like any topic, so an idle
+/// replication and a broken one look different.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeartbeatSettings {
+    /// The source topic heartbeats are written to (and replicated from).
+    pub topic: String,
+    /// How often a heartbeat is written.
+    pub interval: Duration,
 }
 
 /// The source side: where partitions start and how much one fetch brings.
@@ -269,6 +284,8 @@ pub struct Config {
     pub merge: bool,
     /// Membership in the replication group.
     pub member: MemberSettings,
+    /// Heartbeats written to the source and replicated (none: off).
+    pub heartbeats: Option<HeartbeatSettings>,
     /// Process-wide settings.
     pub ops: OpsSettings,
 }
@@ -399,6 +416,9 @@ impl Config {
         r.groups.groups = Vec::new();
         r.ops.metrics_address = None;
         r.forward_from = Vec::new();
+        // The failback copies the listed topics only; heartbeats stay with the original flow.
+        r.heartbeats = None;
+        r.topics.heartbeats_topic = None;
         r.produce.timeout_ms = super::produce_timeout_ms(&r.destination);
         let eos = r.exactly_once.take();
         r.set_exactly_once(eos);

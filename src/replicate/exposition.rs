@@ -226,6 +226,30 @@ impl Collector for Exposition {
                 self.flows.iter().map(|h| (flow(h), ConstGauge::new(value(h)))),
             )?;
         }
+        // Heartbeat gauges: no sample before the first heartbeat is acknowledged.
+        let heartbeat: [(&str, &str, fn(&Metrics) -> Option<f64>); 2] = [
+            (
+                "strait_heartbeat_latency_seconds",
+                "The last acknowledged heartbeat's latency: written on the source to acknowledged by the destination.",
+                Metrics::heartbeat_latency_seconds,
+            ),
+            (
+                "strait_heartbeat_age_seconds",
+                "Seconds since the destination last acknowledged a heartbeat.",
+                Metrics::heartbeat_age_seconds,
+            ),
+        ];
+        for (name, help, value) in heartbeat {
+            family(
+                &mut e,
+                name,
+                help,
+                MetricType::Gauge,
+                self.flows
+                    .iter()
+                    .filter_map(|h| value(&h.metrics).map(|v| (flow(h), ConstGauge::new(v)))),
+            )?;
+        }
         let mut metric = e.encode_descriptor(
             "strait_replication_latency_seconds",
             "Source record timestamp to destination acknowledgement.",

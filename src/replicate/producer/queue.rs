@@ -585,6 +585,7 @@ fn acked(part: &mut Part, idx: usize, base: i64, metrics: &Metrics) {
     if let Some((raw, _)) = e.batch.take() {
         Metrics::add(&metrics.bytes, raw.len() as u64);
         metrics.latency(raw.max_timestamp(), e.records as u64);
+        metrics.acked_batch(&part.route.src_topic, raw.max_timestamp());
     }
     if base >= 0 {
         e.dst_end = base + e.records as i64;
