@@ -1982,3 +1982,77 @@ async fn batch_inflating_to_4_gib_is_forwarded_raw_when_coalescing() {
         "destination end offset: {end}"
     );
 }
+
+/// Heartbeats with every user topic idle: the flow's only topic is empty, yet
+/// the destination's copy of the heartbeat topic grows (read with the
+/// independent client), each record keyed by the flow; the age gauge stays
+/// within a few intervals, and `/metrics` and `/status` show both gauges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_flow_while_every_user_topic_is_idle() {
+    let (src, dst) = (harness::kafka4(), harness::kafka4_dest());
+    let t = unique_topic("hb-idle");
+    create(src, &t, 1, &[]);
+    let hb = format!("{t}-heartbeats");
+    let name = unique_topic("hb-idle");
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let r = start(config(
+        &name,
+        src,
+        dst,
+        &t,
+        &format!("heartbeats_topic = \"{hb}\"\nheartbeats_interval_ms = 500\nmetrics_address = \"{addr}\""),
+    ))
+    .await;
+    let count = || {
+        json(&tool(&["count", "--bootstrap", &dst.bootstrap, "--topic", &hb]))["total"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // The destination topic exists once a first heartbeat was acknowledged.
+    while r.handle.metrics.heartbeat_age_seconds().is_none() {
+        assert!(Instant::now() < deadline, "no heartbeat acknowledged after 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first = loop {
+        let n = count();
+        if n >= 3 {
+            break n;
+        }
+        assert!(Instant::now() < deadline, "{n} heartbeats on the destination after 60 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // It keeps growing, and the age stays within a few intervals meanwhile.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let age = r.handle.metrics.heartbeat_age_seconds().expect("a heartbeat was acknowledged");
+        assert!(age < 4.0, "heartbeat age {age} s with a 0.5 s interval");
+        if count() >= first + 4 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the heartbeats stopped growing at {first}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, body) = http_get(&addr, "/metrics");
+    assert!(metric(&body, "strait_heartbeat_age_seconds") < 4.0, "{body}");
+    assert!(metric(&body, "strait_heartbeat_latency_seconds") >= 0.0, "{body}");
+    let (_, status) = http_get(&addr, "/status");
+    let doc: Value = serde_json::from_str(&status).unwrap();
+    assert!(doc["flows"][0]["heartbeat"]["age_seconds"].as_f64().is_some(), "{doc}");
+    assert!(doc["flows"][0]["heartbeat"]["latency_seconds"].as_f64().is_some(), "{doc}");
+    assert_eq!(doc["flows"][0]["lag"][t.as_str()]["records"], 0, "{doc}");
+    r.stop().await;
+    let dump = tool(&["dump", "--bootstrap", &dst.bootstrap, "--topic", &hb]);
+    let rec: Value = dump
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|r| b64(r["k"].as_str().unwrap_or_default()) == name.as_bytes())
+        .unwrap_or_else(|| panic!("no heartbeat keyed {name}: {dump}"));
+    let value: Value = serde_json::from_slice(&b64(rec["v"].as_str().unwrap())).unwrap();
+    assert_eq!(value["flow"], name.as_str(), "{value}");
+    let skew = value["timestamp_ms"].as_i64().unwrap() - rec["ts"].as_i64().unwrap();
+    assert!(skew.abs() < 1_000, "the record's timestamp is its write time: {value} {rec}");
+}
