@@ -1140,13 +1140,13 @@ async fn check_reports_versions_topics_and_unreachable_clusters() {
     let (src, dst) = (harness::kafka4(), harness::kafka4_dest());
     let t = unique_topic("check");
     create(src, &t, 2, &["retention.ms=-1"]);
-    let run_check = |dest: &str| {
+    let run_check_with = |dest: &str, extra: &str| {
         let path = config_file(
             &format!("{t}-{}", dest.replace([':', '.'], "_")),
             &src.bootstrap,
             dest,
             &t,
-            "",
+            extra,
             "connect_timeout_ms = 2000",
         );
         let out = Command::new(env!("CARGO_BIN_EXE_strait"))
@@ -1159,8 +1159,19 @@ async fn check_reports_versions_topics_and_unreachable_clusters() {
             String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
         )
     };
+    let run_check = |dest: &str| run_check_with(dest, "");
     let (ok, out) = run_check(&dst.bootstrap);
     assert!(ok, "{out}");
+    assert!(!out.contains("heartbeats:"), "heartbeats are off in this config: {out}");
+    // Heartbeats: the source topic strait would create, and its destination twin.
+    let (ok, hb) = run_check_with(&dst.bootstrap, &format!("heartbeats_topic = \"{t}-hb\""));
+    assert!(ok, "{hb}");
+    assert!(
+        hb.contains(&format!("heartbeats: source topic {t}-hb will be created"))
+            && hb.contains("needs CREATE and WRITE")
+            && hb.contains(&format!("destination topic {t}-hb: will be created")),
+        "{hb}"
+    );
     assert!(
         out.contains(&format!("{t} -> {t}")) && out.contains("will be created") && out.contains("Produce v"),
         "{out}"
@@ -2022,13 +2033,20 @@ async fn heartbeats_flow_while_every_user_topic_is_idle() {
         if n >= 3 {
             break n;
         }
-        assert!(Instant::now() < deadline, "{n} heartbeats on the destination after 60 s");
+        assert!(
+            Instant::now() < deadline,
+            "{n} heartbeats on the destination after 60 s"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     // It keeps growing, and the age stays within a few intervals meanwhile.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let age = r.handle.metrics.heartbeat_age_seconds().expect("a heartbeat was acknowledged");
+        let age = r
+            .handle
+            .metrics
+            .heartbeat_age_seconds()
+            .expect("a heartbeat was acknowledged");
         assert!(age < 4.0, "heartbeat age {age} s with a 0.5 s interval");
         if count() >= first + 4 {
             break;
@@ -2042,7 +2060,10 @@ async fn heartbeats_flow_while_every_user_topic_is_idle() {
     let (_, status) = http_get(&addr, "/status");
     let doc: Value = serde_json::from_str(&status).unwrap();
     assert!(doc["flows"][0]["heartbeat"]["age_seconds"].as_f64().is_some(), "{doc}");
-    assert!(doc["flows"][0]["heartbeat"]["latency_seconds"].as_f64().is_some(), "{doc}");
+    assert!(
+        doc["flows"][0]["heartbeat"]["latency_seconds"].as_f64().is_some(),
+        "{doc}"
+    );
     assert_eq!(doc["flows"][0]["lag"][t.as_str()]["records"], 0, "{doc}");
     r.stop().await;
     let dump = tool(&["dump", "--bootstrap", &dst.bootstrap, "--topic", &hb]);
@@ -2054,5 +2075,8 @@ async fn heartbeats_flow_while_every_user_topic_is_idle() {
     let value: Value = serde_json::from_slice(&b64(rec["v"].as_str().unwrap())).unwrap();
     assert_eq!(value["flow"], name.as_str(), "{value}");
     let skew = value["timestamp_ms"].as_i64().unwrap() - rec["ts"].as_i64().unwrap();
-    assert!(skew.abs() < 1_000, "the record's timestamp is its write time: {value} {rec}");
+    assert!(
+        skew.abs() < 1_000,
+        "the record's timestamp is its write time: {value} {rec}"
+    );
 }

@@ -142,7 +142,11 @@ fn user_topics(cluster: &KafkaCluster) -> BTreeSet<String> {
 /// A config of `clusters` (alias, cluster) and `flows` (source, destination, extra keys).
 fn doc_text(top: &str, clusters: &[(&str, &KafkaCluster)], flows: &[(&str, &str, &str)]) -> String {
     // Heartbeats would add a topic and records to every cluster: off unless a test sets them.
-    let heartbeats = if top.contains("heartbeats") { "" } else { "heartbeats = false\n" };
+    let heartbeats = if top.contains("heartbeats") {
+        ""
+    } else {
+        "heartbeats = false\n"
+    };
     let mut t = format!("refresh_interval_ms = 1000\ncheckpoint_interval_ms = 200\n{heartbeats}{top}\n");
     for (alias, c) in clusters {
         t += &format!("[clusters.{alias}]\nbootstrap_servers = \"{}\"\n", c.bootstrap);
