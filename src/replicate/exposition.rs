@@ -45,6 +45,8 @@ type Labels = Vec<(&'static str, String)>;
 type CounterDef = (&'static str, &'static str, fn(&Metrics) -> &AtomicU64);
 /// A gauge of a flow: name, help, value.
 type GaugeDef = (&'static str, &'static str, fn(&Handle) -> f64);
+/// A gauge of [`Metrics`] without a sample until it has a value: name, help, value.
+type OptionalGaugeDef = (&'static str, &'static str, fn(&Metrics) -> Option<f64>);
 
 /// One metric family: its descriptor once, then one sample per label set.
 fn family<M: EncodeMetric>(
@@ -227,7 +229,7 @@ impl Collector for Exposition {
             )?;
         }
         // Heartbeat gauges: no sample before the first heartbeat is acknowledged.
-        let heartbeat: [(&str, &str, fn(&Metrics) -> Option<f64>); 2] = [
+        let heartbeat: [OptionalGaugeDef; 2] = [
             (
                 "strait_heartbeat_latency_seconds",
                 "The last acknowledged heartbeat's latency: written on the source to acknowledged by the destination.",

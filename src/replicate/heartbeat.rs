@@ -185,7 +185,7 @@ mod tests {
         assert!(refusal(&e(31), "CREATE").unwrap().contains("grant CREATE"));
         assert!(refusal(&e(29), "WRITE").unwrap().contains("grant WRITE"));
         assert!(refusal(&e(29), "DESCRIBE").unwrap().contains("grant DESCRIBE"));
-        assert!(refusal(&e(44), "CREATE").unwrap().contains("POLICY_VIOLATION"));
+        assert!(refusal(&e(44), "CREATE").unwrap().contains("refuses to create"));
         assert_eq!(refusal(&e(44), "WRITE"), None);
         assert_eq!(refusal(&e(7), "CREATE"), None, "a timeout is retried");
         assert_eq!(refusal(&ClientError::Closed { broker: "b".into() }, "WRITE"), None);
