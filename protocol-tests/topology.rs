@@ -718,3 +718,56 @@ async fn two_way_group_offsets_repeat_but_never_skip_and_do_not_bounce() {
         consumed.len()
     );
 }
+
+/// Heartbeats in a two-way pair with identity names: each side's heartbeat
+/// topic holds its own flow's heartbeats and the other side's copies, each
+/// record once (a copy, written under strait's registered producer id, is
+/// never sent back). Read with the independent client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_way_heartbeats_cross_once_and_do_not_bounce() {
+    let (east, west) = (harness::kafka4(), harness::kafka4_dest());
+    let t = unique_topic("hb2way");
+    create(east, &t, 1, &[]);
+    create(west, &t, 1, &[]);
+    let hb = format!("{t}-heartbeats");
+    let text = doc_text(
+        &format!("topics = [\"{t}\"]\nheartbeats_topic = \"{hb}\"\nheartbeats_interval_ms = 200"),
+        &[("east", east), ("west", west)],
+        &[("east", "west", ""), ("west", "east", "")],
+    );
+    let r = start(&text).await;
+    let flows: Vec<String> = r.handles.iter().map(|h| h.flow.to_string()).collect();
+    // (key, value) of every heartbeat on a cluster.
+    let read = |c: &KafkaCluster| -> Vec<(String, String)> {
+        let out = Command::new("kcat")
+            .args(["-C", "-b", &c.bootstrap, "-t", &hb, "-e", "-q", "-f", "%k\t%s\n"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let both = [east, west].iter().all(|c| {
+            let recs = read(c);
+            flows.iter().all(|f| recs.iter().filter(|(k, _)| k == f).count() >= 3)
+        });
+        if both {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "heartbeats of both flows on both sides after 90 s"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    r.stop().await;
+    for c in [east, west] {
+        let recs = read(c);
+        let distinct: BTreeSet<&(String, String)> = recs.iter().collect();
+        assert_eq!(distinct.len(), recs.len(), "a heartbeat came back: {recs:?}");
+    }
+}
