@@ -175,6 +175,7 @@ checkpoint_interval_ms = 500
 max_buffered_bytes = 4194304
 fetch_max_bytes = 524288
 fetch_partition_max_bytes = 131072
+{heartbeats}
 {extra}
 [source]
 bootstrap_servers = "{src}"
@@ -186,6 +187,7 @@ request_timeout_ms = 5000
 connect_timeout_ms = 5000
 "#,
             name = unique_topic(self.label),
+            heartbeats = heartbeats_off_unless(extra),
             prefix = self.prefix,
             rename = if self.rename.is_empty() {
                 String::new()
@@ -789,6 +791,7 @@ refresh_interval_ms = 1000
 checkpoint_interval_ms = 200
 metrics_address = "{addr}"
 readiness_timeout_ms = 6000
+heartbeats = false
 [source]
 bootstrap_servers = "{s}"
 request_timeout_ms = 3000
@@ -921,4 +924,45 @@ async fn a_long_round_trip_keeps_several_fetches_in_flight_and_loses_nothing() {
         v
     );
     drop(dp);
+}
+
+/// The heartbeat latency gauge follows the network: 300 ms added each way to
+/// the source (heartbeats are written and fetched through the proxy) lifts the
+/// last heartbeat's latency above 300 ms; cleared, it drops back below.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeat_latency_follows_added_network_delay() {
+    let _one = PROXY_LOCK.lock().await;
+    let (src, dst) = (harness::kafka4_proxied(), harness::kafka4_proxied_dest());
+    let sp = ClusterProxy::start(src, harness::PROXIED).await;
+    let t = unique_topic("hb-delay");
+    create(src, &t, 1, &[]);
+    let extra = format!("heartbeats_topic = \"{t}-heartbeats\"\nheartbeats_interval_ms = 200");
+    let cfg = Config::parse(&config_text(&t, &sp.bootstrap, &dst.bootstrap, &t, &extra, ""), "test").unwrap();
+    let r = start(cfg).await;
+    let h = &r.handle;
+    wait_heartbeat_latency(h, "first heartbeat", |l| l.is_some()).await;
+    sp.each(|f| f.latency_ms.store(300, Ordering::Relaxed));
+    let high = wait_heartbeat_latency(h, "300 ms each way", |l| l.is_some_and(|s| s > 0.3)).await;
+    sp.each(|f| f.clear());
+    let low = wait_heartbeat_latency(h, "delay cleared", |l| l.is_some_and(|s| s < 0.3)).await;
+    let age = r.handle.metrics.heartbeat_age_seconds();
+    r.stop().await;
+    eprintln!("RESULT heartbeat latency: {high:?} s with 300 ms each way, {low:?} s without; age {age:?} s");
+}
+
+/// Waits up to 60 s until the heartbeat latency gauge satisfies `ok`; returns it.
+async fn wait_heartbeat_latency(
+    h: &strait::replicate::Handle,
+    what: &str,
+    ok: impl Fn(Option<f64>) -> bool,
+) -> Option<f64> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let l = h.metrics.heartbeat_latency_seconds();
+        if ok(l) {
+            return l;
+        }
+        assert!(Instant::now() < deadline, "{what}: heartbeat latency {l:?} after 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -1188,13 +1188,13 @@ async fn check_reports_versions_topics_and_unreachable_clusters() {
     let (src, dst) = (harness::kafka4(), harness::kafka4_dest());
     let t = unique_topic("check");
     create(src, &t, 2, &["retention.ms=-1"]);
-    let run_check = |dest: &str| {
+    let run_check_with = |dest: &str, extra: &str| {
         let path = config_file(
             &format!("{t}-{}", dest.replace([':', '.'], "_")),
             &src.bootstrap,
             dest,
             &t,
-            "",
+            extra,
             "connect_timeout_ms = 2000",
         );
         let out = Command::new(env!("CARGO_BIN_EXE_strait"))
@@ -1207,8 +1207,19 @@ async fn check_reports_versions_topics_and_unreachable_clusters() {
             String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
         )
     };
+    let run_check = |dest: &str| run_check_with(dest, "");
     let (ok, out) = run_check(&dst.bootstrap);
     assert!(ok, "{out}");
+    assert!(!out.contains("heartbeats:"), "heartbeats are off in this config: {out}");
+    // Heartbeats: the source topic strait would create, and its destination twin.
+    let (ok, hb) = run_check_with(&dst.bootstrap, &format!("heartbeats_topic = \"{t}-hb\""));
+    assert!(ok, "{hb}");
+    assert!(
+        hb.contains(&format!("heartbeats: source topic {t}-hb will be created"))
+            && hb.contains("needs CREATE and WRITE")
+            && hb.contains(&format!("destination topic {t}-hb: will be created")),
+        "{hb}"
+    );
     assert!(
         out.contains(&format!("{t} -> {t}")) && out.contains("will be created") && out.contains("Produce v"),
         "{out}"
@@ -2028,5 +2039,92 @@ async fn batch_inflating_to_4_gib_is_forwarded_raw_when_coalescing() {
     assert!(
         end.contains(&format!(" offset {total}")),
         "destination end offset: {end}"
+    );
+}
+
+/// Heartbeats with every user topic idle: the flow's only topic is empty, yet
+/// the destination's copy of the heartbeat topic grows (read with the
+/// independent client), each record keyed by the flow; the age gauge stays
+/// within a few intervals, and `/metrics` and `/status` show both gauges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_flow_while_every_user_topic_is_idle() {
+    let (src, dst) = (harness::kafka4(), harness::kafka4_dest());
+    let t = unique_topic("hb-idle");
+    create(src, &t, 1, &[]);
+    let hb = format!("{t}-heartbeats");
+    let name = unique_topic("hb-idle");
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let r = start(config(
+        &name,
+        src,
+        dst,
+        &t,
+        &format!("heartbeats_topic = \"{hb}\"\nheartbeats_interval_ms = 500\nmetrics_address = \"{addr}\""),
+    ))
+    .await;
+    let count = || {
+        json(&tool(&["count", "--bootstrap", &dst.bootstrap, "--topic", &hb]))["total"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // The destination topic exists once a first heartbeat was acknowledged.
+    while r.handle.metrics.heartbeat_age_seconds().is_none() {
+        assert!(Instant::now() < deadline, "no heartbeat acknowledged after 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first = loop {
+        let n = count();
+        if n >= 3 {
+            break n;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} heartbeats on the destination after 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // It keeps growing, and the age stays within a few intervals meanwhile.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let age = r
+            .handle
+            .metrics
+            .heartbeat_age_seconds()
+            .expect("a heartbeat was acknowledged");
+        assert!(age < 4.0, "heartbeat age {age} s with a 0.5 s interval");
+        if count() >= first + 4 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the heartbeats stopped growing at {first}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, body) = http_get(&addr, "/metrics");
+    assert!(metric(&body, "strait_heartbeat_age_seconds") < 4.0, "{body}");
+    assert!(metric(&body, "strait_heartbeat_latency_seconds") >= 0.0, "{body}");
+    let (_, status) = http_get(&addr, "/status");
+    let doc: Value = serde_json::from_str(&status).unwrap();
+    assert!(doc["flows"][0]["heartbeat"]["age_seconds"].as_f64().is_some(), "{doc}");
+    assert!(
+        doc["flows"][0]["heartbeat"]["latency_seconds"].as_f64().is_some(),
+        "{doc}"
+    );
+    assert_eq!(doc["flows"][0]["lag"][t.as_str()]["records"], 0, "{doc}");
+    r.stop().await;
+    let dump = tool(&["dump", "--bootstrap", &dst.bootstrap, "--topic", &hb]);
+    let rec: Value = dump
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|r| b64(r["k"].as_str().unwrap_or_default()) == name.as_bytes())
+        .unwrap_or_else(|| panic!("no heartbeat keyed {name}: {dump}"));
+    let value: Value = serde_json::from_slice(&b64(rec["v"].as_str().unwrap())).unwrap();
+    assert_eq!(value["flow"], name.as_str(), "{value}");
+    let skew = value["timestamp_ms"].as_i64().unwrap() - rec["ts"].as_i64().unwrap();
+    assert!(
+        skew.abs() < 1_000,
+        "the record's timestamp is its write time: {value} {rec}"
     );
 }

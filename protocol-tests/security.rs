@@ -169,7 +169,7 @@ fn assert_same(src: &str, dst: &str, topic: &str, records: u64) {
 /// A replication config text; `*_extra` go after each cluster's keys (sub-tables).
 fn config_text(name: &str, topic: &str, src: &str, src_extra: &str, dst: &str, dst_extra: &str) -> String {
     format!(
-        "name = \"{name}\"\ntopics = [\"{topic}\"]\nrefresh_interval_ms = 1000\ncheckpoint_interval_ms = 200\n\
+        "name = \"{name}\"\ntopics = [\"{topic}\"]\nrefresh_interval_ms = 1000\ncheckpoint_interval_ms = 200\nheartbeats = false\n\
          [source]\nbootstrap_servers = \"{src}\"\n{src_extra}\n\
          [destination]\nbootstrap_servers = \"{dst}\"\nconnect_timeout_ms = 5000\n{dst_extra}\n"
     )

@@ -141,7 +141,13 @@ fn user_topics(cluster: &KafkaCluster) -> BTreeSet<String> {
 
 /// A config of `clusters` (alias, cluster) and `flows` (source, destination, extra keys).
 fn doc_text(top: &str, clusters: &[(&str, &KafkaCluster)], flows: &[(&str, &str, &str)]) -> String {
-    let mut t = format!("refresh_interval_ms = 1000\ncheckpoint_interval_ms = 200\n{top}\n");
+    // Heartbeats would add a topic and records to every cluster: off unless a test sets them.
+    let heartbeats = if top.contains("heartbeats") {
+        ""
+    } else {
+        "heartbeats = false\n"
+    };
+    let mut t = format!("refresh_interval_ms = 1000\ncheckpoint_interval_ms = 200\n{heartbeats}{top}\n");
     for (alias, c) in clusters {
         t += &format!("[clusters.{alias}]\nbootstrap_servers = \"{}\"\n", c.bootstrap);
     }
@@ -711,4 +717,57 @@ async fn two_way_group_offsets_repeat_but_never_skip_and_do_not_bounce() {
         "RESULT two-way group translation: east offset {o} ({} records read) -> west offset {d}; {repeats} records would be read again, 0 skipped",
         consumed.len()
     );
+}
+
+/// Heartbeats in a two-way pair with identity names: each side's heartbeat
+/// topic holds its own flow's heartbeats and the other side's copies, each
+/// record once (a copy, written under strait's registered producer id, is
+/// never sent back). Read with the independent client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_way_heartbeats_cross_once_and_do_not_bounce() {
+    let (east, west) = (harness::kafka4(), harness::kafka4_dest());
+    let t = unique_topic("hb2way");
+    create(east, &t, 1, &[]);
+    create(west, &t, 1, &[]);
+    let hb = format!("{t}-heartbeats");
+    let text = doc_text(
+        &format!("topics = [\"{t}\"]\nheartbeats_topic = \"{hb}\"\nheartbeats_interval_ms = 200"),
+        &[("east", east), ("west", west)],
+        &[("east", "west", ""), ("west", "east", "")],
+    );
+    let r = start(&text).await;
+    let flows: Vec<String> = r.handles.iter().map(|h| h.flow.to_string()).collect();
+    // (key, value) of every heartbeat on a cluster.
+    let read = |c: &KafkaCluster| -> Vec<(String, String)> {
+        let out = Command::new("kcat")
+            .args(["-C", "-b", &c.bootstrap, "-t", &hb, "-e", "-q", "-f", "%k\t%s\n"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let both = [east, west].iter().all(|c| {
+            let recs = read(c);
+            flows.iter().all(|f| recs.iter().filter(|(k, _)| k == f).count() >= 3)
+        });
+        if both {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "heartbeats of both flows on both sides after 90 s"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    r.stop().await;
+    for c in [east, west] {
+        let recs = read(c);
+        let distinct: BTreeSet<&(String, String)> = recs.iter().collect();
+        assert_eq!(distinct.len(), recs.len(), "a heartbeat came back: {recs:?}");
+    }
 }

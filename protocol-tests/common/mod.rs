@@ -83,13 +83,26 @@ pub fn assert_same(src: &KafkaCluster, st: &str, dst: &KafkaCluster, dt: &str, e
     v
 }
 
+/// `heartbeats = false` unless `extra` sets a heartbeat key: tests that count
+/// records or topics see only their own (the heartbeat tests turn them on).
+pub fn heartbeats_off_unless(extra: &str) -> &'static str {
+    if extra.lines().any(|l| l.trim_start().starts_with("heartbeats")) {
+        ""
+    } else {
+        "heartbeats = false"
+    }
+}
+
 /// A replication config; `extra` goes at the top level, `dst_extra` into `[destination]`.
+/// Heartbeats are off unless `extra` sets a heartbeat key.
 pub fn config_text(name: &str, src: &str, dst: &str, topics: &str, extra: &str, dst_extra: &str) -> String {
+    let heartbeats = heartbeats_off_unless(extra);
     format!(
         r#"name = "{name}"
 topics = ["{topics}"]
 refresh_interval_ms = 1000
 checkpoint_interval_ms = 200
+{heartbeats}
 {extra}
 [source]
 bootstrap_servers = "{src}"

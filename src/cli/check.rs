@@ -43,6 +43,67 @@ fn missing(ops: i32, needed: &[(i32, &'static str)]) -> Vec<&'static str> {
         .collect()
 }
 
+/// Heartbeats need DESCRIBE, CREATE (unless the topic exists) and WRITE on
+/// the source's heartbeat topic. A refusal turns them off, not the run: warnings.
+/// A heartbeat topic still to be created is added to `mapped` (its destination twin is checked too).
+fn heartbeat_lines(
+    cfg: &Config,
+    hb: &strait::config::HeartbeatSettings,
+    topics: &[kafka_protocol::messages::metadata_response::MetadataResponseTopic],
+    source_cluster_ops: i32,
+    mapped: &mut Vec<(String, String)>,
+    report: &mut CheckReport,
+) {
+    let every = format!("one record every {} ms", hb.interval.as_millis());
+    let found = topics
+        .iter()
+        .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == hb.topic));
+    match found {
+        Some(t) if t.error_code == code::NONE => {
+            let lacking = missing(t.topic_authorized_operations, &[(WRITE, "WRITE")]);
+            if lacking.is_empty() {
+                report
+                    .lines
+                    .push(format!("heartbeats: source topic {} exists; {every}", hb.topic));
+            } else {
+                report.warnings.push(format!(
+                    "heartbeats: the source denies WRITE on topic {}: heartbeats would be off (replication goes on); grant WRITE, or set heartbeats = false",
+                    hb.topic
+                ));
+            }
+        }
+        _ => {
+            if missing(source_cluster_ops, &[(CREATE, "CREATE")]).is_empty() {
+                report.lines.push(format!(
+                    "heartbeats: source topic {} will be created (1 partition, retention.ms {}); {every} (needs CREATE and WRITE on it)",
+                    hb.topic,
+                    strait::replicate::heartbeat::RETENTION_MS
+                ));
+            } else {
+                report.warnings.push(format!(
+                    "heartbeats: source topic {} is missing and the source cluster denies CREATE: heartbeats would be off (replication goes on); create it (1 partition) and grant WRITE on it, or set heartbeats = false",
+                    hb.topic
+                ));
+            }
+            if !mapped.iter().any(|(s, _)| *s == hb.topic) {
+                mapped.push((hb.topic.clone(), cfg.destination_topic(&hb.topic)));
+            }
+        }
+    }
+}
+
+/// The cluster-level authorized operations of this client's principal.
+async fn cluster_ops(client: &Client) -> i32 {
+    match client.any_broker().await {
+        Ok(conn) => conn
+            .request(&DescribeClusterRequest::default().with_include_cluster_authorized_operations(true))
+            .await
+            .map(|r| r.cluster_authorized_operations)
+            .unwrap_or(UNKNOWN_OPS),
+        Err(_) => UNKNOWN_OPS,
+    }
+}
+
 /// The smallest of five ApiVersions round trips to a broker: the network's
 /// round-trip time plus the broker's least answer time.
 async fn round_trip(conn: &strait::client::Connection) -> Option<std::time::Duration> {
@@ -298,7 +359,8 @@ pub async fn check(cfg: &Config, rate_mb: u64) -> CheckReport {
                     for (s, d) in &mapped {
                         report.lines.push(format!("  {s} -> {d}"));
                     }
-                    if mapped.is_empty() {
+                    let heartbeat_topic = cfg.heartbeats.as_ref().map(|h| h.topic.as_str());
+                    if mapped.iter().all(|(s, _)| Some(s.as_str()) == heartbeat_topic) {
                         report.warnings.push(format!(
                             "no source topic matches topics = {:?}{}: `strait run` would replicate nothing until one appears",
                             cfg.topics.topics.iter().map(strait::config::pattern_text).collect::<Vec<_>>(),
@@ -306,6 +368,10 @@ pub async fn check(cfg: &Config, rate_mb: u64) -> CheckReport {
                                 format!(" minus topics_exclude = {:?}", cfg.topics.topics_exclude.iter().map(strait::config::pattern_text).collect::<Vec<_>>())
                             }
                         ));
+                    }
+                    if let Some(hb) = &cfg.heartbeats {
+                        let ops = cluster_ops(src).await;
+                        heartbeat_lines(cfg, hb, &resp.topics, ops, &mut mapped, &mut report);
                     }
                 }
                 Err(e) => report.problems.push(format!("{src_label}: {e}")),
@@ -317,14 +383,7 @@ pub async fn check(cfg: &Config, rate_mb: u64) -> CheckReport {
         if let Err(e) = versions("destination", dst, &mut report, rate_mb, cfg.ops.max_buffered_bytes).await {
             report.problems.push(format!("{dst_label}: {e}"));
         }
-        let cluster_ops = match dst.any_broker().await {
-            Ok(conn) => conn
-                .request(&DescribeClusterRequest::default().with_include_cluster_authorized_operations(true))
-                .await
-                .map(|r| r.cluster_authorized_operations)
-                .unwrap_or(UNKNOWN_OPS),
-            Err(_) => UNKNOWN_OPS,
-        };
+        let cluster_ops = cluster_ops(dst).await;
         let names: Vec<MetadataRequestTopic> = mapped
             .iter()
             .map(|(_, d)| MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(d.clone())))))

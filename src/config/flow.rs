@@ -67,8 +67,11 @@ pub struct TopicSettings {
     /// Copy topic configs and their changes from source to destination.
     pub sync_topic_configs: bool,
     /// Copy the ACLs of replicated topics and synced groups to the destination
-    /// (WRITE and ALL as READ until failover; [`crate::replicate::acls`]).
+    /// (WRITE and ALL as READ until failover; see `replicate::acls`).
     pub sync_acls: bool,
+    /// The heartbeat topic when heartbeats are on: replicated whatever
+    /// `topics` and `topics_exclude` say.
+    pub heartbeats_topic: Option<String>,
 }
 
 impl TopicSettings {
@@ -77,8 +80,9 @@ impl TopicSettings {
     pub fn wants(&self, name: &str, is_internal: bool) -> bool {
         !is_internal
             && !name.starts_with("__")
-            && self.topics.iter().any(|r| r.is_match(name))
-            && !self.topics_exclude.iter().any(|r| r.is_match(name))
+            && (self.heartbeats_topic.as_deref() == Some(name)
+                || self.topics.iter().any(|r| r.is_match(name))
+                    && !self.topics_exclude.iter().any(|r| r.is_match(name)))
             && !self.is_cycle(name)
     }
 
@@ -134,6 +138,17 @@ impl TopicSettings {
             )
         })
     }
+}
+
+/// Heartbeats (MirrorMaker 2's `heartbeats` topic): a small record written to
+/// the source every `interval` and replicated like any topic, so an idle
+/// replication and a broken one look different.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeartbeatSettings {
+    /// The source topic heartbeats are written to (and replicated from).
+    pub topic: String,
+    /// How often a heartbeat is written.
+    pub interval: Duration,
 }
 
 /// The source side: where partitions start and how much one fetch brings.
@@ -272,6 +287,8 @@ pub struct Config {
     pub merge: bool,
     /// Membership in the replication group.
     pub member: MemberSettings,
+    /// Heartbeats written to the source and replicated (none: off).
+    pub heartbeats: Option<HeartbeatSettings>,
     /// Process-wide settings.
     pub ops: OpsSettings,
 }
@@ -335,13 +352,13 @@ impl Config {
     }
 
     /// The topic on the destination recording the source ACLs as last synced
-    /// ([`crate::replicate::acls`]).
+    /// (see `replicate::acls`).
     pub fn acl_topic(&self) -> String {
         format!("__strait.{}.acls", self.name)
     }
 
     /// The topic on the destination holding the failover record
-    /// ([`crate::replicate::failover_record`]).
+    /// (see `replicate::failover_record`).
     pub fn failover_topic(&self) -> String {
         format!("__strait.{}.failover", self.name)
     }
@@ -415,6 +432,9 @@ impl Config {
         r.groups.groups = Vec::new();
         r.ops.metrics_address = None;
         r.forward_from = Vec::new();
+        // The failback copies the listed topics only; heartbeats stay with the original flow.
+        r.heartbeats = None;
+        r.topics.heartbeats_topic = None;
         r.produce.timeout_ms = super::produce_timeout_ms(&r.destination);
         let eos = r.exactly_once.take();
         r.set_exactly_once(eos);

@@ -30,8 +30,8 @@ use toml::Spanned;
 use crate::client::ClientConfig;
 pub use cluster::ClusterConfig;
 pub use flow::{
-    Config, ExactlyOnce, FetchSettings, GroupSettings, MemberSettings, OpsSettings, ProduceSettings, Rename, StartFrom,
-    TopicSettings,
+    Config, ExactlyOnce, FetchSettings, GroupSettings, HeartbeatSettings, MemberSettings, OpsSettings, ProduceSettings,
+    Rename, StartFrom, TopicSettings,
 };
 use raw::{RawEngine, RawFile, ENGINE_KEYS, TOP_LEVEL_KEYS};
 pub use security::{SaslConfig, TlsConfig};
@@ -104,6 +104,14 @@ pub mod defaults {
     pub const HEARTBEAT_INTERVAL_MS: u64 = 1_000;
     /// `rebalance_timeout_ms`.
     pub const REBALANCE_TIMEOUT_MS: u64 = 30_000;
+    /// `heartbeats`: on, as MirrorMaker 2's `emit.heartbeats.enabled`.
+    pub const HEARTBEATS: bool = true;
+    /// `heartbeats_topic`: MirrorMaker 2's name.
+    pub const HEARTBEATS_TOPIC: &str = "heartbeats";
+    /// `heartbeats_interval_ms`: MirrorMaker 2's `emit.heartbeats.interval.seconds`
+    /// (1 s). One tiny record a second per flow; the age gauge resolves a stall
+    /// within seconds.
+    pub const HEARTBEATS_INTERVAL_MS: u64 = 1_000;
 
     /// `instance_id`: the host name (a pod's name on Kubernetes), else "strait".
     pub fn instance_id() -> String {
@@ -665,6 +673,7 @@ impl Resolver<'_> {
             heartbeat_interval: Duration::from_millis(heartbeat),
             rebalance_timeout: Duration::from_millis(rebalance),
         };
+        let heartbeats = self.heartbeats(e)?;
         let exactly_once = or(&e.exactly_once, false).0.then(|| ExactlyOnce {
             transaction_interval: Duration::from_millis(txn_interval.max(10)),
             transaction_max_bytes: or(&e.transaction_max_bytes, defaults::TRANSACTION_MAX_BYTES)
@@ -685,6 +694,7 @@ impl Resolver<'_> {
                 replication_factor: or(&e.replication_factor, defaults::REPLICATION_FACTOR).0,
                 sync_topic_configs: or(&e.sync_topic_configs, true).0,
                 sync_acls: or(&e.sync_acls, true).0,
+                heartbeats_topic: heartbeats.as_ref().map(|h| h.topic.clone()),
             },
             fetch: FetchSettings {
                 start_from,
@@ -713,12 +723,40 @@ impl Resolver<'_> {
             forward_from: Vec::new(),
             merge: false,
             member,
+            heartbeats,
             ops: ops.clone(),
             source,
             destination,
         };
         cfg.set_exactly_once(exactly_once);
         Ok(cfg)
+    }
+}
+
+impl Resolver<'_> {
+    /// The heartbeat keys of one flow (none: `heartbeats = false`).
+    fn heartbeats(&self, e: &RawEngine) -> Result<Option<HeartbeatSettings>, ConfigError> {
+        let (topic, span) = or(&e.heartbeats_topic, defaults::HEARTBEATS_TOPIC.to_string());
+        valid_name(&topic).map_err(|p| self.invalid(span.clone(), "heartbeats_topic", p))?;
+        if topic.starts_with("__") || topic.len() > 249 {
+            return Err(self.invalid(
+                span,
+                "heartbeats_topic",
+                format!("is {topic:?}; allowed: a topic name of at most 249 characters not starting with \"__\" (strait never replicates those)"),
+            ));
+        }
+        let (interval, span) = or(&e.heartbeats_interval_ms, defaults::HEARTBEATS_INTERVAL_MS);
+        if !(100..=3_600_000).contains(&interval) {
+            return Err(self.invalid(
+                span,
+                "heartbeats_interval_ms",
+                format!("is {interval}; allowed: 100 to 3600000"),
+            ));
+        }
+        Ok(or(&e.heartbeats, defaults::HEARTBEATS).0.then(|| HeartbeatSettings {
+            topic,
+            interval: Duration::from_millis(interval),
+        }))
     }
 }
 
@@ -891,7 +929,8 @@ bootstrap_servers = "127.0.0.1:9093,127.0.0.1:9094"
             let value = match *key {
                 "topics" | "topics_exclude" | "groups" | "groups_exclude" => "[\"x\"]",
                 "name" | "rename" | "start_from" | "metrics_address" => "\"x\"",
-                "sync_topic_configs" | "sync_acls" | "exactly_once" => "true",
+                "sync_topic_configs" | "sync_acls" | "exactly_once" | "heartbeats" => "true",
+                "heartbeats_topic" => "\"x\"",
                 _ => "1",
             };
             let text = format!("{GOOD}{key} = {value}\n");
@@ -925,6 +964,71 @@ bootstrap_servers = "127.0.0.1:9093,127.0.0.1:9094"
         let identity = same.replace(r#"rename = "prefix""#, r#"rename = "identity""#);
         let p = Config::parse(&identity, "t").unwrap().self_copy_problem([]).unwrap();
         assert!(p.contains("identity"), "{p}");
+    }
+
+    #[test]
+    fn heartbeats_default_on_and_are_replicated_whatever_the_topic_selection() {
+        let c = Config::parse(GOOD, "t.toml").unwrap();
+        assert_eq!(
+            c.heartbeats,
+            Some(HeartbeatSettings {
+                topic: "heartbeats".into(),
+                interval: Duration::from_secs(1),
+            })
+        );
+        assert!(c.wants_topic("heartbeats", false), "not in `topics`, wanted still");
+        assert_eq!(c.destination_topic("heartbeats"), "east.heartbeats");
+        let text = GOOD
+            .replace(
+                "start_from = \"latest\"",
+                "heartbeats_topic = \"hb\"\nheartbeats_interval_ms = 5000",
+            )
+            .replace(r#"topics_exclude = ["orders\\.tmp"]"#, r#"topics_exclude = ["hb"]"#);
+        let c = Config::parse(&text, "t.toml").unwrap();
+        assert_eq!(
+            c.heartbeats.as_ref().map(|h| (h.topic.as_str(), h.interval)),
+            Some(("hb", Duration::from_secs(5)))
+        );
+        assert!(c.wants_topic("hb", false) && !c.wants_topic("heartbeats", false));
+        let off = Config::parse(&GOOD.replace("start_from = \"latest\"", "heartbeats = false"), "t.toml").unwrap();
+        assert_eq!(off.heartbeats, None);
+        assert!(!off.wants_topic("heartbeats", false));
+        // A failback copies the listed topics only.
+        let back = c.reversed(&["payments".to_string()]).unwrap();
+        assert!(back.heartbeats.is_none() && !back.wants_topic("hb", false));
+    }
+
+    #[test]
+    fn bad_heartbeat_keys_are_named() {
+        for (bad, key, allowed) in [
+            ("heartbeats_interval_ms = 0", "heartbeats_interval_ms", "100 to 3600000"),
+            (
+                "heartbeats_interval_ms = 4000000",
+                "heartbeats_interval_ms",
+                "100 to 3600000",
+            ),
+            ("heartbeats_topic = \"__hb\"", "heartbeats_topic", "not starting with"),
+            ("heartbeats_topic = \"a b\"", "heartbeats_topic", "letters, digits"),
+        ] {
+            let e = Config::parse(&GOOD.replace("start_from = \"latest\"", bad), "t.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(&format!("`{key}`")) && e.contains("line 6") && e.contains(allowed),
+                "{bad}: {e}"
+            );
+        }
+        // Checked even when heartbeats are off (a typo stays a typo).
+        let e = Config::parse(
+            &GOOD.replace(
+                "start_from = \"latest\"",
+                "heartbeats = false\nheartbeats_interval_ms = 1",
+            ),
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("heartbeats_interval_ms"), "{e}");
     }
 
     #[test]

@@ -40,6 +40,9 @@ macro_rules! with_engine_keys {
             session_timeout_ms: u64,
             heartbeat_interval_ms: u64,
             rebalance_timeout_ms: u64,
+            heartbeats: bool,
+            heartbeats_topic: String,
+            heartbeats_interval_ms: u64,
         }
     };
 }

@@ -226,6 +226,8 @@ pub async fn copy(cfg: &Config, src: &Client, dst: &Client, diverged: &[Diverged
     c.topics.topics_exclude = Vec::new();
     c.topics.rename = diverged_rename(cfg);
     c.topics.sync_acls = false;
+    c.heartbeats = None;
+    c.topics.heartbeats_topic = None;
     c.groups.groups = Vec::new();
     c.ops.metrics_address = None;
     c.set_exactly_once(None);

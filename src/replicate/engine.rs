@@ -120,7 +120,9 @@ where
             }
         }
     }
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::with_heartbeats(
+        cfg.heartbeats.as_ref().map(|h| h.topic.as_str()),
+    ));
     let budget = res.budget.clone();
     let producer = Producer::new(dst.clone(), cfg.produce.clone(), metrics.clone(), stamp);
     if let Some(registry) = &res.dst_registry {
@@ -272,6 +274,16 @@ where
             },
         ))
     };
+    // Heartbeats: written by the group's leader into the source.
+    let heartbeat_task = cfg.heartbeats.is_some().then(|| {
+        tokio::spawn(super::heartbeat::run(
+            cfg.clone(),
+            src.clone(),
+            membership.clone(),
+            owner.refresh_now(),
+            stop_rx.clone(),
+        ))
+    });
     // Joins the group once the first topic refresh is done (so a leader knows
     // what to assign).
     let mut member_task = {
@@ -415,6 +427,9 @@ where
     // finish (it may hold map entries taken from the producer).
     let _ = stop_periodic.send(true);
     refresh_task.abort();
+    if let Some(t) = heartbeat_task {
+        t.abort();
+    }
     if let Some(t) = group_task {
         t.abort();
     }

@@ -45,6 +45,8 @@ type Labels = Vec<(&'static str, String)>;
 type CounterDef = (&'static str, &'static str, fn(&Metrics) -> &AtomicU64);
 /// A gauge of a flow: name, help, value.
 type GaugeDef = (&'static str, &'static str, fn(&Handle) -> f64);
+/// A gauge of [`Metrics`] without a sample until it has a value: name, help, value.
+type OptionalGaugeDef = (&'static str, &'static str, fn(&Metrics) -> Option<f64>);
 
 /// One metric family: its descriptor once, then one sample per label set.
 fn family<M: EncodeMetric>(
@@ -224,6 +226,30 @@ impl Collector for Exposition {
                 help,
                 MetricType::Gauge,
                 self.flows.iter().map(|h| (flow(h), ConstGauge::new(value(h)))),
+            )?;
+        }
+        // Heartbeat gauges: no sample before the first heartbeat is acknowledged.
+        let heartbeat: [OptionalGaugeDef; 2] = [
+            (
+                "strait_heartbeat_latency_seconds",
+                "The last acknowledged heartbeat's latency: written on the source to acknowledged by the destination.",
+                Metrics::heartbeat_latency_seconds,
+            ),
+            (
+                "strait_heartbeat_age_seconds",
+                "Seconds since the destination last acknowledged a heartbeat.",
+                Metrics::heartbeat_age_seconds,
+            ),
+        ];
+        for (name, help, value) in heartbeat {
+            family(
+                &mut e,
+                name,
+                help,
+                MetricType::Gauge,
+                self.flows
+                    .iter()
+                    .filter_map(|h| value(&h.metrics).map(|v| (flow(h), ConstGauge::new(v)))),
             )?;
         }
         let flows: Vec<(Labels, &Metrics)> = self.flows.iter().map(|h| (flow(h), &*h.metrics)).collect();

@@ -74,6 +74,8 @@ pub async fn failover(mut cfg: Config, groups: Vec<String>) -> Result<FailoverRe
             .collect();
     }
     wait_for_no_members(&cfg).await?;
+    // The drain writes no heartbeats of its own (it still copies those written).
+    cfg.heartbeats = None;
     let (h_tx, h_rx) = tokio::sync::oneshot::channel::<super::Handle>();
     let drained = async move {
         let Ok(h) = h_rx.await else { return };

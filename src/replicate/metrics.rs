@@ -51,6 +51,14 @@ pub struct Metrics {
     /// When the source last answered (a fetch response or a metadata refresh),
     /// ms since the Unix epoch (0: never).
     pub last_source_ok_ms: AtomicU64,
+    /// When the destination last acknowledged a batch of the heartbeat topic,
+    /// ms since the Unix epoch (0: never).
+    pub last_heartbeat_ack_ms: AtomicU64,
+    /// The last acknowledged heartbeat's latency: its record timestamp (write
+    /// time on the source) to the destination's acknowledgement, µs.
+    pub heartbeat_latency_us: AtomicU64,
+    /// The source topic whose acknowledgements are heartbeats (none: off).
+    heartbeat_topic: Option<Box<str>>,
     errors: Mutex<BTreeMap<i16, u64>>,
     latency: Mutex<Latencies>,
 }
@@ -205,6 +213,15 @@ fn stage_split(total_us: u64, t: BatchTimes, acked: Instant) -> [u64; 3] {
 }
 
 impl Metrics {
+    /// Counters of a flow whose heartbeats are written to source topic
+    /// `heartbeat_topic` (none: heartbeats off).
+    pub fn with_heartbeats(heartbeat_topic: Option<&str>) -> Self {
+        Self {
+            heartbeat_topic: heartbeat_topic.map(Box::from),
+            ..Self::default()
+        }
+    }
+
     /// Adds `n` to a counter.
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
@@ -257,6 +274,29 @@ impl Metrics {
         }
     }
 
+    /// Records an acknowledged batch of source topic `src_topic` whose newest
+    /// record has timestamp `max_timestamp_ms`: when it is the heartbeat
+    /// topic, the heartbeat gauges move. One string compare per batch.
+    pub fn acked_batch(&self, src_topic: &str, max_timestamp_ms: i64) {
+        if self.heartbeat_topic.as_deref() != Some(src_topic) {
+            return;
+        }
+        let now = now_ms();
+        let latency_ms = (now as i64 - max_timestamp_ms).max(0) as u64;
+        self.heartbeat_latency_us.store(latency_ms * 1000, Ordering::Relaxed);
+        self.last_heartbeat_ack_ms.store(now, Ordering::Relaxed);
+    }
+
+    /// The last acknowledged heartbeat's latency, seconds (none: no heartbeat yet).
+    pub fn heartbeat_latency_seconds(&self) -> Option<f64> {
+        (Self::get(&self.last_heartbeat_ack_ms) != 0).then(|| Self::get(&self.heartbeat_latency_us) as f64 / 1e6)
+    }
+
+    /// Seconds since the destination last acknowledged a heartbeat (none: never).
+    pub fn heartbeat_age_seconds(&self) -> Option<f64> {
+        Self::age_ms(&self.last_heartbeat_ack_ms).map(|ms| ms as f64 / 1000.0)
+    }
+
     /// A copy of the replication latency histogram.
     pub fn latency_histogram(&self) -> Histogram {
         crate::sync::lock(&self.latency).total.clone()
@@ -287,6 +327,21 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_heartbeat_topic_batches_move_the_heartbeat_gauges() {
+        let m = Metrics::with_heartbeats(Some("heartbeats"));
+        assert_eq!((m.heartbeat_age_seconds(), m.heartbeat_latency_seconds()), (None, None));
+        m.acked_batch("orders", now_ms() as i64 - 5_000);
+        assert_eq!(m.heartbeat_latency_seconds(), None);
+        m.acked_batch("heartbeats", now_ms() as i64 - 300);
+        let l = m.heartbeat_latency_seconds().unwrap();
+        assert!((0.3..5.0).contains(&l), "{l}");
+        assert!(m.heartbeat_age_seconds().unwrap() < 5.0);
+        let off = Metrics::default();
+        off.acked_batch("heartbeats", 0);
+        assert_eq!(off.heartbeat_age_seconds(), None);
+    }
 
     #[test]
     fn histogram_quantiles_are_within_five_percent() {

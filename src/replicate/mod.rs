@@ -15,6 +15,7 @@ pub mod failover;
 pub mod failover_record;
 pub mod fetcher;
 pub mod groups;
+pub mod heartbeat;
 pub mod log;
 pub mod membership;
 pub mod metrics;
@@ -264,6 +265,10 @@ impl Handle {
             })).collect::<Vec<_>>(),
             "fetches_in_flight_peak": Metrics::get(&self.metrics.fetches_in_flight_peak),
             "checkpoint_age_seconds": Metrics::age_ms(&self.metrics.last_checkpoint_ms).map(|ms| ms as f64 / 1000.0),
+            "heartbeat": {
+                "age_seconds": self.metrics.heartbeat_age_seconds(),
+                "latency_seconds": self.metrics.heartbeat_latency_seconds(),
+            },
         })
     }
 }

@@ -604,6 +604,7 @@ fn acked(part: &mut Part, idx: usize, base: i64, metrics: &Metrics) {
             .zip(e.sent)
             .map(|(fetched, sent)| BatchTimes { fetched, sent });
         metrics.latency(raw.first_timestamp(), e.records as u64, times);
+        metrics.acked_batch(&part.route.src_topic, raw.max_timestamp());
     }
     if base >= 0 {
         e.dst_end = base + e.records as i64;
