@@ -123,9 +123,9 @@ log() { echo "[e2e $(date +%H:%M:%S)] $*" >&2; }
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
-  [[ -n ${PROXY_PID:-} ]] && kill "$PROXY_PID" 2>/dev/null || true
+  if [[ -n ${PROXY_PID:-} ]]; then kill "$PROXY_PID" 2>/dev/null || true; fi
   for d in "$WORK/A" "$WORK/B"; do
-    [[ -f $d/nodes ]] && bash "$HARNESS" stop "$d" >/dev/null 2>&1 || true
+    if [[ -f $d/nodes ]]; then bash "$HARNESS" stop "$d" >/dev/null 2>&1 || true; fi
   done
   exit $rc
 }
@@ -145,13 +145,13 @@ log "strait binary: $STRAIT_BIN"
 
 mkdir -p "$ROOT/target/e2e"
 rustc -O --edition 2021 "$E2E/floor.rs" -o "$ROOT/target/e2e/floor"
-KLIBS=$(bash "$HARNESS" fetch "$VERSION")
+bash "$HARNESS" fetch "$VERSION" >/dev/null
 MM2LIBS=""
 if has_tool mm2; then MM2LIBS=$(bash "$E2E/mm2_fetch.sh" "$VERSION"); fi
 
 # ------------------------------------------------------------ clusters ----
 for d in "$WORK/A" "$WORK/B"; do
-  [[ -f $d/nodes ]] && bash "$HARNESS" stop "$d" >/dev/null 2>&1 || true
+  if [[ -f $d/nodes ]]; then bash "$HARNESS" stop "$d" >/dev/null 2>&1 || true; fi
 done
 rm -rf "$WORK"; mkdir -p "$WORK" "$RES"
 log "starting clusters A and B (Kafka $VERSION, heap 1g, KAFKA_JVM_OPTS=$KAFKA_JVM_OPTS)"
@@ -352,7 +352,8 @@ EOF
 # other tools); measure.py takeover kills one E2E_TAKEOVER_REPEATS times and
 # restarts it in between. See benches/e2e/README.md for the definitions.
 run_strait_takeover() { # W
-  local w=$1 ts="e2e-$w-trickle-$RUNID" label=strait-takeover cfg out
+  local w=$1
+  local ts="e2e-$w-trickle-$RUNID" label=strait-takeover cfg out
   cfg="$WORK/$label-$w.toml"
   log "[$w] $label: creating $ts ($PARTS partitions)"
   python3 "$KTOOL" create --bootstrap "$A" --topic "$ts" --partitions "$PARTS" \
