@@ -54,7 +54,9 @@
 #      MM2 tasks.max, default 8), E2E_POLL (destination poll interval s, 0.5),
 #      E2E_TAKEOVER_REPEATS (kills in the takeover measurement, default 5; 0
 #      skips it), E2E_TRICKLE_RATE (records/s produced during it, default 200),
-#      E2E_LAT_WARMUP (s of load before the latency window, default 5).
+#      E2E_LAT_WARMUP (s of load before the latency window, default 5),
+#      E2E_RECORDS (records of workloads a and b, overriding 1,000,000 /
+#      --quick 200,000), E2E_D_RECORDS (of workload d, default 200,000).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -214,7 +216,7 @@ run_tag() {
 # ------------------------------------------------------------ workloads ----
 # Sets W_DESC, PARTS, COUNT, CODEC, LINGER, BATCH for workload $1.
 workload() {
-  local big=$((QUICK ? 200000 : 1000000))
+  local big=${E2E_RECORDS:-$((QUICK ? 200000 : 1000000))}
   case $1 in
     a) W_DESC="1 KB records, lz4, 8 partitions"; PARTS=8; COUNT=$big; CODEC=lz4; LINGER=20; BATCH=262144 ;;
     b) W_DESC="1 KB records, uncompressed, 8 partitions"; PARTS=8; COUNT=$big; CODEC=none; LINGER=20; BATCH=262144 ;;
