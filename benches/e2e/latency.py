@@ -246,7 +246,7 @@ def _latency(a, procs, script):
         time.sleep(0.5)
     ready_s = time.monotonic() - t0
     res = {"label": a.label, "ready_s": round(ready_s, 2), "rate_mb_per_s": round(a.rate / 1e6, 2),
-           "seconds": a.seconds, "warmup_s": a.warmup}
+           "seconds": a.seconds, "warmup_s": a.warmup, "partitions": a.partitions}
     if err is None:
         start_at = time.time() + 0.5
         w_from, w_to = start_at + a.warmup, start_at + a.warmup + a.seconds
