@@ -45,7 +45,11 @@ def _note(runs):
 
 def _proxy(runs):
     cpu, share = _med(runs, "proxy_cpu_s"), _med(runs, "proxy_core_share")
-    return "–" if cpu is None else "%s (%s)" % (fmt(cpu, 2), fmt(share, 2))
+    frames = _med(runs, "proxy_frames")
+    if cpu is None:
+        return "–"
+    return "%s (%s)%s" % (fmt(cpu, 2), fmt(share, 2),
+                          "" if frames is None else ", %s frames" % fmt(frames, 0))
 
 
 def _groups(rows, mode):
@@ -67,7 +71,9 @@ def wan_section(rows, out):
     out.append("RTT = the round trip the proxy adds (RTT/2 per direction and frame). Medians over the "
                "rounds. \"share of 0 ms\" is strait's MB/s over its own MB/s at RTT 0 (through the "
                "same proxy). Proxy CPU: CPU s of the proxy process from the replicator's start "
-               "until completion, and its share of one core over that time.\n")
+               "until completion, and its share of one core over that time; frames: Kafka frames "
+               "it forwarded in that run (both directions), which shows the replicator's traffic "
+               "went through it.\n")
     out.append("| workload | RTT ms | strait MB/s | MM2 MB/s | strait share of 0 ms | strait/MM2 | "
                "(after 1st batch) | CPU s/GB strait | CPU s/GB MM2 | peak RSS MB strait | "
                "peak RSS MB MM2 | proxy CPU s (core share) strait run | MM2 run |")
@@ -131,7 +137,7 @@ def latency_section(rows, out):
             for k in ("p50_ms", "p99_ms", "p999_ms", "max_ms"):
                 row["%s_%s" % (side, k)] = _med(runs, "%s.%s" % (side, k))
         for k in ("added_p99_ms", "window_records", "cpu_core_share", "proxy_core_share",
-                  "peak_rss_mb", "missing", "ready_s"):
+                  "peak_rss_mb", "missing", "ready_s", "proxy_frames"):
             row[k] = _med(runs, k)
         summary.append(row)
         pct = lambda side: " / ".join(fmt(row["%s_%s" % (side, k)], 0)
@@ -139,5 +145,6 @@ def latency_section(rows, out):
         out.append("| %d | %s%s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             rtt, tool, _note(runs), fmt(row["window_records"], 0), pct("floor"), pct("replicated"),
             fmt(row["added_p99_ms"], 0), fmt(row["cpu_core_share"], 2), fmt(row["peak_rss_mb"], 0),
-            fmt(row["proxy_core_share"], 2), fmt(row["missing"], 0)))
+            "%s (%s frames)" % (fmt(row["proxy_core_share"], 2), fmt(row["proxy_frames"], 0)),
+            fmt(row["missing"], 0)))
     return summary

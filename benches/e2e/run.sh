@@ -195,14 +195,36 @@ RTT=""
 RESULTS="$WORK/results.jsonl"; : >"$RESULTS"
 
 # Append one result line with workload/tool fields merged in.
-# In WAN and latency modes also mode, rtt_ms, wan_side and round.
+# The proxy's frame counter (its `stats` line), 0 if it does not answer.
+proxy_frames() {
+  local n0 n i
+  n0=$(grep -c frames= "$WORK/proxy.out" || true)
+  echo stats >&7
+  for ((i = 0; i < 50; i++)); do
+    n=$(grep -c frames= "$WORK/proxy.out" || true)
+    if ((n > n0)); then
+      grep frames= "$WORK/proxy.out" | tail -n1 | sed 's/.*frames=\([0-9]*\).*/\1/'
+      return
+    fi
+    sleep 0.1
+  done
+  echo 0
+}
+PX_LAST=0
+
+# In WAN and latency modes also mode, rtt_ms, wan_side, round and
+# proxy_frames: the frames the proxy forwarded since the previous result (only
+# the replicator's traffic passes it, so: this run's).
 emit() { # WORKLOAD TOOL JSON
+  local frames=0 f
+  if [[ -n $MODE ]]; then f=$(proxy_frames); frames=$((f - PX_LAST)); PX_LAST=$f; fi
   python3 -c '
 import json, sys
 r = json.loads(sys.argv[3]); r["workload"] = sys.argv[1]; r["tool"] = sys.argv[2]
 if sys.argv[4]:
-    r.update(mode=sys.argv[4], rtt_ms=int(sys.argv[5]), wan_side=sys.argv[6], round=int(sys.argv[7]))
-print(json.dumps(r))' "$1" "$2" "$3" "$MODE" "${RTT:-0}" "$WAN_SIDE" "$ROUND" >>"$RESULTS"
+    r.update(mode=sys.argv[4], rtt_ms=int(sys.argv[5]), wan_side=sys.argv[6], round=int(sys.argv[7]),
+             proxy_frames=int(sys.argv[8]))
+print(json.dumps(r))' "$1" "$2" "$3" "$MODE" "${RTT:-0}" "$WAN_SIDE" "$ROUND" "$frames" >>"$RESULTS"
 }
 
 # Destination-name tag of a run: the RTT in WAN/latency modes, the round from 2 on.
@@ -626,8 +648,11 @@ FMODE=$([[ $QUICK == 1 ]] && echo quick || echo full)
 [[ -n $MODE ]] && FMODE=$MODE-$FMODE
 [[ $MODE == latency ]] && FMODE=latency
 MODE_META=()
+if [[ $MODE != latency ]]; then
+  MODE_META=(--meta "records=a and b: ${E2E_RECORDS:-$((QUICK ? 200000 : 1000000))}, d: ${E2E_D_RECORDS:-200000}")
+fi
 if [[ -n $MODE ]]; then
-  MODE_META=(--meta "wan=the replicator reaches the $WAN_SIDE cluster through fault_proxy (pid $PROXY_PID), RTTs $RTTS ms"
+  MODE_META+=(--meta "wan=the replicator reaches the $WAN_SIDE cluster through fault_proxy (pid $PROXY_PID), RTTs $RTTS ms"
     --meta "mm2_wan_settings=tasks.max=min(partitions,$MM2_MAX_TASKS); source consumer fetch.max.bytes=52428800, max.partition.fetch.bytes=4194304, max.poll.records=2000, receive.buffer.bytes=-1, send.buffer.bytes=-1, fetch.min.bytes=1, fetch.max.wait.ms=500; producer batch.size=327680, linger.ms=10, buffer.memory=67108864, send.buffer.bytes=-1, receive.buffer.bytes=-1, acks=all, idempotent, max.in.flight.requests.per.connection=5; offset.flush.timeout.ms=10000")
 fi
 if [[ $MODE == latency ]]; then
