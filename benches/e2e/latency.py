@@ -335,7 +335,7 @@ def add_parsers(sub):
     s.add_argument("--bootstrap", required=True)
     s.add_argument("--topic", required=True)
     s.add_argument("--partitions", type=int, required=True)
-    s.add_argument("--rate", type=float, required=True)
+    s.add_argument("--rate", type=parse_rate, required=True, help="bytes/s, e.g. 10MB/s")
     s.add_argument("--seconds", type=float, required=True)
     s.add_argument("--start-at", type=float, required=True)
     s.add_argument("--window-from", type=float, required=True)

@@ -55,6 +55,8 @@
 #      E2E_TAKEOVER_REPEATS (kills in the takeover measurement, default 5; 0
 #      skips it), E2E_TRICKLE_RATE (records/s produced during it, default 200),
 #      E2E_LAT_WARMUP (s of load before the latency window, default 5),
+#      E2E_LAT_BROKER_WARMUP (s of the load into a scratch topic on each
+#      cluster before the first latency run, default 20; 0 skips it),
 #      E2E_RECORDS (records of workloads a and b, overriding 1,000,000 /
 #      --quick 200,000), E2E_D_RECORDS (of workload d, default 200,000).
 set -euo pipefail
@@ -104,6 +106,7 @@ if [[ -n $MODE ]]; then
 fi
 has_tool() { [[ ",$TOOLS," == *",$1,"* ]]; }
 LAT_WARMUP=${E2E_LAT_WARMUP:-5}
+LAT_BROKER_WARMUP=${E2E_LAT_BROKER_WARMUP:-20}
 
 export KAFKA_JVM_OPTS="${KAFKA_JVM_OPTS:--XX:TieredStopAtLevel=4}"
 TIMEOUT=${E2E_TIMEOUT:-900}
@@ -581,6 +584,19 @@ IFS=, read -r -a TLIST <<<"$TOOLS"
 turn=0
 if [[ $MODE == latency ]]; then
   WORKLOADS=""
+  # The brokers' JIT warms up on the same load first, so the first run's
+  # floor is not a cold broker's.
+  if ((LAT_BROKER_WARMUP > 0)); then
+    log "[latency] warming up both brokers: $LAT_RATE into a scratch topic on each for $LAT_BROKER_WARMUP s"
+    for c in "$A" "$B"; do
+      python3 "$KTOOL" create --bootstrap "$c" --topic "e2e-lat-warmup-$RUNID" --partitions 8 >&2
+      now=$(date +%s)
+      python3 "$E2E/measure.py" steady-load --bootstrap "$c" --topic "e2e-lat-warmup-$RUNID" \
+        --partitions 8 --rate "$LAT_RATE" --seconds "$LAT_BROKER_WARMUP" --start-at "$now" \
+        --window-from 0 --window-to 0 >/dev/null &
+    done
+    wait
+  fi
   for ((ROUND = 1; ROUND <= REPEAT; ROUND++)); do
     for rtt in "${RLIST[@]}"; do
       set_rtt "$rtt"
