@@ -588,14 +588,17 @@ if [[ $MODE == latency ]]; then
   # floor is not a cold broker's.
   if ((LAT_BROKER_WARMUP > 0)); then
     log "[latency] warming up both brokers: $LAT_RATE into a scratch topic on each for $LAT_BROKER_WARMUP s"
+    wpids=()
     for c in "$A" "$B"; do
       python3 "$KTOOL" create --bootstrap "$c" --topic "e2e-lat-warmup-$RUNID" --partitions 8 >&2
       now=$(date +%s)
       python3 "$E2E/measure.py" steady-load --bootstrap "$c" --topic "e2e-lat-warmup-$RUNID" \
         --partitions 8 --rate "$LAT_RATE" --seconds "$LAT_BROKER_WARMUP" --start-at "$now" \
         --window-from 0 --window-to 0 >/dev/null &
+      wpids+=($!)
     done
-    wait
+    # Only these two: a bare `wait` would wait for the proxy too.
+    wait "${wpids[@]}" || true
   fi
   for ((ROUND = 1; ROUND <= REPEAT; ROUND++)); do
     for rtt in "${RLIST[@]}"; do
