@@ -125,10 +125,10 @@ def latency_section(rows, out):
                "the same receiver reading the source topic directly in the same run; \"added p99\" "
                "is the replicator's p99 minus that floor's. Both receivers read their cluster "
                "directly. Core shares are CPU s over the window / window s. Medians over the rounds.\n")
-    out.append("| RTT ms | tool | window records | floor p50 / p99 / p99.9 / max ms | "
+    out.append("| RTT ms | tool | load MB/s | window records | floor p50 / p99 / p99.9 / max ms | "
                "replicated p50 / p99 / p99.9 / max ms | added p99 ms | replicator core share | "
-               "peak RSS MB | proxy core share | missing |")
-    out.append("|---:|---|---:|---|---|---:|---:|---:|---:|---:|")
+               "peak RSS MB | proxy core share (frames) | missing |")
+    out.append("|---:|---|---:|---:|---|---|---:|---:|---:|---:|---:|")
     summary = []
     for (w, rtt, tool) in sorted(g, key=lambda k: (k[1], k[2] != "strait", k[2])):
         runs = g[(w, rtt, tool)]
@@ -139,11 +139,12 @@ def latency_section(rows, out):
         for k in ("added_p99_ms", "window_records", "cpu_core_share", "proxy_core_share",
                   "peak_rss_mb", "missing", "ready_s", "proxy_frames"):
             row[k] = _med(runs, k)
+        row["load_mb_per_s"] = _med(runs, "load.achieved_mb_per_s")
         summary.append(row)
         pct = lambda side: " / ".join(fmt(row["%s_%s" % (side, k)], 0)
                                       for k in ("p50_ms", "p99_ms", "p999_ms", "max_ms"))
-        out.append("| %d | %s%s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-            rtt, tool, _note(runs), fmt(row["window_records"], 0), pct("floor"), pct("replicated"),
+        out.append("| %d | %s%s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            rtt, tool, _note(runs), fmt(row["load_mb_per_s"], 2), fmt(row["window_records"], 0), pct("floor"), pct("replicated"),
             fmt(row["added_p99_ms"], 0), fmt(row["cpu_core_share"], 2), fmt(row["peak_rss_mb"], 0),
             "%s (%s frames)" % (fmt(row["proxy_core_share"], 2), fmt(row["proxy_frames"], 0)),
             fmt(row["missing"], 0)))
