@@ -40,12 +40,18 @@
       then restarts the victim (same instance id) and waits until both share
       the partitions again (rejoin_balanced_s). Prints one JSON object.
 
+  measure.py latency ... / measure.py steady-load ...
+      Latency under a steady load (run.sh --latency): see latency.py.
+
   measure.py source-bytes DATADIR TOPIC
       Sum of the .log segment sizes of TOPIC's partitions under DATADIR.
 
   measure.py report --in results.jsonl --md OUT.md --json OUT.json [--meta k=v ...]
       Markdown table + JSON from the per-run JSON lines.
 """
+import sys
+sys.dont_write_bytecode = True  # no __pycache__ beside the scripts
+
 import argparse
 import glob
 import json
@@ -55,6 +61,9 @@ import subprocess
 import sys
 import threading
 import time
+
+import latency
+import report_wan
 
 CLK = os.sysconf("SC_CLK_TCK")
 
@@ -166,6 +175,7 @@ def _run(a, proc_box):
     b0 = {p: proc_cpu(p) or 0.0 for p in brokers}
     m0 = machine_busy_s()
     self0 = proc_cpu(os.getpid())
+    px0 = proc_cpu(a.proxy_pid) if a.proxy_pid else None
     specs = instance_specs(a)
     logs = [open(l, "ab") if l else subprocess.DEVNULL for _, _, l in specs]
     t0 = time.monotonic()
@@ -226,9 +236,14 @@ def _run(a, proc_box):
     known = [c for c in (cpus or []) if c is not None]
     cpu = sum(known) if known else None
     bcpu = sum((proc_cpu(p) or b0[p]) - b0[p] for p in brokers)
+    # The delaying proxy (WAN mode): its CPU from t0 to completion.
+    pxcpu = None
+    if px0 is not None:
+        px1 = proc_cpu(a.proxy_pid)
+        pxcpu = px1 - px0 if px1 is not None else None
     # Everything else the machine did meanwhile (this poller, other users):
     # a contention indicator.
-    other = machine_busy_s() - m0 - bcpu - (cpu or 0.0)
+    other = machine_busy_s() - m0 - bcpu - (cpu or 0.0) - (pxcpu or 0.0)
     poller = proc_cpu(os.getpid()) - self0
     wall_at = time.monotonic() - t0
     # Stop the replicators (not measured): signal all, then wait for each.
@@ -270,6 +285,10 @@ def _run(a, proc_box):
         "measured_until_s": round(wall_at, 2),
         "error": err,
     }
+    if pxcpu is not None:
+        res["proxy_cpu_s"] = round(pxcpu, 2)
+        # Share of one core over the measured time (t0 until completion).
+        res["proxy_core_share"] = round(pxcpu / wall_at, 3) if wall_at > 0 else None
     if a.instances:
         ids = [i for i, _, _ in specs]
         res["instances"] = ids
@@ -729,7 +748,9 @@ def scale_report(out, workloads, grouped, by, ratios):
 
 
 def cmd_report(a):
-    rows = [json.loads(l) for l in open(a.infile) if l.strip()]
+    all_rows = [json.loads(l) for l in open(a.infile) if l.strip()]
+    # WAN and latency rows have sections of their own (report_wan.py).
+    rows = [r for r in all_rows if not r.get("mode")]
     meta = dict(kv.split("=", 1) for kv in a.meta)
     workloads = []
     for r in rows:
@@ -822,13 +843,21 @@ def cmd_report(a):
             out.append("| %s | %s | %s |" % (r["workload"], fmt(r["throughput_eos_over_strait"], 2),
                                             fmt(r["cpu_per_gb_eos_over_strait"], 2)))
     takeover = scale_report(out, workloads, grouped, by, ratios)
+    wan = report_wan.wan_section(all_rows, out)
+    lat = report_wan.latency_section(all_rows, out)
     md = "\n".join(out) + "\n"
     with open(a.md, "w") as f:
         f.write(md)
     with open(a.json, "w") as f:
-        doc = {"meta": meta, "runs": rows, "ratios": ratios}
+        doc = {"meta": meta, "runs": all_rows}
+        if rows:
+            doc["ratios"] = ratios
         if takeover:
             doc["takeover"] = takeover
+        if wan:
+            doc["wan"] = wan
+        if lat:
+            doc["latency"] = lat
         json.dump(doc, f, indent=2)
         f.write("\n")
     sys.stdout.write(md)
@@ -856,6 +885,8 @@ def main():
                         "marker per partition and transaction early)")
     r.add_argument("--instances", default="",
                    help="comma-separated instance ids: one CMD per id, with --instance-id ID")
+    r.add_argument("--proxy-pid", type=int, default=0,
+                   help="pid of the delaying proxy (WAN mode): its CPU is reported")
     r.add_argument("cmd", nargs=argparse.REMAINDER)
     k = sub.add_parser("takeover")
     k.add_argument("--strait", required=True, help="the strait binary")
@@ -878,6 +909,7 @@ def main():
                    help="s to wait after both members share the partitions again")
     k.add_argument("--stage-timeout", type=float, default=180)
     k.add_argument("--log")
+    latency.add_parsers(sub)
     s = sub.add_parser("source-bytes")
     s.add_argument("datadir")
     s.add_argument("topic")
@@ -893,6 +925,13 @@ def main():
         sys.exit(cmd_run(a))
     if a.sub == "takeover":
         sys.exit(cmd_takeover(a))
+    if a.sub == "latency":
+        if a.cmd and a.cmd[0] == "--":
+            a.cmd = a.cmd[1:]
+        sys.exit(latency.cmd_latency(a, os.path.abspath(__file__)))
+    if a.sub == "steady-load":
+        latency.cmd_steady_load(a)
+        return
     if a.sub == "source-bytes":
         cmd_source_bytes(a)
     if a.sub == "report":
