@@ -278,3 +278,111 @@ async fn unplanned_failover_then_failback_keeps_every_diverged_record() {
     let (ok, out) = tokio::task::block_in_place(|| strait_done(&["failover", "--reset", "--config", cfg]));
     assert!(ok && out.contains("cleared"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automated_failover_waits_for_the_witness_then_fails_over_once() {
+    // The source is reached only through the proxy, which is then cut.
+    let src = harness::kafka4_proxied();
+    let sp = ClusterProxy::start(src, harness::PROXIED).await;
+    let dst = harness::kafka4_proxied_dest();
+    let t = unique_topic("autofail");
+    tool(&[
+        "create",
+        "--bootstrap",
+        &src.bootstrap,
+        "--topic",
+        &t,
+        "--partitions",
+        "2",
+        "--config",
+        "retention.ms=-1",
+    ]);
+    tool(&["load", "--bootstrap", &src.bootstrap, "--topic", &t, "--count", "500"]);
+    let dir = std::env::temp_dir().join(unique_topic("autofail-files"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (asked, witness, hook) = (dir.join("asked"), dir.join("source-is-down"), dir.join("hook"));
+    let name = unique_topic("autofail");
+    let text = format!(
+        "name = \"{name}\"\ntopics = [\"{t}\"]\nrefresh_interval_ms = 1000\ncheckpoint_interval_ms = 300\n\
+         session_timeout_ms = 6000\nheartbeat_interval_ms = 1000\nheartbeats = false\n\
+         [failover]\nauto = true\nsource_unavailable_s = 5\n\
+         confirm = [\"/bin/sh\", \"-c\", \"echo asked >> {}; test -e {}\"]\n\
+         on_failover = [\"/bin/sh\", \"-c\", \"echo {{destination}} {{flow}} > {}\"]\n\
+         [source]\nbootstrap_servers = \"{}\"\nrequest_timeout_ms = 3000\nconnect_timeout_ms = 2000\n\
+         [destination]\nbootstrap_servers = \"{}\"\n",
+        asked.display(),
+        witness.display(),
+        hook.display(),
+        sp.bootstrap,
+        dst.bootstrap
+    );
+    let cfg = strait::config::Config::parse(&text, "autofail.toml").unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (h_tx, h_rx) = tokio::sync::oneshot::channel();
+    let run = tokio::spawn(strait::replicate::run(
+        cfg,
+        async {
+            let _ = stop_rx.await;
+        },
+        None,
+        move |h| {
+            let _ = h_tx.send(h);
+        },
+    ));
+    let h: strait::replicate::Handle = h_rx.await.expect("replication started");
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    tokio::task::block_in_place(|| {
+        wait("500 records replicated", Duration::from_secs(60), || {
+            get(&h.metrics.records) >= 500
+        });
+        // The source goes away: every connection cut, new ones refused.
+        sp.each(|f| f.refuse(true));
+        sp.each(|f| f.reset_all());
+        // The witness is asked once the source has been gone for 5 s, and says no.
+        wait("the witness is asked", Duration::from_secs(60), || asked.exists());
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(get(&h.metrics.failed_over), 0, "no failover without the witness");
+        // The witness confirms: one failover, then the hook once.
+        std::fs::write(&witness, "down").unwrap();
+        wait("the automated failover", Duration::from_secs(60), || {
+            get(&h.metrics.failed_over) == 1
+        });
+        wait("the hook ran", Duration::from_secs(30), || {
+            std::fs::read_to_string(&hook).is_ok_and(|s| s.contains(&dst.bootstrap) && s.contains(&name))
+        });
+    });
+    assert!(
+        h.failed
+            .lock()
+            .unwrap()
+            .as_deref()
+            .is_some_and(|f| f.contains("failed over")),
+        "/status names the failover"
+    );
+    // The failover record on the destination, read by the independent client.
+    let dump = tool(&[
+        "dump",
+        "--bootstrap",
+        &dst.bootstrap,
+        "--topic",
+        &format!("__strait.{name}.failover"),
+    ]);
+    let record: Value = dump
+        .lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| String::from_utf8(b64(v["v"].as_str()?)).ok())
+        .filter_map(|s| serde_json::from_str(&s).ok())
+        .next()
+        .expect("a failover record");
+    assert_eq!(record["kind"], "unplanned", "{record}");
+    assert_eq!(record["active"], true, "{record}");
+    assert_eq!(record["partitions"].as_array().map(Vec::len), Some(2), "{record}");
+    let _ = stop_tx.send(());
+    run.await
+        .unwrap()
+        .expect("the process stops cleanly after failing over");
+    sp.each(|f| f.refuse(false));
+    // The hook ran once.
+    assert_eq!(std::fs::read_to_string(&hook).unwrap().lines().count(), 1);
+}

@@ -41,6 +41,8 @@ const PANELS: &[&str] = &[
     "Buffered bytes",
     "Process memory",
     "Process CPU",
+    "Heartbeats",
+    "Failed over",
 ];
 
 /// The alerts the runbook in docs/operations.md explains.
@@ -56,6 +58,8 @@ const ALERT_NAMES: &[&str] = &[
     "StraitErrors",
     "StraitGroupLeader",
     "StraitFileDescriptorsExhausted",
+    "StraitHeartbeatStale",
+    "StraitFailedOver",
 ];
 
 fn dashboard() -> Value {

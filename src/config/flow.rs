@@ -240,6 +240,26 @@ pub struct OpsSettings {
     pub readiness_timeout: Duration,
     /// This process's static membership id in every flow's replication group.
     pub instance_id: String,
+    /// `[failover] auto = true`: fail over by itself when the source is gone.
+    pub auto_failover: Option<AutoFailover>,
+}
+
+/// Automated failover (`[failover]`, see `replicate::autofail`): when every
+/// source broker has been unreachable for `source_unavailable` while the
+/// destination answers, and the witness command confirms, the flow performs
+/// an unplanned failover and runs the hook once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoFailover {
+    /// How long every source broker must be unreachable.
+    pub source_unavailable: Duration,
+    /// The witness: a command (program and arguments) that exits 0 when the
+    /// source is confirmed down (a probe from a third site, a cloud health API).
+    pub confirm: Vec<String>,
+    /// How long the witness may take.
+    pub confirm_timeout: Duration,
+    /// Run once after the failover (`{destination}`: the destination's
+    /// bootstrap servers; `{flow}`: the flow's name); none: no hook.
+    pub on_failover: Vec<String>,
 }
 
 /// Membership in the flow's replication group (every `strait run` of the

@@ -30,8 +30,8 @@ use toml::Spanned;
 use crate::client::ClientConfig;
 pub use cluster::ClusterConfig;
 pub use flow::{
-    Config, ExactlyOnce, FetchSettings, GroupSettings, HeartbeatSettings, MemberSettings, OpsSettings, ProduceSettings,
-    Rename, StartFrom, TopicSettings,
+    AutoFailover, Config, ExactlyOnce, FetchSettings, GroupSettings, HeartbeatSettings, MemberSettings, OpsSettings,
+    ProduceSettings, Rename, StartFrom, TopicSettings,
 };
 use raw::{RawEngine, RawFile, ENGINE_KEYS, TOP_LEVEL_KEYS};
 pub use security::{SaslConfig, TlsConfig};
@@ -531,7 +531,39 @@ impl Resolver<'_> {
                 id.clone()
             }
         };
+        let auto_failover = match &raw.failover {
+            Some(f) if f.get_ref().auto => {
+                let r = f.get_ref();
+                if r.confirm.is_empty() {
+                    return Err(self.invalid(
+                        f.span(),
+                        "failover.confirm",
+                        "is required with auto = true: strait alone cannot tell a dead source from a cut link, so a witness command (exit 0 = the source is down) must confirm".into(),
+                    ));
+                }
+                let (secs, span) = or(&r.source_unavailable_s, 60);
+                if secs < 5 {
+                    return Err(self.invalid(
+                        span,
+                        "failover.source_unavailable_s",
+                        format!("is {secs}; allowed: at least 5"),
+                    ));
+                }
+                let (confirm_s, span) = or(&r.confirm_timeout_s, 30);
+                if confirm_s == 0 {
+                    return Err(self.invalid(span, "failover.confirm_timeout_s", "is 0; allowed: at least 1".into()));
+                }
+                Some(crate::config::flow::AutoFailover {
+                    source_unavailable: Duration::from_secs(secs),
+                    confirm: r.confirm.clone(),
+                    confirm_timeout: Duration::from_secs(confirm_s),
+                    on_failover: r.on_failover.clone(),
+                })
+            }
+            _ => None,
+        };
         Ok(OpsSettings {
+            auto_failover,
             max_buffered_bytes: buffered,
             max_buffered_bytes_ceiling: if raw.max_buffered_bytes.is_some() {
                 buffered

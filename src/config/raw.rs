@@ -121,8 +121,27 @@ with_engine_keys!(raw_table! {
         /// Process: the static membership id in replication groups.
         #[serde(default)]
         pub(super) instance_id: Option<Spanned<String>>,
+        /// Process: `[failover]`, automated failover.
+        #[serde(default)]
+        pub(super) failover: Option<Spanned<RawFailover>>,
     }
 });
+
+/// `[failover]`: automated failover with a witness.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFailover {
+    #[serde(default)]
+    pub(super) auto: bool,
+    #[serde(default)]
+    pub(super) source_unavailable_s: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub(super) confirm: Vec<String>,
+    #[serde(default)]
+    pub(super) confirm_timeout_s: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub(super) on_failover: Vec<String>,
+}
 
 with_engine_keys!(raw_table! {
     /// One `[[flows]]` table.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::{FetchRequest, ProduceRequest};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::budget::Share;
 use super::checkpoint::{self, Checkpointer};
@@ -369,6 +369,11 @@ where
         }))
     });
 
+    // Automated failover: waits for the source to be gone and a witness to agree.
+    let mut auto_task = cfg.ops.auto_failover.clone().map(|auto| {
+        let (cfg, dst) = (cfg.clone(), dst.clone());
+        tokio::spawn(async move { super::autofail::watch(&cfg, &auto, &dst).await })
+    });
     let shutdown = async move {
         let _ = shutdown.wait_for(|s| *s).await;
     };
@@ -386,6 +391,14 @@ where
                     Ok(Err(e)) => { failed = Some(EngineError::Membership(e.to_string())); break; }
                     Err(e) => { failed = Some(EngineError::Membership(format!("membership task panicked: {e}"))); break; }
                 }
+            }
+            r = async { auto_task.as_mut().expect("guarded").await }, if auto_task.is_some() => {
+                auto_task = None;
+                let Ok(reason) = r else { continue };
+                fail_over_now(&cfg, &dst, &fetchers, &producer, &membership, &metrics, &handle, &reason).await;
+                // Stopped replicating; the endpoint keeps showing the failover.
+                let _ = (&mut shutdown).await;
+                break;
             }
             r = async { txn_task.as_mut().expect("guarded").await }, if txn_task.is_some() => {
                 txn_task = None;
@@ -489,6 +502,62 @@ where
         batches_slow: Metrics::get(&metrics.batches_slow),
         stopped,
     })
+}
+
+/// Automated failover, once the source is gone and the witness agreed: stops
+/// replicating, leaves the replication group, performs the unplanned
+/// failover on the destination, and runs the `on_failover` hook once.
+#[allow(clippy::too_many_arguments)]
+async fn fail_over_now(
+    cfg: &Config,
+    dst: &Client,
+    fetchers: &Fetchers,
+    producer: &Producer,
+    membership: &Membership,
+    metrics: &Metrics,
+    handle: &Handle,
+    reason: &str,
+) {
+    warn!(flow = %cfg.name, %reason, "automated failover: the source is gone");
+    fetchers.stop();
+    // What was fetched before the source went away still reaches the destination.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while producer.pending() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    producer.stop();
+    membership.leave().await;
+    // Another process of the replication got there first: its record stands,
+    // and its hook ran.
+    if let Ok(Some(r)) = super::failover_record::read(cfg, dst).await {
+        if r.active {
+            Metrics::add(&metrics.failed_over, 1);
+            *crate::sync::lock(&handle.failed) =
+                Some(format!("failed over to the destination (by another process): {reason}"));
+            warn!(flow = %cfg.name, "automated failover: already done by another process of the replication");
+            return;
+        }
+    }
+    match super::failover::unplanned_on(cfg, dst).await {
+        Ok(r) => {
+            Metrics::add(&metrics.failed_over, 1);
+            let parts = r.record.as_ref().map_or(0, |x| x.partitions.len());
+            warn!(flow = %cfg.name, partitions = parts, record = %cfg.failover_topic(), acls_restored = r.acls_restored.len(), "automated failover done: clients may use the destination; `strait run` of this direction refuses until `strait failover --reset`");
+            *crate::sync::lock(&handle.failed) = Some(format!("failed over to the destination: {reason}"));
+            if let Some(auto) = &cfg.ops.auto_failover {
+                if !auto.on_failover.is_empty()
+                    && super::autofail::run_command(&auto.on_failover, cfg, Duration::from_secs(60), "on_failover hook")
+                        .await
+                {
+                    info!(flow = %cfg.name, "on_failover hook ran");
+                }
+            }
+        }
+        Err(e) => {
+            error!(flow = %cfg.name, error = %e, "automated failover failed: run `strait failover --unplanned` by hand");
+            *crate::sync::lock(&handle.failed) = Some(format!("automated failover failed: {e}"));
+        }
+    }
 }
 
 /// Runs `work` every `period` (the first time at once; late ticks are delayed,

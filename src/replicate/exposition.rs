@@ -177,7 +177,12 @@ impl Collector for Exposition {
                     })
             }),
         )?;
-        let gauges: [GaugeDef; 8] = [
+        let gauges: [GaugeDef; 9] = [
+            (
+                "strait_failed_over",
+                "1 once this flow failed over by itself ([failover] auto = true): it replicates no more.",
+                |h| Metrics::get(&h.metrics.failed_over) as f64,
+            ),
             (
                 "strait_checkpoint_age_seconds",
                 "Seconds since the last checkpoint the destination acknowledged (-1: none yet).",

@@ -261,12 +261,19 @@ pub async fn failover_unplanned(cfg: Config) -> Result<FailoverReport, EngineErr
     let dst = Client::connect(cfg.destination.client_config())
         .await
         .map_err(dst_err(&cfg))?;
-    let record = record_positions(&cfg, &dst, "unplanned", true)
+    unplanned_on(&cfg, &dst).await
+}
+
+/// The unplanned failover's work on the destination `dst`, once no member
+/// replicates any more (automated failover: this process has just stopped).
+pub async fn unplanned_on(cfg: &Config, dst: &Client) -> Result<FailoverReport, EngineError> {
+    let cfg = cfg.clone();
+    let record = record_positions(&cfg, dst, "unplanned", true)
         .await
         .map_err(dst_err(&cfg))?;
     let mut synced_groups = Vec::new();
     if cfg.groups.enabled() {
-        let mut names: Vec<String> = super::groups::list_groups(&dst)
+        let mut names: Vec<String> = super::groups::list_groups(dst)
             .await
             .map_err(dst_err(&cfg))?
             .into_iter()
@@ -282,7 +289,7 @@ pub async fn failover_unplanned(cfg: Config) -> Result<FailoverReport, EngineErr
         }
     }
     let acls_restored = if cfg.topics.sync_acls {
-        super::acls::restore_writes(&cfg, &dst)
+        super::acls::restore_writes(&cfg, dst)
             .await
             .map_err(dst_err(&cfg))?
             .iter()

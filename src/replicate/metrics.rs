@@ -35,6 +35,8 @@ pub struct Metrics {
     pub offsets_skipped: AtomicU64,
     /// Topics started over because their source or destination topic was deleted and created again.
     pub topic_resets: AtomicU64,
+    /// 1 once this flow failed over by itself (`[failover] auto = true`).
+    pub failed_over: AtomicU64,
     /// Fetched batches whose CRC failed and were fetched again.
     pub crc_refetches: AtomicU64,
     /// Fetched records the splitter refused (a corrupted batch length, magic or

@@ -5,6 +5,7 @@
 
 pub mod acls;
 pub mod assign;
+pub mod autofail;
 pub mod budget;
 pub mod checkpoint;
 pub mod diverged;
@@ -265,6 +266,7 @@ impl Handle {
             })).collect::<Vec<_>>(),
             "fetches_in_flight_peak": Metrics::get(&self.metrics.fetches_in_flight_peak),
             "checkpoint_age_seconds": Metrics::age_ms(&self.metrics.last_checkpoint_ms).map(|ms| ms as f64 / 1000.0),
+            "failed_over": Metrics::get(&self.metrics.failed_over) == 1,
             "heartbeat": {
                 "age_seconds": self.metrics.heartbeat_age_seconds(),
                 "latency_seconds": self.metrics.heartbeat_latency_seconds(),
