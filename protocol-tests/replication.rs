@@ -943,23 +943,58 @@ fn record_indexes(c: &KafkaCluster, topic: &str) -> Vec<u64> {
         .collect()
 }
 
-/// Records of `topic` on `c`, counted by the independent client.
+/// Records of `topic` on `c`, counted by the independent client (0 while
+/// the topic does not exist).
 fn count_of(c: &KafkaCluster, topic: &str) -> u64 {
-    json(&tool(&["count", "--bootstrap", &c.bootstrap, "--topic", topic]))["total"]
-        .as_u64()
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/protocol-tests/tools/kafka_tool.py");
+    Command::new("python3")
+        .args([
+            script,
+            "count",
+            "--bootstrap",
+            &c.bootstrap,
+            "--topic",
+            topic,
+            "--timeout",
+            "10",
+        ])
+        .output()
+        .ok()
+        .and_then(|o| serde_json::from_slice::<Value>(o.stdout.trim_ascii()).ok())
+        .and_then(|v| v["total"].as_u64())
         .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topics_deleted_and_created_again_under_strait_lose_nothing() {
+    // The `strait` binary, as an operator runs it: its log is read too.
     let (src, dst) = (harness::kafka4(), harness::kafka4_dest());
     let t = unique_topic("recreate");
     create(src, &t, 2, &["retention.ms=-1"]);
     load(src, &t, 1_000, "lz4", &[]);
     let name = unique_topic("recreate");
-    let r = start(config(&name, src, dst, &t, "")).await;
-    r.wait_records(1_000, Duration::from_secs(60)).await;
-    let resets = || strait::replicate::metrics::Metrics::get(&r.handle.metrics.topic_resets);
+    let path = config_file(&name, &src.bootstrap, &dst.bootstrap, &t, "", "");
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_strait"))
+            .args(["run", "--config", path.to_str().unwrap(), "--progress", "0"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let stop = |child: std::process::Child| {
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "a clean stop");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
     let wait = |what: &str, done: &dyn Fn() -> bool| {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !done() {
@@ -967,64 +1002,83 @@ async fn topics_deleted_and_created_again_under_strait_lose_nothing() {
             std::thread::sleep(Duration::from_millis(300));
         }
     };
+    let warnings = |log: &str, says: &str| {
+        log.lines()
+            .filter(|l| l.contains("WARN") && l.contains(says) && l.contains(&t))
+            .count()
+    };
+    tokio::task::block_in_place(|| {
+        let child = run();
+        wait("1,000 records replicated", &|| count_of(dst, &t) >= 1_000);
 
-    // The destination topic is deleted under strait while the source grows:
-    // everything the source holds comes back, each record once.
-    tool(&["delete", "--bootstrap", &dst.bootstrap, "--topic", &t]);
-    load(src, &t, 300, "lz4", &["--start-index", "1000"]);
-    wait("the destination topic was not replicated again", &|| {
-        resets() >= 1 && count_of(dst, &t) >= 1_300
+        // The destination topic is deleted under strait while the source grows:
+        // everything the source holds comes back, each record once.
+        tool(&["delete", "--bootstrap", &dst.bootstrap, "--topic", &t]);
+        load(src, &t, 300, "lz4", &["--start-index", "1000"]);
+        wait("the destination topic replicated again", &|| count_of(dst, &t) >= 1_300);
+        let v = assert_same(src, &t, dst, &t, &[]);
+        assert_eq!(v["duplicates"], 0, "{v}");
+        let mut want = record_indexes(src, &t);
+
+        // The source topic is deleted and created again with new records: they
+        // are replicated from the new topic's log start (none skipped as if
+        // retention had removed them).
+        tool(&["delete", "--bootstrap", &src.bootstrap, "--topic", &t]);
+        create(src, &t, 2, &["retention.ms=-1"]);
+        load(src, &t, 200, "lz4", &["--start-index", "5000"]);
+        wait("the new source topic replicated", &|| count_of(dst, &t) >= 1_500);
+        want.extend(record_indexes(src, &t));
+        want.sort_unstable();
+        // Nothing more arrives (a second start-over would copy the new topic twice).
+        std::thread::sleep(Duration::from_secs(3));
+        let log = stop(child);
+        assert_eq!(
+            warnings(&log, "the destination topic was deleted"),
+            1,
+            "the log names the reset once: {log}"
+        );
+        assert_eq!(
+            warnings(&log, "the source topic was deleted and created again"),
+            1,
+            "{log}"
+        );
+        assert!(
+            !log.contains("retention removed records"),
+            "not mistaken for retention: {log}"
+        );
+        let mut idx = record_indexes(dst, &t);
+        idx.sort_unstable();
+        let missing: Vec<&u64> = want.iter().filter(|i| idx.binary_search(i).is_err()).collect();
+        assert_eq!(
+            idx.len(),
+            want.len(),
+            "destination holds {} records; missing {:?}",
+            idx.len(),
+            &missing[..missing.len().min(20)]
+        );
+        assert_eq!(idx, want, "each record of the old and the new source topic once");
+
+        // Created again while strait is stopped: the committed positions name the
+        // old topic ids, so the restart starts the new topic from its log start.
+        tool(&["delete", "--bootstrap", &src.bootstrap, "--topic", &t]);
+        create(src, &t, 2, &["retention.ms=-1"]);
+        load(src, &t, 100, "lz4", &["--start-index", "9000"]);
+        want.extend(record_indexes(src, &t));
+        want.sort_unstable();
+        let child = run();
+        wait("the new topic replicated after the restart", &|| {
+            count_of(dst, &t) >= 1_600
+        });
+        let log = stop(child);
+        assert_eq!(
+            warnings(&log, "the committed positions name the old topic ids"),
+            1,
+            "{log}"
+        );
+        let mut idx = record_indexes(dst, &t);
+        idx.sort_unstable();
+        assert_eq!(idx, want, "each record once after the restart");
     });
-    let v = assert_same(src, &t, dst, &t, &[]);
-    assert_eq!(v["duplicates"], 0, "{v}");
-    assert_eq!(resets(), 1, "one reset for one deletion");
-    let mut want = record_indexes(src, &t);
-
-    // The source topic is deleted and created again with new records: they
-    // are replicated from the new topic's log start (none skipped as if
-    // retention had removed them).
-    tool(&["delete", "--bootstrap", &src.bootstrap, "--topic", &t]);
-    create(src, &t, 2, &["retention.ms=-1"]);
-    load(src, &t, 200, "lz4", &["--start-index", "5000"]);
-    wait("the new source topic was not replicated", &|| {
-        resets() >= 2 && count_of(dst, &t) >= 1_500
-    });
-    want.extend(record_indexes(src, &t));
-    want.sort_unstable();
-    // Nothing more arrives (a second start-over would copy the new topic twice).
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let skipped = strait::replicate::metrics::Metrics::get(&r.handle.metrics.offsets_skipped);
-    let total_resets = resets();
-    r.stop().await;
-    assert_eq!(skipped, 0, "no offsets counted as lost to retention");
-    let mut idx = record_indexes(dst, &t);
-    idx.sort_unstable();
-    let missing: Vec<&u64> = want.iter().filter(|i| idx.binary_search(i).is_err()).collect();
-    assert_eq!(
-        idx.len(),
-        want.len(),
-        "destination holds {} records; missing {:?}",
-        idx.len(),
-        &missing[..missing.len().min(20)]
-    );
-    assert_eq!(idx, want, "each record of the old and the new source topic once");
-    assert_eq!(total_resets, 2, "one more reset for the new source topic");
-
-    // Created again while strait is stopped: the committed positions name the
-    // old topic ids, so the restart starts the new topic from its log start.
-    tool(&["delete", "--bootstrap", &src.bootstrap, "--topic", &t]);
-    create(src, &t, 2, &["retention.ms=-1"]);
-    load(src, &t, 100, "lz4", &["--start-index", "9000"]);
-    want.extend(record_indexes(src, &t));
-    want.sort_unstable();
-    let r = start(config(&name, src, dst, &t, "")).await;
-    r.wait_records(100, Duration::from_secs(60)).await;
-    let resets = strait::replicate::metrics::Metrics::get(&r.handle.metrics.topic_resets);
-    r.stop().await;
-    assert_eq!(resets, 1, "the restart noticed the new source topic");
-    let mut idx = record_indexes(dst, &t);
-    idx.sort_unstable();
-    assert_eq!(idx, want, "each record once after the restart");
 }
 
 fn b64(s: &str) -> Vec<u8> {

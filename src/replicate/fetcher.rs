@@ -322,12 +322,47 @@ impl Fetchers {
 
     /// Moves a partition whose fetch offset fell out of the retained range.
     async fn reset_out_of_range(&self, key: &Key, fetch_offset: i64) {
+        // A topic deleted and created again answers OFFSET_OUT_OF_RANGE too
+        // (fetched by name): that is not retention, and the flow starts it over.
+        if let Ok(md) = self.src.refresh_metadata(Some(&[key.0.to_string()])).await {
+            let now = md.topics.get(key.0.as_ref()).map(|t| t.id).unwrap_or_default();
+            let mut parts = self.lock();
+            if let Some(p) = parts.get_mut(key) {
+                if !p.topic_id.is_nil() && !now.is_nil() && now != p.topic_id {
+                    p.leader = -1;
+                    drop(parts);
+                    if let Some(n) = self.on_topic_change.get() {
+                        n.notify_one();
+                    }
+                    return;
+                }
+            }
+        }
         let earliest = self.src.list_offset(&key.0, key.1, EARLIEST, true).await;
         let latest = self.src.list_offset(&key.0, key.1, LATEST, true).await;
         let (Ok(earliest), Ok(latest)) = (earliest, latest) else {
             warn!(topic = %key.0, partition = key.1, "cannot list offsets after OFFSET_OUT_OF_RANGE; will retry");
             return;
         };
+        if fetch_offset > latest {
+            // Retention removes records from the start only: a log that ends
+            // before the position was truncated (an unclean leader election)
+            // or created again (the flow's topic refresh starts a new topic
+            // over from its log start). Nothing was skipped.
+            warn!(
+                topic = %key.0, partition = key.1, fetch_offset, log_end = latest,
+                "the source partition's log ends before the fetch position (truncated, or the topic was created again); continuing from its end"
+            );
+            if let Some(p) = self.lock().get_mut(key) {
+                if p.next_offset == fetch_offset {
+                    p.next_offset = latest;
+                }
+            }
+            if let Some(n) = self.on_topic_change.get() {
+                n.notify_one();
+            }
+            return;
+        }
         let target = match self.settings.start_from {
             StartFrom::Earliest if fetch_offset < earliest => earliest,
             _ => latest,
