@@ -371,7 +371,23 @@ async fn acl_sync_without_permission_warns_once_and_replication_goes_on() {
         admin.create_acls(&erin).await.unwrap();
     }
     let path = std::env::temp_dir().join(format!("{t}.toml"));
-    std::fs::write(&path, config_text(&t, &t, src, dst, "erin")).unwrap();
+    // Nor write heartbeats: her heartbeat topic denies her WRITE.
+    let hb = format!("hb-{t}");
+    let deny = AclBinding {
+        permission: permission::DENY,
+        ..acl(resource::TOPIC, &hb, pattern::LITERAL, "erin", op::WRITE)
+    };
+    Client::connect(ClientConfig::new(&src.bootstrap))
+        .await
+        .unwrap()
+        .create_acls(std::slice::from_ref(&deny))
+        .await
+        .unwrap();
+    let text = config_text(&t, &t, src, dst, "erin").replace(
+        "[source]",
+        &format!("heartbeats_topic = \"{hb}\"\nheartbeats_interval_ms = 300\n[source]"),
+    );
+    std::fs::write(&path, text).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_strait"))
         .args(["run", "--config", path.to_str().unwrap()])
         .stdout(Stdio::piped())
@@ -396,6 +412,11 @@ async fn acl_sync_without_permission_warns_once_and_replication_goes_on() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "a clean stop: {log}");
+    let heartbeat_warnings = log.lines().filter(|l| l.contains("heartbeats are off")).count();
+    assert_eq!(
+        heartbeat_warnings, 1,
+        "one warning when heartbeats may not be written: {log}"
+    );
     let warnings: Vec<&str> = log.lines().filter(|l| l.contains("ACL sync failed")).collect();
     assert_eq!(warnings.len(), 1, "one warning, not one per refresh: {log}");
     assert!(

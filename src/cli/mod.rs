@@ -690,7 +690,7 @@ async fn bench(
         .as_millis();
     let topic = format!("strait-bench-{stamp}");
     let settings = format!(
-        "name = \"bench-{stamp}\"\ntopics = [\"{topic}\"]\nrefresh_interval_ms = 1000\nexactly_once = {exactly_once}\n"
+        "name = \"bench-{stamp}\"\ntopics = [\"{topic}\"]\nrefresh_interval_ms = 1000\nexactly_once = {exactly_once}\nheartbeats = false\nsync_acls = false\n"
     );
     let (cfg, loader_cluster) = match &clusters {
         BenchClusters::Plain(source, destination) => (

@@ -97,10 +97,8 @@ pub struct SyncReport {
 /// The recorded originals (source ACLs as last synced); empty when none.
 pub async fn recorded(cfg: &Config, dst: &Client) -> Result<Vec<AclBinding>, ClientError> {
     let topic = cfg.acl_topic();
-    let read = match super::log::read(dst, &topic, 0).await {
-        Ok(r) => r,
-        Err(e) if e.code() == Some(crate::client::code::UNKNOWN_TOPIC_OR_PARTITION) => return Ok(Vec::new()),
-        Err(e) => return Err(e),
+    let Some(read) = super::log::read_if_exists(dst, &topic).await? else {
+        return Ok(Vec::new());
     };
     Ok(read
         .records

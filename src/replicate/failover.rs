@@ -193,7 +193,9 @@ async fn record_positions(
             continue;
         }
         let parts: Vec<i32> = (0..t.partitions.len() as i32).collect();
-        let ends = dst.list_offsets(&t.name, &parts, LATEST, false).await?;
+        let ends = dst
+            .retrying(|| dst.list_offsets(&t.name, &parts, LATEST, false))
+            .await?;
         for p in parts {
             let pos = positions.get(&(t.name.clone(), p));
             partitions.push(PartitionAtFailover {
@@ -221,10 +223,8 @@ async fn record_positions(
 
 /// Source topic of each destination topic, from the offset map's records.
 async fn source_names(cfg: &Config, dst: &Client) -> Result<std::collections::HashMap<String, String>, ClientError> {
-    let read = match super::log::read(dst, &cfg.offset_map_topic(), 0).await {
-        Ok(r) => r,
-        Err(e) if e.code() == Some(crate::client::code::UNKNOWN_TOPIC_OR_PARTITION) => return Ok(Default::default()),
-        Err(e) => return Err(e),
+    let Some(read) = super::log::read_if_exists(dst, &cfg.offset_map_topic()).await? else {
+        return Ok(Default::default());
     };
     Ok(read
         .records

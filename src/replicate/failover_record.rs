@@ -18,7 +18,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::client::{code, Client, ClientError, NewTopic};
+use crate::client::{Client, ClientError, NewTopic};
 use crate::config::Config;
 
 const KEY: &str = "failover";
@@ -70,10 +70,8 @@ impl FailoverRecord {
 
 /// The failover record of flow `cfg` on its destination, if any.
 pub async fn read(cfg: &Config, dst: &Client) -> Result<Option<FailoverRecord>, ClientError> {
-    let r = match super::log::read(dst, &cfg.failover_topic(), 0).await {
-        Ok(r) => r,
-        Err(e) if e.code() == Some(code::UNKNOWN_TOPIC_OR_PARTITION) => return Ok(None),
-        Err(e) => return Err(e),
+    let Some(r) = super::log::read_if_exists(dst, &cfg.failover_topic()).await? else {
+        return Ok(None);
     };
     Ok(r.records
         .iter()

@@ -133,6 +133,24 @@ pub async fn read(client: &Client, topic: &str, from: i64) -> Result<LogRead, Cl
     Ok(out)
 }
 
+/// [`read`] from the start, `None` when `topic` does not exist; transient
+/// errors (a leader moving, an unknown leader epoch) are retried for a few
+/// seconds.
+pub async fn read_if_exists(client: &Client, topic: &str) -> Result<Option<LogRead>, ClientError> {
+    let mut tries = 0;
+    loop {
+        match read(client, topic, 0).await {
+            Ok(r) => return Ok(Some(r)),
+            Err(e) if e.code() == Some(code::UNKNOWN_TOPIC_OR_PARTITION) => return Ok(None),
+            Err(e) if tries < 15 && e.class() != crate::client::ErrorClass::Fatal => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Appends `records` (key, value) to partition 0 of `topic` in one lz4 batch,
 /// acks=all; in the transaction `txn` (with that producer's sequence number)
 /// when given. Returns the number of records. A resend of a batch that landed
