@@ -425,3 +425,32 @@ async fn acl_sync_without_permission_warns_once_and_replication_goes_on() {
         warnings[0]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automated_failover_does_not_take_a_refused_login_for_a_dead_source() {
+    let (src, dst) = clusters();
+    let dir = std::env::temp_dir().join(unique_topic("autofail-auth"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let asked = dir.join("asked");
+    // The source answers, but refuses the password.
+    let text = format!(
+        "name = \"autofail-auth\"\ntopics = [\"x\"]\n\
+         [failover]\nauto = true\nsource_unavailable_s = 5\n\
+         confirm = [\"/bin/sh\", \"-c\", \"echo asked >> {}\"]\n\
+         [source]\nbootstrap_servers = \"{}\"\n[source.sasl]\nmechanism = \"PLAIN\"\nusername = \"alice\"\npassword = \"wrong-password\"\n\
+         [destination]\nbootstrap_servers = \"{}\"\n",
+        asked.display(),
+        src.listener_bootstrap("SASL"),
+        dst.bootstrap
+    );
+    let cfg = Config::parse(&text, "autofail-auth.toml").unwrap();
+    let auto = cfg.ops.auto_failover.clone().expect("auto failover configured");
+    let dclient = Client::connect(ClientConfig::new(&dst.bootstrap)).await.unwrap();
+    let watched = tokio::time::timeout(
+        Duration::from_secs(5 + 5),
+        strait::replicate::autofail::watch(&cfg, &auto, &dclient),
+    )
+    .await;
+    assert!(watched.is_err(), "an authentication refusal is an answer: {watched:?}");
+    assert!(!asked.exists(), "the witness was never asked");
+}

@@ -335,6 +335,10 @@ async fn automated_failover_waits_for_the_witness_then_fails_over_once() {
         wait("500 records replicated", Duration::from_secs(60), || {
             get(&h.metrics.records) >= 500
         });
+        // A stall shorter than source_unavailable_s: the witness is never asked.
+        sp.each(|f| f.stall(Duration::from_secs(4)));
+        std::thread::sleep(Duration::from_secs(4 + 5));
+        assert!(!asked.exists(), "a 4 s stall is not a dead source");
         // The source goes away: every connection cut, new ones refused.
         sp.each(|f| f.refuse(true));
         sp.each(|f| f.reset_all());
@@ -385,4 +389,72 @@ async fn automated_failover_waits_for_the_witness_then_fails_over_once() {
     sp.each(|f| f.refuse(false));
     // The hook ran once.
     assert_eq!(std::fs::read_to_string(&hook).unwrap().lines().count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automated_failover_ignores_one_broker_of_three() {
+    // A three-node source of its own, each node behind its proxy.
+    let opts = harness::StartOptions {
+        listeners: vec![format!("{}:PLAINTEXT:proxied", harness::PROXIED)],
+        ..Default::default()
+    };
+    let src = KafkaCluster::start_with(harness::KAFKA_4, 3, &opts).expect("three-node source");
+    let sp = ClusterProxy::start(&src, harness::PROXIED).await;
+    let dst = harness::kafka4_proxied_dest();
+    let t = unique_topic("autofail3");
+    tool(&[
+        "create",
+        "--bootstrap",
+        &src.bootstrap,
+        "--topic",
+        &t,
+        "--partitions",
+        "3",
+        "--rf",
+        "3",
+    ]);
+    tool(&["load", "--bootstrap", &src.bootstrap, "--topic", &t, "--count", "300"]);
+    let dir = std::env::temp_dir().join(unique_topic("autofail3-files"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let asked = dir.join("asked");
+    let name = unique_topic("autofail3");
+    let text = format!(
+        "name = \"{name}\"\ntopics = [\"{t}\"]\nrefresh_interval_ms = 1000\nheartbeats = false\n\
+         [failover]\nauto = true\nsource_unavailable_s = 5\n\
+         confirm = [\"/bin/sh\", \"-c\", \"echo asked >> {}\"]\n\
+         [source]\nbootstrap_servers = \"{}\"\nrequest_timeout_ms = 3000\nconnect_timeout_ms = 2000\n\
+         [destination]\nbootstrap_servers = \"{}\"\n",
+        asked.display(),
+        sp.bootstrap,
+        dst.bootstrap
+    );
+    let cfg = strait::config::Config::parse(&text, "autofail3.toml").unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (h_tx, h_rx) = tokio::sync::oneshot::channel();
+    let run = tokio::spawn(strait::replicate::run(
+        cfg,
+        async {
+            let _ = stop_rx.await;
+        },
+        None,
+        move |h| {
+            let _ = h_tx.send(h);
+        },
+    ));
+    let h: strait::replicate::Handle = h_rx.await.expect("replication started");
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    tokio::task::block_in_place(|| {
+        wait("300 records replicated", Duration::from_secs(60), || {
+            get(&h.metrics.records) >= 300
+        });
+        // One broker of three goes away: the source is not gone.
+        sp.nodes[0].faults.refuse(true);
+        sp.nodes[0].faults.reset_all();
+        std::thread::sleep(Duration::from_secs(5 + 5));
+    });
+    assert!(!asked.exists(), "one broker of three down is not a dead source");
+    assert_eq!(get(&h.metrics.failed_over), 0);
+    let _ = stop_tx.send(());
+    run.await.unwrap().expect("clean stop");
+    sp.nodes[0].faults.refuse(false);
 }

@@ -136,6 +136,31 @@ pub async fn watch(cfg: &Config, auto: &AutoFailover, dst: &Client) -> String {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn missing_failing_or_slow_commands_do_not_confirm() {
+        let cfg = Config::parse(
+            "name = \"f\"\n[source]\nbootstrap_servers = \"a:1\"\n[destination]\nbootstrap_servers = \"b:2\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        let t = Duration::from_secs(5);
+        let cmd = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(!run_command(&cmd(&["/nonexistent/witness"]), &cfg, t, "witness").await);
+        assert!(!run_command(&cmd(&["/bin/sh", "-c", "exit 3"]), &cfg, t, "witness").await);
+        assert!(!run_command(&cmd(&["/bin/sleep", "5"]), &cfg, Duration::from_millis(200), "witness").await);
+        assert!(!run_command(&[], &cfg, t, "witness").await);
+        // Placeholders are replaced.
+        assert!(
+            run_command(
+                &cmd(&["/bin/sh", "-c", "test \"$0 $1\" = \"b:2 f\"", "{destination}", "{flow}"]),
+                &cfg,
+                t,
+                "witness"
+            )
+            .await
+        );
+    }
+
     #[test]
     fn refusals_are_not_unreachability() {
         let down = ClientError::Connect {
