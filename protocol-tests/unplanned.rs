@@ -108,6 +108,27 @@ fn stop(child: Child, signal: &str) -> String {
     )
 }
 
+type Replication = tokio::task::JoinHandle<Result<strait::replicate::Summary, strait::replicate::EngineError>>;
+
+/// strait running in this process: its handle, its stop switch and its task.
+async fn in_process(
+    cfg: strait::config::Config,
+) -> (strait::replicate::Handle, tokio::sync::oneshot::Sender<()>, Replication) {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (h_tx, h_rx) = tokio::sync::oneshot::channel();
+    let run = tokio::spawn(strait::replicate::run(
+        cfg,
+        async {
+            let _ = stop_rx.await;
+        },
+        None,
+        move |h| {
+            let _ = h_tx.send(h);
+        },
+    ));
+    (h_rx.await.expect("replication started"), stop_tx, run)
+}
+
 fn wait(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !done() {
@@ -317,19 +338,7 @@ async fn automated_failover_waits_for_the_witness_then_fails_over_once() {
         dst.bootstrap
     );
     let cfg = strait::config::Config::parse(&text, "autofail.toml").unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (h_tx, h_rx) = tokio::sync::oneshot::channel();
-    let run = tokio::spawn(strait::replicate::run(
-        cfg,
-        async {
-            let _ = stop_rx.await;
-        },
-        None,
-        move |h| {
-            let _ = h_tx.send(h);
-        },
-    ));
-    let h: strait::replicate::Handle = h_rx.await.expect("replication started");
+    let (h, stop_tx, run) = in_process(cfg).await;
     let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
     tokio::task::block_in_place(|| {
         wait("500 records replicated", Duration::from_secs(60), || {
@@ -429,19 +438,7 @@ async fn automated_failover_ignores_one_broker_of_three() {
         dst.bootstrap
     );
     let cfg = strait::config::Config::parse(&text, "autofail3.toml").unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (h_tx, h_rx) = tokio::sync::oneshot::channel();
-    let run = tokio::spawn(strait::replicate::run(
-        cfg,
-        async {
-            let _ = stop_rx.await;
-        },
-        None,
-        move |h| {
-            let _ = h_tx.send(h);
-        },
-    ));
-    let h: strait::replicate::Handle = h_rx.await.expect("replication started");
+    let (h, stop_tx, run) = in_process(cfg).await;
     let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
     tokio::task::block_in_place(|| {
         wait("300 records replicated", Duration::from_secs(60), || {

@@ -22,11 +22,10 @@
 
 use std::collections::BTreeSet;
 
-use bytes::Bytes;
 use tracing::{info, warn};
 
 use crate::client::acl::{op, pattern, permission, resource, AclBinding};
-use crate::client::{Client, ClientError, NewTopic};
+use crate::client::{Client, ClientError};
 use crate::config::Config;
 
 /// Record key of the one record in the ACL topic.
@@ -96,45 +95,18 @@ pub struct SyncReport {
 
 /// The recorded originals (source ACLs as last synced); empty when none.
 pub async fn recorded(cfg: &Config, dst: &Client) -> Result<Vec<AclBinding>, ClientError> {
-    let topic = cfg.acl_topic();
-    let Some(read) = super::log::read_if_exists(dst, &topic).await? else {
-        return Ok(Vec::new());
-    };
-    Ok(read
-        .records
-        .iter()
-        .rev()
-        .find(|r| &r.key[..] == KEY.as_bytes())
-        .and_then(|r| r.value.as_deref())
-        .and_then(|v| serde_json::from_slice(v).ok())
+    Ok(super::log::read_single(dst, &cfg.acl_topic(), KEY)
+        .await?
+        .and_then(|v| serde_json::from_slice(&v).ok())
         .unwrap_or_default())
 }
 
 async fn record(cfg: &Config, dst: &Client, originals: &[AclBinding]) -> Result<(), ClientError> {
-    let topic = cfg.acl_topic();
-    dst.create_topics(
-        &[NewTopic {
-            name: topic.clone(),
-            partitions: 1,
-            replication_factor: cfg.topics.replication_factor,
-            configs: vec![("cleanup.policy".into(), "compact".into())],
-        }],
-        30_000,
-        true,
-    )
-    .await?;
     let value = serde_json::to_vec(originals).map_err(|e| ClientError::Invalid {
         what: "ACL record",
         reason: e.to_string(),
     })?;
-    super::log::append(
-        dst,
-        &topic,
-        &[(Bytes::from_static(KEY.as_bytes()), Bytes::from(value))],
-        None,
-    )
-    .await?;
-    Ok(())
+    super::log::write_single(dst, &cfg.acl_topic(), cfg.topics.replication_factor, KEY, value).await
 }
 
 /// Source ACLs of topics and groups; `None` when the source has no authorizer.

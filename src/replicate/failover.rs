@@ -143,16 +143,7 @@ pub async fn failover(mut cfg: Config, groups: Vec<String>) -> Result<FailoverRe
         }
     }
     // Producers authorised on the source may write on the destination now.
-    let acls_restored = if cfg.topics.sync_acls {
-        super::acls::restore_writes(&cfg, &dst)
-            .await
-            .map_err(dst_err(&cfg))?
-            .iter()
-            .map(ToString::to_string)
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let acls_restored = restore_acls(&cfg, &dst).await?;
     // The record failback reads first (the source-side group above is kept
     // for failbacks by older versions).
     let record = record_positions(&cfg, &dst, "planned", false)
@@ -288,16 +279,7 @@ pub async fn unplanned_on(cfg: &Config, dst: &Client) -> Result<FailoverReport, 
             }
         }
     }
-    let acls_restored = if cfg.topics.sync_acls {
-        super::acls::restore_writes(&cfg, dst)
-            .await
-            .map_err(dst_err(&cfg))?
-            .iter()
-            .map(ToString::to_string)
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let acls_restored = restore_acls(&cfg, dst).await?;
     let mut topics: Vec<(String, String)> = record
         .partitions
         .iter()
@@ -403,6 +385,20 @@ pub async fn prepare_failback(cfg: &Config, dry_run: bool) -> Result<FailbackPla
             .map_err(src_err(cfg))?;
     }
     Ok(plan)
+}
+
+/// With `sync_acls`: grants the write permissions ACL sync held back
+/// ([`super::acls::restore_writes`]); returns them as text.
+async fn restore_acls(cfg: &Config, dst: &Client) -> Result<Vec<String>, EngineError> {
+    if !cfg.topics.sync_acls {
+        return Ok(Vec::new());
+    }
+    Ok(super::acls::restore_writes(cfg, dst)
+        .await
+        .map_err(dst_err(cfg))?
+        .iter()
+        .map(ToString::to_string)
+        .collect())
 }
 
 /// The reverse replication of `cfg` for failback.

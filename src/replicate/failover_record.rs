@@ -15,10 +15,9 @@
 //! cannot copy the old source's stale records over what producers now write
 //! on the destination.
 
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::client::{Client, ClientError, NewTopic};
+use crate::client::{Client, ClientError};
 use crate::config::Config;
 
 const KEY: &str = "failover";
@@ -70,43 +69,18 @@ impl FailoverRecord {
 
 /// The failover record of flow `cfg` on its destination, if any.
 pub async fn read(cfg: &Config, dst: &Client) -> Result<Option<FailoverRecord>, ClientError> {
-    let Some(r) = super::log::read_if_exists(dst, &cfg.failover_topic()).await? else {
-        return Ok(None);
-    };
-    Ok(r.records
-        .iter()
-        .rev()
-        .find(|x| &x.key[..] == KEY.as_bytes())
-        .and_then(|x| x.value.as_deref())
-        .and_then(|v| serde_json::from_slice(v).ok()))
+    Ok(super::log::read_single(dst, &cfg.failover_topic(), KEY)
+        .await?
+        .and_then(|v| serde_json::from_slice(&v).ok()))
 }
 
 /// Writes the failover record of flow `cfg` on its destination.
 pub async fn write(cfg: &Config, dst: &Client, record: &FailoverRecord) -> Result<(), ClientError> {
-    let topic = cfg.failover_topic();
-    dst.create_topics(
-        &[NewTopic {
-            name: topic.clone(),
-            partitions: 1,
-            replication_factor: cfg.topics.replication_factor,
-            configs: vec![("cleanup.policy".into(), "compact".into())],
-        }],
-        30_000,
-        true,
-    )
-    .await?;
     let value = serde_json::to_vec(record).map_err(|e| ClientError::Invalid {
         what: "failover record",
         reason: e.to_string(),
     })?;
-    super::log::append(
-        dst,
-        &topic,
-        &[(Bytes::from_static(KEY.as_bytes()), Bytes::from(value))],
-        None,
-    )
-    .await?;
-    Ok(())
+    super::log::write_single(dst, &cfg.failover_topic(), cfg.topics.replication_factor, KEY, value).await
 }
 
 /// The error `strait run` stops with when flow `cfg` was failed over

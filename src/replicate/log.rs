@@ -151,6 +151,48 @@ pub async fn read_if_exists(client: &Client, topic: &str) -> Result<Option<LogRe
     }
 }
 
+/// Writes `value` as the one record under `key` of strait's compacted
+/// single-record topic `topic` (created if missing, with `replication_factor`).
+pub async fn write_single(
+    client: &Client,
+    topic: &str,
+    replication_factor: i16,
+    key: &'static str,
+    value: Vec<u8>,
+) -> Result<(), ClientError> {
+    client
+        .create_topics(
+            &[crate::client::NewTopic {
+                name: topic.to_string(),
+                partitions: 1,
+                replication_factor,
+                configs: vec![("cleanup.policy".into(), "compact".into())],
+            }],
+            30_000,
+            true,
+        )
+        .await?;
+    append(
+        client,
+        topic,
+        &[(Bytes::from_static(key.as_bytes()), Bytes::from(value))],
+        None,
+    )
+    .await?;
+    Ok(())
+}
+
+/// The value of the newest record under `key` of `topic` (`None`: no topic or no such record).
+pub async fn read_single(client: &Client, topic: &str, key: &str) -> Result<Option<Bytes>, ClientError> {
+    Ok(read_if_exists(client, topic).await?.and_then(|r| {
+        r.records
+            .into_iter()
+            .rev()
+            .find(|x| &x.key[..] == key.as_bytes())
+            .and_then(|x| x.value)
+    }))
+}
+
 /// Appends `records` (key, value) to partition 0 of `topic` in one lz4 batch,
 /// acks=all; in the transaction `txn` (with that producer's sequence number)
 /// when given. Returns the number of records. A resend of a batch that landed
