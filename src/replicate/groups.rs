@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use kafka_protocol::messages::{DescribeGroupsRequest, GroupId, ListGroupsRequest};
 use kafka_protocol::protocol::StrBytes;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::checkpoint::Checkpointer;
 use crate::client::{code, Client, ClientError, GroupOffset};
@@ -87,7 +87,43 @@ impl GroupSync {
             .collect();
         groups.sort();
         let mut written = 0;
+        // A failure on one group does not lose the count of groups already
+        // written (nor stop the others): the first error is returned only
+        // when nothing was written.
+        let mut first_err: Option<ClientError> = None;
         for group in groups {
+            match self
+                .sync_group(&group, &synced_from, topics, src, dst, ckpt, reverse)
+                .await
+            {
+                Ok(n) => written += n,
+                Err(e) => {
+                    warn!(group, error = %e, "group offset sync failed for this group; will retry");
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        match first_err {
+            Some(e) if written == 0 => Err(e),
+            _ => Ok(written),
+        }
+    }
+
+    /// Syncs one group; returns the partitions written.
+    #[allow(clippy::too_many_arguments)]
+    async fn sync_group(
+        &self,
+        group: &str,
+        synced_from: &str,
+        topics: &TopicSettings,
+        src: &Client,
+        dst: &Client,
+        ckpt: &Checkpointer,
+        reverse: Option<&Checkpointer>,
+    ) -> Result<usize, ClientError> {
+        let group = group.to_string();
+        let synced_from = synced_from.to_string();
+        {
             let committed = src.fetch_group_offsets(&group, &[]).await?;
             let mut want: Vec<(String, i32, i64, i64)> = Vec::new(); // dst topic, partition, src offset, dst offset
             for c in committed {
@@ -114,14 +150,14 @@ impl GroupSync {
                 want.push((dt, p, o, d));
             }
             if want.is_empty() {
-                continue;
+                return Ok(0);
             }
             if !is_inactive(dst, &group).await? {
                 debug!(
                     group,
                     "group has active members on the destination; not overwriting its offsets"
                 );
-                continue;
+                return Ok(0);
             }
             let mut topics: HashMap<String, Vec<i32>> = HashMap::new();
             for (t, p, _, _) in &want {
@@ -147,7 +183,7 @@ impl GroupSync {
                 }
             }
             if commit.is_empty() {
-                continue;
+                return Ok(0);
             }
             let offsets: Vec<GroupOffset> = commit
                 .iter()
@@ -159,7 +195,7 @@ impl GroupSync {
                 })
                 .collect();
             dst.commit_group_offsets(&group, &offsets).await?;
-            written += commit.len();
+            let written = commit.len();
             info!(
                 group,
                 partitions = commit.len(),
@@ -169,7 +205,7 @@ impl GroupSync {
             for (t, p, so, d) in want {
                 last.insert((group.clone(), t, p), (so, d));
             }
+            Ok(written)
         }
-        Ok(written)
     }
 }
