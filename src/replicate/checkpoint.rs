@@ -381,7 +381,10 @@ impl Checkpointer {
     pub async fn load_index(&self) -> Result<(), ClientError> {
         let end = self
             .dst
-            .list_offset(&self.target.map_topic, 0, crate::client::admin::LATEST, true)
+            .retrying(|| {
+                self.dst
+                    .list_offset(&self.target.map_topic, 0, crate::client::admin::LATEST, true)
+            })
             .await?;
         let map = super::translate::load_map(&self.target.map_topic, &self.dst).await?;
         *lock(&self.map_next) = end;

@@ -43,7 +43,24 @@ pub struct LogRead {
 /// log start). An unknown topic is `UNKNOWN_TOPIC_OR_PARTITION`.
 pub async fn read(client: &Client, topic: &str, from: i64) -> Result<LogRead, ClientError> {
     let topic = topic.to_string();
-    let end = client.list_offset(&topic, 0, LATEST, true).await?;
+    // A topic just created may not have its leader yet (NOT_LEADER_OR_FOLLOWER,
+    // UNKNOWN_LEADER_EPOCH): retried; an unknown topic is the caller's answer.
+    let mut tries = 0;
+    let end = loop {
+        match client.list_offset(&topic, 0, LATEST, true).await {
+            Ok(end) => break end,
+            Err(e)
+                if tries < 25
+                    && e.code() != Some(code::UNKNOWN_TOPIC_OR_PARTITION)
+                    && e.class() != crate::client::ErrorClass::Fatal =>
+            {
+                tries += 1;
+                client.invalidate_metadata();
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let md = client.refresh_metadata(Some(std::slice::from_ref(&topic))).await?;
     let meta = md.topics.get(&topic);
     if let Some(t) = meta.filter(|t| t.error_code != 0) {
