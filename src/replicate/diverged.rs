@@ -20,14 +20,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use kafka_protocol::records::RecordBatchDecoder;
 use regex::Regex;
 use tracing::info;
 
 use super::failover_record::{FailoverRecord, PartitionAtFailover};
-use crate::batch::{split_batches, BatchFilter, Disposition};
 use crate::client::admin::{EARLIEST, LATEST};
-use crate::client::{code, Client, ClientError, GroupOffset, NewTopic};
+use crate::client::{Client, ClientError, GroupOffset, NewTopic};
 use crate::config::{Config, Rename};
 
 /// The diverged records of one partition.
@@ -48,8 +46,7 @@ pub struct Diverged {
 }
 
 /// Calls `f(offset, timestamp)` for every data record of `topic`'s
-/// `partition` in `[from, to)`, read_committed (aborted records and
-/// transaction markers left out).
+/// `partition` in `[from, to)` ([`super::log::scan`]).
 async fn scan(
     client: &Client,
     topic: &str,
@@ -58,64 +55,12 @@ async fn scan(
     to: i64,
     mut f: impl FnMut(i64, i64),
 ) -> Result<(), ClientError> {
-    let md = client.refresh_metadata(Some(&[topic.to_string()])).await?;
-    let topic_id = md.topics.get(topic).map(|t| t.id).unwrap_or_default();
-    let mut next = from;
-    while next < to {
-        let (leader, _) = client.leader(topic, partition).await?;
-        let conn = client.broker(leader).await?;
-        let req = crate::client::fetch::single_fetch_request(topic, topic_id, partition, next, 100, 8 << 20);
-        let resp = conn.request(&req).await?;
-        let p = resp
-            .responses
-            .first()
-            .and_then(|t| t.partitions.first())
-            .ok_or_else(|| ClientError::Invalid {
-                what: "fetch",
-                reason: format!("empty Fetch response for {topic}[{partition}]"),
-            })?;
-        if p.error_code != code::NONE {
-            return Err(ClientError::kafka(
-                "Fetch",
-                conn.broker(),
-                format!("{topic}[{partition}]"),
-                p.error_code,
-                None,
-            ));
+    super::log::scan(client, topic, partition, from, to, |r| {
+        if r.offset < to {
+            f(r.offset, r.timestamp)
         }
-        let aborted = p
-            .aborted_transactions
-            .as_deref()
-            .unwrap_or_default()
-            .iter()
-            .map(|a| (a.producer_id.0, a.first_offset))
-            .collect();
-        let mut filter = BatchFilter::new(aborted);
-        let records = p.records.clone().unwrap_or_default();
-        let (batches, _) = split_batches(&records).map_err(|e| ClientError::Invalid {
-            what: "fetched batch",
-            reason: format!("{topic}[{partition}]: {e}"),
-        })?;
-        let before = next;
-        for b in batches {
-            let keep = matches!(filter.classify(&b), Disposition::Forward | Disposition::Reencode);
-            let last = b.last_offset();
-            if keep {
-                let mut bytes = b.into_bytes();
-                if let Ok(set) = RecordBatchDecoder::decode(&mut bytes) {
-                    for r in set.records {
-                        if r.offset >= from && r.offset < to {
-                            f(r.offset, r.timestamp);
-                        }
-                    }
-                }
-            }
-            next = next.max(last + 1);
-        }
-        if next == before {
-            break; // nothing more readable below `to` (its last stable offset)
-        }
-    }
+    })
+    .await?;
     Ok(())
 }
 

@@ -40,15 +40,13 @@ pub struct LogRead {
 
 /// Reads partition 0 of `topic` from `from` up to its last stable offset.
 /// Records retention already removed are skipped (the read continues at the
-/// log start). An unknown topic is `UNKNOWN_TOPIC_OR_PARTITION`.
+/// log start). An unknown topic is `UNKNOWN_TOPIC_OR_PARTITION`, at once;
+/// transient errors (a topic just created without its leader yet:
+/// NOT_LEADER_OR_FOLLOWER, UNKNOWN_LEADER_EPOCH) are retried for 5 s.
 pub async fn read(client: &Client, topic: &str, from: i64) -> Result<LogRead, ClientError> {
-    let topic = topic.to_string();
-    // A topic just created may not have its leader yet (NOT_LEADER_OR_FOLLOWER,
-    // UNKNOWN_LEADER_EPOCH): retried; an unknown topic is the caller's answer.
     let mut tries = 0;
-    let end = loop {
-        match client.list_offset(&topic, 0, LATEST, true).await {
-            Ok(end) => break end,
+    loop {
+        match read_once(client, topic, from).await {
             Err(e)
                 if tries < 25
                     && e.code() != Some(code::UNKNOWN_TOPIC_OR_PARTITION)
@@ -58,55 +56,80 @@ pub async fn read(client: &Client, topic: &str, from: i64) -> Result<LogRead, Cl
                 client.invalidate_metadata();
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             }
-            Err(e) => return Err(e),
+            r => return r,
         }
-    };
-    let md = client.refresh_metadata(Some(std::slice::from_ref(&topic))).await?;
-    let meta = md.topics.get(&topic);
+    }
+}
+
+async fn read_once(client: &Client, topic: &str, from: i64) -> Result<LogRead, ClientError> {
+    let end = client.list_offset(topic, 0, LATEST, true).await?;
+    let mut records = Vec::new();
+    let (next, topic_id) = scan(client, topic, 0, from, end, |r| {
+        if let Some(key) = r.key {
+            records.push(LogRecord {
+                offset: r.offset,
+                key,
+                value: r.value,
+            });
+        }
+    })
+    .await?;
+    Ok(LogRead {
+        records,
+        next,
+        topic_id,
+    })
+}
+
+/// Calls `f` with every record of `topic`'s `partition` from `from`, fetching
+/// until the position reaches `to` (the last fetch may return records past
+/// it), read_committed (records of aborted transactions and markers left out).
+/// Records retention already removed are skipped (the scan continues at the
+/// log start). Returns the offset to continue from and the topic's id.
+pub async fn scan(
+    client: &Client,
+    topic: &str,
+    partition: i32,
+    from: i64,
+    to: i64,
+    mut f: impl FnMut(Record),
+) -> Result<(i64, Uuid), ClientError> {
+    let md = client.refresh_metadata(Some(&[topic.to_string()])).await?;
+    let meta = md.topics.get(topic);
     if let Some(t) = meta.filter(|t| t.error_code != 0) {
-        return Err(ClientError::kafka(
-            "Metadata",
-            "cluster",
-            topic.as_str(),
-            t.error_code,
-            None,
-        ));
+        return Err(ClientError::kafka("Metadata", "cluster", topic, t.error_code, None));
     }
     let topic_id = meta.map(|t| t.id).unwrap_or_default();
-    let mut out = LogRead {
-        records: Vec::new(),
-        next: from,
-        topic_id,
-    };
-    while out.next < end {
-        let (leader, _) = client.leader(&topic, 0).await?;
+    let mut next = from;
+    while next < to {
+        let (leader, _) = client.leader(topic, partition).await?;
         let conn = client.broker(leader).await?;
-        let req = crate::client::fetch::single_fetch_request(&topic, topic_id, 0, out.next, 100, 8 << 20);
+        let req = crate::client::fetch::single_fetch_request(topic, topic_id, partition, next, 100, 8 << 20);
         let resp = conn.request(&req).await?;
         let p = resp
             .responses
             .first()
             .and_then(|t| t.partitions.first())
             .ok_or_else(|| ClientError::Invalid {
-                what: "fetch of strait's own topic",
-                reason: format!("empty Fetch response for {topic}"),
+                what: "fetch",
+                reason: format!("empty Fetch response for {topic}[{partition}]"),
             })?;
         if p.error_code == code::OFFSET_OUT_OF_RANGE {
             // Retention removed the oldest records: continue from the log start.
-            out.next = client.list_offset(&topic, 0, EARLIEST, false).await?;
+            next = client.list_offset(topic, partition, EARLIEST, false).await?;
             continue;
         }
         if p.error_code != code::NONE {
             return Err(ClientError::kafka(
                 "Fetch",
                 conn.broker(),
-                topic.as_str(),
+                format!("{topic}[{partition}]"),
                 p.error_code,
                 None,
             ));
         }
         let records = p.records.clone().unwrap_or_default();
-        let before = out.next;
+        let before = next;
         let aborted = p
             .aborted_transactions
             .as_deref()
@@ -116,12 +139,12 @@ pub async fn read(client: &Client, topic: &str, from: i64) -> Result<LogRead, Cl
             .collect();
         let mut filter = BatchFilter::new(aborted);
         let (batches, _) = split_batches(&records).map_err(|e| ClientError::Invalid {
-            what: "batch of strait's own topic",
-            reason: format!("{topic}: {e}"),
+            what: "fetched batch",
+            reason: format!("{topic}[{partition}]: {e}"),
         })?;
         for b in batches {
             let keep = matches!(filter.classify(&b), Disposition::Forward | Disposition::Reencode);
-            out.next = out.next.max(b.last_offset() + 1);
+            next = next.max(b.last_offset() + 1);
             if !keep {
                 continue;
             }
@@ -130,41 +153,25 @@ pub async fn read(client: &Client, topic: &str, from: i64) -> Result<LogRead, Cl
                 continue;
             };
             for r in set.records {
-                out.next = out.next.max(r.offset + 1);
-                if r.offset < from {
-                    continue;
-                }
-                if let Some(key) = r.key {
-                    out.records.push(LogRecord {
-                        offset: r.offset,
-                        key,
-                        value: r.value,
-                    });
+                next = next.max(r.offset + 1);
+                if r.offset >= from {
+                    f(r);
                 }
             }
         }
-        if out.next == before {
+        if next == before {
             break; // nothing decodable: do not spin
         }
     }
-    Ok(out)
+    Ok((next, topic_id))
 }
 
-/// [`read`] from the start, `None` when `topic` does not exist; transient
-/// errors (a leader moving, an unknown leader epoch) are retried for a few
-/// seconds.
+/// [`read`] from the start, `None` when `topic` does not exist.
 pub async fn read_if_exists(client: &Client, topic: &str) -> Result<Option<LogRead>, ClientError> {
-    let mut tries = 0;
-    loop {
-        match read(client, topic, 0).await {
-            Ok(r) => return Ok(Some(r)),
-            Err(e) if e.code() == Some(code::UNKNOWN_TOPIC_OR_PARTITION) => return Ok(None),
-            Err(e) if tries < 15 && e.class() != crate::client::ErrorClass::Fatal => {
-                tries += 1;
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            }
-            Err(e) => return Err(e),
-        }
+    match read(client, topic, 0).await {
+        Ok(r) => Ok(Some(r)),
+        Err(e) if e.code() == Some(code::UNKNOWN_TOPIC_OR_PARTITION) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
