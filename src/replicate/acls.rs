@@ -138,10 +138,12 @@ pub async fn sync_once(cfg: &Config, src: &Client, dst: &Client) -> Result<Optio
     let Some(existing) = destination_acls(dst).await? else {
         return Ok(None);
     };
-    let mut originals: Vec<AclBinding> = source.into_iter().filter(|b| mirror(cfg, &own, b).is_some()).collect();
-    originals.sort();
-    originals.dedup();
-    let desired: BTreeSet<AclBinding> = originals.iter().filter_map(|b| mirror(cfg, &own, b)).collect();
+    let mirrored: BTreeSet<(AclBinding, AclBinding)> = source
+        .into_iter()
+        .filter_map(|b| mirror(cfg, &own, &b).map(|m| (b, m)))
+        .collect();
+    let originals: Vec<AclBinding> = mirrored.iter().map(|(b, _)| b.clone()).collect();
+    let desired: BTreeSet<AclBinding> = mirrored.into_iter().map(|(_, m)| m).collect();
     let before = recorded(cfg, dst).await?;
     let had: BTreeSet<AclBinding> = before.iter().filter_map(|b| mirror(cfg, &own, b)).collect();
     let create: Vec<AclBinding> = desired.difference(&existing).cloned().collect();
