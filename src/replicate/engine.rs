@@ -395,7 +395,7 @@ where
             r = async { auto_task.as_mut().expect("guarded").await }, if auto_task.is_some() => {
                 auto_task = None;
                 let Ok(reason) = r else { continue };
-                fail_over_now(&cfg, &dst, &fetchers, &producer, &membership, &metrics, &handle, &reason).await;
+                fail_over_now(&cfg, &dst, &handle, &reason).await;
                 // Stopped replicating; the endpoint keeps showing the failover.
                 let _ = (&mut shutdown).await;
                 break;
@@ -452,9 +452,8 @@ where
     if let Some(t) = checkpoint_task {
         let _ = t.await;
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while failed.is_none() && producer.pending() > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    if failed.is_none() {
+        producer.drain(Duration::from_secs(30)).await;
     }
     if let Some(task) = txn_task.take() {
         // The last transaction commits what was acknowledged; anything still
@@ -507,26 +506,14 @@ where
 /// Automated failover, once the source is gone and the witness agreed: stops
 /// replicating, leaves the replication group, performs the unplanned
 /// failover on the destination, and runs the `on_failover` hook once.
-#[allow(clippy::too_many_arguments)]
-async fn fail_over_now(
-    cfg: &Config,
-    dst: &Client,
-    fetchers: &Fetchers,
-    producer: &Producer,
-    membership: &Membership,
-    metrics: &Metrics,
-    handle: &Handle,
-    reason: &str,
-) {
+async fn fail_over_now(cfg: &Config, dst: &Client, handle: &Handle, reason: &str) {
+    let metrics = &handle.metrics;
     warn!(flow = %cfg.name, %reason, "automated failover: the source is gone");
-    fetchers.stop();
+    handle.fetchers.stop();
     // What was fetched before the source went away still reaches the destination.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while producer.pending() > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    producer.stop();
-    membership.leave().await;
+    handle.producer.drain(Duration::from_secs(10)).await;
+    handle.producer.stop();
+    handle.membership.leave().await;
     // Another process of the replication got there first: its record stands,
     // and its hook ran.
     if let Ok(Some(r)) = super::failover_record::read(cfg, dst).await {

@@ -131,6 +131,14 @@ impl Fetchers {
         let _ = self.on_topic_change.set(n);
     }
 
+    /// Asks the flow's topic refresh to run now (a topic has a new id or its
+    /// log ends before the fetch position).
+    fn topic_changed(&self) {
+        if let Some(n) = self.on_topic_change.get() {
+            n.notify_one();
+        }
+    }
+
     /// The flow's counters.
     pub fn metrics(&self) -> Arc<Metrics> {
         self.metrics.clone()
@@ -260,7 +268,7 @@ impl Fetchers {
                     let mut parts = self.lock();
                     for p in parts.values_mut().filter(|p| p.leader < 0) {
                         if let Some(t) = md.topics.get(p.route.src_topic.as_ref()) {
-                            if !p.topic_id.is_nil() && !t.id.is_nil() && t.id != p.topic_id {
+                            if super::topics::created_again(p.topic_id, t.id) {
                                 // Deleted and created again: its offsets start over,
                                 // so its position means nothing there. The flow
                                 // starts it over (FlowOwner::set_topics).
@@ -278,9 +286,7 @@ impl Fetchers {
                     }
                 }
                 if changed {
-                    if let Some(n) = self.on_topic_change.get() {
-                        n.notify_one();
-                    }
+                    self.topic_changed();
                 }
                 for l in leaders {
                     self.start_lanes(l);
@@ -328,12 +334,10 @@ impl Fetchers {
             let now = md.topics.get(key.0.as_ref()).map(|t| t.id).unwrap_or_default();
             let mut parts = self.lock();
             if let Some(p) = parts.get_mut(key) {
-                if !p.topic_id.is_nil() && !now.is_nil() && now != p.topic_id {
+                if super::topics::created_again(p.topic_id, now) {
                     p.leader = -1;
                     drop(parts);
-                    if let Some(n) = self.on_topic_change.get() {
-                        n.notify_one();
-                    }
+                    self.topic_changed();
                     return;
                 }
             }
@@ -358,9 +362,7 @@ impl Fetchers {
                     p.next_offset = latest;
                 }
             }
-            if let Some(n) = self.on_topic_change.get() {
-                n.notify_one();
-            }
+            self.topic_changed();
             return;
         }
         let target = match self.settings.start_from {

@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
-use uuid::Uuid;
 
 use super::assign::Tp;
 use super::checkpoint::{Checkpointer, Position, TopicIds};
@@ -65,8 +64,8 @@ impl Recreated {
     /// What changed between the ids `old` and `new` (none: the same topics).
     /// A nil id (unknown: an old broker) never counts as a change.
     pub fn between(old: TopicIds, new: TopicIds) -> Option<Self> {
-        let changed = |a: Uuid, b: Uuid| !a.is_nil() && !b.is_nil() && a != b;
-        match (changed(old.src, new.src), changed(old.dst, new.dst)) {
+        use super::topics::created_again;
+        match (created_again(old.src, new.src), created_again(old.dst, new.dst)) {
             (true, true) => Some(Self::Both),
             (true, false) => Some(Self::Source),
             (false, true) => Some(Self::Destination),

@@ -274,7 +274,7 @@ impl Registry {
             }
             Err(e) => return Err(self.err(e)),
         };
-        if !seen_id.is_nil() && !read.topic_id.is_nil() && read.topic_id != seen_id {
+        if super::topics::created_again(seen_id, read.topic_id) {
             return Err(self.deleted());
         }
         let mut k = lock(&self.known);

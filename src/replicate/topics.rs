@@ -31,6 +31,13 @@ pub const EXCLUDED_CONFIGS: &[&str] = &[
     "message.format.version",
 ];
 
+/// True when a topic seen with id `old` now has id `new`: it was deleted and
+/// created again under the same name. A nil id (not known, or a broker that
+/// has no topic ids) is never a change.
+pub fn created_again(old: Uuid, new: Uuid) -> bool {
+    !old.is_nil() && !new.is_nil() && old != new
+}
+
 /// One source topic to replicate.
 #[derive(Debug, Clone)]
 pub struct MirroredTopic {

@@ -200,6 +200,14 @@ impl Producer {
         self.queue().pending()
     }
 
+    /// Waits until nothing is queued or in flight, or `limit` has passed.
+    pub async fn drain(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.pending() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Stops starting new requests (in-flight ones complete).
     pub fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
@@ -378,7 +386,7 @@ impl Producer {
                     continue;
                 };
                 let was = known.get(&part.route.dst_topic).copied().unwrap_or_default();
-                if !was.is_nil() && !t.id.is_nil() && was != t.id {
+                if crate::replicate::topics::created_again(was, t.id) {
                     // Created again: its positions belong to the old topic, and
                     // nothing may land in the new one before the flow starts it
                     // over (FlowOwner::set_topics).
