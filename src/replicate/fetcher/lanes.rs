@@ -1,0 +1,126 @@
+//! Fetch lanes: several connections per source broker, each with its own
+//! fetch session and its share of the broker's partitions, sized from the
+//! measured round trip, so a long round trip does not cap throughput at one
+//! fetch response per round trip (a broker answers one request per connection
+//! at a time).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::debug;
+
+use super::{Fetchers, Key};
+
+/// At most this many fetch connections (lanes) per source broker.
+pub const MAX_LANES: usize = 8;
+/// One lane per this much round trip: a LAN (a few ms) keeps one.
+const RTT_PER_LANE: Duration = Duration::from_millis(15);
+/// How often a broker's round trip is measured.
+const PROBE_EVERY: Duration = Duration::from_secs(5);
+/// The connection (lane number) round trips are measured on: idle otherwise,
+/// so nothing queued ahead of the probe inflates it.
+const PROBE_LANE: usize = 64;
+/// Bytes per second a broker's fetches are sized for across a long round
+/// trip: the budget grows to this rate times the round trip (up to its
+/// ceiling), enough for a 10 Gbit/s-class link's share per broker.
+const WAN_RATE: f64 = 400e6;
+
+/// A source broker's lanes.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Lanes {
+    pub(super) count: usize,
+    pub(super) rtt: Duration,
+}
+
+/// The fetch lanes (connections) of a broker at round trip `rtt`: one per
+/// [`RTT_PER_LANE`], up to [`MAX_LANES`].
+pub fn lanes_for(rtt: Duration) -> usize {
+    ((rtt.as_secs_f64() / RTT_PER_LANE.as_secs_f64()).ceil() as usize).clamp(1, MAX_LANES)
+}
+
+/// Which lane fetches a partition, among `count`: a stable spread, so a
+/// partition is fetched by one lane at a time (order holds) while the count
+/// stays the same. When the count changes a partition may move; a response to
+/// its old lane's fetch then no longer matches its fetch offset and is dropped.
+pub(super) fn lane_of(key: &Key, count: usize) -> usize {
+    if count <= 1 {
+        return 0;
+    }
+    let h = crc32c::crc32c_append(crc32c::crc32c(key.0.as_bytes()), &key.1.to_be_bytes());
+    h as usize % count
+}
+
+/// Measures broker `node`'s round trip every [`PROBE_EVERY`] and sizes its
+/// lanes and its share of the memory budget to it: one lane per
+/// [`RTT_PER_LANE`] (up to [`MAX_LANES`]), and [`WAN_RATE`] × round trip of
+/// bytes in flight; warns once when the socket receive buffers cannot hold
+/// them ([`crate::client::sockbuf::warn_short_window`]). Runs while lane 0 of
+/// the broker runs.
+pub(super) async fn rtt_watch(f: Arc<Fetchers>, node: i32) {
+    let key = format!("fetch-{:p}-{node}", Arc::as_ptr(&f));
+    loop {
+        if f.stopping.load(Ordering::SeqCst) || !crate::sync::lock(&f.running).contains(&(node, 0)) {
+            f.budget.budget().want(&key, 0);
+            return;
+        }
+        let probe = async {
+            let conn = f.src.broker_lane(node, PROBE_LANE).await.ok()?;
+            let mut best: Option<Duration> = None;
+            for _ in 0..3 {
+                let t = std::time::Instant::now();
+                conn.request(&kafka_protocol::messages::ApiVersionsRequest::default())
+                    .await
+                    .ok()?;
+                best = Some(best.map_or(t.elapsed(), |b| b.min(t.elapsed())));
+            }
+            best
+        };
+        if let Some(rtt) = probe.await {
+            let count = lanes_for(rtt);
+            let before = crate::sync::lock(&f.lanes).insert(node, Lanes { count, rtt });
+            let want = if count > 1 {
+                (WAN_RATE * rtt.as_secs_f64()) as usize
+            } else {
+                0
+            };
+            let limit = f.budget.budget().want(&key, want);
+            if count > 1 {
+                let c = f.src.config();
+                let configured = c.socket_buffers.receive;
+                crate::client::sockbuf::warn_short_window(&c.cluster, node, rtt, limit as u64, count, configured);
+            }
+            if before.is_none_or(|b| b.count != count) {
+                debug!(
+                    broker = node,
+                    rtt_ms = rtt.as_secs_f64() * 1e3,
+                    lanes = count,
+                    budget = limit,
+                    "fetch lanes sized to the round trip"
+                );
+                if count > 1 {
+                    tracing::info!(
+                        broker = node,
+                        rtt_ms = (rtt.as_secs_f64() * 1e4).round() / 10.0,
+                        lanes = count,
+                        buffered_limit_mib = limit / (1024 * 1024),
+                        "long round trip to a source broker: fetching over several connections"
+                    );
+                }
+            }
+            f.start_lanes(node);
+        }
+        let stopped = async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if f.stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(PROBE_EVERY) => {}
+            _ = stopped => {}
+        }
+    }
+}
