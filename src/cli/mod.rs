@@ -4,6 +4,7 @@
 
 mod bench;
 mod check;
+mod failover;
 mod pace;
 mod status;
 
@@ -402,67 +403,7 @@ pub fn main() -> ExitCode {
                 reset,
             } => {
                 let c = one_flow(&config, flow.as_deref())?;
-                let dest = c.destination.bootstrap_servers.get_ref().clone();
-                if reset {
-                    if strait::replicate::failover::reset(&c).await? {
-                        println!("flow {}: the failed-over mark is cleared; `strait run` may replicate this direction again", c.name);
-                    } else {
-                        println!("flow {}: not marked as failed over; nothing to clear", c.name);
-                    }
-                    return Ok(());
-                }
-                if unplanned {
-                    let r = strait::replicate::failover::failover_unplanned(c.clone()).await?;
-                    let parts = r.record.as_ref().map_or(0, |x| x.partitions.len());
-                    println!("unplanned failover complete: recorded on the destination ({}) for {parts} partition(s); `strait run` of this direction now refuses until `strait failover --reset`.", c.failover_topic());
-                    println!("Point consumers and producers at the destination cluster: bootstrap.servers={dest}");
-                    for (s, d) in &r.topics {
-                        if s != d {
-                            println!("  topic {s} is {d} there");
-                        }
-                    }
-                    for (g, t, p, o) in &r.synced_groups {
-                        println!("group {g}: {t}[{p}] at destination offset {o} (as group sync last wrote it)");
-                    }
-                    for a in &r.acls_restored {
-                        println!("  ACL restored: {a}");
-                    }
-                    println!("Records the source held but strait had not replicated are not on the destination; `strait failback` finds them once the source is back and keeps them in <topic>.diverged.");
-                    return Ok(());
-                }
-                let r = strait::replicate::failover::failover(c, groups).await?;
-                println!("failover complete: replication drained ({} records in the final drain), checkpoint and group offsets committed.", r.drained_records);
-                println!("Point consumers at the destination cluster: bootstrap.servers={dest}");
-                for (s, d) in &r.topics {
-                    if s != d {
-                        println!("  topic {s} is {d} there");
-                    }
-                }
-                for (g, rows) in &r.groups {
-                    println!("group {g}: its committed offsets on the destination:");
-                    for row in rows {
-                        let t = row.translated.map(|o| o.to_string()).unwrap_or_else(|| "-".into());
-                        println!("  {}[{}] source offset {} -> destination offset {t}", row.dst_topic, row.partition, row.committed);
-                    }
-                }
-                for a in &r.acls_restored {
-                    println!("  ACL restored: {a}");
-                }
-                println!("Producers may now write to the destination; `strait failback --config ...` replicates those records back.");
-                let untranslated = r.untranslated();
-                if !untranslated.is_empty() {
-                    let list: Vec<String> = untranslated
-                        .iter()
-                        .map(|(g, t, p, o)| format!("group {g} {t}[{p}] at source offset {o}"))
-                        .collect();
-                    return Err(format!(
-                        "failover incomplete: {} consumer-group partition(s) have no destination offset (not replicated, or behind what the offset map still covers); their consumers will start per auto.offset.reset: {}",
-                        list.len(),
-                        list.join(", ")
-                    )
-                    .into());
-                }
-                Ok(())
+                failover::failover(c, groups, unplanned, reset).await
             }
             Command::Failback {
                 config,
@@ -471,38 +412,7 @@ pub fn main() -> ExitCode {
                 dry_run,
             } => {
                 let c = one_flow(&config, flow.as_deref())?;
-                let plan = strait::replicate::failover::prepare_failback(&c, dry_run).await?;
-                if plan.record.is_some() && plan.diverged.is_empty() {
-                    eprintln!("failback: no diverged records (the destination holds every record of the original source up to failover)");
-                }
-                for d in &plan.diverged {
-                    eprintln!(
-                        "diverged: {}[{}]: {} record(s) never replicated, source offsets {}..={}, timestamps {} .. {} UTC{}",
-                        d.src_topic,
-                        d.partition,
-                        d.count,
-                        d.offsets.0,
-                        d.offsets.1,
-                        strait::replicate::failover_record::utc(d.timestamps.0),
-                        strait::replicate::failover_record::utc(d.timestamps.1),
-                        if dry_run { String::new() } else { format!(" -> copied into {} on the destination", d.diverged_topic) }
-                    );
-                }
-                if dry_run {
-                    let n: u64 = plan.diverged.iter().map(|d| d.count).sum();
-                    println!("dry run: {n} diverged record(s) in {} partition(s); nothing copied", plan.diverged.len());
-                    return Ok(());
-                }
-                let reverse = strait::replicate::failover::failback_config(&c).await?;
-                eprintln!("failback: replicating {} back to {} as {:?}", c.destination.bootstrap_servers.get_ref(), c.source.bootstrap_servers.get_ref(), reverse.name);
-                let progress = (progress > 0).then(|| std::time::Duration::from_secs(progress));
-                let summary = strait::replicate::run(reverse, shutdown_signal(), progress, |_| {}).await?;
-                if json {
-                    tracing::info!(records = summary.records, megabytes = summary.bytes as f64 / 1e6, "stopped: failback");
-                } else {
-                    eprintln!("stopped: {} records, {:.1} MB replicated back", summary.records, summary.bytes as f64 / 1e6);
-                }
-                Ok(())
+                failover::failback(c, progress, dry_run, json, shutdown_signal()).await
             }
             Command::Check {
                 config,
