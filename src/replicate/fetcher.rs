@@ -435,9 +435,13 @@ async fn fetch_loop(f: Arc<Fetchers>, node: i32, lane: usize) {
             continue;
         }
         // The request asks for what the budget has free (at least one
-        // partition's worth), at most this lane's part of the budget so the
-        // broker's lanes have their fetches in flight together.
-        let per_lane = (f.budget.budget().limit() / lanes).max(1);
+        // partition's worth), at most an equal part of the budget for each
+        // fetch loop running (every lane of every broker), so the loops have
+        // their fetches in flight together: a long poll waiting for data never
+        // holds what another broker's fetch needs (one that took all that was
+        // free starved a broker's partitions for 20 s on a busy machine).
+        let loops = crate::sync::lock(&f.running).len().max(1);
+        let per_lane = (f.budget.budget().limit() / loops).max(1);
         let most = f.settings.max_bytes.min(per_lane);
         let mut held = f
             .budget
