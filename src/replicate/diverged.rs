@@ -198,10 +198,26 @@ pub async fn copy(cfg: &Config, src: &Client, dst: &Client, diverged: &[Diverged
     dst.create_topics(&news, 60_000, true).await.map_err(&dst_err)?;
     let names: Vec<String> = news.iter().map(|n| n.name.clone()).collect();
     dst.wait_for_partitions(&names, None, 30_000).await.map_err(&dst_err)?;
-    let starts: Vec<GroupOffset> = diverged
+    let mut starts: Vec<GroupOffset> = diverged
         .iter()
         .map(|d| GroupOffset::new(d.diverged_topic.clone(), d.partition, d.offsets.0))
         .collect();
+    // The flow copies whole topics: a partition without diverged records
+    // starts at the source's end, or it would be copied from its beginning.
+    for d in diverged {
+        let count = smd.topics.get(&d.src_topic).map_or(0, |t| t.partitions.len() as i32);
+        for p in 0..count {
+            let known = |t: &str| starts.iter().any(|s| s.topic == t && s.partition == p);
+            if known(&d.diverged_topic) {
+                continue;
+            }
+            let end = src
+                .list_offset(&d.src_topic, p, LATEST, true)
+                .await
+                .map_err(super::src_err(cfg))?;
+            starts.push(GroupOffset::new(d.diverged_topic.clone(), p, end));
+        }
+    }
     dst.commit_group_offsets(&c.checkpoint_group(), &starts)
         .await
         .map_err(&dst_err)?;
