@@ -162,8 +162,8 @@ pub struct Client {
 impl Client {
     /// A client that has not connected yet (connections open on first use).
     pub fn new(config: ClientConfig) -> Result<Self> {
-        config.validate()?;
-        let tls = config.tls.as_ref().map(Tls::new).transpose()?;
+        let client = Self::quiet(config)?;
+        let config = &client.config;
         if config.tls.as_ref().is_some_and(|t| t.insecure_skip_verify) {
             warn!(
                 brokers = %config.bootstrap.join(","),
@@ -181,6 +181,14 @@ impl Client {
                 "SASL PLAIN without TLS: the password crosses the network in clear text"
             );
         }
+        Ok(client)
+    }
+
+    /// [`Client::new`] without its warnings about insecure settings (for
+    /// short-lived clients made again and again, which would repeat them).
+    fn quiet(config: ClientConfig) -> Result<Self> {
+        config.validate()?;
+        let tls = config.tls.as_ref().map(Tls::new).transpose()?;
         Ok(Self {
             config,
             tls,
@@ -188,6 +196,13 @@ impl Client {
             metadata: RwLock::new(Metadata::default()),
             stale: AtomicBool::new(true),
         })
+    }
+
+    /// Whether the cluster answers a metadata request now, with a client of
+    /// its own (fresh connections) and no log line: for probes repeated every
+    /// second.
+    pub async fn probe(config: ClientConfig) -> Result<()> {
+        Self::quiet(config)?.refresh_metadata(Some(&[])).await.map(|_| ())
     }
 
     /// Creates a client and fetches broker metadata, proving the cluster is reachable.

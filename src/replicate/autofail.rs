@@ -53,7 +53,7 @@ async fn probe(cfg: &Config) -> Probe {
     let mut c = cfg.source.client_config();
     c.connect_timeout = c.connect_timeout.min(Duration::from_secs(3));
     c.connection.request_timeout = c.connection.request_timeout.min(Duration::from_secs(3));
-    match Client::connect(c).await {
+    match Client::probe(c).await {
         Ok(_) => Probe::Up,
         Err(e) => classify(&e),
     }
