@@ -129,12 +129,20 @@ async fn in_process(
     (h_rx.await.expect("replication started"), stop_tx, run)
 }
 
-fn wait(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+fn wait(what: &str, timeout: Duration, done: impl FnMut() -> bool) {
+    assert!(within(timeout, done), "{what} within {timeout:?}");
+}
+
+/// Whether `done` becomes true within `timeout` (polled every 300 ms).
+fn within(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     while !done() {
-        assert!(Instant::now() < deadline, "{what} within {timeout:?}");
+        if Instant::now() >= deadline {
+            return false;
+        }
         std::thread::sleep(Duration::from_millis(300));
     }
+    true
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,7 +185,9 @@ async fn unplanned_failover_then_failback_keeps_every_diverged_record() {
         wait("2,000 records replicated", Duration::from_secs(60), || {
             count(&dst.bootstrap, &t) == Some(2000)
         });
-        // The destination stops answering; 1,000 more records reach the source.
+        // The destination stops answering; 1,000 more records reach the
+        // source's partition 0 (partition 1 has nothing to diverge: failback
+        // must not copy it into .diverged).
         dp.each(|f| f.stall(Duration::from_secs(3600)));
         tool(&[
             "load",
@@ -189,6 +199,8 @@ async fn unplanned_failover_then_failback_keeps_every_diverged_record() {
             "1000",
             "--start-index",
             "2000",
+            "--partition",
+            "0",
         ]);
         std::thread::sleep(Duration::from_secs(2)); // strait fetches some of them
         stop(run, "-KILL");
@@ -224,7 +236,16 @@ async fn unplanned_failover_then_failback_keeps_every_diverged_record() {
         "the refusal names the failover record: {out}"
     );
 
-    // What the destination lacks, by the independent client.
+    // What the destination lacks, by the independent client, once the
+    // restarted source serves all 3,000 records again (a read right after a
+    // restart on a busy machine can end before its leaders are back).
+    tokio::task::block_in_place(|| {
+        wait(
+            "the restarted source serves its 3,000 records",
+            Duration::from_secs(60),
+            || count(&src.bootstrap, &t) == Some(3000),
+        )
+    });
     let on_src = records(&src.bootstrap, &t);
     let on_dst = records(&dst.bootstrap, &t);
     let lacking: BTreeSet<(i64, u64)> = on_src.difference(&on_dst).cloned().collect();
@@ -268,9 +289,15 @@ async fn unplanned_failover_then_failback_keeps_every_diverged_record() {
     let diverged = format!("{t}.diverged");
     tokio::task::block_in_place(|| {
         let fb = strait(&["failback", "--config", cfg]);
-        wait("the diverged records copied", Duration::from_secs(90), || {
+        if !within(Duration::from_secs(90), || {
             count(&dst.bootstrap, &diverged) == Some(reported_total)
-        });
+        }) {
+            let held = count(&dst.bootstrap, &diverged);
+            panic!(
+                "the diverged records copied within 90 s ({held:?} of {reported_total}): {}",
+                stop(fb, "-TERM")
+            );
+        }
         let deadline = Instant::now() + Duration::from_secs(90);
         let back = || records(&src.bootstrap, &t).iter().filter(|(_, i)| *i >= 10_000).count();
         // The loader leaves the index out of some records: compare those with one.
@@ -398,4 +425,68 @@ async fn automated_failover_waits_for_the_witness_then_fails_over_once() {
     sp.each(|f| f.refuse(false));
     // The hook ran once.
     assert_eq!(std::fs::read_to_string(&hook).unwrap().lines().count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automated_failover_ignores_one_broker_of_three() {
+    // strait's log, shown if the test fails.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            std::env::var("TEST_LOG").unwrap_or_else(|_| "strait=info".into()),
+        ))
+        .with_test_writer()
+        .try_init();
+    // A three-node source of its own, each node behind its proxy.
+    let opts = harness::StartOptions {
+        listeners: vec![format!("{}:PLAINTEXT:proxied", harness::PROXIED)],
+        ..Default::default()
+    };
+    let src = KafkaCluster::start_with(harness::KAFKA_4, 3, &opts).expect("three-node source");
+    let sp = ClusterProxy::start(&src, harness::PROXIED).await;
+    let dst = harness::kafka4_proxied_dest();
+    let t = unique_topic("autofail3");
+    tool(&[
+        "create",
+        "--bootstrap",
+        &src.bootstrap,
+        "--topic",
+        &t,
+        "--partitions",
+        "3",
+        "--rf",
+        "3",
+        "--config",
+        "retention.ms=-1", // the loader's timestamps are years old
+    ]);
+    tool(&["load", "--bootstrap", &src.bootstrap, "--topic", &t, "--count", "300"]);
+    let dir = std::env::temp_dir().join(unique_topic("autofail3-files"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let asked = dir.join("asked");
+    let name = unique_topic("autofail3");
+    let text = format!(
+        "name = \"{name}\"\ntopics = [\"{t}\"]\nrefresh_interval_ms = 1000\nheartbeats = false\n\
+         [failover]\nauto = true\nsource_unavailable_s = 5\n\
+         confirm = [\"/bin/sh\", \"-c\", \"echo asked >> {}\"]\n\
+         [source]\nbootstrap_servers = \"{}\"\n[destination]\nbootstrap_servers = \"{}\"\n",
+        asked.display(),
+        sp.bootstrap,
+        dst.bootstrap
+    );
+    let cfg = strait::config::Config::parse(&text, "autofail3.toml").unwrap();
+    let (h, stop_tx, run) = in_process(cfg).await;
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    tokio::task::block_in_place(|| {
+        wait("300 records replicated", Duration::from_secs(60), || {
+            get(&h.metrics.records) >= 300
+        });
+        // One broker of three goes away: the source is not gone.
+        sp.nodes[0].faults.refuse(true);
+        sp.nodes[0].faults.reset_all();
+        std::thread::sleep(Duration::from_secs(5 + 5));
+    });
+    assert!(!asked.exists(), "one broker of three down is not a dead source");
+    assert_eq!(get(&h.metrics.failed_over), 0);
+    let _ = stop_tx.send(());
+    run.await.unwrap().expect("clean stop");
+    sp.nodes[0].faults.refuse(false);
 }
