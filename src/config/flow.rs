@@ -151,11 +151,27 @@ pub struct HeartbeatSettings {
     pub interval: Duration,
 }
 
+/// Taking over from a running MirrorMaker 2 (`start_from = "mm2"`): where
+/// its positions are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mm2Takeover {
+    /// The Kafka Connect offsets topic MM2 keeps on the destination cluster
+    /// (dedicated mode: `mm2-offsets.<source alias>.internal`).
+    pub offsets_topic: String,
+    /// The name of MM2's source connector, the first element of each key.
+    pub connector: String,
+}
+
 /// The source side: where partitions start and how much one fetch brings.
 #[derive(Debug, Clone)]
 pub struct FetchSettings {
-    /// Start of partitions without a checkpoint.
+    /// Start of partitions without a checkpoint (with `mm2`: of those MM2
+    /// never copied either), and where to continue after retention removed
+    /// records before they were replicated.
     pub start_from: StartFrom,
+    /// `start_from = "mm2"`: partitions without a checkpoint continue after
+    /// the last offset MirrorMaker 2 committed.
+    pub mm2: Option<Mm2Takeover>,
     /// `max_bytes` of one Fetch request.
     pub max_bytes: usize,
     /// Per-partition `partition_max_bytes` of a Fetch request.
@@ -348,10 +364,15 @@ impl Config {
         };
         m.insert("rename".into(), rename);
         m.insert("exactly_once".into(), self.exactly_once.is_some().to_string());
-        m.insert(
-            "start_from".into(),
-            format!("{:?}", self.fetch.start_from).to_lowercase(),
-        );
+        let start_from = format!("{:?}", self.fetch.start_from).to_lowercase();
+        let start_from = match &self.fetch.mm2 {
+            Some(m) => format!(
+                "after MirrorMaker 2's positions in {} (else {start_from})",
+                m.offsets_topic
+            ),
+            None => start_from,
+        };
+        m.insert("start_from".into(), start_from);
         m.insert("groups".into(), list(&self.groups.groups));
         m.insert("forward_from".into(), self.forward_from.join(","));
         m

@@ -31,8 +31,8 @@ use toml::Spanned;
 use crate::client::ClientConfig;
 pub use cluster::ClusterConfig;
 pub use flow::{
-    AutoFailover, Config, ExactlyOnce, FetchSettings, GroupSettings, HeartbeatSettings, MemberSettings, OpsSettings,
-    ProduceSettings, Rename, StartFrom, TopicSettings,
+    AutoFailover, Config, ExactlyOnce, FetchSettings, GroupSettings, HeartbeatSettings, MemberSettings, Mm2Takeover,
+    OpsSettings, ProduceSettings, Rename, StartFrom, TopicSettings,
 };
 use raw::{RawEngine, RawFile, ENGINE_KEYS, TOP_LEVEL_KEYS};
 use resolve::{valid_name, Resolver};

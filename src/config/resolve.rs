@@ -351,17 +351,51 @@ impl Resolver<'_> {
             }
         };
         let (start, span) = or(&e.start_from, "earliest".to_string());
-        let start_from = match start.as_str() {
-            "earliest" => StartFrom::Earliest,
-            "latest" => StartFrom::Latest,
+        let (fallback, fallback_span) = or(&e.mm2_fallback, "earliest".to_string());
+        let (start_from, mm2) = match start.as_str() {
+            "earliest" => (StartFrom::Earliest, None),
+            "latest" => (StartFrom::Latest, None),
+            "mm2" => {
+                let fallback = match fallback.as_str() {
+                    "earliest" => StartFrom::Earliest,
+                    "latest" => StartFrom::Latest,
+                    other => {
+                        return Err(self.invalid(
+                            fallback_span,
+                            "mm2_fallback",
+                            format!("is {other:?}; allowed: \"earliest\", \"latest\""),
+                        ))
+                    }
+                };
+                let topic = or(&e.mm2_offsets_topic, format!("mm2-offsets.{}.internal", source.alias)).0;
+                let connector = or(&e.mm2_connector, "MirrorSourceConnector".to_string()).0;
+                (
+                    fallback,
+                    Some(Mm2Takeover {
+                        offsets_topic: topic,
+                        connector,
+                    }),
+                )
+            }
             other => {
                 return Err(self.invalid(
                     span,
                     "start_from",
-                    format!("is {other:?}; allowed: \"earliest\", \"latest\""),
+                    format!("is {other:?}; allowed: \"earliest\", \"latest\", \"mm2\""),
                 ))
             }
         };
+        if mm2.is_none() {
+            for (key, set) in [
+                ("mm2_offsets_topic", e.mm2_offsets_topic.as_ref().map(|s| s.span())),
+                ("mm2_connector", e.mm2_connector.as_ref().map(|s| s.span())),
+                ("mm2_fallback", e.mm2_fallback.as_ref().map(|s| s.span())),
+            ] {
+                if let Some(span) = set {
+                    return Err(self.invalid(span, key, "applies only with start_from = \"mm2\"".to_string()));
+                }
+            }
+        }
         let (in_flight, span) = or(&e.max_in_flight_per_partition, defaults::MAX_IN_FLIGHT);
         if !(1..=5).contains(&in_flight) {
             return Err(self.invalid(
@@ -458,6 +492,7 @@ impl Resolver<'_> {
             },
             fetch: FetchSettings {
                 start_from,
+                mm2,
                 max_bytes: fetch,
                 partition_max_bytes: or(&e.fetch_partition_max_bytes, defaults::FETCH_PARTITION_MAX_BYTES)
                     .0

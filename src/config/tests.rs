@@ -263,3 +263,44 @@ fn template_rename() {
     let c = Config::parse(&GOOD.replace("\"prefix\"", "\"mirror-{source}-{topic}\""), "t").unwrap();
     assert_eq!(c.destination_topic("a"), "mirror-east-a");
 }
+
+#[test]
+fn start_from_mm2_reads_mm2_positions_with_a_fallback() {
+    let c = Config::parse(&GOOD.replace("start_from = \"latest\"", "start_from = \"mm2\""), "t").unwrap();
+    assert_eq!(c.fetch.start_from, StartFrom::Earliest, "partitions MM2 never copied");
+    let m = c.fetch.mm2.expect("takeover");
+    assert_eq!(m.offsets_topic, "mm2-offsets.east.internal", "dedicated mode's topic");
+    assert_eq!(m.connector, "MirrorSourceConnector");
+    let c = Config::parse(
+        &GOOD.replace(
+            "start_from = \"latest\"",
+            "start_from = \"mm2\"\nmm2_fallback = \"latest\"\nmm2_offsets_topic = \"connect-offsets\"\nmm2_connector = \"east-source\"",
+        ),
+        "t",
+    )
+    .unwrap();
+    assert_eq!(c.fetch.start_from, StartFrom::Latest);
+    let m = c.fetch.mm2.unwrap();
+    assert_eq!(
+        (m.offsets_topic.as_str(), m.connector.as_str()),
+        ("connect-offsets", "east-source")
+    );
+    for (bad, key, says) in [
+        ("start_from = \"mm3\"", "start_from", "\"mm2\""),
+        (
+            "start_from = \"mm2\"\nmm2_fallback = \"never\"",
+            "mm2_fallback",
+            "\"latest\"",
+        ),
+        (
+            "mm2_offsets_topic = \"x\"",
+            "mm2_offsets_topic",
+            "only with start_from = \"mm2\"",
+        ),
+    ] {
+        let e = Config::parse(&GOOD.replace("start_from = \"latest\"", bad), "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&format!("`{key}`")) && e.contains(says), "{bad}: {e}");
+    }
+}

@@ -80,6 +80,21 @@ where
     super::failover_record::refuse_if_failed_over(&cfg, &dst)
         .await
         .map_err(EngineError::FailedOver)?;
+    // Taking over from MirrorMaker 2: its positions, read once before any
+    // partition starts (MM2 must be stopped by now).
+    let mm2 = match &cfg.fetch.mm2 {
+        Some(m) => {
+            let positions = super::mm2::read_positions(&dst, m).await?;
+            info!(
+                offsets_topic = %m.offsets_topic,
+                connector = %m.connector,
+                partitions = positions.len(),
+                "taking over from MirrorMaker 2: partitions without a checkpoint continue after MM2's last committed offset"
+            );
+            Some(Arc::new(positions))
+        }
+        None => None,
+    };
     let same_cluster = same_cluster(&src, &dst);
     if same_cluster {
         let md = src.refresh_metadata(None).await.map_err(src_err(&cfg))?;
@@ -174,6 +189,7 @@ where
         ckpt.clone(),
         producer.clone(),
         fetchers.clone(),
+        mm2,
     );
     // A topic deleted or created again under strait: refresh now.
     fetchers.on_topic_change(owner.refresh_now());

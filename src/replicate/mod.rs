@@ -20,6 +20,7 @@ pub mod heartbeat;
 pub mod log;
 pub mod membership;
 pub mod metrics;
+pub mod mm2;
 pub mod offset_map;
 pub mod owner;
 pub mod producer;
@@ -71,6 +72,9 @@ pub enum EngineError {
     /// The flow was failed over: this direction must not resume.
     #[error("refusing to start: {0}")]
     FailedOver(String),
+    /// `start_from = "mm2"`: MirrorMaker 2's positions cannot be read.
+    #[error("cannot take over from MirrorMaker 2: {0}")]
+    Mm2(#[from] mm2::Mm2Error),
 }
 
 /// Totals at the end of a run.

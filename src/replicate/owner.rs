@@ -47,6 +47,8 @@ pub struct FlowOwner {
     ids: Mutex<HashMap<Arc<str>, TopicIds>>,
     /// Topics created again under strait, to start over (under `busy`).
     recreated: Mutex<BTreeMap<Arc<str>, Recreated>>,
+    /// `start_from = "mm2"`: MirrorMaker 2's next offset per source partition.
+    mm2: Option<Arc<super::mm2::Positions>>,
 }
 
 /// Which side of a mirrored topic was deleted and created again.
@@ -91,6 +93,7 @@ impl FlowOwner {
         ckpt: Arc<Checkpointer>,
         producer: Arc<Producer>,
         fetchers: Arc<Fetchers>,
+        mm2: Option<Arc<super::mm2::Positions>>,
     ) -> Arc<Self> {
         Arc::new(Self {
             cfg,
@@ -106,6 +109,7 @@ impl FlowOwner {
             suspended: Mutex::new(BTreeSet::new()),
             ids: Mutex::new(HashMap::new()),
             recreated: Mutex::new(BTreeMap::new()),
+            mm2,
         })
     }
 
@@ -302,8 +306,24 @@ impl FlowOwner {
             saved = self.ckpt.load(&t.dst, new).await?;
         }
         self.ckpt.set_ids(t.dst.clone(), ids);
-        // Partitions without a checkpoint start per start_from: one ListOffsets per leader.
-        let fresh: Vec<i32> = new.iter().copied().filter(|p| !saved.contains_key(p)).collect();
+        // Partitions without a checkpoint continue after MirrorMaker 2's
+        // position (start_from = "mm2"), else start per start_from: one
+        // ListOffsets per leader.
+        let mm2 = |p: &i32| self.mm2.as_ref().and_then(|m| m.get(&(t.src.to_string(), *p)).copied());
+        let fresh: Vec<i32> = new
+            .iter()
+            .copied()
+            .filter(|p| !saved.contains_key(p) && mm2(p).is_none())
+            .collect();
+        if self.mm2.is_some() {
+            let taken = new
+                .iter()
+                .filter(|p| !saved.contains_key(p) && mm2(p).is_some())
+                .count();
+            if taken > 0 || !fresh.is_empty() {
+                info!(topic = %t.src, from_mm2 = taken, from_start_from = fresh.len(), "partitions without a checkpoint: continuing after MirrorMaker 2's positions");
+            }
+        }
         let listed = if fresh.is_empty() {
             HashMap::new()
         } else {
@@ -328,9 +348,10 @@ impl FlowOwner {
                 .await?
         };
         for p in new {
-            let (start, dst_next) = match saved.get(p) {
-                Some(s) => (s.src_next, s.dst_next),
-                None => (listed[p], -1),
+            let (start, dst_next) = match (saved.get(p), mm2(p)) {
+                (Some(s), _) => (s.src_next, s.dst_next),
+                (None, Some(next)) => (next, -1),
+                (None, None) => (listed[p], -1),
             };
             let dst_next = if dst_next >= 0 {
                 dst_next
