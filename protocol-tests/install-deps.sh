@@ -20,8 +20,11 @@
 #   --kafka VERSION Java 17 and the Kafka jars in ~/.cache/strait
 #                   (protocol-tests/harness/kafka.sh fetch; Maven only if they
 #                   are not cached yet)
+#   --mm2           MirrorMaker 2 4.1.1 (dedicated mode) jars in ~/.cache/strait
+#                   (benches/e2e/mm2_fetch.sh; Maven only if not cached): the
+#                   mm2 test replicates with MM2 and takes over from it
 #
-# --tests is --kcat --musl --python --helm --rulecheck --kafka 4.1.1 --kafka 3.9.1 (the versions of
+# --tests is --kcat --musl --python --helm --rulecheck --mm2 --kafka 4.1.1 --kafka 3.9.1 (the versions of
 # protocol-tests/harness/mod.rs); --demo is --python --kafka 4.1.1 (demo.sh's).
 # Each step prints "::: STEP (time)" and its duration.
 set -euo pipefail
@@ -30,19 +33,20 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MUSL_TARGET=x86_64-unknown-linux-musl
 CONFLUENT_KAFKA=confluent-kafka==2.16.1
 
-kcat=0 musl=0 python=0 helm=0 rulecheck=0 kafka=()
+kcat=0 musl=0 python=0 helm=0 rulecheck=0 mm2=0 kafka=()
 HELM_MODULE=helm.sh/helm/v3/cmd/helm@v3.22.0
 while (($#)); do
   case $1 in
-    --tests) kcat=1 musl=1 python=1 helm=1 rulecheck=1 kafka+=(4.1.1 3.9.1) ;;
+    --tests) kcat=1 musl=1 python=1 helm=1 rulecheck=1 mm2=1 kafka+=(4.1.1 3.9.1) ;;
     --demo) python=1 kafka+=(4.1.1) ;;
     --kcat) kcat=1 ;;
     --musl) musl=1 ;;
     --python) python=1 ;;
     --helm) helm=1 ;;
     --rulecheck) rulecheck=1 ;;
+    --mm2) mm2=1; kafka+=(4.1.1) ;;
     --kafka) kafka+=("${2:?--kafka needs a version}"); shift ;;
-    *) echo "usage: $0 [--tests] [--demo] [--kcat] [--musl] [--python] [--helm] [--rulecheck] [--kafka VERSION]..." >&2; exit 2 ;;
+    *) echo "usage: $0 [--tests] [--demo] [--kcat] [--musl] [--python] [--helm] [--rulecheck] [--mm2] [--kafka VERSION]..." >&2; exit 2 ;;
   esac
   shift
 done
@@ -152,3 +156,9 @@ for v in "${kafka[@]}"; do
   if kafka_cached "$v"; then echo "already cached"; else bash "$ROOT/protocol-tests/harness/kafka.sh" fetch "$v" >/dev/null; fi
   done_step
 done
+
+if ((mm2)); then
+  step "MirrorMaker 2 4.1.1 jars"
+  bash "$ROOT/benches/e2e/mm2_fetch.sh" 4.1.1 >/dev/null
+  done_step
+fi

@@ -343,17 +343,24 @@ pub fn unique_topic(prefix: &str) -> String {
 /// Runs the independent test client (`protocol-tests/tools/kafka_tool.py`,
 /// librdkafka via confluent-kafka) and returns its stdout; panics on failure.
 pub fn kafka_tool(args: &[&str]) -> String {
+    try_kafka_tool(args).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`kafka_tool`], with its failure (a topic that does not exist yet, say)
+/// returned instead of a panic.
+pub fn try_kafka_tool(args: &[&str]) -> Result<String, String> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/protocol-tests/tools/kafka_tool.py");
     let out = std::process::Command::new("python3")
         .arg(script)
         .args(args)
         .output()
         .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "kafka_tool {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
+    if !out.status.success() {
+        return Err(format!(
+            "kafka_tool {args:?} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).to_string())
 }

@@ -1,0 +1,330 @@
+//! Taking over a running MirrorMaker 2 replication, as an operator does it:
+//! a real MM2 (dedicated mode, the jars benches/e2e resolves) replicates part
+//! of a topic, is SIGKILLed, and `strait run` with `start_from = "mm2"`
+//! continues every partition after the last offset MM2 committed. The
+//! independent client checks that the destination holds every record and that
+//! the only duplicates are MM2's uncommitted window, counted exactly from the
+//! positions MM2 committed (read by the test itself) and what MM2 had written.
+
+mod harness;
+#[path = "harness/proxy.rs"]
+mod proxy;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use harness::{unique_topic, KafkaCluster};
+use proxy::ClusterProxy;
+use serde_json::Value;
+
+/// Records the source gets; MM2 copies part of them.
+const RECORDS: u64 = 8_000;
+
+fn tool(args: &[&str]) -> String {
+    harness::kafka_tool(args)
+}
+
+fn b64(s: &str) -> Vec<u8> {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let (mut out, mut buf, mut bits) = (Vec::new(), 0u32, 0);
+    for c in s.bytes().filter(|c| *c != b'=') {
+        buf = (buf << 6) | T.iter().position(|x| *x == c).expect("base64") as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buf >> bits) as u8);
+        }
+    }
+    out
+}
+
+/// Every record of `topic` as (partition, timestamp): the loader gives each
+/// record its own timestamp, which MM2 and strait both keep.
+fn records(bootstrap: &str, topic: &str) -> Vec<(i64, i64)> {
+    tool(&["dump", "--bootstrap", bootstrap, "--topic", topic, "--timeout", "10"])
+        .lines()
+        .filter_map(|l| {
+            let v: Value = serde_json::from_str(l).ok()?;
+            Some((v["p"].as_i64()?, v["ts"].as_i64()?))
+        })
+        .collect()
+}
+
+/// MM2's committed positions, read here from its Connect offsets topic (not
+/// with strait's reader): source partition → last offset copied.
+fn mm2_positions(bootstrap: &str, offsets_topic: &str, topic: &str) -> BTreeMap<i64, i64> {
+    let mut newest: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
+    let dump = harness::try_kafka_tool(&[
+        "dump",
+        "--bootstrap",
+        bootstrap,
+        "--topic",
+        offsets_topic,
+        "--timeout",
+        "10",
+    ]);
+    for l in dump.unwrap_or_default().lines() {
+        let Ok(v) = serde_json::from_str::<Value>(l) else {
+            continue;
+        };
+        let Some(k) = v["k"].as_str() else { continue };
+        newest.insert(b64(k), v["v"].as_str().map(b64));
+    }
+    let mut out = BTreeMap::new();
+    for (k, v) in newest {
+        let key: Value = serde_json::from_slice(&k).unwrap();
+        if key[0] != "MirrorSourceConnector" || key[1]["topic"] != topic {
+            continue;
+        }
+        if let Some(v) = v {
+            let value: Value = serde_json::from_slice(&v).unwrap();
+            out.insert(key[1]["partition"].as_i64().unwrap(), value["offset"].as_i64().unwrap());
+        }
+    }
+    out
+}
+
+fn count(bootstrap: &str, topic: &str) -> u64 {
+    let Ok(out) = harness::try_kafka_tool(&["count", "--bootstrap", bootstrap, "--topic", topic, "--timeout", "10"])
+    else {
+        return 0; // not created yet
+    };
+    serde_json::from_str::<Value>(out.trim())
+        .ok()
+        .and_then(|v| v["total"].as_u64())
+        .unwrap_or(0)
+}
+
+fn within(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    true
+}
+
+fn stop(child: Child, signal: &str) -> String {
+    Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// MirrorMaker 2 in dedicated mode replicating `topic` from `alias` (through
+/// `src`) to B, its offsets in the dedicated-mode default topic
+/// `mm2-offsets.<alias>.internal`, committed every 5 s (Connect's default is
+/// 60 s).
+fn start_mm2(dir: &std::path::Path, alias: &str, src: &str, dst: &str, topic: &str) -> Child {
+    let libs = Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/e2e/mm2_fetch.sh"))
+        .arg("4.1.1")
+        .output()
+        .expect("mm2_fetch.sh runs");
+    assert!(
+        libs.status.success(),
+        "MirrorMaker 2 jars: {}",
+        String::from_utf8_lossy(&libs.stderr)
+    );
+    let libs = String::from_utf8(libs.stdout).unwrap().trim().to_string();
+    let props = dir.join("mm2.properties");
+    std::fs::write(
+        &props,
+        format!(
+            "clusters = {alias}, B\n{alias}.bootstrap.servers = {src}\nB.bootstrap.servers = {dst}\n\
+             {alias}->B.enabled = true\nB->{alias}.enabled = false\n{alias}->B.topics = {topic}\n\
+             {alias}->B.groups.exclude = .*\ntasks.max = 2\n\
+             replication.factor = 1\ncheckpoints.topic.replication.factor = 1\nheartbeats.topic.replication.factor = 1\n\
+             offset.storage.replication.factor = 1\nconfig.storage.replication.factor = 1\nstatus.storage.replication.factor = 1\n\
+             emit.heartbeats.enabled = false\nemit.checkpoints.enabled = false\nemit.offset-syncs.enabled = false\n\
+             sync.group.offsets.enabled = false\nsync.topic.acls.enabled = false\n\
+             B.offset.flush.interval.ms = 5000\n{alias}.consumer.max.poll.records = 200\n"
+        ),
+    )
+    .unwrap();
+    let log4j = dir.join("log4j2.properties");
+    std::fs::write(
+        &log4j,
+        format!(
+            "status = warn\nappender.file.type = File\nappender.file.name = file\nappender.file.fileName = {}\n\
+             appender.file.layout.type = PatternLayout\nappender.file.layout.pattern = [%d] %p %m (%c)%n\n\
+             rootLogger.level = INFO\nrootLogger.appenderRef.file.ref = file\n",
+            dir.join("mm2.log").display()
+        ),
+    )
+    .unwrap();
+    Command::new("java")
+        .args([
+            "-Xmx256m",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
+            &format!("-Dlog4j2.configurationFile={}", log4j.display()),
+            "-cp",
+            &format!("{libs}/*"),
+            "org.apache.kafka.connect.mirror.MirrorMaker",
+            props.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("java runs MirrorMaker 2")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strait_takes_over_from_a_killed_mirrormaker2_without_copying_again() {
+    let src: &KafkaCluster = harness::kafka4_proxied();
+    let sp = ClusterProxy::start(src, harness::PROXIED).await;
+    let dst = harness::kafka4_dest();
+    let t = unique_topic("mm2");
+    let alias = format!("src{}", std::process::id());
+    let mirror = format!("{alias}.{t}");
+    let offsets_topic = format!("mm2-offsets.{alias}.internal");
+    let dir = std::env::temp_dir().join(unique_topic("mm2-files"));
+    std::fs::create_dir_all(&dir).unwrap();
+    tool(&[
+        "create",
+        "--bootstrap",
+        &src.bootstrap,
+        "--topic",
+        &t,
+        "--partitions",
+        "4",
+        "--config",
+        "retention.ms=-1",
+    ]);
+    tool(&[
+        "load",
+        "--bootstrap",
+        &src.bootstrap,
+        "--topic",
+        &t,
+        "--count",
+        &RECORDS.to_string(),
+    ]);
+    let on_src: BTreeSet<(i64, i64)> = records(&src.bootstrap, &t).into_iter().collect();
+    assert_eq!(on_src.len() as u64, RECORDS, "every record has its own timestamp");
+
+    // MM2 reads the source through the proxy, slowed to 20 KB/s per connection so it is
+    // killed halfway.
+    sp.each(|f| f.bandwidth.store(20_000, Ordering::Relaxed));
+    let mm2 = start_mm2(&dir, &alias, &sp.bootstrap, &dst.bootstrap, &t);
+    // Killed once it committed positions and has copied at least 300 records
+    // past them (an uncommitted window, as after any crash).
+    let started = tokio::task::block_in_place(|| {
+        within(Duration::from_secs(180), || {
+            let committed: i64 = mm2_positions(&dst.bootstrap, &offsets_topic, &t)
+                .values()
+                .map(|o| o + 1)
+                .sum();
+            committed >= 500 && count(&dst.bootstrap, &mirror) as i64 >= committed + 300
+        })
+    });
+    let _ = stop(mm2, "-KILL");
+    assert!(
+        started,
+        "MirrorMaker 2 copied and committed part of the topic within 180 s (log: {})",
+        dir.join("mm2.log").display()
+    );
+    sp.each(|f| f.bandwidth.store(0, Ordering::Relaxed));
+
+    // What MM2 left, read by the test: its committed positions and the records
+    // it wrote. Partition p's records past its position are MM2's uncommitted
+    // window: strait copies them again.
+    let positions = mm2_positions(&dst.bootstrap, &offsets_topic, &t);
+    let before = tokio::task::block_in_place(|| records(&dst.bootstrap, &mirror));
+    let mut written: BTreeMap<i64, i64> = BTreeMap::new();
+    for (p, _) in &before {
+        *written.entry(*p).or_default() += 1;
+    }
+    let window: i64 = (0..4)
+        .map(|p| written.get(&p).copied().unwrap_or(0) - positions.get(&p).map_or(0, |o| o + 1))
+        .sum();
+    assert!(
+        (before.len() as u64) < RECORDS,
+        "MM2 was killed before it copied everything ({} of {RECORDS})",
+        before.len()
+    );
+    assert!(
+        window >= 300,
+        "MM2 was killed with copied records not committed: {positions:?} {written:?}"
+    );
+
+    // strait takes over.
+    let name = unique_topic("mm2-takeover");
+    let cfg = dir.join("strait.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "name = \"{name}\"\ntopics = [\"{t}\"]\nrename = \"prefix\"\nstart_from = \"mm2\"\nheartbeats = false\n\
+             [source]\nalias = \"{alias}\"\nbootstrap_servers = \"{}\"\n[destination]\nbootstrap_servers = \"{}\"\n",
+            src.bootstrap, dst.bootstrap
+        ),
+    )
+    .unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_strait"))
+        .args(["run", "--config", cfg.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let want = RECORDS + window as u64;
+    let done =
+        tokio::task::block_in_place(|| within(Duration::from_secs(90), || count(&dst.bootstrap, &mirror) >= want));
+    let log = stop(run, "-TERM");
+    assert!(done, "strait completed the mirror within 90 s: {log}");
+    assert!(log.contains("taking over from MirrorMaker 2"), "{log}");
+
+    // Every record is there; the duplicates are exactly MM2's uncommitted window.
+    let after = tokio::task::block_in_place(|| records(&dst.bootstrap, &mirror));
+    let distinct: BTreeSet<(i64, i64)> = after.iter().copied().collect();
+    assert_eq!(distinct, on_src, "the destination holds every source record");
+    let duplicates = after.len() as i64 - distinct.len() as i64;
+    eprintln!(
+        "MM2 copied {} of {RECORDS} records and committed positions {positions:?}; strait copied the rest; \
+         {duplicates} duplicate(s), MM2's uncommitted window was {window}",
+        before.len()
+    );
+    assert_eq!(duplicates, window, "only MM2's uncommitted window is copied twice");
+}
+
+#[test]
+fn a_missing_mm2_offsets_topic_is_one_clear_error() {
+    let (src, dst) = (harness::kafka4_proxied(), harness::kafka4_dest());
+    let dir = std::env::temp_dir().join(unique_topic("mm2-missing"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("strait.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "name = \"{}\"\nstart_from = \"mm2\"\nmm2_offsets_topic = \"no-such-offsets\"\nheartbeats = false\n\
+             [source]\nbootstrap_servers = \"{}\"\n[destination]\nbootstrap_servers = \"{}\"\n",
+            unique_topic("mm2-missing"),
+            src.bootstrap,
+            dst.bootstrap
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_strait"))
+        .args(["run", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot take over from MirrorMaker 2")
+            && err.contains("no-such-offsets does not exist on the destination")
+            && err.contains("mm2_offsets_topic"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
