@@ -97,6 +97,20 @@ fn count(bootstrap: &str, topic: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Committed offset of `group` on `topic`/`partition`, read by Kafka's own group tool.
+fn group_offset(cluster: &KafkaCluster, group: &str, topic: &str, partition: i64) -> Option<i64> {
+    let out = cluster
+        .tool(
+            "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+            &["--bootstrap-server", &cluster.bootstrap, "--describe", "--group", group],
+        )
+        .unwrap_or_default();
+    out.lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 3 && f[1] == topic && f[2] == partition.to_string())
+        .and_then(|f| f[3].parse().ok())
+}
+
 fn within(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     while !done() {
@@ -259,6 +273,32 @@ async fn strait_takes_over_from_a_killed_mirrormaker2_without_copying_again() {
         "MM2 was killed with copied records not committed: {positions:?} {written:?}"
     );
 
+    // Two consumer groups of the source: `behind` is still reading what MM2
+    // copied, and MM2 translated its offset on the destination (simulated
+    // here: MM2's checkpoints are off); `done` has read everything.
+    let (behind, done) = (unique_topic("mm2-behind"), unique_topic("mm2-done"));
+    let (&p, &last) = positions.iter().max_by_key(|(_, o)| **o).expect("a position");
+    assert!(last >= 10, "{positions:?}");
+    let admin = strait::client::Client::connect(strait::client::ClientConfig::new(&src.bootstrap))
+        .await
+        .unwrap();
+    let src_end = |p: i64| on_src.iter().filter(|(q, _)| *q == p).count() as i64;
+    admin
+        .commit_offsets(&behind, &[(t.clone(), p as i32, 5)])
+        .await
+        .unwrap();
+    admin
+        .commit_offsets(&done, &[(t.clone(), p as i32, src_end(p))])
+        .await
+        .unwrap();
+    let dst_admin = strait::client::Client::connect(strait::client::ClientConfig::new(&dst.bootstrap))
+        .await
+        .unwrap();
+    dst_admin
+        .commit_offsets(&behind, &[(mirror.clone(), p as i32, 5)])
+        .await
+        .unwrap();
+
     // strait takes over.
     let name = unique_topic("mm2-takeover");
     let cfg = dir.join("strait.toml");
@@ -266,6 +306,7 @@ async fn strait_takes_over_from_a_killed_mirrormaker2_without_copying_again() {
         &cfg,
         format!(
             "name = \"{name}\"\ntopics = [\"{t}\"]\nrename = \"prefix\"\nstart_from = \"mm2\"\nheartbeats = false\n\
+             groups = [\"{behind}\", \"{done}\"]\ngroup_sync_interval_ms = 500\n\
              [source]\nalias = \"{alias}\"\nbootstrap_servers = \"{}\"\n[destination]\nbootstrap_servers = \"{}\"\n",
             src.bootstrap, dst.bootstrap
         ),
@@ -278,10 +319,24 @@ async fn strait_takes_over_from_a_killed_mirrormaker2_without_copying_again() {
         .spawn()
         .unwrap();
     let want = RECORDS + window as u64;
-    let done =
-        tokio::task::block_in_place(|| within(Duration::from_secs(90), || count(&dst.bootstrap, &mirror) >= want));
+    let complete = tokio::task::block_in_place(|| {
+        within(Duration::from_secs(90), || count(&dst.bootstrap, &mirror) >= want)
+            && within(Duration::from_secs(30), || {
+                group_offset(dst, &done, &mirror, p) == Some(written[&p] + (src_end(p) - (last + 1)))
+            })
+    });
     let log = stop(run, "-TERM");
-    assert!(done, "strait completed the mirror within 90 s: {log}");
+    assert!(
+        complete,
+        "strait completed the mirror within 90 s and synced {done} to the destination's end of partition {p} \
+         (at {:?}): {log}",
+        group_offset(dst, &done, &mirror, p)
+    );
+    assert_eq!(
+        group_offset(dst, &behind, &mirror, p),
+        Some(5),
+        "a group still reading what MM2 copied keeps the offset MM2 translated"
+    );
     assert!(log.contains("taking over from MirrorMaker 2"), "{log}");
 
     // Every record is there; the duplicates are exactly MM2's uncommitted window.

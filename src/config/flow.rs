@@ -211,6 +211,10 @@ pub struct GroupSettings {
     pub groups_exclude: Vec<Regex>,
     /// How often group offsets are synced.
     pub interval: Duration,
+    /// A group's offset below the first one strait replicated of a partition
+    /// is left alone: another replicator (MirrorMaker 2, `start_from =
+    /// "mm2"`) copied those records and translated the group's offsets.
+    pub leave_earlier: bool,
 }
 
 impl GroupSettings {

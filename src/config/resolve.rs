@@ -385,6 +385,7 @@ impl Resolver<'_> {
                 ))
             }
         };
+        let took_over = mm2.is_some();
         if mm2.is_none() {
             for (key, set) in [
                 ("mm2_offsets_topic", e.mm2_offsets_topic.as_ref().map(|s| s.span())),
@@ -513,6 +514,7 @@ impl Resolver<'_> {
                 groups: self.regexes(&e.groups, &[], "groups")?,
                 groups_exclude: self.regexes(&e.groups_exclude, &[], "groups_exclude")?,
                 interval: ms(&e.group_sync_interval_ms, defaults::GROUP_SYNC_INTERVAL_MS, 100),
+                leave_earlier: took_over,
             },
             exactly_once: None,
             forward_from: Vec::new(),

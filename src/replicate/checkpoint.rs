@@ -402,6 +402,15 @@ impl Checkpointer {
     /// offset map and the last committed position), for group offset sync.
     /// `None` until the committed position has reached `offset`: a live sync
     /// writes only exact offsets, never one the consumer would re-read from.
+    /// The first source offset of `dst_topic`'s `partition` in the offset map
+    /// (since its last reset): where strait's copy of the partition begins.
+    pub fn first_mapped(&self, dst_topic: &str, partition: i32) -> Option<i64> {
+        lock(&self.index)
+            .get(&(dst_topic.to_string(), partition))
+            .and_then(|runs| runs.first())
+            .map(|r| r.src_base)
+    }
+
     pub fn translate(&self, dst_topic: &str, partition: i32, offset: i64) -> Option<i64> {
         let position = lock(&self.committed).get(&(Arc::from(dst_topic), partition)).copied()?;
         if offset > position.src_next {

@@ -80,6 +80,7 @@ impl GroupSync {
         reverse: Option<&Checkpointer>,
     ) -> Result<usize, ClientError> {
         let synced_from = format!("{SYNCED}-from={}", topics.source_alias);
+        let leave_earlier = groups.leave_earlier;
         let mut groups: Vec<String> = list_groups(src)
             .await?
             .into_iter()
@@ -93,7 +94,7 @@ impl GroupSync {
         let mut first_err: Option<ClientError> = None;
         for group in groups {
             match self
-                .sync_group(&group, &synced_from, topics, src, dst, ckpt, reverse)
+                .sync_group(&group, &synced_from, topics, src, dst, ckpt, reverse, leave_earlier)
                 .await
             {
                 Ok(n) => written += n,
@@ -120,6 +121,7 @@ impl GroupSync {
         dst: &Client,
         ckpt: &Checkpointer,
         reverse: Option<&Checkpointer>,
+        leave_earlier: bool,
     ) -> Result<usize, ClientError> {
         let group = group.to_string();
         let synced_from = synced_from.to_string();
@@ -134,6 +136,11 @@ impl GroupSync {
                     continue;
                 }
                 let dt = topics.destination(&t);
+                // After a takeover from MirrorMaker 2, a group still reading
+                // what MM2 copied keeps the offsets MM2 translated for it.
+                if leave_earlier && ckpt.first_mapped(&dt, p).is_none_or(|first| o < first) {
+                    continue;
+                }
                 let Some(mut d) = ckpt.translate(&dt, p, o) else {
                     continue;
                 };
