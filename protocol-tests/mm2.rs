@@ -13,8 +13,9 @@ mod proxy;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use harness::{b64, group_offset, stop_process as stop, within};
 use harness::{unique_topic, KafkaCluster};
 use proxy::ClusterProxy;
 use serde_json::Value;
@@ -24,20 +25,6 @@ const RECORDS: u64 = 8_000;
 
 fn tool(args: &[&str]) -> String {
     harness::kafka_tool(args)
-}
-
-fn b64(s: &str) -> Vec<u8> {
-    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let (mut out, mut buf, mut bits) = (Vec::new(), 0u32, 0);
-    for c in s.bytes().filter(|c| *c != b'=') {
-        buf = (buf << 6) | T.iter().position(|x| *x == c).expect("base64") as u32;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buf >> bits) as u8);
-        }
-    }
-    out
 }
 
 /// Every record of `topic` as (partition, timestamp): the loader gives each
@@ -95,44 +82,6 @@ fn count(bootstrap: &str, topic: &str) -> u64 {
         .ok()
         .and_then(|v| v["total"].as_u64())
         .unwrap_or(0)
-}
-
-/// Committed offset of `group` on `topic`/`partition`, read by Kafka's own group tool.
-fn group_offset(cluster: &KafkaCluster, group: &str, topic: &str, partition: i64) -> Option<i64> {
-    let out = cluster
-        .tool(
-            "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
-            &["--bootstrap-server", &cluster.bootstrap, "--describe", "--group", group],
-        )
-        .unwrap_or_default();
-    out.lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .find(|f| f.len() > 3 && f[1] == topic && f[2] == partition.to_string())
-        .and_then(|f| f[3].parse().ok())
-}
-
-fn within(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    true
-}
-
-fn stop(child: Child, signal: &str) -> String {
-    Command::new("kill")
-        .args([signal, &child.id().to_string()])
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// MirrorMaker 2 in dedicated mode replicating `topic` from `alias` (through

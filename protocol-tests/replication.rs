@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::*;
+use harness::{b64, group_offset};
 use harness::{unique_topic, KafkaCluster};
 use kafka_protocol::messages::ProduceRequest;
 use serde_json::Value;
@@ -1081,22 +1082,6 @@ async fn topics_deleted_and_created_again_under_strait_lose_nothing() {
     });
 }
 
-fn b64(s: &str) -> Vec<u8> {
-    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = Vec::new();
-    let mut buf = 0u32;
-    let mut bits = 0;
-    for c in s.bytes().filter(|c| *c != b'=') {
-        buf = (buf << 6) | T.iter().position(|x| *x == c).expect("base64") as u32;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buf >> bits) as u8);
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_record_batches_are_coalesced_without_changing_records() {
     let (src, dst) = (harness::kafka4(), harness::kafka4_dest());
@@ -1403,20 +1388,6 @@ async fn offsets_translate_points_at_the_same_record() {
             "markers and aborted records make the destination offsets smaller: {row}"
         );
     }
-}
-
-/// Committed offset of `group` on `topic`/`partition`, read by Kafka's own group tool.
-fn group_offset(cluster: &KafkaCluster, group: &str, topic: &str, partition: i64) -> Option<i64> {
-    let out = cluster
-        .tool(
-            "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
-            &["--bootstrap-server", &cluster.bootstrap, "--describe", "--group", group],
-        )
-        .unwrap_or_default();
-    out.lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .find(|f| f.len() > 3 && f[1] == topic && f[2] == partition.to_string())
-        .and_then(|f| f[3].parse().ok())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,6 +16,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
+use harness::group_offset;
 use harness::{unique_topic, KafkaCluster};
 use serde_json::Value;
 use strait::config::Document;
@@ -616,20 +617,6 @@ async fn sigkills_in_two_way(exactly_once: bool) {
             "at-least-once"
         }
     );
-}
-
-/// A group's committed offset (the Java group tool, independent of strait).
-fn group_offset(cluster: &KafkaCluster, group: &str, topic: &str, partition: i64) -> Option<i64> {
-    let out = cluster
-        .tool(
-            "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
-            &["--bootstrap-server", &cluster.bootstrap, "--describe", "--group", group],
-        )
-        .unwrap_or_default();
-    out.lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .find(|f| f.len() > 3 && f[1] == topic && f[2] == partition.to_string())
-        .and_then(|f| f[3].parse().ok())
 }
 
 /// Two-way with identity names: a group that read part of east's topic (its

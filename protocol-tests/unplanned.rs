@@ -16,26 +16,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use harness::{b64, stop_process as stop, within};
 use harness::{unique_topic, KafkaCluster};
 use proxy::ClusterProxy;
 use serde_json::Value;
 
 fn tool(args: &[&str]) -> String {
     harness::kafka_tool(args)
-}
-
-fn b64(s: &str) -> Vec<u8> {
-    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let (mut out, mut buf, mut bits) = (Vec::new(), 0u32, 0);
-    for c in s.bytes().filter(|c| *c != b'=') {
-        buf = (buf << 6) | T.iter().position(|x| *x == c).expect("base64") as u32;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buf >> bits) as u8);
-        }
-    }
-    out
 }
 
 /// (partition, loader index) of every record of `topic` that carries an
@@ -95,19 +82,6 @@ fn strait_done(args: &[&str]) -> (bool, String) {
     )
 }
 
-fn stop(child: Child, signal: &str) -> String {
-    Command::new("kill")
-        .args([signal, &child.id().to_string()])
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 type Replication = tokio::task::JoinHandle<Result<strait::replicate::Summary, strait::replicate::EngineError>>;
 
 /// strait running in this process: its handle, its stop switch and its task.
@@ -131,18 +105,6 @@ async fn in_process(
 
 fn wait(what: &str, timeout: Duration, done: impl FnMut() -> bool) {
     assert!(within(timeout, done), "{what} within {timeout:?}");
-}
-
-/// Whether `done` becomes true within `timeout` (polled every 300 ms).
-fn within(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    true
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -364,3 +364,59 @@ pub fn try_kafka_tool(args: &[&str]) -> Result<String, String> {
     }
     Ok(String::from_utf8_lossy(&out.stdout).to_string())
 }
+
+/// Decodes standard base64 (the independent client's `dump` output).
+pub fn b64(s: &str) -> Vec<u8> {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let (mut out, mut buf, mut bits) = (Vec::new(), 0u32, 0);
+    for c in s.bytes().filter(|c| *c != b'=') {
+        buf = (buf << 6) | T.iter().position(|x| *x == c).expect("base64") as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buf >> bits) as u8);
+        }
+    }
+    out
+}
+
+/// Whether `done` becomes true within `timeout` (polled every 300 ms).
+pub fn within(timeout: std::time::Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while !done() {
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    true
+}
+
+/// Sends `signal` (`-TERM`, `-KILL`) to `child` and returns its stdout and stderr.
+pub fn stop_process(child: std::process::Child, signal: &str) -> String {
+    Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    let out = child.wait_with_output().expect("the child is waited for");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A group's committed offset on `topic`/`partition` of `cluster`, read by
+/// Kafka's own group tool (independent of strait).
+pub fn group_offset(cluster: &KafkaCluster, group: &str, topic: &str, partition: i64) -> Option<i64> {
+    let out = cluster
+        .tool(
+            "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+            &["--bootstrap-server", &cluster.bootstrap, "--describe", "--group", group],
+        )
+        .unwrap_or_default();
+    out.lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 3 && f[1] == topic && f[2] == partition.to_string())
+        .and_then(|f| f[3].parse().ok())
+}
