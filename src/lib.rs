@@ -12,6 +12,7 @@ pub mod config;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod mm2;
 pub mod ops;
 pub mod protocol;
 pub mod replicate;

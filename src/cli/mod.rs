@@ -5,6 +5,7 @@
 mod bench;
 mod check;
 mod failover;
+mod import_mm2;
 mod pace;
 mod status;
 
@@ -21,6 +22,15 @@ Exit status:
   1  failure: the error names the cluster and the reason (a partition stopped
      for `run`, a problem found for `check`, a consumer-group partition left
      untranslated for `failover`)
+  2  command-line usage error";
+
+/// Exit statuses of `import-mm2`.
+const IMPORT_EXIT_CODES: &str = "\
+Exit status:
+  0  a config was written (report lines marked unsupported or unknown need action)
+  1  nothing written: the file cannot be read, is not a MirrorMaker 2 config, or
+     holds what cannot be converted faithfully (a flow naming an undefined
+     cluster, a custom replication policy, an exclude regex Rust cannot run)
   2  command-line usage error";
 
 /// What `--threads` does, in the top-level help only (the measurements behind
@@ -176,6 +186,15 @@ enum Command {
         /// Path of the TOML config.
         #[arg(long)]
         config: PathBuf,
+    },
+    /// Converts a MirrorMaker 2 config (a dedicated-mode properties file or a
+    /// Strimzi KafkaMirrorMaker2 resource) to a strait config on stdout; the
+    /// report on stderr names every input key (converted, not needed,
+    /// unsupported, unknown).
+    #[command(after_help = IMPORT_EXIT_CODES)]
+    ImportMm2 {
+        /// The MM2 file: `connect-mirror-maker.properties` or a KafkaMirrorMaker2 YAML.
+        file: PathBuf,
     },
     /// Connects to a cluster and prints its brokers, negotiated API versions and topics.
     Describe {
@@ -437,6 +456,7 @@ pub fn main() -> ExitCode {
                     Err(format!("{} problem(s) found", report.problems.len()).into())
                 }
             }
+            Command::ImportMm2 { file } => import_mm2::import_mm2(&file),
             Command::ExampleConfig { topology } => {
                 print!("{}", strait::config::example(&topology).unwrap_or(strait::config::EXAMPLE));
                 Ok(())
