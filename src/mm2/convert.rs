@@ -225,7 +225,11 @@ impl<'a> Conv<'a> {
         for &(rank, other) in &found[1..] {
             let (first_key, first_line) = (self.key(first).to_string(), self.props[first].line);
             if self.props[other].value == self.props[first].value {
-                self.mark(other, ReportKind::Converted, format!("same as `{first_key}` (line {first_line})"));
+                self.mark(
+                    other,
+                    ReportKind::Converted,
+                    format!("same as `{first_key}` (line {first_line})"),
+                );
             } else if rank >= 4 {
                 self.mark(
                     other,
@@ -241,7 +245,11 @@ impl<'a> Conv<'a> {
 }
 
 fn split_list(v: &str) -> Vec<String> {
-    v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 /// Converts the keys into the model, or fails with what cannot be converted.
@@ -266,6 +274,7 @@ pub(crate) fn convert(input: Input, file: &str) -> Result<Model, ImportError> {
             }
         }
     }
+    used.sort_by_key(|a| conv.aliases.iter().position(|x| x == a));
     let mut clusters = Vec::new();
     for a in &used {
         clusters.push(cluster(&mut conv, a, &flows)?);
@@ -276,17 +285,32 @@ pub(crate) fn convert(input: Input, file: &str) -> Result<Model, ImportError> {
         let mut top = settings.engine(Some(&f))?;
         top.insert(0, name_entry(&flows[0]));
         settings.takeover(&mut top, &flows[0], true);
-        (top, vec![FlowOut { source: flows[0].0.clone(), destination: flows[0].1.clone(), entries: vec![] }])
+        (
+            top,
+            vec![FlowOut {
+                source: flows[0].0.clone(),
+                destination: flows[0].1.clone(),
+                entries: vec![],
+            }],
+        )
     } else {
         let mut top = settings.engine(None)?;
         let mut outs = Vec::new();
         for (s, d) in &flows {
             let full = settings.engine(Some(&format!("{s}->{d}")))?;
-            let mut own: Vec<Entry> = full.into_iter().filter(|e| !top.iter().any(|t| t.key == e.key && t.value == e.value)).collect();
+            let mut own: Vec<Entry> = full
+                .into_iter()
+                .filter(|e| !top.iter().any(|t| t.key == e.key && t.value == e.value))
+                .collect();
             settings.takeover(&mut own, &(s.clone(), d.clone()), false);
-            outs.push(FlowOut { source: s.clone(), destination: d.clone(), entries: own });
+            outs.push(FlowOut {
+                source: s.clone(),
+                destination: d.clone(),
+                entries: own,
+            });
         }
         settings.takeover_top(&mut top);
+        merge_identity(&top, &mut outs);
         (top, outs)
     };
     let enabled: Vec<String> = flows.iter().map(|(s, d)| format!("{s}->{d}")).collect();
@@ -298,6 +322,8 @@ pub(crate) fn convert(input: Input, file: &str) -> Result<Model, ImportError> {
     }
     let mut report = std::mem::take(&mut conv.input.report);
     report.extend(conv.report);
+    // Input order; MM2 defaults (no line) last.
+    report.sort_by_key(|r| r.line.unwrap_or(usize::MAX));
     Ok(Model {
         top,
         clusters,
@@ -307,9 +333,42 @@ pub(crate) fn convert(input: Input, file: &str) -> Result<Model, ImportError> {
     })
 }
 
+/// MM2 writes every source of an identity-named aggregation into the same
+/// topics: strait wants `merge = true` on each such flow to do the same.
+fn merge_identity(top: &[Entry], flows: &mut [FlowOut]) {
+    let rename = |f: &FlowOut| {
+        f.entries
+            .iter()
+            .chain(top)
+            .find(|e| e.key == "rename")
+            .map(|e| e.value.clone())
+    };
+    let merging: Vec<bool> = flows
+        .iter()
+        .map(|f| {
+            let own = matches!(rename(f), Some(Val::Str(r)) if !r.contains("{source}") && r != "prefix");
+            own && flows.iter().filter(|g| g.destination == f.destination).count() > 1
+        })
+        .collect();
+    for (f, m) in flows.iter_mut().zip(merging) {
+        if m {
+            f.entries.push(Entry {
+                key: "merge",
+                value: Val::Bool(true),
+                comment: Some(format!(
+                    "MM2 writes every flow into {} under the same topic names",
+                    f.destination
+                )),
+            });
+        }
+    }
+}
+
 fn name_entry((s, d): &(String, String)) -> Entry {
     let name = format!("{s}-to-{d}");
-    let ok = name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    let ok = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     Entry {
         key: "name",
         value: Val::Str(if ok { name } else { "strait".into() }),
@@ -322,7 +381,11 @@ fn name_entry((s, d): &(String, String)) -> Entry {
 fn cluster_aliases(conv: &mut Conv) -> Result<Vec<String>, ImportError> {
     if let Some(i) = conv.find("clusters") {
         let aliases = split_list(conv.value(i));
-        conv.mark(i, ReportKind::Converted, format!("cluster aliases {}", aliases.join(", ")));
+        conv.mark(
+            i,
+            ReportKind::Converted,
+            format!("cluster aliases {}", aliases.join(", ")),
+        );
         return Ok(aliases);
     }
     if !conv.props.iter().any(|p| p.key.contains("->")) {
@@ -340,7 +403,10 @@ fn cluster_aliases(conv: &mut Conv) -> Result<Vec<String>, ImportError> {
     conv.note(
         ReportKind::Unsupported,
         "clusters",
-        format!("missing: MM2 refuses a file without it; took the clusters of the `*.bootstrap.servers` keys: {}", aliases.join(", ")),
+        format!(
+            "missing: MM2 refuses a file without it; took the clusters of the `*.bootstrap.servers` keys: {}",
+            aliases.join(", ")
+        ),
     );
     Ok(aliases)
 }
@@ -351,8 +417,12 @@ fn enabled_flows(conv: &mut Conv) -> Result<Vec<(String, String)>, ImportError> 
     let mut flows = Vec::new();
     for i in 0..conv.props.len() {
         let key = conv.props[i].key.clone();
-        let Some((s, rest)) = key.split_once("->") else { continue };
-        let Some(d) = rest.strip_suffix(".enabled") else { continue };
+        let Some((s, rest)) = key.split_once("->") else {
+            continue;
+        };
+        let Some(d) = rest.strip_suffix(".enabled") else {
+            continue;
+        };
         if conv.aliases.iter().any(|a| a == d) || conv.split_alias(rest).is_none() {
             let on = conv.value(i).trim().eq_ignore_ascii_case("true");
             for c in [s, d] {
@@ -360,7 +430,10 @@ fn enabled_flows(conv: &mut Conv) -> Result<Vec<(String, String)>, ImportError> 
                     if !on {
                         break;
                     }
-                    return Err(conv.invalid(i, format!("cluster `{c}` is not in `clusters` ({})", conv.aliases.join(", "))));
+                    return Err(conv.invalid(
+                        i,
+                        format!("cluster `{c}` is not in `clusters` ({})", conv.aliases.join(", ")),
+                    ));
                 }
             }
             if s == d {
@@ -386,7 +459,11 @@ fn enabled_flows(conv: &mut Conv) -> Result<Vec<(String, String)>, ImportError> 
 /// One cluster's connection: bootstrap servers, client id, timeout, security.
 fn cluster(conv: &mut Conv, alias: &str, flows: &[(String, String)]) -> Result<ClusterOut, ImportError> {
     let Some(b) = conv.client(alias, "bootstrap.servers") else {
-        let flow = flows.iter().find(|(s, d)| s == alias || d == alias).map(|(s, d)| format!("{s}->{d}")).unwrap_or_default();
+        let flow = flows
+            .iter()
+            .find(|(s, d)| s == alias || d == alias)
+            .map(|(s, d)| format!("{s}->{d}"))
+            .unwrap_or_default();
         return Err(ImportError::Incomplete {
             file: conv.file.to_string(),
             problem: format!("cluster `{alias}` of flow {flow} has no `{alias}.bootstrap.servers`"),
@@ -405,7 +482,11 @@ fn cluster(conv: &mut Conv, alias: &str, flows: &[(String, String)]) -> Result<C
                 conv.mark(i, ReportKind::Converted, format!("request_timeout_ms of {alias}"));
                 request_timeout_ms = Some(v);
             }
-            _ => conv.mark(i, ReportKind::Unsupported, "not a positive number of milliseconds; left at strait's default"),
+            _ => conv.mark(
+                i,
+                ReportKind::Unsupported,
+                "not a positive number of milliseconds; left at strait's default",
+            ),
         }
     }
     let security = match conv.input.security.get(alias) {

@@ -9,7 +9,10 @@ use super::convert::{ClusterOut, Entry, Model, Val};
 
 pub(crate) fn toml(model: &Model, file: &str) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "# strait config imported from the MirrorMaker 2 config {file}");
+    let name = std::path::Path::new(file)
+        .file_name()
+        .map_or(file.into(), |n| n.to_string_lossy());
+    let _ = writeln!(out, "# strait config imported from the MirrorMaker 2 config {name}");
     out.push_str("# by `strait import-mm2`. Check it with `strait check-config --config FILE`.\n");
     if model.secrets_note {
         out.push_str("# Secrets stay in Kubernetes secrets: mount secret S into the pod at\n# /run/secrets/S (password_file and ca_file below point there).\n");
@@ -75,7 +78,11 @@ fn cluster(out: &mut String, table: &str, c: &ClusterOut, with_alias: bool) {
             let _ = writeln!(out, "# {n}");
         }
         let _ = writeln!(out, "[{table}.tls]");
-        for (k, v) in [("ca_file", &tls.ca_file), ("cert_file", &tls.cert_file), ("key_file", &tls.key_file)] {
+        for (k, v) in [
+            ("ca_file", &tls.ca_file),
+            ("cert_file", &tls.cert_file),
+            ("key_file", &tls.key_file),
+        ] {
             if let Some(v) = v {
                 let _ = writeln!(out, "{k} = {}", string(v));
             }

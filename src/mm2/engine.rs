@@ -63,25 +63,52 @@ impl<'c, 'a> Settings<'c, 'a> {
     pub(crate) fn engine(&mut self, flow: Option<&str>) -> Result<Vec<Entry>, ImportError> {
         let mut out = Vec::new();
         self.patterns(flow, &["topics"], ".*", "topics", false, &mut out)?;
-        self.patterns(flow, &["topics.exclude", "topics.blacklist"], TOPICS_EXCLUDE_DEFAULT, "topics_exclude", true, &mut out)?;
+        self.patterns(
+            flow,
+            &["topics.exclude", "topics.blacklist"],
+            TOPICS_EXCLUDE_DEFAULT,
+            "topics_exclude",
+            true,
+            &mut out,
+        )?;
         self.rename(flow, &mut out)?;
         if let Some(i) = self.conv.setting(flow, "refresh.topics.enabled") {
             if self.boolean(i, true) {
-                self.conv.mark(i, ReportKind::Converted, "strait always refreshes topics");
+                self.conv
+                    .mark(i, ReportKind::Converted, "strait always refreshes topics");
             } else {
-                self.conv.mark(i, ReportKind::Unsupported, "strait always refreshes topics (refresh_interval_ms); new topics will be picked up");
+                self.conv.mark(
+                    i,
+                    ReportKind::Unsupported,
+                    "strait always refreshes topics (refresh_interval_ms); new topics will be picked up",
+                );
             }
         }
-        self.seconds(flow, "refresh.topics.interval.seconds", 600, "refresh_interval_ms", Some(10_000), &mut out);
+        self.seconds(
+            flow,
+            "refresh.topics.interval.seconds",
+            600,
+            "refresh_interval_ms",
+            Some(10_000),
+            &mut out,
+        );
         match self.conv.setting(flow, "replication.factor") {
             Some(i) => match self.conv.value(i).trim().parse::<i16>() {
                 Ok(v) if v == -1 || v > 0 => {
                     self.conv.mark(i, ReportKind::Converted, "replication_factor");
                     out.push(entry("replication_factor", Val::Int(v.into()), None));
                 }
-                _ => self.conv.mark(i, ReportKind::Unsupported, "not -1 or a positive replication factor; left out"),
+                _ => self.conv.mark(
+                    i,
+                    ReportKind::Unsupported,
+                    "not -1 or a positive replication factor; left out",
+                ),
             },
-            None => out.push(entry("replication_factor", Val::Int(2), Some("MM2's default replication.factor"))),
+            None => out.push(entry(
+                "replication_factor",
+                Val::Int(2),
+                Some("MM2's default replication.factor"),
+            )),
         }
         self.flag(flow, "sync.topic.acls.enabled", "sync_acls", &mut out);
         self.flag(flow, "sync.topic.configs.enabled", "sync_topic_configs", &mut out);
@@ -92,7 +119,11 @@ impl<'c, 'a> Settings<'c, 'a> {
                 self.conv.mark(i, ReportKind::Converted, "exactly_once = true");
                 out.push(entry("exactly_once", Val::Bool(true), None));
             } else {
-                self.conv.mark(i, ReportKind::NotNeeded, "exactly-once source support is off: strait's default (exactly_once = false)");
+                self.conv.mark(
+                    i,
+                    ReportKind::NotNeeded,
+                    "exactly-once source support is off: strait's default (exactly_once = false)",
+                );
             }
         }
         sort(&mut out);
@@ -105,21 +136,30 @@ impl<'c, 'a> Settings<'c, 'a> {
             entries.push(start_from());
         }
         let topic = if let Some(t) = self.conv.input.offsets_topic.clone() {
-            entries.push(entry("mm2_offsets_topic", Val::Str(t), Some("the Connect cluster's offset.storage.topic (Strimzi)")));
+            entries.push(entry(
+                "mm2_offsets_topic",
+                Val::Str(t),
+                Some("the Connect cluster's offset.storage.topic (Strimzi)"),
+            ));
             return sort(entries);
         } else {
-            self.conv.find("offset.storage.topic").or_else(|| self.conv.find(&format!("{d}.offset.storage.topic")))
+            self.conv
+                .find("offset.storage.topic")
+                .or_else(|| self.conv.find(&format!("{d}.offset.storage.topic")))
         };
         match topic {
             Some(i) => {
-                self.conv.mark(i, ReportKind::Converted, format!("mm2_offsets_topic of flow {s}->{d}"));
+                self.conv
+                    .mark(i, ReportKind::Converted, format!("mm2_offsets_topic of flow {s}->{d}"));
                 let v = self.conv.value(i).trim().to_string();
                 entries.push(entry("mm2_offsets_topic", Val::Str(v), None));
             }
             None => entries.push(entry(
                 "mm2_offsets_topic",
                 Val::Str(format!("mm2-offsets.{s}.internal")),
-                Some(&format!("MM2 dedicated mode's Connect offsets topic on {d} (default name)")),
+                Some(&format!(
+                    "MM2 dedicated mode's Connect offsets topic on {d} (default name)"
+                )),
             )),
         }
         sort(entries);
@@ -135,7 +175,11 @@ impl<'c, 'a> Settings<'c, 'a> {
             "true" => true,
             "false" => false,
             _ => {
-                self.conv.mark(i, ReportKind::Unsupported, format!("not true or false (MM2 refuses it); took MM2's default {default}"));
+                self.conv.mark(
+                    i,
+                    ReportKind::Unsupported,
+                    format!("not true or false (MM2 refuses it); took MM2's default {default}"),
+                );
                 default
             }
         }
@@ -151,7 +195,15 @@ impl<'c, 'a> Settings<'c, 'a> {
     }
 
     /// Seconds → milliseconds; MM2's default written when it differs from strait's.
-    fn seconds(&mut self, flow: Option<&str>, key: &str, default_s: i64, to: &'static str, strait_ms: Option<i64>, out: &mut Vec<Entry>) {
+    fn seconds(
+        &mut self,
+        flow: Option<&str>,
+        key: &str,
+        default_s: i64,
+        to: &'static str,
+        strait_ms: Option<i64>,
+        out: &mut Vec<Entry>,
+    ) {
         let set = self.conv.setting(flow, key);
         let v = match set {
             Some(i) => match self.conv.value(i).trim().parse::<i64>() {
@@ -160,7 +212,11 @@ impl<'c, 'a> Settings<'c, 'a> {
                     Some(v)
                 }
                 _ => {
-                    self.conv.mark(i, ReportKind::Unsupported, format!("not a number of seconds; took MM2's default {default_s}"));
+                    self.conv.mark(
+                        i,
+                        ReportKind::Unsupported,
+                        format!("not a number of seconds; took MM2's default {default_s}"),
+                    );
                     None
                 }
             },
@@ -179,13 +235,25 @@ impl<'c, 'a> Settings<'c, 'a> {
     /// A list of Java regexes: each checked; an include entry strait cannot
     /// read is left out (reported), an exclude entry fails the import (leaving
     /// it out would replicate what MM2 did not).
-    fn patterns(&mut self, flow: Option<&str>, keys: &[&str], default: &str, to: &'static str, exclude: bool, out: &mut Vec<Entry>) -> Result<(), ImportError> {
+    fn patterns(
+        &mut self,
+        flow: Option<&str>,
+        keys: &[&str],
+        default: &str,
+        to: &'static str,
+        exclude: bool,
+        out: &mut Vec<Entry>,
+    ) -> Result<(), ImportError> {
         let found: Vec<usize> = keys.iter().filter_map(|k| self.conv.setting(flow, k)).collect();
         let used = found.first().copied();
         for &o in found.iter().skip(1) {
             if Some(o) != used {
                 let k = self.conv.key(used.unwrap_or(o)).to_string();
-                self.conv.mark(o, ReportKind::NotNeeded, format!("`{k}` is set too and takes precedence"));
+                self.conv.mark(
+                    o,
+                    ReportKind::NotNeeded,
+                    format!("`{k}` is set too and takes precedence"),
+                );
             }
         }
         let text = used.map_or(default.to_string(), |i| self.conv.value(i).to_string());
@@ -227,12 +295,18 @@ impl<'c, 'a> Settings<'c, 'a> {
     fn rename(&mut self, flow: Option<&str>, out: &mut Vec<Entry>) -> Result<(), ImportError> {
         let class = self.conv.setting(flow, "replication.policy.class");
         let sep = self.conv.setting(flow, "replication.policy.separator");
-        let class_name = class.map_or("DefaultReplicationPolicy".to_string(), |i| self.conv.value(i).trim().to_string());
+        let class_name = class.map_or("DefaultReplicationPolicy".to_string(), |i| {
+            self.conv.value(i).trim().to_string()
+        });
         let simple = class_name.rsplit('.').next().unwrap_or_default();
         let (value, comment) = match simple {
             "IdentityReplicationPolicy" => {
                 if let Some(s) = sep {
-                    self.conv.mark(s, ReportKind::NotNeeded, "IdentityReplicationPolicy keeps topic names: no separator");
+                    self.conv.mark(
+                        s,
+                        ReportKind::NotNeeded,
+                        "IdentityReplicationPolicy keeps topic names: no separator",
+                    );
                 }
                 ("identity".to_string(), None)
             }
@@ -242,12 +316,20 @@ impl<'c, 'a> Settings<'c, 'a> {
                     self.conv.mark(s, ReportKind::Converted, "rename");
                 }
                 if sep_v == "." {
-                    ("prefix".to_string(), class.is_none().then_some("MM2's DefaultReplicationPolicy: <source alias>.<topic>"))
+                    (
+                        "prefix".to_string(),
+                        class
+                            .is_none()
+                            .then_some("MM2's DefaultReplicationPolicy: <source alias>.<topic>"),
+                    )
                 } else if sep_v.contains(['{', '}']) || sep_v.is_empty() {
                     let i = sep.unwrap_or(0);
                     return Err(self.conv.invalid(i, "a separator strait's rename template cannot hold"));
                 } else {
-                    (format!("{{source}}{sep_v}{{topic}}"), Some("MM2's DefaultReplicationPolicy with replication.policy.separator"))
+                    (
+                        format!("{{source}}{sep_v}{{topic}}"),
+                        Some("MM2's DefaultReplicationPolicy with replication.policy.separator"),
+                    )
                 }
             }
             _ => {
@@ -268,9 +350,15 @@ impl<'c, 'a> Settings<'c, 'a> {
         let cp = self.conv.setting(flow, "emit.checkpoints.enabled");
         let cp_on = cp.is_none_or(|i| self.boolean(i, true));
         let strimzi_cp = flow.and_then(|f| self.conv.input.checkpoints.get(f).copied());
-        let mut why_off = "MM2's default sync.group.offsets.enabled = false: no group offsets are written on the destination".to_string();
+        let mut why_off =
+            "MM2's default sync.group.offsets.enabled = false: no group offsets are written on the destination"
+                .to_string();
         if let Some(i) = sync_i {
-            let msg = if sync { "groups (group offset sync on)" } else { "groups = [] (group offset sync off)" };
+            let msg = if sync {
+                "groups (group offset sync on)"
+            } else {
+                "groups = [] (group offset sync off)"
+            };
             self.conv.mark(i, ReportKind::Converted, msg);
             why_off = "sync.group.offsets.enabled = false: no group offsets are written on the destination".into();
         }
@@ -278,7 +366,11 @@ impl<'c, 'a> Settings<'c, 'a> {
             sync = false;
             why_off = "emit.checkpoints.enabled = false: MM2 syncs no group offsets without checkpoints".into();
             if let Some(i) = cp {
-                self.conv.mark(i, ReportKind::Converted, "groups = [] (MM2 syncs group offsets from its checkpoints)");
+                self.conv.mark(
+                    i,
+                    ReportKind::Converted,
+                    "groups = [] (MM2 syncs group offsets from its checkpoints)",
+                );
             }
         }
         if sync && strimzi_cp == Some(false) {
@@ -286,7 +378,12 @@ impl<'c, 'a> Settings<'c, 'a> {
             why_off = "no checkpointConnector: Strimzi syncs no group offsets".into();
         }
         if !sync {
-            for k in ["groups", "groups.exclude", "groups.blacklist", "sync.group.offsets.interval.seconds"] {
+            for k in [
+                "groups",
+                "groups.exclude",
+                "groups.blacklist",
+                "sync.group.offsets.interval.seconds",
+            ] {
                 if let Some(i) = self.conv.setting(flow, k) {
                     self.conv.mark(i, ReportKind::NotNeeded, "group offset sync is off (sync.group.offsets.enabled = false); `strait offsets translate` translates any group on demand");
                 }
@@ -296,23 +393,53 @@ impl<'c, 'a> Settings<'c, 'a> {
         }
         self.patterns(flow, &["groups"], ".*", "groups", false, out)?;
         if !out.iter().any(|e| e.key == "groups") {
-            out.push(entry("groups", Val::List(vec![".*".into()]), Some("MM2's default groups")));
+            out.push(entry(
+                "groups",
+                Val::List(vec![".*".into()]),
+                Some("MM2's default groups"),
+            ));
         }
-        self.patterns(flow, &["groups.exclude", "groups.blacklist"], GROUPS_EXCLUDE_DEFAULT, "groups_exclude", true, out)?;
-        self.seconds(flow, "sync.group.offsets.interval.seconds", 60, "group_sync_interval_ms", Some(10_000), out);
+        self.patterns(
+            flow,
+            &["groups.exclude", "groups.blacklist"],
+            GROUPS_EXCLUDE_DEFAULT,
+            "groups_exclude",
+            true,
+            out,
+        )?;
+        self.seconds(
+            flow,
+            "sync.group.offsets.interval.seconds",
+            60,
+            "group_sync_interval_ms",
+            Some(10_000),
+            out,
+        );
         Ok(())
     }
 
     fn heartbeats(&mut self, flow: Option<&str>, out: &mut Vec<Entry>) {
         if flow.and_then(|f| self.conv.input.heartbeats.get(f).copied()) == Some(false) {
-            out.push(entry("heartbeats", Val::Bool(false), Some("no heartbeatConnector (Strimzi)")));
+            out.push(entry(
+                "heartbeats",
+                Val::Bool(false),
+                Some("no heartbeatConnector (Strimzi)"),
+            ));
             if let Some(i) = self.conv.setting(flow, "emit.heartbeats.enabled") {
-                self.conv.mark(i, ReportKind::NotNeeded, "no heartbeatConnector: heartbeats = false");
+                self.conv
+                    .mark(i, ReportKind::NotNeeded, "no heartbeatConnector: heartbeats = false");
             }
         } else {
             self.flag(flow, "emit.heartbeats.enabled", "heartbeats", out);
         }
-        self.seconds(flow, "emit.heartbeats.interval.seconds", 1, "heartbeats_interval_ms", Some(1_000), out);
+        self.seconds(
+            flow,
+            "emit.heartbeats.interval.seconds",
+            1,
+            "heartbeats_interval_ms",
+            Some(1_000),
+            out,
+        );
     }
 }
 
@@ -325,5 +452,9 @@ fn entry(key: &'static str, value: Val, comment: Option<&str>) -> Entry {
 }
 
 fn start_from() -> Entry {
-    entry("start_from", Val::Str("mm2".into()), Some("continue exactly after the last offset MM2 committed"))
+    entry(
+        "start_from",
+        Val::Str("mm2".into()),
+        Some("continue exactly after the last offset MM2 committed"),
+    )
 }

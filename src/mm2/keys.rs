@@ -54,14 +54,45 @@ const NOT_NEEDED: &[(&str, &str)] = &[
 
 /// Kafka client keys that tune MM2's producer and consumer.
 const CLIENT_TUNING: &[&str] = &[
-    "acks", "batch.size", "linger.ms", "compression.type", "compression.", "buffer.memory", "max.request.size",
-    "max.in.flight.requests.per.connection", "enable.idempotence", "retries", "retry.backoff.", "delivery.timeout.ms",
-    "max.poll.records", "max.poll.interval.ms", "fetch.min.bytes", "fetch.max.bytes", "max.partition.fetch.bytes",
-    "fetch.max.wait.ms", "auto.offset.reset", "isolation.level", "session.timeout.ms", "heartbeat.interval.ms",
-    "receive.buffer.bytes", "send.buffer.bytes", "reconnect.backoff.", "metadata.max.age.ms",
-    "connections.max.idle.ms", "client.dns.lookup", "default.api.timeout.ms", "enable.auto.commit",
-    "auto.commit.interval.ms", "partition.assignment.strategy", "interceptor.classes", "key.serializer",
-    "value.serializer", "key.deserializer", "value.deserializer", "transaction.timeout.ms", "socket.connection.setup.timeout.",
+    "acks",
+    "batch.size",
+    "linger.ms",
+    "compression.type",
+    "compression.",
+    "buffer.memory",
+    "max.request.size",
+    "max.in.flight.requests.per.connection",
+    "enable.idempotence",
+    "retries",
+    "retry.backoff.",
+    "delivery.timeout.ms",
+    "max.poll.records",
+    "max.poll.interval.ms",
+    "fetch.min.bytes",
+    "fetch.max.bytes",
+    "max.partition.fetch.bytes",
+    "fetch.max.wait.ms",
+    "auto.offset.reset",
+    "isolation.level",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "receive.buffer.bytes",
+    "send.buffer.bytes",
+    "reconnect.backoff.",
+    "metadata.max.age.ms",
+    "connections.max.idle.ms",
+    "client.dns.lookup",
+    "default.api.timeout.ms",
+    "enable.auto.commit",
+    "auto.commit.interval.ms",
+    "partition.assignment.strategy",
+    "interceptor.classes",
+    "key.serializer",
+    "value.serializer",
+    "key.deserializer",
+    "value.deserializer",
+    "transaction.timeout.ms",
+    "socket.connection.setup.timeout.",
 ];
 
 fn matches(key: &str, pattern: &str) -> bool {
@@ -77,38 +108,67 @@ fn setting(key: &str, value: &str) -> (ReportKind, String) {
     let v = value.trim();
     match key {
         "topic.filter.class" | "group.filter.class" | "config.property.filter.class" | "forwarding.admin.class" => {
-            let default = ["DefaultTopicFilter", "DefaultGroupFilter", "DefaultConfigPropertyFilter", "ForwardingAdmin"];
+            let default = [
+                "DefaultTopicFilter",
+                "DefaultGroupFilter",
+                "DefaultConfigPropertyFilter",
+                "ForwardingAdmin",
+            ];
             return if default.iter().any(|d| v.ends_with(d)) {
-                (ReportKind::NotNeeded, "MM2's default class; strait's own filters do the same".into())
+                (
+                    ReportKind::NotNeeded,
+                    "MM2's default class; strait's own filters do the same".into(),
+                )
             } else {
-                (ReportKind::Unsupported, format!("custom class `{v}`: strait cannot run it; express it with topics/groups regexes"))
+                (
+                    ReportKind::Unsupported,
+                    format!("custom class `{v}`: strait cannot run it; express it with topics/groups regexes"),
+                )
             };
         }
         "config.properties.exclude" | "config.properties.blacklist" => {
             return (ReportKind::Unsupported, "strait's topic-config filter is fixed (MM2's default list plus tiered storage; docs/configuration.md, What is copied): this list is not honoured".into());
         }
         "heartbeats.replication.enabled" if v.eq_ignore_ascii_case("false") => {
-            return (ReportKind::Unsupported, "strait replicates its heartbeat topic whenever heartbeats = true".into());
+            return (
+                ReportKind::Unsupported,
+                "strait replicates its heartbeat topic whenever heartbeats = true".into(),
+            );
         }
         "heartbeats.replication.enabled" => {
-            return (ReportKind::NotNeeded, "strait replicates its heartbeat topic whenever heartbeats = true".into());
+            return (
+                ReportKind::NotNeeded,
+                "strait replicates its heartbeat topic whenever heartbeats = true".into(),
+            );
         }
         _ => {}
     }
     if let Some((_, why)) = NOT_NEEDED.iter().find(|(p, _)| matches(key, p)) {
         return (ReportKind::NotNeeded, (*why).to_string());
     }
-    let bare = ["producer.", "consumer.", "admin."].iter().find_map(|p| key.strip_prefix(p)).unwrap_or(key);
+    let bare = ["producer.", "consumer.", "admin."]
+        .iter()
+        .find_map(|p| key.strip_prefix(p))
+        .unwrap_or(key);
     if CLIENT_TUNING.iter().any(|p| matches(bare, p)) {
         return (ReportKind::NotNeeded, CLIENT.into());
     }
     if bare.starts_with("ssl.") || bare.starts_with("sasl.") || bare == "security.protocol" {
-        return (ReportKind::Unsupported, "security setting with no strait equivalent".into());
+        return (
+            ReportKind::Unsupported,
+            "security setting with no strait equivalent".into(),
+        );
     }
-    if bare.starts_with("producer.override.") || bare.starts_with("consumer.override.") || bare.starts_with("admin.override.") {
+    if bare.starts_with("producer.override.")
+        || bare.starts_with("consumer.override.")
+        || bare.starts_with("admin.override.")
+    {
         return (ReportKind::NotNeeded, CLIENT.into());
     }
-    (ReportKind::Unknown, "not a MirrorMaker 2, Kafka Connect or Kafka client setting (a typo?)".into())
+    (
+        ReportKind::Unknown,
+        "not a MirrorMaker 2, Kafka Connect or Kafka client setting (a typo?)".into(),
+    )
 }
 
 /// What the report says of prop `i`, which no conversion used.
@@ -127,7 +187,10 @@ pub(crate) fn classify(conv: &Conv, i: usize, flows: &[String], clusters: &[Stri
             }
             _ => (
                 ReportKind::Unknown,
-                format!("names no flow between the clusters {}: MM2 ignores it too (a typo?)", conv.aliases.join(", ")),
+                format!(
+                    "names no flow between the clusters {}: MM2 ignores it too (a typo?)",
+                    conv.aliases.join(", ")
+                ),
             ),
         };
     }

@@ -194,7 +194,10 @@ mod tests {
     fn crlf_and_duplicates() {
         let (entries, replaced) = parse("a = 1\r\nb = 2\r\na = 3\r\n");
         assert_eq!(entries.len(), 2);
-        assert_eq!((entries[1].key.as_str(), entries[1].value.as_str(), entries[1].line), ("a", "3", 3));
+        assert_eq!(
+            (entries[1].key.as_str(), entries[1].value.as_str(), entries[1].line),
+            ("a", "3", 3)
+        );
         assert_eq!(replaced[0].line, 1);
     }
 

@@ -47,7 +47,11 @@ pub(crate) fn from_props(conv: &mut Conv, alias: &str) -> Security {
         "SASL_SSL" => (true, true),
         other => {
             if let Some(i) = protocol {
-                conv.mark(i, ReportKind::Unsupported, format!("unknown protocol {other}: left as plaintext"));
+                conv.mark(
+                    i,
+                    ReportKind::Unsupported,
+                    format!("unknown protocol {other}: left as plaintext"),
+                );
             }
             (false, false)
         }
@@ -61,7 +65,11 @@ pub(crate) fn from_props(conv: &mut Conv, alias: &str) -> Security {
     } else {
         for k in SSL_KEYS {
             if let Some(i) = conv.client(alias, k) {
-                conv.mark(i, ReportKind::NotNeeded, format!("security.protocol of {alias} is {p}: MM2 does not use TLS either"));
+                conv.mark(
+                    i,
+                    ReportKind::NotNeeded,
+                    format!("security.protocol of {alias} is {p}: MM2 does not use TLS either"),
+                );
             }
         }
     }
@@ -72,42 +80,73 @@ pub(crate) fn from_props(conv: &mut Conv, alias: &str) -> Security {
 }
 
 const SSL_KEYS: &[&str] = &[
-    "ssl.truststore.location", "ssl.truststore.type", "ssl.truststore.password", "ssl.truststore.certificates",
-    "ssl.keystore.location", "ssl.keystore.type", "ssl.keystore.password", "ssl.key.password",
-    "ssl.keystore.certificate.chain", "ssl.keystore.key", "ssl.endpoint.identification.algorithm",
-    "ssl.protocol", "ssl.enabled.protocols", "ssl.cipher.suites",
+    "ssl.truststore.location",
+    "ssl.truststore.type",
+    "ssl.truststore.password",
+    "ssl.truststore.certificates",
+    "ssl.keystore.location",
+    "ssl.keystore.type",
+    "ssl.keystore.password",
+    "ssl.key.password",
+    "ssl.keystore.certificate.chain",
+    "ssl.keystore.key",
+    "ssl.endpoint.identification.algorithm",
+    "ssl.protocol",
+    "ssl.enabled.protocols",
+    "ssl.cipher.suites",
 ];
 
 fn ssl(conv: &mut Conv, alias: &str) -> Tls {
     let mut tls = Tls::default();
     let get = |conv: &mut Conv, k: &str| conv.client(alias, k).map(|i| (i, conv.value(i).trim().to_string()));
     let ts_type = get(conv, "ssl.truststore.type");
-    let ts_kind = ts_type.as_ref().map_or("JKS".to_string(), |(_, v)| v.to_ascii_uppercase());
+    let ts_kind = ts_type
+        .as_ref()
+        .map_or("JKS".to_string(), |(_, v)| v.to_ascii_uppercase());
     if let Some((i, loc)) = get(conv, "ssl.truststore.location") {
         if ts_kind == "PEM" {
             conv.mark(i, ReportKind::Converted, format!("ca_file of {alias}"));
             tls.ca_file = Some(loc);
         } else {
             let pem = format!("{loc}.pem");
-            let cmd = store_command(&loc, &ts_kind, &format!("openssl pkcs12 -in {{p12}} -nokeys -out {pem}"));
-            conv.mark(i, ReportKind::Converted, format!("ca_file = {pem:?} of {alias}: strait reads PEM; write it with: {cmd}"));
+            let cmd = store_command(
+                &loc,
+                &ts_kind,
+                &format!("openssl pkcs12 -in {{p12}} -nokeys -out {pem}"),
+            );
+            conv.mark(
+                i,
+                ReportKind::Converted,
+                format!("ca_file = {pem:?} of {alias}: strait reads PEM; write it with: {cmd}"),
+            );
             tls.notes.push(format!("{loc} is {ts_kind}; write {pem} with: {cmd}"));
             tls.ca_file = Some(pem);
         }
     } else {
-        tls.notes.push("CA: the system bundle, as MM2 used the JVM's default trust store".into());
+        tls.notes
+            .push("CA: the system bundle, as MM2 used the JVM's default trust store".into());
     }
     if let Some((i, _)) = ts_type {
         conv.mark(i, ReportKind::Converted, format!("ca_file of {alias}"));
     }
     if let Some((i, _)) = get(conv, "ssl.truststore.password") {
-        conv.mark(i, ReportKind::NotNeeded, "PEM files have no password (the conversion command asks for it)");
+        conv.mark(
+            i,
+            ReportKind::NotNeeded,
+            "PEM files have no password (the conversion command asks for it)",
+        );
     }
     if let Some((i, _)) = get(conv, "ssl.truststore.certificates") {
-        conv.mark(i, ReportKind::Unsupported, format!("inline PEM certificates: write them to a file and set ca_file in the tls table of {alias}"));
+        conv.mark(
+            i,
+            ReportKind::Unsupported,
+            format!("inline PEM certificates: write them to a file and set ca_file in the tls table of {alias}"),
+        );
     }
     let ks_type = get(conv, "ssl.keystore.type");
-    let ks_kind = ks_type.as_ref().map_or("JKS".to_string(), |(_, v)| v.to_ascii_uppercase());
+    let ks_kind = ks_type
+        .as_ref()
+        .map_or("JKS".to_string(), |(_, v)| v.to_ascii_uppercase());
     let key_pw = get(conv, "ssl.key.password");
     if let Some((i, loc)) = get(conv, "ssl.keystore.location") {
         if ks_kind == "PEM" {
@@ -120,12 +159,21 @@ fn ssl(conv: &mut Conv, alias: &str) -> Tls {
         } else {
             let (cert, key) = (format!("{loc}.crt.pem"), format!("{loc}.key.pem"));
             let cmd = store_command(&loc, &ks_kind, &format!("openssl pkcs12 -in {{p12}} -nokeys -out {cert} && openssl pkcs12 -in {{p12}} -nocerts -nodes -out {key}"));
-            conv.mark(i, ReportKind::Converted, format!("cert_file and key_file of {alias}: strait reads PEM; write them with: {cmd}"));
-            tls.notes.push(format!("{loc} is {ks_kind}; write {cert} and {key} with: {cmd}"));
+            conv.mark(
+                i,
+                ReportKind::Converted,
+                format!("cert_file and key_file of {alias}: strait reads PEM; write them with: {cmd}"),
+            );
+            tls.notes
+                .push(format!("{loc} is {ks_kind}; write {cert} and {key} with: {cmd}"));
             tls.cert_file = Some(cert);
             tls.key_file = Some(key);
             if let Some((k, _)) = key_pw {
-                conv.mark(k, ReportKind::NotNeeded, "the conversion command writes the key unencrypted (-nodes); protect the file instead");
+                conv.mark(
+                    k,
+                    ReportKind::NotNeeded,
+                    "the conversion command writes the key unencrypted (-nodes); protect the file instead",
+                );
             }
         }
     } else if let Some((k, _)) = key_pw {
@@ -135,11 +183,19 @@ fn ssl(conv: &mut Conv, alias: &str) -> Tls {
         conv.mark(i, ReportKind::Converted, format!("cert_file and key_file of {alias}"));
     }
     if let Some((i, _)) = get(conv, "ssl.keystore.password") {
-        conv.mark(i, ReportKind::NotNeeded, "PEM files have no password (the conversion command asks for it)");
+        conv.mark(
+            i,
+            ReportKind::NotNeeded,
+            "PEM files have no password (the conversion command asks for it)",
+        );
     }
     for k in ["ssl.keystore.certificate.chain", "ssl.keystore.key"] {
         if let Some((i, _)) = get(conv, k) {
-            conv.mark(i, ReportKind::Unsupported, format!("inline PEM: write it to a file and set cert_file and key_file in the tls table of {alias}"));
+            conv.mark(
+                i,
+                ReportKind::Unsupported,
+                format!("inline PEM: write it to a file and set cert_file and key_file in the tls table of {alias}"),
+            );
         }
     }
     if let Some((i, v)) = get(conv, "ssl.endpoint.identification.algorithm") {
@@ -151,7 +207,11 @@ fn ssl(conv: &mut Conv, alias: &str) -> Tls {
     }
     for k in ["ssl.protocol", "ssl.enabled.protocols", "ssl.cipher.suites"] {
         if let Some((i, _)) = get(conv, k) {
-            conv.mark(i, ReportKind::NotNeeded, "strait speaks TLS 1.2 and 1.3 with rustls's cipher suites");
+            conv.mark(
+                i,
+                ReportKind::NotNeeded,
+                "strait speaks TLS 1.2 and 1.3 with rustls's cipher suites",
+            );
         }
     }
     tls
@@ -189,7 +249,12 @@ fn jaas(conv: &mut Conv, alias: &str) -> Option<Sasl> {
         None
     };
     if text.starts_with("${") {
-        return unsupported(conv, format!("the JAAS line comes from a config provider strait cannot read: add the sasl table of {alias} by hand"));
+        return unsupported(
+            conv,
+            format!(
+                "the JAAS line comes from a config provider strait cannot read: add the sasl table of {alias} by hand"
+            ),
+        );
     }
     let (module, options) = match parse_jaas(&text) {
         Ok(x) => x,
@@ -203,7 +268,10 @@ fn jaas(conv: &mut Conv, alias: &str) -> Option<Sasl> {
         "OAuthBearerLoginModule" => return unsupported(conv, format!("login module {module}: strait's OAUTHBEARER sends a token it reads (token_file, refreshed by another process); it fetches none itself: set mechanism = \"OAUTHBEARER\" and token_file in the sasl table of {alias}")),
         _ => return unsupported(conv, format!("login module {module} (SASL {mech}): strait supports PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 and OAUTHBEARER")),
     };
-    let mut sasl = Sasl { mechanism, ..Sasl::default() };
+    let mut sasl = Sasl {
+        mechanism,
+        ..Sasl::default()
+    };
     let mut notes = Vec::new();
     for (k, v) in options {
         match k.as_str() {
@@ -213,7 +281,9 @@ fn jaas(conv: &mut Conv, alias: &str) -> Option<Sasl> {
                 Some(Ok(Secret::File(f))) => sasl.password_file = Some(f),
                 Some(Err(why)) => return unsupported(conv, why),
                 None => {
-                    notes.push("the password is inline, as in the MM2 file: prefer password_file or password_env".to_string());
+                    notes.push(
+                        "the password is inline, as in the MM2 file: prefer password_file or password_env".to_string(),
+                    );
                     sasl.password = Some(v);
                 }
             },
@@ -229,9 +299,16 @@ fn jaas(conv: &mut Conv, alias: &str) -> Option<Sasl> {
     if let Some(i) = mech_i {
         conv.mark(i, ReportKind::Converted, format!("mechanism of {alias}"));
     }
-    for k in ["sasl.login.callback.handler.class", "sasl.client.callback.handler.class"] {
+    for k in [
+        "sasl.login.callback.handler.class",
+        "sasl.client.callback.handler.class",
+    ] {
         if let Some(i) = conv.client(alias, k) {
-            conv.mark(i, ReportKind::Unsupported, "custom SASL callback class: strait cannot run it");
+            conv.mark(
+                i,
+                ReportKind::Unsupported,
+                "custom SASL callback class: strait cannot run it",
+            );
         }
     }
     Some(sasl)
@@ -279,7 +356,11 @@ fn provider_ref(conv: &mut Conv, v: &str) -> Option<Result<Secret, String>> {
 fn parse_jaas(s: &str) -> Result<(String, Vec<(String, String)>), String> {
     let s = s.trim().trim_end_matches(';').trim();
     let mut parts = s.splitn(3, char::is_whitespace);
-    let module = parts.next().filter(|m| !m.is_empty()).ok_or("no login module")?.to_string();
+    let module = parts
+        .next()
+        .filter(|m| !m.is_empty())
+        .ok_or("no login module")?
+        .to_string();
     let flag = parts.next().ok_or("no control flag (required)")?;
     if !["required", "requisite", "sufficient", "optional"].contains(&flag) {
         return Err(format!("`{flag}` is not a control flag"));
@@ -330,9 +411,15 @@ fn parse_jaas(s: &str) -> Result<(String, Vec<(String, String)>), String> {
 mod tests {
     #[test]
     fn jaas_lines() {
-        let (m, o) = super::parse_jaas(r#"org.apache.kafka.common.security.scram.ScramLoginModule required username="mm2" password="p\"w d";"#).unwrap();
+        let (m, o) = super::parse_jaas(
+            r#"org.apache.kafka.common.security.scram.ScramLoginModule required username="mm2" password="p\"w d";"#,
+        )
+        .unwrap();
         assert_eq!(m, "org.apache.kafka.common.security.scram.ScramLoginModule");
-        assert_eq!(o, vec![("username".into(), "mm2".into()), ("password".into(), "p\"w d".into())]);
+        assert_eq!(
+            o,
+            vec![("username".into(), "mm2".into()), ("password".into(), "p\"w d".into())]
+        );
         let (_, o) = super::parse_jaas("a.B required user=x;").unwrap();
         assert_eq!(o, vec![("user".into(), "x".into())]);
         assert!(super::parse_jaas("a.B maybe;").is_err());

@@ -19,7 +19,8 @@ use super::{ImportError, ReportKind, ReportLine};
 /// YAML naming itself a Strimzi resource.
 pub(crate) fn looks_like(text: &str) -> bool {
     text.lines().map(str::trim).any(|l| {
-        (l.starts_with("kind:") && l.contains("KafkaMirrorMaker2")) || (l.starts_with("apiVersion:") && l.contains("kafka.strimzi.io"))
+        (l.starts_with("kind:") && l.contains("KafkaMirrorMaker2"))
+            || (l.starts_with("apiVersion:") && l.contains("kafka.strimzi.io"))
     })
 }
 
@@ -43,7 +44,12 @@ impl Reader<'_> {
     }
 
     fn report(&mut self, kind: ReportKind, line: usize, key: &str, message: impl Into<String>) {
-        self.input.report.push(ReportLine { kind, line: Some(line + 1), key: key.to_string(), message: message.into() });
+        self.input.report.push(ReportLine {
+            kind,
+            line: Some(line + 1),
+            key: key.to_string(),
+            message: message.into(),
+        });
     }
 
     fn prop(&mut self, key: String, value: &Value, line: usize, name: String) {
@@ -54,7 +60,12 @@ impl Reader<'_> {
             Value::Null => String::new(),
             other => serde_yaml_ng::to_string(other).unwrap_or_default().trim().to_string(),
         };
-        self.input.props.push(Prop { key, value, line: line + 1, name: Some(name) });
+        self.input.props.push(Prop {
+            key,
+            value,
+            line: line + 1,
+            name: Some(name),
+        });
     }
 }
 
@@ -63,7 +74,10 @@ fn str_of<'v>(m: &'v Mapping, k: &str) -> Option<&'v str> {
 }
 
 pub(crate) fn read(text: &str, file: &str) -> Result<Input, ImportError> {
-    let not = |reason: String| ImportError::NotMm2 { file: file.to_string(), reason };
+    let not = |reason: String| ImportError::NotMm2 {
+        file: file.to_string(),
+        reason,
+    };
     let mut doc = None;
     for d in serde_yaml_ng::Deserializer::from_str(text) {
         let v = Value::deserialize(d).map_err(|e| not(format!("invalid YAML: {e}")))?;
@@ -73,8 +87,17 @@ pub(crate) fn read(text: &str, file: &str) -> Result<Input, ImportError> {
         }
     }
     let doc = doc.ok_or_else(|| not("no `kind: KafkaMirrorMaker2` resource in it".into()))?;
-    let spec = doc.get("spec").and_then(Value::as_mapping).ok_or_else(|| not("the KafkaMirrorMaker2 has no spec".into()))?;
-    let mut r = Reader { lines: text.lines().collect(), input: Input { secrets_note: true, ..Input::default() } };
+    let spec = doc
+        .get("spec")
+        .and_then(Value::as_mapping)
+        .ok_or_else(|| not("the KafkaMirrorMaker2 has no spec".into()))?;
+    let mut r = Reader {
+        lines: text.lines().collect(),
+        input: Input {
+            secrets_note: true,
+            ..Input::default()
+        },
+    };
     let spec_line = r.line_of("spec", 0);
     let mut aliases = Vec::new();
     let mut connect = None;
@@ -83,8 +106,15 @@ pub(crate) fn read(text: &str, file: &str) -> Result<Input, ImportError> {
         let line = r.line_of(k, spec_line);
         match k {
             "clusters" => {
+                let mut from = line;
                 for c in v.as_sequence().into_iter().flatten() {
-                    if let Some(a) = cluster(&mut r, c, line, None) {
+                    if let Some(a) = cluster(&mut r, c, from, None) {
+                        let first = c
+                            .as_mapping()
+                            .and_then(|m| m.keys().next())
+                            .and_then(Value::as_str)
+                            .unwrap_or("alias");
+                        from = r.line_of(first, from) + 1;
                         aliases.push(a);
                     }
                 }
@@ -96,7 +126,12 @@ pub(crate) fn read(text: &str, file: &str) -> Result<Input, ImportError> {
             }
             "connectCluster" => {
                 connect = v.as_str().map(String::from);
-                r.report(ReportKind::Converted, line, "spec.connectCluster", "where the offsets topic lives");
+                r.report(
+                    ReportKind::Converted,
+                    line,
+                    "spec.connectCluster",
+                    "where the offsets topic lives",
+                );
             }
             "mirrors" => {}
             _ => r.report(ReportKind::NotNeeded, line, &format!("spec.{k}"), DEPLOYMENT),
@@ -106,16 +141,29 @@ pub(crate) fn read(text: &str, file: &str) -> Result<Input, ImportError> {
     let connect_cfg = spec
         .get("clusters")
         .and_then(Value::as_sequence)
-        .and_then(|cs| cs.iter().find(|c| c.get("alias").and_then(Value::as_str) == connect.as_deref()))
+        .and_then(|cs| {
+            cs.iter()
+                .find(|c| c.get("alias").and_then(Value::as_str) == connect.as_deref())
+        })
         .or_else(|| spec.get("target"))
         .and_then(Value::as_mapping);
     let offsets = connect_cfg.and_then(|c| {
-        str_of(c, "offsetStorageTopic").or_else(|| c.get("config").and_then(|cfg| cfg.get("offset.storage.topic")).and_then(Value::as_str))
+        str_of(c, "offsetStorageTopic").or_else(|| {
+            c.get("config")
+                .and_then(|cfg| cfg.get("offset.storage.topic"))
+                .and_then(Value::as_str)
+        })
     });
     r.input.offsets_topic = Some(offsets.unwrap_or("mirrormaker2-cluster-offsets").to_string());
     let mirrors_line = r.line_of("mirrors", spec_line);
     let mut from = mirrors_line;
-    for (n, m) in spec.get("mirrors").and_then(Value::as_sequence).into_iter().flatten().enumerate() {
+    for (n, m) in spec
+        .get("mirrors")
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         let Some(m) = m.as_mapping() else { continue };
         let first = m.keys().next().and_then(Value::as_str).unwrap_or("sourceCluster");
         let at = r.line_of(first, from);
@@ -124,7 +172,12 @@ pub(crate) fn read(text: &str, file: &str) -> Result<Input, ImportError> {
     }
     r.input.props.insert(
         0,
-        Prop { key: "clusters".into(), value: aliases.join(", "), line: r.line_of("clusters", spec_line) + 1, name: Some("spec.clusters".into()) },
+        Prop {
+            key: "clusters".into(),
+            value: aliases.join(", "),
+            line: r.line_of("clusters", spec_line) + 1,
+            name: Some("spec.clusters".into()),
+        },
     );
     Ok(r.input)
 }
@@ -134,11 +187,13 @@ fn cluster(r: &mut Reader, c: &Value, from: usize, path: Option<&str>) -> Option
     let m = c.as_mapping()?;
     let alias = str_of(m, "alias")?.to_string();
     let base = path.map_or(format!("spec.clusters[{alias}]"), |p| format!("spec.{p}"));
-    let start = r.line_of("alias", from);
+    let first = m.keys().next().and_then(Value::as_str).unwrap_or("alias");
+    let item = r.line_of(first, from);
+    let start = r.line_of("alias", item);
     let mut sec = Security::default();
     for (k, v) in m {
         let k = k.as_str().unwrap_or_default();
-        let line = r.line_of(k, start.saturating_sub(3));
+        let line = if k == "alias" { start } else { r.line_of(k, item) };
         let name = format!("{base}.{k}");
         match k {
             "alias" => r.report(ReportKind::Converted, line, &name, "cluster alias"),
@@ -152,26 +207,50 @@ fn cluster(r: &mut Reader, c: &Value, from: usize, path: Option<&str>) -> Option
             }
             "tls" => {
                 let mut tls = Tls::default();
-                let certs = v.get("trustedCertificates").and_then(Value::as_sequence).cloned().unwrap_or_default();
+                let certs = v
+                    .get("trustedCertificates")
+                    .and_then(Value::as_sequence)
+                    .cloned()
+                    .unwrap_or_default();
                 for (i, cert) in certs.iter().enumerate() {
                     let secret = cert.get("secretName").and_then(Value::as_str).unwrap_or("SECRET");
                     let file = cert.get("certificate").and_then(Value::as_str).unwrap_or("ca.crt");
                     let path = format!("/run/secrets/{secret}/{file}");
                     if i == 0 {
                         if let Some(p) = cert.get("pattern").and_then(Value::as_str) {
-                            tls.notes.push(format!("Strimzi took every {p} of secret {secret}; this is the cluster CA's"));
+                            tls.notes.push(format!(
+                                "Strimzi took every {p} of secret {secret}; this is the cluster CA's"
+                            ));
                         }
                         tls.ca_file = Some(path);
                     } else {
-                        r.report(ReportKind::Unsupported, line, &format!("{name}.trustedCertificates[{i}]"), format!("strait takes one ca_file: concatenate {path} into {}", tls.ca_file.clone().unwrap_or_default()));
+                        r.report(
+                            ReportKind::Unsupported,
+                            line,
+                            &format!("{name}.trustedCertificates[{i}]"),
+                            format!(
+                                "strait takes one ca_file: concatenate {path} into {}",
+                                tls.ca_file.clone().unwrap_or_default()
+                            ),
+                        );
                     }
                 }
-                r.report(ReportKind::Converted, line, &name, format!("tls table of {alias} (CA files from Kubernetes secrets under /run/secrets)"));
+                r.report(
+                    ReportKind::Converted,
+                    line,
+                    &name,
+                    format!("tls table of {alias} (CA files from Kubernetes secrets under /run/secrets)"),
+                );
                 sec.tls = Some(tls);
             }
             "authentication" => sec.sasl = authentication(r, v, line, &name, &alias, &mut sec.tls),
             "offsetStorageTopic" => r.report(ReportKind::Converted, line, &name, "mm2_offsets_topic"),
-            "groupId" | "configStorageTopic" | "statusStorageTopic" => r.report(ReportKind::NotNeeded, line, &name, "Kafka Connect worker setting: strait runs no Connect worker"),
+            "groupId" | "configStorageTopic" | "statusStorageTopic" => r.report(
+                ReportKind::NotNeeded,
+                line,
+                &name,
+                "Kafka Connect worker setting: strait runs no Connect worker",
+            ),
             _ => r.report(ReportKind::Unknown, line, &name, "not a Strimzi cluster field"),
         }
     }
@@ -179,10 +258,23 @@ fn cluster(r: &mut Reader, c: &Value, from: usize, path: Option<&str>) -> Option
     Some(alias)
 }
 
-fn authentication(r: &mut Reader, v: &Value, line: usize, name: &str, alias: &str, tls: &mut Option<Tls>) -> Option<Sasl> {
+fn authentication(
+    r: &mut Reader,
+    v: &Value,
+    line: usize,
+    name: &str,
+    alias: &str,
+    tls: &mut Option<Tls>,
+) -> Option<Sasl> {
     let kind = v.get("type").and_then(Value::as_str).unwrap_or_default();
     let secret_file = |s: Option<&Value>, key: &str| {
-        s.map(|s| format!("/run/secrets/{}/{}", s.get("secretName").and_then(Value::as_str).unwrap_or("SECRET"), s.get(key).and_then(Value::as_str).unwrap_or(key)))
+        s.map(|s| {
+            format!(
+                "/run/secrets/{}/{}",
+                s.get("secretName").and_then(Value::as_str).unwrap_or("SECRET"),
+                s.get(key).and_then(Value::as_str).unwrap_or(key)
+            )
+        })
     };
     let mechanism = match kind {
         "tls" => {
@@ -190,7 +282,12 @@ fn authentication(r: &mut Reader, v: &Value, line: usize, name: &str, alias: &st
             let t = tls.get_or_insert_with(Tls::default);
             t.cert_file = secret_file(ck, "certificate");
             t.key_file = secret_file(ck, "key");
-            r.report(ReportKind::Converted, line, name, format!("mTLS: cert_file and key_file of {alias} from a Kubernetes secret"));
+            r.report(
+                ReportKind::Converted,
+                line,
+                name,
+                format!("mTLS: cert_file and key_file of {alias} from a Kubernetes secret"),
+            );
             return None;
         }
         "scram-sha-256" => "SCRAM-SHA-256",
@@ -198,8 +295,17 @@ fn authentication(r: &mut Reader, v: &Value, line: usize, name: &str, alias: &st
         "plain" => "PLAIN",
         "oauth" if v.get("accessToken").is_some() => {
             let token_file = secret_file(v.get("accessToken"), "key");
-            r.report(ReportKind::Converted, line, name, format!("OAUTHBEARER token_file of {alias} (a static access token: refresh the file yourself)"));
-            return Some(Sasl { mechanism: "OAUTHBEARER".into(), token_file, ..Sasl::default() });
+            r.report(
+                ReportKind::Converted,
+                line,
+                name,
+                format!("OAUTHBEARER token_file of {alias} (a static access token: refresh the file yourself)"),
+            );
+            return Some(Sasl {
+                mechanism: "OAUTHBEARER".into(),
+                token_file,
+                ..Sasl::default()
+            });
         }
         other => {
             r.report(ReportKind::Unsupported, line, name, format!("authentication type {other}: strait supports tls, scram-sha-256, scram-sha-512, plain, and oauth with an accessToken"));
@@ -208,18 +314,42 @@ fn authentication(r: &mut Reader, v: &Value, line: usize, name: &str, alias: &st
     };
     let username = v.get("username").and_then(Value::as_str).map(String::from);
     let password_file = secret_file(v.get("passwordSecret"), "password");
-    r.report(ReportKind::Converted, line, name, format!("sasl table of {alias} ({mechanism}); password_file is the Kubernetes secret mounted under /run/secrets"));
-    Some(Sasl { mechanism: mechanism.into(), username, password_file, ..Sasl::default() })
+    r.report(
+        ReportKind::Converted,
+        line,
+        name,
+        format!(
+            "sasl table of {alias} ({mechanism}); password_file is the Kubernetes secret mounted under /run/secrets"
+        ),
+    );
+    Some(Sasl {
+        mechanism: mechanism.into(),
+        username,
+        password_file,
+        ..Sasl::default()
+    })
 }
 
-fn mirror(r: &mut Reader, m: &Mapping, n: usize, at: usize, aliases: &mut Vec<String>, connect: Option<&str>) -> Result<(), ImportError> {
+fn mirror(
+    r: &mut Reader,
+    m: &Mapping,
+    n: usize,
+    at: usize,
+    aliases: &mut Vec<String>,
+    connect: Option<&str>,
+) -> Result<(), ImportError> {
     let source = str_of(m, "sourceCluster").map(String::from).or_else(|| {
         let s = m.get("source")?;
         cluster(r, s, at, Some(&format!("mirrors[{n}].source")))
     });
     let target = str_of(m, "targetCluster").or(connect).map(String::from);
     let (Some(s), Some(t)) = (source, target) else {
-        r.report(ReportKind::Unsupported, at, &format!("spec.mirrors[{n}]"), "no source or target cluster: left out");
+        r.report(
+            ReportKind::Unsupported,
+            at,
+            &format!("spec.mirrors[{n}]"),
+            "no source or target cluster: left out",
+        );
         return Ok(());
     };
     if m.get("source").is_some() && !aliases.contains(&s) {
@@ -227,9 +357,18 @@ fn mirror(r: &mut Reader, m: &Mapping, n: usize, at: usize, aliases: &mut Vec<St
     }
     let flow = format!("{s}->{t}");
     let base = format!("spec.mirrors[{n}]");
-    r.input.props.push(Prop { key: format!("{flow}.enabled"), value: "true".into(), line: at + 1, name: Some(format!("{base} ({flow})")) });
-    r.input.checkpoints.insert(flow.clone(), m.contains_key("checkpointConnector"));
-    r.input.heartbeats.insert(flow.clone(), m.contains_key("heartbeatConnector"));
+    r.input.props.push(Prop {
+        key: format!("{flow}.enabled"),
+        value: "true".into(),
+        line: at + 1,
+        name: Some(format!("{base} ({flow})")),
+    });
+    r.input
+        .checkpoints
+        .insert(flow.clone(), m.contains_key("checkpointConnector"));
+    r.input
+        .heartbeats
+        .insert(flow.clone(), m.contains_key("heartbeatConnector"));
     for (k, v) in m {
         let k = k.as_str().unwrap_or_default();
         let line = r.line_of(k, at);
@@ -239,7 +378,11 @@ fn mirror(r: &mut Reader, m: &Mapping, n: usize, at: usize, aliases: &mut Vec<St
             "topicsExcludePattern" | "topicsBlacklistPattern" => "topics.exclude",
             "groupsPattern" => "groups",
             "groupsExcludePattern" | "groupsBlacklistPattern" => "groups.exclude",
-            "sourceCluster" | "targetCluster" | "source" => continue,
+            "sourceCluster" | "targetCluster" => {
+                r.report(ReportKind::Converted, line, &name, format!("flow {s} -> {t}"));
+                continue;
+            }
+            "source" => continue,
             "sourceConnector" | "checkpointConnector" | "heartbeatConnector" => {
                 for (ck, cv) in v.as_mapping().into_iter().flatten() {
                     let ck = ck.as_str().unwrap_or_default();
@@ -253,13 +396,23 @@ fn mirror(r: &mut Reader, m: &Mapping, n: usize, at: usize, aliases: &mut Vec<St
                     } else if ck == "tasksMax" {
                         r.report(ReportKind::NotNeeded, l, &format!("{name}.tasksMax"), "strait spreads partitions over every `strait run` process of a flow: run more processes instead");
                     } else {
-                        r.report(ReportKind::NotNeeded, l, &format!("{name}.{ck}"), "Kafka Connect connector lifecycle: strait has no connectors");
+                        r.report(
+                            ReportKind::NotNeeded,
+                            l,
+                            &format!("{name}.{ck}"),
+                            "Kafka Connect connector lifecycle: strait has no connectors",
+                        );
                     }
                 }
                 if k == "heartbeatConnector" {
                     r.report(ReportKind::Converted, line, &name, "heartbeats = true");
                 } else if k == "checkpointConnector" {
-                    r.report(ReportKind::Converted, line, &name, "group offset sync follows its sync.group.offsets.enabled");
+                    r.report(
+                        ReportKind::Converted,
+                        line,
+                        &name,
+                        "group offset sync follows its sync.group.offsets.enabled",
+                    );
                 } else {
                     r.report(ReportKind::Converted, line, &name, format!("flow {s} -> {t}"));
                 }
@@ -273,7 +426,12 @@ fn mirror(r: &mut Reader, m: &Mapping, n: usize, at: usize, aliases: &mut Vec<St
         r.prop(format!("{flow}.{key}"), v, line, name);
     }
     if !m.contains_key("heartbeatConnector") {
-        r.report(ReportKind::Converted, at, &format!("{base}.heartbeatConnector"), "absent: Strimzi runs no heartbeat connector, so heartbeats = false");
+        r.report(
+            ReportKind::Converted,
+            at,
+            &format!("{base}.heartbeatConnector"),
+            "absent: Strimzi runs no heartbeat connector, so heartbeats = false",
+        );
     }
     Ok(())
 }
