@@ -220,11 +220,6 @@ fn every_expected_toml_passes_check_config() {
         let text = std::fs::read_to_string(&path).unwrap();
         let mut out = String::new();
         for line in text.lines() {
-            // TODO(mm2-keys): drop this once `start_from = "mm2"` and
-            // `mm2_offsets_topic` are in strait's config parser (on main).
-            if line.starts_with("start_from = \"mm2\"") || line.starts_with("mm2_offsets_topic = ") {
-                continue;
-            }
             // The files the config names do not exist here: stand-ins.
             let line = match line.split_once(" = ") {
                 Some(("ca_file" | "cert_file", _)) => format!("{} = {:?}", line.split(' ').next().unwrap(), cert),

@@ -34,6 +34,7 @@ const ORDER: &[&str] = &[
     "rename",
     "start_from",
     "mm2_offsets_topic",
+    "mm2_connector",
     "refresh_interval_ms",
     "replication_factor",
     "sync_acls",
@@ -140,6 +141,11 @@ impl<'c, 'a> Settings<'c, 'a> {
                 "mm2_offsets_topic",
                 Val::Str(t),
                 Some("the Connect cluster's offset.storage.topic (Strimzi)"),
+            ));
+            entries.push(entry(
+                "mm2_connector",
+                Val::Str(format!("{s}->{d}.MirrorSourceConnector")),
+                Some("Strimzi names the source connector <source>-><target>.MirrorSourceConnector"),
             ));
             return sort(entries);
         } else {
