@@ -134,8 +134,10 @@ impl Budget {
     }
 
     /// Fetcher `key` wants `bytes` in flight (0: nothing beyond the base): the
-    /// limit becomes the sum of every want, between the base and the ceiling.
-    /// Returns the new limit.
+    /// limit becomes the base plus every want, up to the ceiling (the base
+    /// keeps holding what was fetched while the producer writes it, so the
+    /// fetches of the next round trip are not waiting for it). Returns the
+    /// new limit.
     pub fn want(&self, key: &str, bytes: usize) -> usize {
         let mut wants = lock(&self.wants);
         if bytes == 0 {
@@ -145,7 +147,7 @@ impl Budget {
         }
         let sum: usize = wants.values().sum();
         drop(wants);
-        let limit = sum.clamp(self.base, self.ceiling);
+        let limit = self.base.saturating_add(sum).min(self.ceiling).max(self.base);
         let old = self.limit.swap(limit, Ordering::Relaxed);
         if limit > old {
             self.freed.notify_waiters();
