@@ -34,7 +34,7 @@ use crate::config::{FetchSettings, StartFrom};
 mod lanes;
 mod response;
 
-use lanes::{lane_of, rtt_watch, Lanes};
+use lanes::{dealt, rtt_watch, Lanes};
 pub use lanes::{lanes_for, MAX_LANES};
 use response::process_partition;
 
@@ -402,8 +402,11 @@ async fn leader_watch(f: Arc<Fetchers>) {
     }
 }
 
+/// A partition a lane may fetch now: its topic id, fetch offset and destination topic.
+type Fetchable = (Uuid, i64, Arc<str>);
+
 /// Fetch loop of one lane (connection) of one source broker: the broker's
-/// partitions whose [`lane_of`] is this lane, in one fetch session. Ends when
+/// partitions [`dealt`] to this lane, in one fetch session. Ends when
 /// the broker's lanes shrink below it.
 async fn fetch_loop(f: Arc<Fetchers>, node: i32, lane: usize) {
     let mut session = Session::default();
@@ -417,11 +420,22 @@ async fn fetch_loop(f: Arc<Fetchers>, node: i32, lane: usize) {
         if lane >= lanes {
             break;
         }
-        let candidates: Vec<(Key, Uuid, i64, Arc<str>)> = f
+        // The broker's partitions are dealt to its lanes (stopped and held
+        // ones keep their turn, so the others do not move), then this lane's
+        // fetchable ones taken.
+        let of_broker: Vec<(Key, Option<Fetchable>)> = f
             .lock()
             .iter()
-            .filter(|(k, p)| p.leader == node && p.stopped.is_none() && !p.held && lane_of(k, lanes) == lane)
-            .map(|(k, p)| (k.clone(), p.topic_id, p.next_offset, p.route.dst_topic.clone()))
+            .filter(|(_, p)| p.leader == node)
+            .map(|(k, p)| {
+                let fetchable = p.stopped.is_none() && !p.held;
+                let this = fetchable.then(|| (p.topic_id, p.next_offset, p.route.dst_topic.clone()));
+                (k.clone(), this)
+            })
+            .collect();
+        let candidates: Vec<(Key, Uuid, i64, Arc<str>)> = dealt(of_broker, lanes, lane)
+            .into_iter()
+            .filter_map(|(k, this)| this.map(|(id, o, dst)| (k, id, o, dst)))
             .collect();
         // Partitions the destination refused for good are not fetched any more.
         let mine: Vec<(Key, Uuid, i64)> = candidates
@@ -448,6 +462,14 @@ async fn fetch_loop(f: Arc<Fetchers>, node: i32, lane: usize) {
             .reserve_up_to(f.settings.partition_max_bytes.min(most), most)
             .await;
         let max_bytes = held.bytes();
+        // Across a long round trip (several lanes) a lane holding few
+        // partitions asks for its whole share from them: one 4 MiB partition
+        // per lane left half of a 150 ms link's window unused.
+        let partition_max = if lanes > 1 {
+            f.settings.partition_max_bytes.max(max_bytes / mine.len())
+        } else {
+            f.settings.partition_max_bytes
+        };
         let conn = match f.src.broker_lane(node, lane).await {
             Ok(c) => c,
             Err(e) => {
@@ -488,7 +510,15 @@ async fn fetch_loop(f: Arc<Fetchers>, node: i32, lane: usize) {
                 }
             }
         }
-        let req = build_request(&f.settings, version, &session, full, &include, &forgotten, max_bytes);
+        let req = build_request(
+            &f.settings,
+            version,
+            &session,
+            full,
+            &include,
+            &forgotten,
+            (max_bytes, partition_max),
+        );
         f.metrics.fetches_in_flight.fetch_add(1, Ordering::Relaxed);
         let of_broker = {
             let mut in_flight = crate::sync::lock(&f.in_flight);
@@ -615,7 +645,7 @@ fn build_request(
     full: bool,
     include: &[(Key, Uuid, i64)],
     forgotten: &[(Key, Uuid)],
-    max_bytes: usize,
+    (max_bytes, partition_max_bytes): (usize, usize),
 ) -> kafka_protocol::messages::FetchRequest {
     let session = match (version >= 7, full) {
         (false, _) => SessionRequest::None,
@@ -639,7 +669,7 @@ fn build_request(
         FetchLimits {
             max_wait_ms: settings.max_wait.as_millis().min(i32::MAX as u128) as i32,
             max_bytes: max_bytes.min(i32::MAX as usize) as i32,
-            partition_max_bytes: settings.partition_max_bytes.min(i32::MAX as usize) as i32,
+            partition_max_bytes: partition_max_bytes.min(i32::MAX as usize) as i32,
         },
         session,
         &include,

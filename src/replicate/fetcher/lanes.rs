@@ -39,16 +39,24 @@ pub fn lanes_for(rtt: Duration) -> usize {
     ((rtt.as_secs_f64() / RTT_PER_LANE.as_secs_f64()).ceil() as usize).clamp(1, MAX_LANES)
 }
 
-/// Which lane fetches a partition, among `count`: a stable spread, so a
-/// partition is fetched by one lane at a time (order holds) while the count
-/// stays the same. When the count changes a partition may move; a response to
-/// its old lane's fetch then no longer matches its fetch offset and is dropped.
-pub(super) fn lane_of(key: &Key, count: usize) -> usize {
+/// The partitions of one broker that lane `lane` of `count` fetches: dealt in
+/// turn, in key order, so every lane gets its share (a hash left some lanes
+/// with two or three partitions and others with none: 8 partitions on 8
+/// lanes kept about 5 busy). A partition is fetched by one lane at a time
+/// (order holds) while the broker's partitions and lane count stay the same.
+/// When either changes a partition may move; a response to its old lane's
+/// fetch then no longer matches its fetch offset and is dropped.
+pub(super) fn dealt<T>(mut of_broker: Vec<(Key, T)>, count: usize, lane: usize) -> Vec<(Key, T)> {
     if count <= 1 {
-        return 0;
+        return of_broker;
     }
-    let h = crc32c::crc32c_append(crc32c::crc32c(key.0.as_bytes()), &key.1.to_be_bytes());
-    h as usize % count
+    of_broker.sort_by(|a, b| a.0.cmp(&b.0));
+    of_broker
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| i % count == lane)
+        .map(|(_, x)| x)
+        .collect()
 }
 
 /// Measures broker `node`'s round trip every [`PROBE_EVERY`] and sizes its
@@ -122,5 +130,26 @@ pub(super) async fn rtt_watch(f: Arc<Fetchers>, node: i32) {
             _ = tokio::time::sleep(PROBE_EVERY) => {}
             _ = stopped => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_are_dealt_evenly_and_each_to_one_lane() {
+        let keys: Vec<(Key, ())> = (0..8).rev().map(|p| ((Arc::from("t"), p), ())).collect();
+        let mut seen = Vec::new();
+        for lane in 0..8 {
+            let mine = dealt(keys.clone(), 8, lane);
+            assert_eq!(mine.len(), 1, "lane {lane}");
+            seen.extend(mine.into_iter().map(|(k, _)| k.1));
+        }
+        seen.sort();
+        assert_eq!(seen, (0..8).collect::<Vec<_>>());
+        let three: Vec<usize> = (0..3).map(|l| dealt(keys.clone(), 3, l).len()).collect();
+        assert_eq!(three, vec![3, 3, 2]);
+        assert_eq!(dealt(keys.clone(), 1, 0).len(), 8);
     }
 }
