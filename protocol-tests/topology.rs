@@ -724,10 +724,24 @@ async fn two_way_heartbeats_cross_once_and_do_not_bounce() {
     );
     let r = start(&text).await;
     let flows: Vec<String> = r.handles.iter().map(|h| h.flow.to_string()).collect();
-    // (key, value) of every heartbeat on a cluster.
+    // (key, value) of every heartbeat on a cluster. A read is cut after 20 s
+    // (one CI run spent 12 minutes in these reads: the deadline below is
+    // only checked between them).
     let read = |c: &KafkaCluster| -> Vec<(String, String)> {
-        let out = Command::new("kcat")
-            .args(["-C", "-b", &c.bootstrap, "-t", &hb, "-e", "-q", "-f", "%k\t%s\n"])
+        let out = Command::new("timeout")
+            .args([
+                "20",
+                "kcat",
+                "-C",
+                "-b",
+                &c.bootstrap,
+                "-t",
+                &hb,
+                "-e",
+                "-q",
+                "-f",
+                "%k\t%s\n",
+            ])
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout)
