@@ -203,20 +203,26 @@ pub async fn copy(cfg: &Config, src: &Client, dst: &Client, diverged: &[Diverged
         .map(|d| GroupOffset::new(d.diverged_topic.clone(), d.partition, d.offsets.0))
         .collect();
     // The flow copies whole topics: a partition without diverged records
-    // starts at the source's end, or it would be copied from its beginning.
-    for d in diverged {
-        let count = smd.topics.get(&d.src_topic).map_or(0, |t| t.partitions.len() as i32);
-        for p in 0..count {
-            let known = |t: &str| starts.iter().any(|s| s.topic == t && s.partition == p);
-            if known(&d.diverged_topic) {
-                continue;
-            }
-            let end = src
-                .list_offset(&d.src_topic, p, LATEST, true)
-                .await
-                .map_err(super::src_err(cfg))?;
-            starts.push(GroupOffset::new(d.diverged_topic.clone(), p, end));
+    // starts at the source's end (one ListOffsets per topic), or it would be
+    // copied from its beginning.
+    for n in &news {
+        let Some(d) = diverged.iter().find(|d| d.diverged_topic == n.name) else {
+            continue;
+        };
+        let quiet: Vec<i32> = (0..n.partitions)
+            .filter(|p| !diverged.iter().any(|x| x.diverged_topic == n.name && x.partition == *p))
+            .collect();
+        if quiet.is_empty() {
+            continue;
         }
+        let ends = src
+            .list_offsets(&d.src_topic, &quiet, LATEST, true)
+            .await
+            .map_err(super::src_err(cfg))?;
+        starts.extend(
+            ends.into_iter()
+                .map(|(p, end)| GroupOffset::new(n.name.clone(), p, end)),
+        );
     }
     dst.commit_group_offsets(&c.checkpoint_group(), &starts)
         .await
