@@ -6,6 +6,7 @@
 //! the only duplicates are MM2's uncommitted window, counted exactly from the
 //! positions MM2 committed (read by the test itself) and what MM2 had written.
 
+mod common;
 mod harness;
 #[path = "harness/proxy.rs"]
 mod proxy;
@@ -15,6 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use common::tool;
 use harness::{b64, group_offset, stop_process as stop, within};
 use harness::{unique_topic, KafkaCluster};
 use proxy::ClusterProxy;
@@ -22,10 +24,6 @@ use serde_json::Value;
 
 /// Records the source gets; MM2 copies part of them.
 const RECORDS: u64 = 8_000;
-
-fn tool(args: &[&str]) -> String {
-    harness::kafka_tool(args)
-}
 
 /// Every record of `topic` as (partition, timestamp): the loader gives each
 /// record its own timestamp, which MM2 and strait both keep.
@@ -154,26 +152,8 @@ async fn strait_takes_over_from_a_killed_mirrormaker2_without_copying_again() {
     let offsets_topic = format!("mm2-offsets.{alias}.internal");
     let dir = std::env::temp_dir().join(unique_topic("mm2-files"));
     std::fs::create_dir_all(&dir).unwrap();
-    tool(&[
-        "create",
-        "--bootstrap",
-        &src.bootstrap,
-        "--topic",
-        &t,
-        "--partitions",
-        "4",
-        "--config",
-        "retention.ms=-1",
-    ]);
-    tool(&[
-        "load",
-        "--bootstrap",
-        &src.bootstrap,
-        "--topic",
-        &t,
-        "--count",
-        &RECORDS.to_string(),
-    ]);
+    common::create(src, &t, 4, &["retention.ms=-1"]);
+    common::load(src, &t, RECORDS as usize, "none", &[]);
     let on_src: BTreeSet<(i64, i64)> = records(&src.bootstrap, &t).into_iter().collect();
     assert_eq!(on_src.len() as u64, RECORDS, "every record has its own timestamp");
 
