@@ -1,6 +1,16 @@
 //! Coalescing in the queue: a run of small, never-sent batches of one
 //! partition becomes one batch before it is first sent ([`crate::batch::coalesce`]
 //! does the merging). It happens only when batches queue up, so it adds no latency.
+//!
+//! Two kinds of run merge. Tiny batches (below `coalesce_below_bytes`)
+//! whenever two or more are queued. Larger ones (below [`deep_below`]) only
+//! when the partition queues more batches than its in-flight window lets go
+//! now: Produce carries one batch per partition and the idempotence window
+//! allows 5 in flight, so a source written in many small batches (3 KB each
+//! at 10 MB/s with `linger.ms=1`) is replicated at 5 batches per produce
+//! round trip. That rate is what queues them; merging the queue keeps the
+//! window's bytes up with the load instead of the tail latency growing (a
+//! far destination: the window's bytes per round trip are the throughput).
 
 use tracing::warn;
 
@@ -11,9 +21,30 @@ use crate::config::ProduceSettings;
 
 /// Largest batch built by coalescing.
 const COALESCE_MAX_BYTES: usize = 512 * 1024;
+/// Near destination: batches below this merge when they queue past the
+/// window. Larger ones already fill a request well; merging them would only
+/// cost CPU (a bulk catch-up of 80 KB batches stays on the raw path).
+const DEEP_BELOW_NEAR: usize = 64 * 1024;
+/// Far destination (a round trip of [`super::FAR_RTT`] or more): any two
+/// batches that fit in one merged batch, since the window's bytes per round
+/// trip bound the throughput.
+const DEEP_BELOW_FAR: usize = COALESCE_MAX_BYTES / 2;
+
+/// The size below which a partition's batches merge when they queue past its
+/// window (`queued` batches waiting, `free` of its window's slots open), to a
+/// destination broker near or `far`: 0 when the queue is not that deep.
+pub(super) fn deep_below(queued: usize, free: usize, far: bool) -> usize {
+    match (queued > free, far) {
+        (false, _) => 0,
+        (true, false) => DEEP_BELOW_NEAR,
+        (true, true) => DEEP_BELOW_FAR,
+    }
+}
 
 /// Merges the run of small, never-sent batches starting at entry `i` into one
-/// entry (see [`crate::batch::coalesce`]). Returns how many batches were merged.
+/// entry (see [`crate::batch::coalesce`]): batches below `coalesce_below_bytes`,
+/// or below `deep` when that is larger ([`deep_below`]; 0: not deep). Coalescing
+/// off (`coalesce_below_bytes = 0`) merges nothing. Returns how many batches were merged.
 /// A run whose records would decompress past the cap is not merged: its
 /// batches go raw, and the batch where it passed the cap is never tried again.
 pub(super) fn coalesce_run(
@@ -22,11 +53,12 @@ pub(super) fn coalesce_run(
     s: &ProduceSettings,
     stamps: &[ProducerStamp],
     next_id: &mut u64,
+    deep: usize,
 ) -> Option<usize> {
-    let below = s.coalesce_below_bytes;
-    if below == 0 {
+    if s.coalesce_below_bytes == 0 {
         return None;
     }
+    let below = s.coalesce_below_bytes.max(deep);
     let small = |e: &Entry| -> Option<RawBatch> {
         let (raw, _) = e.batch.as_ref()?;
         (e.state == State::Queued
@@ -45,14 +77,11 @@ pub(super) fn coalesce_run(
     let mut end = i; // last entry merged
     let mut size = raws[0].len();
     for (j, e) in part.entries.iter().enumerate().skip(i + 1) {
-        if size >= COALESCE_MAX_BYTES {
-            break;
-        }
         if e.batch.is_none() && e.state == State::Acked {
             continue; // a skipped marker between batches: covered by the merged range
         }
         match small(e) {
-            Some(raw) if raw.codec() == codec && e.origin == origin => {
+            Some(raw) if raw.codec() == codec && e.origin == origin && size + raw.len() <= COALESCE_MAX_BYTES => {
                 size += raw.len();
                 raws.push(raw);
                 end = j;

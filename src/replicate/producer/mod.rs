@@ -9,6 +9,7 @@
 mod decide;
 mod merge;
 mod queue;
+mod rtt;
 mod sender;
 mod txn;
 mod types;
@@ -33,6 +34,11 @@ use decide::Answer;
 use queue::{Outgoing, PartKey, Queue};
 pub use txn::TxnStatus;
 pub use types::{Item, Position, Route};
+
+/// A destination broker this far (round trip) or farther is far: batches queued
+/// past a partition's in-flight window merge up to 512 KiB, not 64 KiB
+/// ([`merge::deep_below`]). The fetch side opens a second lane at the same round trip.
+const FAR_RTT: Duration = Duration::from_millis(15);
 
 /// The destination producer of one flow.
 #[derive(Debug)]
@@ -279,6 +285,7 @@ impl Producer {
         for l in leaders {
             if senders.insert(l) {
                 tokio::spawn(sender::run(self.clone(), l));
+                tokio::spawn(rtt::watch(self.clone(), l));
             }
         }
     }

@@ -13,7 +13,7 @@
 //! position advances only over acknowledged entries. What an answer means is
 //! [`super::decide`]'s table; merging small batches is [`super::merge`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -24,7 +24,7 @@ use super::super::budget::Held;
 use super::super::metrics::{BatchTimes, Metrics};
 use super::super::offset_map::MapEntry;
 use super::decide::{verdict, Answer, Verdict};
-use super::merge::coalesce_run;
+use super::merge::{coalesce_run, deep_below};
 use super::txn::TxnState;
 use super::{Item, Position, Route};
 use crate::batch::{patch_for_produce, PatchedBatch, ProducerStamp, RawBatch};
@@ -234,6 +234,9 @@ pub(super) struct Queue {
     /// sequence there).
     pub(super) retired: HashMap<PartKey, Vec<i32>>,
     pub(super) txn: TxnState,
+    /// Destination brokers at a round trip of [`super::FAR_RTT`] or more
+    /// (measured by [`super::rtt`]): their partitions' queues merge larger batches.
+    pub(super) far: HashSet<i32>,
 }
 
 impl Queue {
@@ -387,7 +390,14 @@ impl Queue {
             if transactional && !self.txn.may_send(&key, part.entries[i].txn) {
                 continue;
             }
-            if let Some(merged) = coalesce_run(part, i, s, &self.stamps, &mut self.next_id) {
+            let window = if part.is_confirmed(part.entries[i].origin) {
+                s.max_in_flight_per_partition
+            } else {
+                1
+            };
+            let queued = part.entries.iter().skip(i).filter(|e| e.state == State::Queued).count();
+            let deep = deep_below(queued, window.saturating_sub(part.inflight), self.far.contains(&node));
+            if let Some(merged) = coalesce_run(part, i, s, &self.stamps, &mut self.next_id, deep) {
                 Metrics::add(&metrics.batches_coalesced, merged as u64);
             }
             let e = &mut part.entries[i];

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::decide::{verdict, Answer, Verdict};
-use super::queue::{PartKey, Queue};
+use super::merge::deep_below;
+use super::queue::{PartKey, Queue, State};
 use super::Producer;
 use super::{Item, Route};
 use crate::batch::writer::{write_batch, BatchSpec, RecordSpec};
@@ -158,6 +159,96 @@ async fn one_batch_per_partition_per_request_and_one_in_flight_until_confirmed()
         .collect();
     assert_eq!(positions, HashMap::from([(0, 110), (1, 110)]));
     assert_eq!(Metrics::get(&m.records), 20);
+}
+
+/// `count` batches of `n` records of 1 KiB each from source offset `from`:
+/// above `coalesce_below_bytes`, below the deep-queue threshold.
+async fn kib_items(from: i64, count: i64, n: i32) -> Vec<Item> {
+    let h = held().await;
+    let value = vec![7u8; 1024];
+    (0..count)
+        .map(|i| {
+            let base = from + i * n as i64;
+            let records: Vec<RecordSpec> = (0..n).map(|r| RecordSpec::simple(r, &value)).collect();
+            Item::Batch {
+                batch: write_batch(
+                    &BatchSpec {
+                        base_offset: base,
+                        ..BatchSpec::default()
+                    },
+                    &records,
+                ),
+                src_base: base,
+                src_last: base + n as i64 - 1,
+                deltas: None,
+                held: h.clone(),
+                origin: None,
+                fetched: std::time::Instant::now(),
+            }
+        })
+        .collect()
+}
+
+/// Records of each batch in flight of partition `p` of topic "t", in order.
+fn in_flight_records(q: &Queue, p: i32) -> Vec<i32> {
+    q.parts[&key("t", p)]
+        .entries
+        .iter()
+        .filter(|e| e.state == State::InFlight)
+        .map(|e| e.records)
+        .collect()
+}
+
+#[test]
+fn only_a_queue_deeper_than_the_free_window_merges_larger_batches() {
+    assert_eq!(deep_below(3, 5, false), 0, "everything can go now");
+    assert_eq!(deep_below(5, 5, true), 0);
+    assert_eq!(deep_below(6, 5, false), 64 * 1024);
+    assert_eq!(deep_below(2, 1, true), 256 * 1024, "far: any two that fit in 512 KiB");
+}
+
+#[tokio::test]
+async fn batches_queued_past_the_window_merge_and_a_short_queue_goes_raw() {
+    let mut q = Queue::new(STAMP);
+    let m = Metrics::default();
+    let s = ProduceSettings {
+        coalesce_below_bytes: 2048,
+        ..settings()
+    };
+    q.add_route(route("t", 0), 0, 0, Default::default());
+    q.parts.get_mut(&key("t", 0)).unwrap().leader = 1;
+    // One batch, acknowledged: the window opens to 5.
+    assert!(q.enqueue(&key("t", 0), kib_items(0, 1, 4).await));
+    let a = q.next_request(1, &s, &m);
+    let sent: Vec<(PartKey, u64)> = a.iter().map(|o| (o.key.clone(), o.entry)).collect();
+    let answers: HashMap<PartKey, Answer> = sent.iter().map(|(k, _)| (k.clone(), ok(0))).collect();
+    q.complete(&sent, &answers, false, &m);
+    // Three 4 KiB batches, five slots free: each goes raw, one per request.
+    assert!(q.enqueue(&key("t", 0), kib_items(4, 3, 4).await));
+    for _ in 0..3 {
+        assert_eq!(q.next_request(1, &s, &m).len(), 1);
+    }
+    assert_eq!(in_flight_records(&q, 0), vec![4, 4, 4]);
+    assert_eq!(Metrics::get(&m.batches_coalesced), 0);
+    // Ten more with two slots free: they would wait a round trip, so the run
+    // merges into one batch of 40 records (sequence numbers stay contiguous).
+    assert!(q.enqueue(&key("t", 0), kib_items(16, 10, 4).await));
+    assert_eq!(q.next_request(1, &s, &m).len(), 1);
+    assert_eq!(in_flight_records(&q, 0), vec![4, 4, 4, 40]);
+    assert_eq!(Metrics::get(&m.batches_coalesced), 10);
+    let merged = q.parts[&key("t", 0)].entries.back().unwrap();
+    assert_eq!((merged.src_base, merged.src_last, merged.seq), (16, 55, 16));
+    // Every answer in: the position covers all 56 records.
+    let sent: Vec<(PartKey, u64)> = q.parts[&key("t", 0)]
+        .entries
+        .iter()
+        .map(|e| (key("t", 0), e.id))
+        .collect();
+    let answers: HashMap<PartKey, Answer> = sent.iter().map(|(k, _)| (k.clone(), ok(0))).collect();
+    for one in &sent {
+        q.complete(std::slice::from_ref(one), &answers, false, &m);
+    }
+    assert_eq!(q.positions()[0].acked_next, 56);
 }
 
 #[tokio::test]

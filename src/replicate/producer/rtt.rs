@@ -1,0 +1,70 @@
+//! The round trip to each destination broker, measured like the fetch side's
+//! ([`crate::replicate::fetcher`] lanes): the best of three ApiVersions
+//! requests on a connection of its own, every few seconds. A broker at
+//! [`super::FAR_RTT`] or more is far: its partitions' queues merge larger
+//! batches ([`super::merge::deep_below`]).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::ApiVersionsRequest;
+use tracing::info;
+
+use super::{Producer, FAR_RTT};
+
+/// How often a broker's round trip is measured.
+const PROBE_EVERY: Duration = Duration::from_secs(5);
+/// The connection round trips are measured on: idle otherwise, so nothing
+/// queued ahead of the probe (a produce request of megabytes) inflates it.
+const PROBE_LANE: usize = 64;
+
+/// The best of three ApiVersions round trips to broker `node`, `None` when it
+/// cannot be reached (the sender reports that).
+async fn measure(p: &Producer, node: i32) -> Option<Duration> {
+    let conn = p.dst.broker_lane(node, PROBE_LANE).await.ok()?;
+    let mut best: Option<Duration> = None;
+    for _ in 0..3 {
+        let t = Instant::now();
+        conn.request(&ApiVersionsRequest::default()).await.ok()?;
+        best = Some(best.map_or(t.elapsed(), |b| b.min(t.elapsed())));
+    }
+    best
+}
+
+/// Measures broker `node`'s round trip until the producer stops, marking the
+/// broker far or near in the queue; logs when that changes.
+pub(super) async fn watch(p: Arc<Producer>, node: i32) {
+    loop {
+        if p.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        if let Some(rtt) = measure(&p, node).await {
+            let far = rtt >= FAR_RTT;
+            let changed = {
+                let mut q = p.queue();
+                if far {
+                    q.far.insert(node)
+                } else {
+                    q.far.remove(&node)
+                }
+            };
+            if changed {
+                info!(
+                    broker = node,
+                    rtt_ms = (rtt.as_secs_f64() * 1e4).round() / 10.0,
+                    far,
+                    "round trip to a destination broker: batches queued past the in-flight window merge up to {}",
+                    if far { "512 KiB" } else { "64 KiB each" }
+                );
+            }
+        }
+        let deadline = Instant::now() + PROBE_EVERY;
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if p.stopping.load(Ordering::SeqCst) {
+                return;
+            }
+        }
+    }
+}
