@@ -126,10 +126,18 @@ pub fn compress(codec_id: u8, plain: &[u8]) -> anyhow::Result<Bytes> {
             b.put_slice(plain);
             Ok(())
         })?,
-        3 => codec::Lz4::compress(&mut out, |b| {
-            b.put_slice(plain);
-            Ok(())
-        })?,
+        3 => {
+            // LZ4's fast mode (level 0), in the frame format Kafka reads
+            // (independent blocks). kafka-protocol's compressor asks for level
+            // 4, which is LZ4HC: merging a far destination's queue spent 85 %
+            // of strait's CPU there, 14.8 CPU s per GB replicated.
+            let mut enc = lz4::EncoderBuilder::new()
+                .level(0)
+                .block_mode(lz4::BlockMode::Independent)
+                .build((&mut out).writer())?;
+            std::io::Write::write_all(&mut enc, plain)?;
+            enc.finish().1?;
+        }
         4 => codec::Zstd::compress(&mut out, |b| {
             b.put_slice(plain);
             Ok(())

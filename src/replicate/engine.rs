@@ -140,6 +140,7 @@ where
     ));
     let budget = res.budget.clone();
     let producer = Producer::new(dst.clone(), cfg.produce.clone(), metrics.clone(), stamp);
+    producer.size_budget_with(budget.budget().clone());
     if let Some(registry) = &res.dst_registry {
         producer.register_new_ids_with(registry.clone(), origin.clone(), res.registration_essential);
     }

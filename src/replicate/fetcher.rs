@@ -34,6 +34,7 @@ use crate::config::{FetchSettings, StartFrom};
 mod lanes;
 mod response;
 
+pub(super) use lanes::WAN_RATE;
 use lanes::{dealt, rtt_watch, Lanes};
 pub use lanes::{lanes_for, MAX_LANES};
 use response::process_partition;

@@ -24,7 +24,7 @@ const PROBE_LANE: usize = 64;
 /// Bytes per second a broker's fetches are sized for across a long round
 /// trip: the budget grows to this rate times the round trip (up to its
 /// ceiling), enough for a 10 Gbit/s-class link's share per broker.
-const WAN_RATE: f64 = 400e6;
+pub(in crate::replicate) const WAN_RATE: f64 = 400e6;
 
 /// A source broker's lanes.
 #[derive(Debug, Clone, Copy)]

@@ -30,14 +30,16 @@ const DEEP_BELOW_NEAR: usize = 64 * 1024;
 /// trip bound the throughput.
 const DEEP_BELOW_FAR: usize = COALESCE_MAX_BYTES / 2;
 
-/// The size below which a partition's batches merge when they queue past its
-/// window (`queued` batches waiting, `free` of its window's slots open), to a
-/// destination broker near or `far`: 0 when the queue is not that deep.
+/// The size below which a partition's batches merge (`queued` batches
+/// waiting, `free` of its window's slots open; 0: only tiny ones merge). To a
+/// near broker only when they queue past the window; to a `far` one whenever
+/// two are queued, since there every slot's bytes count (a window of raw
+/// 220 KB batches moved 36 MB/s at 150 ms).
 pub(super) fn deep_below(queued: usize, free: usize, far: bool) -> usize {
-    match (queued > free, far) {
-        (false, _) => 0,
-        (true, false) => DEEP_BELOW_NEAR,
-        (true, true) => DEEP_BELOW_FAR,
+    match far {
+        true if queued >= 2 => DEEP_BELOW_FAR,
+        false if queued > free => DEEP_BELOW_NEAR,
+        _ => 0,
     }
 }
 

@@ -23,6 +23,7 @@ use tokio::sync::Notify;
 use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 
+use super::budget::Budget;
 use super::metrics::Metrics;
 use super::offset_map::MapEntry;
 use super::provenance::{Origin, Registry};
@@ -67,6 +68,9 @@ pub struct Producer {
     /// Notified when a destination topic is missing or came back under a new
     /// id: the flow's topic refresh recreates it or starts it over.
     on_topic_change: std::sync::OnceLock<Arc<Notify>>,
+    /// The memory budget, grown by a far destination broker's round trip
+    /// ([`rtt`]): fetched data is held until the destination acknowledges it.
+    budget: std::sync::OnceLock<Arc<Budget>>,
 }
 
 /// Whether the producer may send now: only while the last contact with the
@@ -109,6 +113,7 @@ impl Producer {
             origin_setup: tokio::sync::Mutex::new(()),
             gate: std::sync::OnceLock::new(),
             on_topic_change: std::sync::OnceLock::new(),
+            budget: std::sync::OnceLock::new(),
         });
         tokio::spawn(leader_watch(p.clone()));
         p
@@ -119,6 +124,12 @@ impl Producer {
     /// it stops sending until it succeeds.
     pub fn register_new_ids_with(&self, registry: Arc<Registry>, origin: Origin, essential: bool) {
         let _ = self.registry.set((registry, origin, essential));
+    }
+
+    /// Grows `budget` by what a far destination broker's round trip needs in
+    /// flight (see [`rtt`]).
+    pub fn size_budget_with(&self, budget: Arc<Budget>) {
+        let _ = self.budget.set(budget);
     }
 
     fn queue(&self) -> MutexGuard<'_, Queue> {

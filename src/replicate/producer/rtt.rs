@@ -2,7 +2,10 @@
 //! ([`crate::replicate::fetcher`] lanes): the best of three ApiVersions
 //! requests on a connection of its own, every few seconds. A broker at
 //! [`super::FAR_RTT`] or more is far: its partitions' queues merge larger
-//! batches ([`super::merge::deep_below`]).
+//! batches ([`super::merge::deep_below`]), and the memory budget grows by
+//! [`WAN_RATE`] × round trip, since fetched data is held until the far
+//! destination acknowledges it (16 MiB held capped a 150 ms destination at
+//! 36 MB/s).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -12,6 +15,7 @@ use kafka_protocol::messages::ApiVersionsRequest;
 use tracing::info;
 
 use super::{Producer, FAR_RTT};
+use crate::replicate::fetcher::WAN_RATE;
 
 /// How often a broker's round trip is measured.
 const PROBE_EVERY: Duration = Duration::from_secs(5);
@@ -35,12 +39,20 @@ async fn measure(p: &Producer, node: i32) -> Option<Duration> {
 /// Measures broker `node`'s round trip until the producer stops, marking the
 /// broker far or near in the queue; logs when that changes.
 pub(super) async fn watch(p: Arc<Producer>, node: i32) {
+    let key = format!("produce-{:p}-{node}", Arc::as_ptr(&p));
+    let want = |bytes: usize| p.budget.get().map(|b| b.want(&key, bytes));
     loop {
         if p.stopping.load(Ordering::SeqCst) {
+            want(0);
             return;
         }
         if let Some(rtt) = measure(&p, node).await {
             let far = rtt >= FAR_RTT;
+            let limit = want(if far {
+                (WAN_RATE * rtt.as_secs_f64()) as usize
+            } else {
+                0
+            });
             let changed = {
                 let mut q = p.queue();
                 if far {
@@ -54,8 +66,9 @@ pub(super) async fn watch(p: Arc<Producer>, node: i32) {
                     broker = node,
                     rtt_ms = (rtt.as_secs_f64() * 1e4).round() / 10.0,
                     far,
-                    "round trip to a destination broker: batches queued past the in-flight window merge up to {}",
-                    if far { "512 KiB" } else { "64 KiB each" }
+                    buffered_limit_mib = limit.unwrap_or(0) / (1024 * 1024),
+                    "round trip to a destination broker: batches queued past the in-flight window merge {}",
+                    if far { "up to 512 KiB" } else { "when below 64 KiB each" }
                 );
             }
         }
@@ -63,6 +76,7 @@ pub(super) async fn watch(p: Arc<Producer>, node: i32) {
         while Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(200)).await;
             if p.stopping.load(Ordering::SeqCst) {
+                want(0);
                 return;
             }
         }

@@ -202,7 +202,8 @@ fn in_flight_records(q: &Queue, p: i32) -> Vec<i32> {
 #[test]
 fn only_a_queue_deeper_than_the_free_window_merges_larger_batches() {
     assert_eq!(deep_below(3, 5, false), 0, "everything can go now");
-    assert_eq!(deep_below(5, 5, true), 0);
+    assert_eq!(deep_below(1, 5, true), 0, "nothing to merge with");
+    assert_eq!(deep_below(2, 5, true), 256 * 1024, "far: every slot's bytes count");
     assert_eq!(deep_below(6, 5, false), 64 * 1024);
     assert_eq!(deep_below(2, 1, true), 256 * 1024, "far: any two that fit in 512 KiB");
 }
