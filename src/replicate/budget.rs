@@ -211,6 +211,26 @@ impl Share {
         }
     }
 
+    /// Holds `bytes` now, even past the limit, without waiting: data strait
+    /// made itself (a merged batch) while the fetched bytes it came from are
+    /// still held. Fetches wait until the total is back under the limit, so
+    /// memory stays near `max_buffered_bytes` instead of holding both uncounted.
+    pub fn hold_now(self: &Arc<Self>, bytes: usize) -> Held {
+        let b = &self.budget;
+        let mut st = lock(&b.state);
+        st.used += bytes;
+        st.shares[self.index].1 += bytes;
+        b.peak.fetch_max(st.used, Ordering::Relaxed);
+        self.peak.fetch_max(st.shares[self.index].1, Ordering::Relaxed);
+        drop(st);
+        self.data.fetch_add(bytes, Ordering::Relaxed);
+        Held {
+            share: self.clone(),
+            bytes,
+            data: true,
+        }
+    }
+
     /// Bytes this share holds: response data and reservations of waiting fetches.
     pub fn used(&self) -> usize {
         lock(&self.budget.state).shares[self.index].1
@@ -257,6 +277,11 @@ impl Held {
     pub fn bytes(&self) -> usize {
         self.bytes
     }
+
+    /// The share these bytes are held in.
+    pub fn share(&self) -> &Arc<Share> {
+        &self.share
+    }
 }
 
 impl Drop for Held {
@@ -274,6 +299,25 @@ impl Drop for Held {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[tokio::test]
+    async fn bytes_held_now_count_past_the_limit_and_make_fetches_wait() {
+        let share = Share::alone(1000);
+        let mut fetched = share.reserve_up_to(1, 1000).await;
+        fetched.shrink_to(900);
+        let merged = share.hold_now(600);
+        assert_eq!((share.used(), share.data()), (1500, 1500));
+        // Over the limit: a fetch waits until the merged copy is released.
+        let waiting = tokio::spawn({
+            let share = share.clone();
+            async move { share.reserve_up_to(100, 100).await.bytes() }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "a fetch reserved past the limit");
+        drop(merged);
+        assert_eq!(waiting.await.unwrap(), 100);
+        assert_eq!(share.data(), 900);
+    }
 
     #[tokio::test]
     async fn reserve_waits_for_release() {

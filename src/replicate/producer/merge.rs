@@ -120,6 +120,12 @@ pub(super) fn coalesce_run(
     for e in part.entries.drain(i..=end) {
         held.extend(e.held);
     }
+    // The merged copy is memory of its own until acknowledged (the fetched
+    // buffers it came from may live on for their other batches): it counts in
+    // the budget, so fetches wait instead of memory outgrowing the limit.
+    if let Some(share) = held.first().map(|h| h.share().clone()) {
+        held.push(std::sync::Arc::new(share.hold_now(merged.batch.len())));
+    }
     *next_id += 1;
     let patched = patch_for_produce(&merged.batch, stamps[origin], seq);
     // The first batch's fetch time: the merged batch is charged its first timestamp too.
