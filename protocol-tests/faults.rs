@@ -926,6 +926,65 @@ async fn a_long_round_trip_keeps_several_fetches_in_flight_and_loses_nothing() {
     drop(dp);
 }
 
+/// 100 ms round trip to the destination (50 ms each way, per frame): the
+/// idempotence window lets 5 batches of a partition go per round trip, so
+/// strait measures the round trip and merges the queued source batches
+/// (16 KiB, a Java producer's default, above `coalesce_below_bytes`); every
+/// destination connection is reset once mid-stream; every record arrives
+/// once, in order (independent client), in far fewer, larger batches (Kafka's
+/// DumpLogSegments).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_far_destination_gets_merged_batches_and_loses_nothing() {
+    let _one = PROXY_LOCK.lock().await;
+    let t0 = Instant::now();
+    let (sp, dp) = proxies().await;
+    let (src, dst) = (harness::kafka4_proxied(), harness::kafka4_proxied_dest());
+    let t = unique_topic("wan-dst");
+    create(src, &t, 4, &["retention.ms=-1"]);
+    let n = 40_000;
+    load(src, &t, n, "lz4", &["--value-size", "1000", "--batch-size", "16384"]);
+    dp.each(|f| f.latency_ms.store(50, Ordering::Relaxed));
+    let cfg = Config::parse(&config_text(&t, &src.bootstrap, &dp.bootstrap, &t, "", ""), "test").unwrap();
+    let r = start(cfg).await;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut reset = false;
+    loop {
+        // The destination topic may not exist yet: 0 until it does.
+        let have = harness::try_kafka_tool(&["count", "--bootstrap", &dst.bootstrap, "--topic", &t])
+            .map_or(0, |out| json(&out)["total"].as_u64().unwrap_or(0) as usize);
+        if have >= n {
+            break;
+        }
+        if !reset && have >= n / 4 {
+            dp.each(|f| f.reset_all());
+            reset = true;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{have} of {n} records after 300 s at 100 ms RTT to the destination"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let coalesced = strait::replicate::metrics::Metrics::get(&r.handle.metrics.batches_coalesced);
+    dp.each(|f| f.clear());
+    r.stop().await;
+    assert!(reset, "the destination connections were reset mid-stream");
+    let v = assert_same(src, &t, dst, &t, &[]);
+    let (src_batches, dst_batches): (usize, usize) = (0..4)
+        .map(|p| (log_codecs(src, &t, p).len(), log_codecs(dst, &t, p).len()))
+        .fold((0, 0), |(a, b), (x, y)| (a + x, b + y));
+    assert!(
+        dst_batches * 4 < src_batches,
+        "{src_batches} source batches became {dst_batches} on the far destination ({coalesced} merged)"
+    );
+    eprintln!(
+        "RESULT 100 ms round trip to the destination: {n} records, {src_batches} source batches -> {dst_batches} destination batches ({coalesced} merged), one reset of every connection, 0 lost, 0 order violations, {:.1} s ({})",
+        t0.elapsed().as_secs_f64(),
+        v
+    );
+    drop(sp);
+}
+
 /// The heartbeat latency gauge follows the network: 300 ms added each way to
 /// the source (heartbeats are written and fetched through the proxy) lifts the
 /// last heartbeat's latency above 300 ms; cleared, it drops back below.

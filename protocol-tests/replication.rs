@@ -64,53 +64,6 @@ fn record_id(v: &Value) -> String {
     format!("{}|{}|{}|{}", v["k"], v["v"], v["h"], v["ts"])
 }
 
-/// Batch codecs in a partition's log (in log order), read by Kafka's DumpLogSegments.
-fn log_codecs(dst: &KafkaCluster, topic: &str, partition: u32) -> Vec<String> {
-    log_batches(dst, topic, partition)
-        .into_iter()
-        .map(|(_, codec)| codec)
-        .collect()
-}
-
-/// Record count and codec of each batch in a partition's log (in log order),
-/// read by Kafka's DumpLogSegments from the batch headers (records are not read).
-fn log_batches(dst: &KafkaCluster, topic: &str, partition: u32) -> Vec<(u64, String)> {
-    let mut batches = Vec::new();
-    for node in 1..=dst.nodes {
-        let dir = dst.data_dir(node).join(format!("{topic}-{partition}"));
-        let Ok(files) = std::fs::read_dir(&dir) else { continue };
-        for f in files.flatten() {
-            let path = f.path();
-            if path.extension().is_some_and(|e| e == "log") {
-                let out = dst
-                    .tool("kafka.tools.DumpLogSegments", &["--files", path.to_str().unwrap()])
-                    .unwrap();
-                for line in out.lines().filter(|l| l.starts_with("baseOffset:")) {
-                    let field = |name: &str| {
-                        line.split(name)
-                            .nth(1)
-                            .and_then(|s| s.split_whitespace().next())
-                            .unwrap_or("?")
-                            .to_string()
-                    };
-                    assert!(
-                        line.contains("isControl: false"),
-                        "control batch on the destination: {line}"
-                    );
-                    let count = field("count: ")
-                        .parse()
-                        .unwrap_or_else(|_| panic!("no count in {line}"));
-                    batches.push((count, field("compresscodec: ")));
-                }
-            }
-        }
-        if !batches.is_empty() {
-            break;
-        }
-    }
-    batches
-}
-
 const CODECS: [&str; 8] = ["none", "gzip", "snappy", "lz4", "zstd", "lz4", "zstd", "none"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
