@@ -940,7 +940,8 @@ async fn a_far_destination_gets_merged_batches_and_loses_nothing() {
     let (sp, dp) = proxies().await;
     let (src, dst) = (harness::kafka4_proxied(), harness::kafka4_proxied_dest());
     let t = unique_topic("wan-dst");
-    create(src, &t, 4, &["retention.ms=-1"]);
+    // max.message.bytes (copied to the destination topic) caps merged batches at half of it.
+    create(src, &t, 4, &["retention.ms=-1", "max.message.bytes=300000"]);
     let n = 40_000;
     load(src, &t, n, "lz4", &["--value-size", "1000", "--batch-size", "16384"]);
     dp.each(|f| f.latency_ms.store(50, Ordering::Relaxed));
@@ -970,15 +971,23 @@ async fn a_far_destination_gets_merged_batches_and_loses_nothing() {
     r.stop().await;
     assert!(reset, "the destination connections were reset mid-stream");
     let v = assert_same(src, &t, dst, &t, &[]);
-    let (src_batches, dst_batches): (usize, usize) = (0..4)
-        .map(|p| (log_codecs(src, &t, p).len(), log_codecs(dst, &t, p).len()))
-        .fold((0, 0), |(a, b), (x, y)| (a + x, b + y));
+    let (mut src_batches, mut dst_batches, mut largest) = (0, 0, 0);
+    for p in 0..4 {
+        src_batches += log_batches(src, &t, p).len();
+        let sizes = log_batch_sizes(dst, &t, p);
+        dst_batches += sizes.len();
+        largest = sizes.iter().copied().max().unwrap_or(0).max(largest);
+    }
     assert!(
         dst_batches * 4 < src_batches,
         "{src_batches} source batches became {dst_batches} on the far destination ({coalesced} merged)"
     );
+    assert!(
+        largest <= 150_000,
+        "a merged batch of {largest} bytes: more than half of max.message.bytes=300000"
+    );
     eprintln!(
-        "RESULT 100 ms round trip to the destination: {n} records, {src_batches} source batches -> {dst_batches} destination batches ({coalesced} merged), one reset of every connection, 0 lost, 0 order violations, {:.1} s ({})",
+        "RESULT 100 ms round trip to the destination: {n} records, {src_batches} source batches -> {dst_batches} destination batches ({coalesced} merged, the largest {largest} bytes), one reset of every connection, 0 lost, 0 order violations, {:.1} s ({})",
         t0.elapsed().as_secs_f64(),
         v
     );

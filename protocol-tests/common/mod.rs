@@ -318,7 +318,42 @@ pub fn log_codecs(dst: &KafkaCluster, topic: &str, partition: u32) -> Vec<String
 /// Record count and codec of each batch in a partition's log (in log order),
 /// read by Kafka's DumpLogSegments from the batch headers (records are not read).
 pub fn log_batches(dst: &KafkaCluster, topic: &str, partition: u32) -> Vec<(u64, String)> {
-    let mut batches = Vec::new();
+    log_batch_lines(dst, topic, partition)
+        .iter()
+        .map(|line| {
+            let count = batch_field(line, "count: ")
+                .parse()
+                .unwrap_or_else(|_| panic!("no count in {line}"));
+            (count, batch_field(line, "compresscodec: "))
+        })
+        .collect()
+}
+
+/// The size in bytes of each batch in a partition's log (DumpLogSegments' `size`).
+pub fn log_batch_sizes(dst: &KafkaCluster, topic: &str, partition: u32) -> Vec<u64> {
+    log_batch_lines(dst, topic, partition)
+        .iter()
+        .map(|line| {
+            batch_field(line, "size: ")
+                .parse()
+                .unwrap_or_else(|_| panic!("no size in {line}"))
+        })
+        .collect()
+}
+
+/// One field of a DumpLogSegments batch line.
+fn batch_field(line: &str, name: &str) -> String {
+    line.split(name)
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or("?")
+        .to_string()
+}
+
+/// DumpLogSegments' line for each batch of a partition's log, in log order, from
+/// the first node that has the partition; asserts none is a control batch.
+fn log_batch_lines(dst: &KafkaCluster, topic: &str, partition: u32) -> Vec<String> {
+    let mut lines = Vec::new();
     for node in 1..=dst.nodes {
         let dir = dst.data_dir(node).join(format!("{topic}-{partition}"));
         let Ok(files) = std::fs::read_dir(&dir) else { continue };
@@ -329,27 +364,17 @@ pub fn log_batches(dst: &KafkaCluster, topic: &str, partition: u32) -> Vec<(u64,
                     .tool("kafka.tools.DumpLogSegments", &["--files", path.to_str().unwrap()])
                     .unwrap();
                 for line in out.lines().filter(|l| l.starts_with("baseOffset:")) {
-                    let field = |name: &str| {
-                        line.split(name)
-                            .nth(1)
-                            .and_then(|s| s.split_whitespace().next())
-                            .unwrap_or("?")
-                            .to_string()
-                    };
                     assert!(
                         line.contains("isControl: false"),
                         "control batch on the destination: {line}"
                     );
-                    let count = field("count: ")
-                        .parse()
-                        .unwrap_or_else(|_| panic!("no count in {line}"));
-                    batches.push((count, field("compresscodec: ")));
+                    lines.push(line.to_string());
                 }
             }
         }
-        if !batches.is_empty() {
+        if !lines.is_empty() {
             break;
         }
     }
-    batches
+    lines
 }

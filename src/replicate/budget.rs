@@ -37,6 +37,9 @@ pub struct Budget {
     ceiling: usize,
     /// Bytes in flight each fetcher wants (by its key), summed into `limit`.
     wants: Mutex<std::collections::HashMap<String, usize>>,
+    /// Bytes of the limit kept for merged batches, by key: fetches leave
+    /// what merged batches do not hold of it free ([`Budget::keep_for_merging`]).
+    merge_room: Mutex<std::collections::HashMap<String, usize>>,
     state: Mutex<State>,
     peak: AtomicUsize,
     freed: Notify,
@@ -45,6 +48,8 @@ pub struct Budget {
 #[derive(Debug, Default)]
 struct State {
     used: usize,
+    /// Bytes of merged batches held ([`Share::try_hold`]), part of `used`.
+    merged: usize,
     /// Per share: (floor, bytes used).
     shares: Vec<(usize, usize)>,
 }
@@ -71,13 +76,16 @@ pub struct Share {
     peak: AtomicUsize,
 }
 
-/// Bytes of a share held by one fetch response (or one pending fetch); returned on drop.
+/// Bytes of a share held by one fetch response (or one pending fetch, or one
+/// merged batch); returned on drop.
 #[derive(Debug)]
 pub struct Held {
     share: Arc<Share>,
     bytes: usize,
     /// True once the bytes hold response data ([`Held::shrink_to`]), not a reservation.
     data: bool,
+    /// Held by a merged batch ([`Share::try_hold`]).
+    merged: bool,
 }
 
 impl Budget {
@@ -94,6 +102,7 @@ impl Budget {
             base,
             ceiling: ceiling.max(base),
             wants: Mutex::new(std::collections::HashMap::new()),
+            merge_room: Mutex::new(std::collections::HashMap::new()),
             state: Mutex::new(State::default()),
             peak: AtomicUsize::new(0),
             freed: Notify::new(),
@@ -155,8 +164,27 @@ impl Budget {
         limit
     }
 
-    fn release(&self, index: usize, bytes: usize) {
+    /// Bytes of the limit kept for merged batches by `key` (0: none): a far
+    /// destination's producer, whose window's bytes per round trip are its
+    /// throughput. Fetches leave what merged batches do not hold of it free.
+    pub fn keep_for_merging(&self, key: &str, bytes: usize) {
+        let mut room = lock(&self.merge_room);
+        if bytes == 0 {
+            room.remove(key);
+        } else {
+            room.insert(key.to_string(), bytes);
+        }
+    }
+
+    fn merge_room(&self) -> usize {
+        lock(&self.merge_room).values().sum()
+    }
+
+    fn release(&self, index: usize, bytes: usize, merged: bool) {
         let mut st = lock(&self.state);
+        if merged {
+            st.merged = st.merged.saturating_sub(bytes);
+        }
         st.used = st.used.saturating_sub(bytes);
         if let Some(s) = st.shares.get_mut(index) {
             s.1 = s.1.saturating_sub(bytes);
@@ -193,7 +221,8 @@ impl Share {
                 let free = b
                     .limit()
                     .saturating_sub(st.used)
-                    .saturating_sub(st.kept_for_others(self.index));
+                    .saturating_sub(st.kept_for_others(self.index))
+                    .saturating_sub(b.merge_room().saturating_sub(st.merged));
                 if min <= free || st.used == 0 {
                     let bytes = free.clamp(min, max.max(min));
                     st.used += bytes;
@@ -204,6 +233,7 @@ impl Share {
                         share: self.clone(),
                         bytes,
                         data: false,
+                        merged: false,
                     };
                 }
             }
@@ -228,7 +258,37 @@ impl Share {
             share: self.clone(),
             bytes,
             data: true,
+            merged: false,
         }
+    }
+
+    /// Holds `bytes` for a merged batch if they fit under the limit now
+    /// (leaving other shares' unused floors alone; the room kept for merging
+    /// is theirs to use), without waiting; `None` when they do not fit: the
+    /// batches then go as they are, so a hard `max_buffered_bytes` stays hard.
+    pub fn try_hold(self: &Arc<Self>, bytes: usize) -> Option<Held> {
+        let b = &self.budget;
+        let mut st = lock(&b.state);
+        let free = b
+            .limit()
+            .saturating_sub(st.used)
+            .saturating_sub(st.kept_for_others(self.index));
+        if bytes > free {
+            return None;
+        }
+        st.used += bytes;
+        st.merged += bytes;
+        st.shares[self.index].1 += bytes;
+        b.peak.fetch_max(st.used, Ordering::Relaxed);
+        self.peak.fetch_max(st.shares[self.index].1, Ordering::Relaxed);
+        drop(st);
+        self.data.fetch_add(bytes, Ordering::Relaxed);
+        Some(Held {
+            share: self.clone(),
+            bytes,
+            data: true,
+            merged: true,
+        })
     }
 
     /// Bytes this share holds: response data and reservations of waiting fetches.
@@ -265,7 +325,7 @@ impl Held {
         if bytes < self.bytes {
             let extra = self.bytes - bytes;
             self.bytes = bytes;
-            self.share.budget.release(self.share.index, extra);
+            self.share.budget.release(self.share.index, extra, self.merged);
         }
         if !self.data {
             self.data = true;
@@ -290,7 +350,7 @@ impl Drop for Held {
             self.share.data.fetch_sub(self.bytes, Ordering::Relaxed);
         }
         if self.bytes > 0 {
-            self.share.budget.release(self.share.index, self.bytes);
+            self.share.budget.release(self.share.index, self.bytes, self.merged);
         }
     }
 }
@@ -299,6 +359,30 @@ impl Drop for Held {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[tokio::test]
+    async fn merged_batches_hold_only_what_fits_and_fetches_leave_their_room() {
+        let share = Share::alone(1000);
+        share.budget().keep_for_merging("far", 400);
+        let mut fetched = share.reserve_up_to(1, 1000).await;
+        assert_eq!(fetched.bytes(), 600, "the room kept for merging is not fetched into");
+        fetched.shrink_to(600);
+        let merged = share.try_hold(300).expect("fits in the room");
+        assert!(share.try_hold(200).is_none(), "past a hard limit");
+        assert_eq!(share.used(), 900);
+        drop(merged);
+        // Room unused again: fetches still leave it.
+        let waiting = tokio::spawn({
+            let share = share.clone();
+            async move { share.reserve_up_to(100, 100).await.bytes() }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "a fetch took the room kept for merging");
+        share.budget().keep_for_merging("far", 0);
+        share.budget().want("nudge", 0); // wakes waiters as a limit change does
+        drop(fetched);
+        assert_eq!(waiting.await.unwrap(), 100);
+    }
 
     #[tokio::test]
     async fn bytes_held_now_count_past_the_limit_and_make_fetches_wait() {

@@ -20,7 +20,7 @@ use crate::batch::{patch_for_produce, BatchError, ProducerStamp, RawBatch};
 use crate::config::ProduceSettings;
 
 /// Largest batch built by coalescing.
-const COALESCE_MAX_BYTES: usize = 512 * 1024;
+pub(super) const COALESCE_MAX_BYTES: usize = 512 * 1024;
 /// Near destination: batches below this merge when they queue past the
 /// window. Larger ones already fill a request well; merging them would only
 /// cost CPU (a bulk catch-up of 80 KB batches stays on the raw path).
@@ -44,9 +44,10 @@ pub(super) fn deep_below(queued: usize, free: usize, far: bool) -> usize {
 }
 
 /// Merges the run of small, never-sent batches starting at entry `i` into one
-/// entry (see [`crate::batch::coalesce`]): batches below `coalesce_below_bytes`,
-/// or below `deep` when that is larger ([`deep_below`]; 0: not deep). Coalescing
-/// off (`coalesce_below_bytes = 0`) merges nothing. Returns how many batches were merged.
+/// entry of at most `cap` bytes (see [`crate::batch::coalesce`]): batches below
+/// `coalesce_below_bytes`, or below `deep` when that is larger ([`deep_below`];
+/// 0: not deep). Coalescing off (`coalesce_below_bytes = 0`) merges nothing.
+/// Returns how many batches were merged.
 /// A run whose records would decompress past the cap is not merged: its
 /// batches go raw, and the batch where it passed the cap is never tried again.
 pub(super) fn coalesce_run(
@@ -56,6 +57,7 @@ pub(super) fn coalesce_run(
     stamps: &[ProducerStamp],
     next_id: &mut u64,
     deep: usize,
+    cap: usize,
 ) -> Option<usize> {
     if s.coalesce_below_bytes == 0 {
         return None;
@@ -83,7 +85,7 @@ pub(super) fn coalesce_run(
             continue; // a skipped marker between batches: covered by the merged range
         }
         match small(e) {
-            Some(raw) if raw.codec() == codec && e.origin == origin && size + raw.len() <= COALESCE_MAX_BYTES => {
+            Some(raw) if raw.codec() == codec && e.origin == origin && size + raw.len() <= cap => {
                 size += raw.len();
                 raws.push(raw);
                 end = j;
@@ -94,6 +96,19 @@ pub(super) fn coalesce_run(
     if raws.len() < 2 {
         return None;
     }
+    // The merged copy is memory of its own until acknowledged (the fetched
+    // buffers it came from live on for their other batches), so it is held in
+    // the budget. A run of larger batches merges only if that fits now; tiny
+    // ones always merge (one-record batches raw would cost a round trip each).
+    let share = part.entries[i].held.first().map(|h| h.share().clone());
+    let deep_run = raws.iter().any(|r| r.len() >= s.coalesce_below_bytes);
+    let room = match &share {
+        Some(share) if deep_run => match share.try_hold(size) {
+            Some(h) => Some(h),
+            None => return None,
+        },
+        _ => None,
+    };
     let merged = match coalesce(&raws, s.max_decompressed_batch_bytes) {
         Ok(m) => m,
         Err(BatchError::TooLargeDecompressed { base_offset, limit }) => {
@@ -120,11 +135,10 @@ pub(super) fn coalesce_run(
     for e in part.entries.drain(i..=end) {
         held.extend(e.held);
     }
-    // The merged copy is memory of its own until acknowledged (the fetched
-    // buffers it came from may live on for their other batches): it counts in
-    // the budget, so fetches wait instead of memory outgrowing the limit.
-    if let Some(share) = held.first().map(|h| h.share().clone()) {
-        held.push(std::sync::Arc::new(share.hold_now(merged.batch.len())));
+    match (room, share) {
+        (Some(room), _) => held.push(std::sync::Arc::new(room)),
+        (None, Some(share)) => held.push(std::sync::Arc::new(share.hold_now(merged.batch.len()))),
+        (None, None) => {}
     }
     *next_id += 1;
     let patched = patch_for_produce(&merged.batch, stamps[origin], seq);

@@ -301,6 +301,38 @@ impl Producer {
         }
     }
 
+    /// Looks up `max.message.bytes` of the destination topics not looked up
+    /// yet, for the merged batches' cap (see [`queue::Queue::max_message`]).
+    async fn look_up_max_message(&self) {
+        let topics: Vec<String> = {
+            let q = self.queue();
+            let unknown: HashSet<&Arc<str>> = q
+                .parts
+                .keys()
+                .map(|k| &k.0)
+                .filter(|t| !q.max_message.contains_key(*t))
+                .collect();
+            unknown.into_iter().map(|t| t.to_string()).collect()
+        };
+        if topics.is_empty() {
+            return;
+        }
+        let found = self.dst.describe_topic_configs(&topics).await;
+        if let Err(e) = &found {
+            debug!(error = %e, topics = topics.len(), "max.message.bytes of destination topics unknown: only tiny batches merge; retried in a minute");
+        }
+        let mut q = self.queue();
+        for t in topics {
+            let max = found
+                .as_ref()
+                .ok()
+                .and_then(|m| m.get(&t))
+                .and_then(|entries| entries.iter().find(|c| c.name == "max.message.bytes"))
+                .and_then(|c| c.value.as_deref()?.parse::<usize>().ok());
+            q.max_message.insert(Arc::from(t.as_str()), max);
+        }
+    }
+
     /// A new idempotent producer id, recorded (for provenance) as carrying
     /// records of `origin` (`None`: the flow's source).
     async fn fresh_id(&self, origin: Option<&str>) -> Result<ProducerStamp, ClientError> {
@@ -478,6 +510,7 @@ impl Producer {
 /// Looks destination leaders up again when a partition lost its leader, and
 /// installs a new producer id when one is due.
 async fn leader_watch(p: Arc<Producer>) {
+    let mut failed_lookups_cleared = std::time::Instant::now();
     loop {
         tokio::select! {
             _ = p.needs_refresh.notified() => {}
@@ -486,6 +519,11 @@ async fn leader_watch(p: Arc<Producer>) {
         if p.stopping.load(Ordering::SeqCst) && p.queue().in_flight() == 0 {
             return;
         }
+        if failed_lookups_cleared.elapsed() >= Duration::from_secs(60) {
+            p.queue().max_message.retain(|_, v| v.is_some());
+            failed_lookups_cleared = std::time::Instant::now();
+        }
+        p.look_up_max_message().await;
         let missing =
             p.reinit.load(Ordering::SeqCst) || p.queue().parts.values().any(|x| x.leader < 0 && x.failed.is_none());
         if !missing {

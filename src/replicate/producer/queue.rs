@@ -24,7 +24,7 @@ use super::super::budget::Held;
 use super::super::metrics::{BatchTimes, Metrics};
 use super::super::offset_map::MapEntry;
 use super::decide::{verdict, Answer, Verdict};
-use super::merge::{coalesce_run, deep_below};
+use super::merge::{coalesce_run, deep_below, COALESCE_MAX_BYTES};
 use super::txn::TxnState;
 use super::{Item, Position, Route};
 use crate::batch::{patch_for_produce, PatchedBatch, ProducerStamp, RawBatch};
@@ -237,6 +237,10 @@ pub(super) struct Queue {
     /// Destination brokers at a round trip of [`super::FAR_RTT`] or more
     /// (measured by [`super::rtt`]): their partitions' queues merge larger batches.
     pub(super) far: HashSet<i32>,
+    /// Destination topics' `max.message.bytes`, looked up once each (`None`:
+    /// the lookup failed; retried every minute): bounds merged batches, and
+    /// only batches of topics whose limit is known merge past the tiny ones.
+    pub(super) max_message: HashMap<Arc<str>, Option<usize>>,
 }
 
 impl Queue {
@@ -396,8 +400,21 @@ impl Queue {
                 1
             };
             let queued = part.entries.iter().skip(i).filter(|e| e.state == State::Queued).count();
-            let deep = deep_below(queued, window.saturating_sub(part.inflight), self.far.contains(&node));
-            if let Some(merged) = coalesce_run(part, i, s, &self.stamps, &mut self.next_id, deep) {
+            // A merged batch stays within half the destination topic's
+            // `max.message.bytes` (re-encoding may grow it a little); while
+            // that is unknown, only tiny batches merge, up to 512 KiB, as always.
+            let (deep, cap) = match self.max_message.get(&key.0).copied().flatten() {
+                Some(max) => {
+                    let cap = (max / 2).min(COALESCE_MAX_BYTES);
+                    let far = self.far.contains(&node);
+                    (
+                        deep_below(queued, window.saturating_sub(part.inflight), far).min(cap / 2),
+                        cap,
+                    )
+                }
+                None => (0, COALESCE_MAX_BYTES),
+            };
+            if let Some(merged) = coalesce_run(part, i, s, &self.stamps, &mut self.next_id, deep, cap) {
                 Metrics::add(&metrics.batches_coalesced, merged as u64);
             }
             let e = &mut part.entries[i];

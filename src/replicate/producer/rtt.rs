@@ -5,7 +5,7 @@
 //! batches ([`super::merge::deep_below`]), and the memory budget grows by
 //! [`WAN_RATE`] × round trip, since fetched data is held until the far
 //! destination acknowledges it (16 MiB held capped a 150 ms destination at
-//! 36 MB/s).
+//! 36 MB/s); half of that growth is kept for merged batches.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -40,7 +40,13 @@ async fn measure(p: &Producer, node: i32) -> Option<Duration> {
 /// broker far or near in the queue; logs when that changes.
 pub(super) async fn watch(p: Arc<Producer>, node: i32) {
     let key = format!("produce-{:p}-{node}", Arc::as_ptr(&p));
-    let want = |bytes: usize| p.budget.get().map(|b| b.want(&key, bytes));
+    // Of what a far broker adds to the budget, half is kept for merged batches.
+    let want = |bytes: usize| {
+        p.budget.get().map(|b| {
+            b.keep_for_merging(&key, bytes / 2);
+            b.want(&key, bytes)
+        })
+    };
     loop {
         if p.stopping.load(Ordering::SeqCst) {
             want(0);

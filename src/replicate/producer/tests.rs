@@ -218,6 +218,7 @@ async fn batches_queued_past_the_window_merge_and_a_short_queue_goes_raw() {
     };
     q.add_route(route("t", 0), 0, 0, Default::default());
     q.parts.get_mut(&key("t", 0)).unwrap().leader = 1;
+    q.max_message.insert(Arc::from("t"), Some(1_048_588));
     // One batch, acknowledged: the window opens to 5.
     assert!(q.enqueue(&key("t", 0), kib_items(0, 1, 4).await));
     let a = q.next_request(1, &s, &m);
@@ -250,6 +251,28 @@ async fn batches_queued_past_the_window_merge_and_a_short_queue_goes_raw() {
         q.complete(std::slice::from_ref(one), &answers, false, &m);
     }
     assert_eq!(q.positions()[0].acked_next, 56);
+}
+
+#[tokio::test]
+async fn merged_batches_stay_within_half_the_topics_max_message_bytes() {
+    let m = Metrics::default();
+    let s = ProduceSettings {
+        coalesce_below_bytes: 2048,
+        ..settings()
+    };
+    // (max.message.bytes known or not, records of the first request's batch)
+    for (max, want) in [(Some(40_000), 16), (None, 4), (Some(1_048_588), 40)] {
+        let mut q = Queue::new(STAMP);
+        q.add_route(route("t", 0), 0, 0, Default::default());
+        q.parts.get_mut(&key("t", 0)).unwrap().leader = 1;
+        if let Some(max) = max {
+            q.max_message.insert(Arc::from("t"), Some(max));
+        }
+        // Ten 4 KiB batches, one slot free (unconfirmed): deep enough to merge.
+        assert!(q.enqueue(&key("t", 0), kib_items(0, 10, 4).await));
+        assert_eq!(q.next_request(1, &s, &m).len(), 1);
+        assert_eq!(in_flight_records(&q, 0), vec![want], "max.message.bytes {max:?}");
+    }
 }
 
 #[tokio::test]
