@@ -163,13 +163,30 @@ async fn strait_takes_over_from_a_killed_mirrormaker2_without_copying_again() {
     let mm2 = start_mm2(&dir, &alias, &sp.bootstrap, &dst.bootstrap, &t);
     // Killed once it committed positions and has copied at least 300 records
     // past them (an uncommitted window, as after any crash).
+    let pid = mm2.id().to_string();
+    let signal = |sig: &str| {
+        let _ = Command::new("kill").args([sig, pid.as_str()]).status();
+    };
+    let ready = || {
+        let committed: i64 = mm2_positions(&dst.bootstrap, &offsets_topic, &t)
+            .values()
+            .map(|o| o + 1)
+            .sum();
+        committed >= 500 && count(&dst.bootstrap, &mirror) as i64 >= committed + 300
+    };
     let started = tokio::task::block_in_place(|| {
         within(Duration::from_secs(180), || {
-            let committed: i64 = mm2_positions(&dst.bootstrap, &offsets_topic, &t)
-                .values()
-                .map(|o| o + 1)
-                .sum();
-            committed >= 500 && count(&dst.bootstrap, &mirror) as i64 >= committed + 300
+            if !ready() {
+                return false;
+            }
+            // Frozen, then looked at again: a commit between the look and the
+            // kill would close the window (a CI run saw it closed: 0 records).
+            signal("-STOP");
+            if ready() {
+                return true;
+            }
+            signal("-CONT");
+            false
         })
     });
     let _ = stop(mm2, "-KILL");
