@@ -104,21 +104,6 @@ async fn cluster_ops(client: &Client) -> i32 {
     }
 }
 
-/// The smallest of five ApiVersions round trips to a broker: the network's
-/// round-trip time plus the broker's least answer time.
-async fn round_trip(conn: &strait::client::Connection) -> Option<std::time::Duration> {
-    let mut best: Option<std::time::Duration> = None;
-    for _ in 0..5 {
-        let t = std::time::Instant::now();
-        conn.request(&kafka_protocol::messages::ApiVersionsRequest::default())
-            .await
-            .ok()?;
-        let d = t.elapsed();
-        best = Some(best.map_or(d, |b| b.min(d)));
-    }
-    best
-}
-
 /// What one round trip means for throughput: the bytes in flight `rate`
 /// (bytes/s) needs at `rtt`, against the memory budget and what one
 /// connection's socket buffer may hold (the source side receives over its
@@ -217,7 +202,7 @@ async fn versions(
                 report
                     .lines
                     .push(format!("  broker {id} {}: Produce {p}, Fetch {f}", conn.broker()));
-                if let Some(rtt) = round_trip(&conn).await {
+                if let Some(rtt) = conn.round_trip(5).await {
                     in_flight_lines(side, rtt, rate_mb, budget, client.config().socket_buffers, report);
                 }
             }

@@ -318,6 +318,20 @@ impl Connection {
         })
     }
 
+    /// The smallest of `tries` ApiVersions round trips on this connection: the
+    /// network's round-trip time plus the broker's least answer time; `None`
+    /// when a request fails.
+    pub async fn round_trip(&self, tries: usize) -> Option<Duration> {
+        let mut best: Option<Duration> = None;
+        for _ in 0..tries {
+            let t = Instant::now();
+            self.request(&ApiVersionsRequest::default()).await.ok()?;
+            let d = t.elapsed();
+            best = Some(best.map_or(d, |b| b.min(d)));
+        }
+        best
+    }
+
     /// Sends `body` at the negotiated version and waits for its response.
     pub async fn request<R>(&self, body: &R) -> Result<R::Response>
     where

@@ -225,16 +225,7 @@ impl Share {
                     .saturating_sub(b.merge_room().saturating_sub(st.merged));
                 if min <= free || st.used == 0 {
                     let bytes = free.clamp(min, max.max(min));
-                    st.used += bytes;
-                    st.shares[self.index].1 += bytes;
-                    b.peak.fetch_max(st.used, Ordering::Relaxed);
-                    self.peak.fetch_max(st.shares[self.index].1, Ordering::Relaxed);
-                    return Held {
-                        share: self.clone(),
-                        bytes,
-                        data: false,
-                        merged: false,
-                    };
+                    return self.take(&mut st, bytes, false, false);
                 }
             }
             notified.await;
@@ -246,20 +237,8 @@ impl Share {
     /// still held. Fetches wait until the total is back under the limit, so
     /// memory stays near `max_buffered_bytes` instead of holding both uncounted.
     pub fn hold_now(self: &Arc<Self>, bytes: usize) -> Held {
-        let b = &self.budget;
-        let mut st = lock(&b.state);
-        st.used += bytes;
-        st.shares[self.index].1 += bytes;
-        b.peak.fetch_max(st.used, Ordering::Relaxed);
-        self.peak.fetch_max(st.shares[self.index].1, Ordering::Relaxed);
-        drop(st);
-        self.data.fetch_add(bytes, Ordering::Relaxed);
-        Held {
-            share: self.clone(),
-            bytes,
-            data: true,
-            merged: false,
-        }
+        let mut st = lock(&self.budget.state);
+        self.take(&mut st, bytes, true, false)
     }
 
     /// Holds `bytes` for a merged batch if they fit under the limit now
@@ -273,22 +252,28 @@ impl Share {
             .limit()
             .saturating_sub(st.used)
             .saturating_sub(st.kept_for_others(self.index));
-        if bytes > free {
-            return None;
-        }
+        (bytes <= free).then(|| self.take(&mut st, bytes, true, true))
+    }
+
+    /// Counts `bytes` as this share's (under the budget's lock, `st`) and
+    /// returns them held: response `data` or a reservation, `merged` or not.
+    fn take(self: &Arc<Self>, st: &mut State, bytes: usize, data: bool, merged: bool) -> Held {
         st.used += bytes;
-        st.merged += bytes;
+        if merged {
+            st.merged += bytes;
+        }
         st.shares[self.index].1 += bytes;
-        b.peak.fetch_max(st.used, Ordering::Relaxed);
+        self.budget.peak.fetch_max(st.used, Ordering::Relaxed);
         self.peak.fetch_max(st.shares[self.index].1, Ordering::Relaxed);
-        drop(st);
-        self.data.fetch_add(bytes, Ordering::Relaxed);
-        Some(Held {
+        if data {
+            self.data.fetch_add(bytes, Ordering::Relaxed);
+        }
+        Held {
             share: self.clone(),
             bytes,
-            data: true,
-            merged: true,
-        })
+            data,
+            merged,
+        }
     }
 
     /// Bytes this share holds: response data and reservations of waiting fetches.

@@ -34,9 +34,9 @@ use crate::config::{FetchSettings, StartFrom};
 mod lanes;
 mod response;
 
-pub(super) use lanes::WAN_RATE;
 use lanes::{dealt, rtt_watch, Lanes};
 pub use lanes::{lanes_for, MAX_LANES};
+pub(super) use lanes::{PROBE_EVERY, PROBE_LANE, RTT_PER_LANE, WAN_RATE};
 use response::process_partition;
 
 type Key = (Arc<str>, i32);

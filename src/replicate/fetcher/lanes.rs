@@ -15,12 +15,12 @@ use super::{Fetchers, Key};
 /// At most this many fetch connections (lanes) per source broker.
 pub const MAX_LANES: usize = 8;
 /// One lane per this much round trip: a LAN (a few ms) keeps one.
-const RTT_PER_LANE: Duration = Duration::from_millis(15);
+pub(in crate::replicate) const RTT_PER_LANE: Duration = Duration::from_millis(15);
 /// How often a broker's round trip is measured.
-const PROBE_EVERY: Duration = Duration::from_secs(5);
+pub(in crate::replicate) const PROBE_EVERY: Duration = Duration::from_secs(5);
 /// The connection (lane number) round trips are measured on: idle otherwise,
 /// so nothing queued ahead of the probe inflates it.
-const PROBE_LANE: usize = 64;
+pub(in crate::replicate) const PROBE_LANE: usize = 64;
 /// Bytes per second a broker's fetches are sized for across a long round
 /// trip: the budget grows to this rate times the round trip (up to its
 /// ceiling), enough for a 10 Gbit/s-class link's share per broker.
@@ -72,18 +72,7 @@ pub(super) async fn rtt_watch(f: Arc<Fetchers>, node: i32) {
             f.budget.budget().want(&key, 0);
             return;
         }
-        let probe = async {
-            let conn = f.src.broker_lane(node, PROBE_LANE).await.ok()?;
-            let mut best: Option<Duration> = None;
-            for _ in 0..3 {
-                let t = std::time::Instant::now();
-                conn.request(&kafka_protocol::messages::ApiVersionsRequest::default())
-                    .await
-                    .ok()?;
-                best = Some(best.map_or(t.elapsed(), |b| b.min(t.elapsed())));
-            }
-            best
-        };
+        let probe = async { f.src.broker_lane(node, PROBE_LANE).await.ok()?.round_trip(3).await };
         if let Some(rtt) = probe.await {
             let count = lanes_for(rtt);
             let before = crate::sync::lock(&f.lanes).insert(node, Lanes { count, rtt });

@@ -39,7 +39,7 @@ pub use types::{Item, Position, Route};
 /// A destination broker this far (round trip) or farther is far: batches queued
 /// past a partition's in-flight window merge up to 512 KiB, not 64 KiB
 /// ([`merge::deep_below`]). The fetch side opens a second lane at the same round trip.
-const FAR_RTT: Duration = Duration::from_millis(15);
+const FAR_RTT: Duration = super::fetcher::RTT_PER_LANE;
 
 /// The destination producer of one flow.
 #[derive(Debug)]

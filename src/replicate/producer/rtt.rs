@@ -11,30 +11,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::ApiVersionsRequest;
 use tracing::info;
 
 use super::{Producer, FAR_RTT};
-use crate::replicate::fetcher::WAN_RATE;
-
-/// How often a broker's round trip is measured.
-const PROBE_EVERY: Duration = Duration::from_secs(5);
-/// The connection round trips are measured on: idle otherwise, so nothing
-/// queued ahead of the probe (a produce request of megabytes) inflates it.
-const PROBE_LANE: usize = 64;
-
-/// The best of three ApiVersions round trips to broker `node`, `None` when it
-/// cannot be reached (the sender reports that).
-async fn measure(p: &Producer, node: i32) -> Option<Duration> {
-    let conn = p.dst.broker_lane(node, PROBE_LANE).await.ok()?;
-    let mut best: Option<Duration> = None;
-    for _ in 0..3 {
-        let t = Instant::now();
-        conn.request(&ApiVersionsRequest::default()).await.ok()?;
-        best = Some(best.map_or(t.elapsed(), |b| b.min(t.elapsed())));
-    }
-    best
-}
+use crate::replicate::fetcher::{PROBE_EVERY, PROBE_LANE, WAN_RATE};
 
 /// Measures broker `node`'s round trip until the producer stops, marking the
 /// broker far or near in the queue; logs when that changes.
@@ -52,7 +32,7 @@ pub(super) async fn watch(p: Arc<Producer>, node: i32) {
             want(0);
             return;
         }
-        if let Some(rtt) = measure(&p, node).await {
+        if let Some(rtt) = async { p.dst.broker_lane(node, PROBE_LANE).await.ok()?.round_trip(3).await }.await {
             let far = rtt >= FAR_RTT;
             let limit = want(if far {
                 (WAN_RATE * rtt.as_secs_f64()) as usize

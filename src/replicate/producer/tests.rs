@@ -36,9 +36,9 @@ const STAMP: ProducerStamp = ProducerStamp {
     transactional: false,
 };
 
-/// A source batch of `n` records at source offset `base`.
-fn batch(base: i64, n: i32) -> RawBatch {
-    let records: Vec<RecordSpec> = (0..n).map(|i| RecordSpec::simple(i, b"value")).collect();
+/// A source batch of `n` records with value `value` at source offset `base`.
+fn batch_of(base: i64, n: i32, value: &[u8]) -> RawBatch {
+    let records: Vec<RecordSpec> = (0..n).map(|i| RecordSpec::simple(i, value)).collect();
     write_batch(
         &BatchSpec {
             base_offset: base,
@@ -54,12 +54,17 @@ async fn held() -> Arc<Held> {
 
 /// `count` batches of `n` records from source offset `from`, as a fetcher hands them over.
 async fn items(from: i64, count: i64, n: i32) -> Vec<Item> {
+    items_of(from, count, n, b"value").await
+}
+
+/// [`items`] with records of value `value`.
+async fn items_of(from: i64, count: i64, n: i32, value: &[u8]) -> Vec<Item> {
     let h = held().await;
     (0..count)
         .map(|i| {
             let base = from + i * n as i64;
             Item::Batch {
-                batch: batch(base, n),
+                batch: batch_of(base, n, value),
                 src_base: base,
                 src_last: base + n as i64 - 1,
                 deltas: None,
@@ -164,29 +169,7 @@ async fn one_batch_per_partition_per_request_and_one_in_flight_until_confirmed()
 /// `count` batches of `n` records of 1 KiB each from source offset `from`:
 /// above `coalesce_below_bytes`, below the deep-queue threshold.
 async fn kib_items(from: i64, count: i64, n: i32) -> Vec<Item> {
-    let h = held().await;
-    let value = vec![7u8; 1024];
-    (0..count)
-        .map(|i| {
-            let base = from + i * n as i64;
-            let records: Vec<RecordSpec> = (0..n).map(|r| RecordSpec::simple(r, &value)).collect();
-            Item::Batch {
-                batch: write_batch(
-                    &BatchSpec {
-                        base_offset: base,
-                        ..BatchSpec::default()
-                    },
-                    &records,
-                ),
-                src_base: base,
-                src_last: base + n as i64 - 1,
-                deltas: None,
-                held: h.clone(),
-                origin: None,
-                fetched: std::time::Instant::now(),
-            }
-        })
-        .collect()
+    items_of(from, count, n, &[7u8; 1024]).await
 }
 
 /// Records of each batch in flight of partition `p` of topic "t", in order.
