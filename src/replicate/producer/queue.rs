@@ -174,6 +174,16 @@ impl Part {
         self.confirmed.get(origin).copied().unwrap_or(false)
     }
 
+    /// Batches of `origin` that may be in flight: `max` once the destination
+    /// acknowledged one since the last error, 1 until then.
+    fn window(&self, origin: usize, max: usize) -> usize {
+        if self.is_confirmed(origin) {
+            max
+        } else {
+            1
+        }
+    }
+
     fn set_confirmed(&mut self, origin: usize, yes: bool) {
         if self.confirmed.len() <= origin {
             self.confirmed.resize(origin + 1, false);
@@ -368,11 +378,7 @@ impl Queue {
             .iter()
             .filter(|(_, p)| {
                 let next_origin = p.first_queued().map_or(0, |i| p.entries[i].origin);
-                let window = if p.is_confirmed(next_origin) {
-                    s.max_in_flight_per_partition
-                } else {
-                    1
-                };
+                let window = p.window(next_origin, s.max_in_flight_per_partition);
                 p.leader == node && p.failed.is_none() && !p.held && !p.resend && p.inflight < window
             })
             .map(|(k, _)| k.clone())
@@ -394,17 +400,13 @@ impl Queue {
             if transactional && !self.txn.may_send(&key, part.entries[i].txn) {
                 continue;
             }
-            let window = if part.is_confirmed(part.entries[i].origin) {
-                s.max_in_flight_per_partition
-            } else {
-                1
-            };
-            let queued = part.entries.iter().skip(i).filter(|e| e.state == State::Queued).count();
             // A merged batch stays within half the destination topic's
             // `max.message.bytes` (re-encoding may grow it a little); while
             // that is unknown, only tiny batches merge, up to 512 KiB, as always.
             let (deep, cap) = match self.max_message.get(&key.0).copied().flatten() {
                 Some(max) => {
+                    let window = part.window(part.entries[i].origin, s.max_in_flight_per_partition);
+                    let queued = part.entries.iter().skip(i).filter(|e| e.state == State::Queued).count();
                     let cap = (max / 2).min(COALESCE_MAX_BYTES);
                     let far = self.far.contains(&node);
                     (
