@@ -1,10 +1,18 @@
 //! Taking over a running MirrorMaker 2 replication, as an operator does it:
-//! a real MM2 (dedicated mode, the jars benches/e2e resolves) replicates part
-//! of a topic, is SIGKILLed, and `strait run` with `start_from = "mm2"`
-//! continues every partition after the last offset MM2 committed. The
-//! independent client checks that the destination holds every record and that
-//! the only duplicates are MM2's uncommitted window, counted exactly from the
-//! positions MM2 committed (read by the test itself) and what MM2 had written.
+//! a real MM2 (dedicated mode, the jars benches/e2e resolves) replicates a
+//! topic, commits its positions, copies more without committing them (its
+//! uncommitted window, as after any crash), is SIGKILLed, and `strait run` with
+//! `start_from = "mm2"` continues every partition after the last offset MM2
+//! committed. The independent client checks that the destination holds every
+//! record and that the only duplicates are MM2's uncommitted window, counted
+//! exactly from the positions MM2 committed (read by the test itself) and what
+//! MM2 had written.
+//!
+//! The window is made without racing MM2: its first run commits every second
+//! and is killed once its committed positions reach the end of the first load;
+//! its second run commits only once an hour, so what it copies of the second
+//! load stays uncommitted when it is killed; a third load arrives after the
+//! kill, for strait alone.
 
 mod common;
 mod harness;
@@ -13,7 +21,6 @@ mod proxy;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::tool;
@@ -22,8 +29,10 @@ use harness::{unique_topic, KafkaCluster};
 use proxy::ClusterProxy;
 use serde_json::Value;
 
-/// Records the source gets; MM2 copies part of them.
-const RECORDS: u64 = 8_000;
+/// Records the source gets: MM2 copies and commits the first load, copies the
+/// second without committing it, and never sees the third.
+const LOADS: [u64; 3] = [4_000, 2_000, 2_000];
+const RECORDS: u64 = LOADS[0] + LOADS[1] + LOADS[2];
 
 /// Every record of `topic` as (partition, timestamp): the loader gives each
 /// record its own timestamp, which MM2 and strait both keep.
@@ -84,9 +93,10 @@ fn count(bootstrap: &str, topic: &str) -> u64 {
 
 /// MirrorMaker 2 in dedicated mode replicating `topic` from `alias` (through
 /// `src`) to B, its offsets in the dedicated-mode default topic
-/// `mm2-offsets.<alias>.internal`, committed every 5 s (Connect's default is
-/// 60 s).
-fn start_mm2(dir: &std::path::Path, alias: &str, src: &str, dst: &str, topic: &str) -> Child {
+/// `mm2-offsets.<alias>.internal`, committed every `commit_ms` (Connect's
+/// default is 60 s; Connect commits only on that timer and when a task stops
+/// gracefully, never on SIGKILL).
+fn start_mm2(dir: &std::path::Path, alias: &str, src: &str, dst: &str, topic: &str, commit_ms: u64) -> Child {
     let libs = Command::new("bash")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/e2e/mm2_fetch.sh"))
         .arg("4.1.1")
@@ -109,7 +119,7 @@ fn start_mm2(dir: &std::path::Path, alias: &str, src: &str, dst: &str, topic: &s
              offset.storage.replication.factor = 1\nconfig.storage.replication.factor = 1\nstatus.storage.replication.factor = 1\n\
              emit.heartbeats.enabled = false\nemit.checkpoints.enabled = false\nemit.offset-syncs.enabled = false\n\
              sync.group.offsets.enabled = false\nsync.topic.acls.enabled = false\n\
-             B.offset.flush.interval.ms = 5000\n{alias}.consumer.max.poll.records = 200\n"
+             B.offset.flush.interval.ms = {commit_ms}\n{alias}.consumer.max.poll.records = 200\n"
         ),
     )
     .unwrap();
@@ -153,49 +163,52 @@ async fn strait_takes_over_from_a_killed_mirrormaker2_without_copying_again() {
     let dir = std::env::temp_dir().join(unique_topic("mm2-files"));
     std::fs::create_dir_all(&dir).unwrap();
     common::create(src, &t, 4, &["retention.ms=-1"]);
-    common::load(src, &t, RECORDS as usize, "none", &[]);
-    let on_src: BTreeSet<(i64, i64)> = records(&src.bootstrap, &t).into_iter().collect();
-    assert_eq!(on_src.len() as u64, RECORDS, "every record has its own timestamp");
-
-    // MM2 reads the source through the proxy, slowed to 20 KB/s per connection so it is
-    // killed halfway.
-    sp.each(|f| f.bandwidth.store(20_000, Ordering::Relaxed));
-    let mm2 = start_mm2(&dir, &alias, &sp.bootstrap, &dst.bootstrap, &t);
-    // Killed once it committed positions and has copied at least 300 records
-    // past them (an uncommitted window, as after any crash).
-    let pid = mm2.id().to_string();
-    let signal = |sig: &str| {
-        let _ = Command::new("kill").args([sig, pid.as_str()]).status();
+    let load = |from: u64, n: u64| {
+        common::load(src, &t, n as usize, "none", &["--start-index", &from.to_string()]);
     };
-    let ready = || {
-        let committed: i64 = mm2_positions(&dst.bootstrap, &offsets_topic, &t)
+    let kill = |mm2: Child| {
+        let _ = stop(mm2, "-KILL");
+    };
+    let committed = || -> u64 {
+        mm2_positions(&dst.bootstrap, &offsets_topic, &t)
             .values()
-            .map(|o| o + 1)
-            .sum();
-        committed >= 500 && count(&dst.bootstrap, &mirror) as i64 >= committed + 300
+            .map(|o| (o + 1) as u64)
+            .sum()
     };
-    let started = tokio::task::block_in_place(|| {
-        within(Duration::from_secs(180), || {
-            if !ready() {
-                return false;
-            }
-            // Frozen, then looked at again: a commit between the look and the
-            // kill would close the window (a CI run saw it closed: 0 records).
-            signal("-STOP");
-            if ready() {
-                return true;
-            }
-            signal("-CONT");
-            false
-        })
-    });
-    let _ = stop(mm2, "-KILL");
+
+    // Run 1: MM2 copies the first load and commits it (every second).
+    load(0, LOADS[0]);
+    let mm2 = start_mm2(&dir, &alias, &sp.bootstrap, &dst.bootstrap, &t, 1_000);
+    let first = tokio::task::block_in_place(|| within(Duration::from_secs(180), || committed() >= LOADS[0]));
+    kill(mm2);
     assert!(
-        started,
-        "MirrorMaker 2 copied and committed part of the topic within 180 s (log: {})",
+        first,
+        "MirrorMaker 2 copied and committed the first {} records within 180 s (committed {}; log: {})",
+        LOADS[0],
+        committed(),
         dir.join("mm2.log").display()
     );
-    sp.each(|f| f.bandwidth.store(0, Ordering::Relaxed));
+
+    // Run 2: MM2 copies the second load and commits nothing (once an hour):
+    // killed with all of it copied, it leaves a window of LOADS[1] records.
+    load(LOADS[0], LOADS[1]);
+    let mm2 = start_mm2(&dir, &alias, &sp.bootstrap, &dst.bootstrap, &t, 3_600_000);
+    let second = tokio::task::block_in_place(|| {
+        within(Duration::from_secs(180), || {
+            count(&dst.bootstrap, &mirror) >= LOADS[0] + LOADS[1]
+        })
+    });
+    kill(mm2);
+    assert!(
+        second,
+        "MirrorMaker 2 copied the second load within 180 s (log: {})",
+        dir.join("mm2.log").display()
+    );
+
+    // Run 3 never happens: the third load is for strait alone.
+    load(LOADS[0] + LOADS[1], LOADS[2]);
+    let on_src: BTreeSet<(i64, i64)> = records(&src.bootstrap, &t).into_iter().collect();
+    assert_eq!(on_src.len() as u64, RECORDS, "every record has its own timestamp");
 
     // What MM2 left, read by the test: its committed positions and the records
     // it wrote. Partition p's records past its position are MM2's uncommitted
@@ -209,14 +222,14 @@ async fn strait_takes_over_from_a_killed_mirrormaker2_without_copying_again() {
     let window: i64 = (0..4)
         .map(|p| written.get(&p).copied().unwrap_or(0) - positions.get(&p).map_or(0, |o| o + 1))
         .sum();
-    assert!(
-        (before.len() as u64) < RECORDS,
-        "MM2 was killed before it copied everything ({} of {RECORDS})",
-        before.len()
+    assert_eq!(
+        before.len() as u64,
+        LOADS[0] + LOADS[1],
+        "MM2 copied the first two loads, nothing twice"
     );
-    assert!(
-        window >= 300,
-        "MM2 was killed with copied records not committed: {positions:?} {written:?}"
+    assert_eq!(
+        window, LOADS[1] as i64,
+        "MM2's committed positions are the end of the first load: {positions:?} {written:?}"
     );
 
     // Two consumer groups of the source: `behind` is still reading what MM2
@@ -225,6 +238,7 @@ async fn strait_takes_over_from_a_killed_mirrormaker2_without_copying_again() {
     // The partition is one MM2 had not finished: strait copies its rest, so its
     // offset map covers the source end (a partition MM2 copied and committed to
     // its end gets nothing from strait, and `done` there is not translated).
+    // Every partition qualifies: each got records of the later loads.
     let (behind, done) = (unique_topic("mm2-behind"), unique_topic("mm2-done"));
     let src_end = |p: i64| on_src.iter().filter(|(q, _)| *q == p).count() as i64;
     let (&p, &last) = positions
