@@ -11,8 +11,9 @@
 //! The window is made without racing MM2: its first run commits every second
 //! and is killed once its committed positions reach the end of the first load;
 //! its second run commits only once an hour, so what it copies of the second
-//! load stays uncommitted when it is killed; a third load arrives after the
-//! kill, for strait alone.
+//! load (all in partition 0) stays uncommitted when it is killed; a third load
+//! (partition 1) arrives after the kill, for strait alone. Partitions 2 and 3
+//! are the quiet ones MM2 copied and committed to their end.
 
 mod common;
 mod harness;
@@ -29,8 +30,9 @@ use harness::{unique_topic, KafkaCluster};
 use proxy::ClusterProxy;
 use serde_json::Value;
 
-/// Records the source gets: MM2 copies and commits the first load, copies the
-/// second without committing it, and never sees the third.
+/// Records the source gets: MM2 copies and commits the first load (every
+/// partition), copies the second (partition 0) without committing it, and
+/// never sees the third (partition 1).
 const LOADS: [u64; 3] = [4_000, 2_000, 2_000];
 const RECORDS: u64 = LOADS[0] + LOADS[1] + LOADS[2];
 
@@ -163,8 +165,13 @@ async fn strait_takes_over_from_a_killed_mirrormaker2_without_copying_again() {
     let dir = std::env::temp_dir().join(unique_topic("mm2-files"));
     std::fs::create_dir_all(&dir).unwrap();
     common::create(src, &t, 4, &["retention.ms=-1"]);
-    let load = |from: u64, n: u64| {
-        common::load(src, &t, n as usize, "none", &["--start-index", &from.to_string()]);
+    let load = |from: u64, n: u64, partition: Option<i32>| {
+        let (from, partition) = (from.to_string(), partition.map(|p| p.to_string()));
+        let mut args = vec!["--start-index", from.as_str()];
+        if let Some(p) = &partition {
+            args.extend(["--partition", p.as_str()]);
+        }
+        common::load(src, &t, n as usize, "none", &args);
     };
     let kill = |mm2: Child| {
         let _ = stop(mm2, "-KILL");
@@ -177,7 +184,7 @@ async fn strait_takes_over_from_a_killed_mirrormaker2_without_copying_again() {
     };
 
     // Run 1: MM2 copies the first load and commits it (every second).
-    load(0, LOADS[0]);
+    load(0, LOADS[0], None);
     let mm2 = start_mm2(&dir, &alias, &sp.bootstrap, &dst.bootstrap, &t, 1_000);
     let first = tokio::task::block_in_place(|| within(Duration::from_secs(180), || committed() >= LOADS[0]));
     kill(mm2);
@@ -191,7 +198,7 @@ async fn strait_takes_over_from_a_killed_mirrormaker2_without_copying_again() {
 
     // Run 2: MM2 copies the second load and commits nothing (once an hour):
     // killed with all of it copied, it leaves a window of LOADS[1] records.
-    load(LOADS[0], LOADS[1]);
+    load(LOADS[0], LOADS[1], Some(0));
     let mm2 = start_mm2(&dir, &alias, &sp.bootstrap, &dst.bootstrap, &t, 3_600_000);
     let second = tokio::task::block_in_place(|| {
         within(Duration::from_secs(180), || {
@@ -206,7 +213,7 @@ async fn strait_takes_over_from_a_killed_mirrormaker2_without_copying_again() {
     );
 
     // Run 3 never happens: the third load is for strait alone.
-    load(LOADS[0] + LOADS[1], LOADS[2]);
+    load(LOADS[0] + LOADS[1], LOADS[2], Some(1));
     let on_src: BTreeSet<(i64, i64)> = records(&src.bootstrap, &t).into_iter().collect();
     assert_eq!(on_src.len() as u64, RECORDS, "every record has its own timestamp");
 
@@ -232,20 +239,26 @@ async fn strait_takes_over_from_a_killed_mirrormaker2_without_copying_again() {
         "MM2's committed positions are the end of the first load: {positions:?} {written:?}"
     );
 
-    // Two consumer groups of the source: `behind` is still reading what MM2
+    // Three consumer groups of the source: `behind` is still reading what MM2
     // copied, and MM2 translated its offset on the destination (simulated
-    // here: MM2's checkpoints are off); `done` has read everything.
-    // The partition is one MM2 had not finished: strait copies its rest, so its
-    // offset map covers the source end (a partition MM2 copied and committed to
-    // its end gets nothing from strait, and `done` there is not translated).
-    // Every partition qualifies: each got records of the later loads.
-    let (behind, done) = (unique_topic("mm2-behind"), unique_topic("mm2-done"));
+    // here: MM2's checkpoints are off); `done` has read everything of a
+    // partition MM2 had not finished (strait copies its rest); `drained` has
+    // read everything of a quiet partition MM2 copied and committed to its end,
+    // where strait copies nothing and translates from its start position.
+    let (behind, done, drained) = (
+        unique_topic("mm2-behind"),
+        unique_topic("mm2-done"),
+        unique_topic("mm2-drained"),
+    );
     let src_end = |p: i64| on_src.iter().filter(|(q, _)| *q == p).count() as i64;
     let (&p, &last) = positions
         .iter()
         .filter(|(p, o)| **o >= 1 && **o + 1 < src_end(**p))
         .max_by_key(|(_, o)| **o)
         .unwrap_or_else(|| panic!("MM2 finished every partition it started: {positions:?}"));
+    let q = (0..4)
+        .find(|q| positions.get(q).is_some_and(|o| o + 1 == src_end(*q)))
+        .unwrap_or_else(|| panic!("MM2 committed the end of partitions 2 and 3: {positions:?}"));
     // `behind` sits before MM2's position there: MM2 translated it.
     let behind_at = last.min(5);
     let admin = strait::client::Client::connect(strait::client::ClientConfig::new(&src.bootstrap))
@@ -257,6 +270,10 @@ async fn strait_takes_over_from_a_killed_mirrormaker2_without_copying_again() {
         .unwrap();
     admin
         .commit_offsets(&done, &[(t.clone(), p as i32, src_end(p))])
+        .await
+        .unwrap();
+    admin
+        .commit_offsets(&drained, &[(t.clone(), q as i32, src_end(q))])
         .await
         .unwrap();
     let dst_admin = strait::client::Client::connect(strait::client::ClientConfig::new(&dst.bootstrap))
@@ -274,7 +291,7 @@ async fn strait_takes_over_from_a_killed_mirrormaker2_without_copying_again() {
         &cfg,
         format!(
             "name = \"{name}\"\ntopics = [\"{t}\"]\nrename = \"prefix\"\nstart_from = \"mm2\"\nheartbeats = false\n\
-             groups = [\"{behind}\", \"{done}\"]\ngroup_sync_interval_ms = 500\n\
+             groups = [\"{behind}\", \"{done}\", \"{drained}\"]\ngroup_sync_interval_ms = 500\n\
              [source]\nalias = \"{alias}\"\nbootstrap_servers = \"{}\"\n[destination]\nbootstrap_servers = \"{}\"\n",
             src.bootstrap, dst.bootstrap
         ),
@@ -291,14 +308,18 @@ async fn strait_takes_over_from_a_killed_mirrormaker2_without_copying_again() {
         within(Duration::from_secs(90), || count(&dst.bootstrap, &mirror) >= want)
             && within(Duration::from_secs(30), || {
                 group_offset(dst, &done, &mirror, p) == Some(written[&p] + (src_end(p) - (last + 1)))
+                    && group_offset(dst, &drained, &mirror, q) == Some(written[&q])
             })
     });
     let log = stop(run, "-TERM");
     assert!(
         complete,
-        "strait completed the mirror within 90 s and synced {done} to the destination's end of partition {p} \
-         (at {:?}): {log}",
-        group_offset(dst, &done, &mirror, p)
+        "strait completed the mirror within 90 s and synced {done} and {drained} to the destination's end of \
+         partitions {p} and {q} (at {:?}, {:?}; ends {}, {}): {log}",
+        group_offset(dst, &done, &mirror, p),
+        group_offset(dst, &drained, &mirror, q),
+        written[&p] + (src_end(p) - (last + 1)),
+        written[&q]
     );
     assert_eq!(
         group_offset(dst, &behind, &mirror, p),

@@ -411,6 +411,18 @@ impl Checkpointer {
             .map(|r| r.src_base)
     }
 
+    /// Where strait's own copy of a partition begins (the source offset): the
+    /// first one in its offset map or, while it has copied nothing there, its
+    /// committed position (a takeover of a partition MirrorMaker 2 had copied
+    /// and committed to its end). `None` before either exists.
+    pub fn copy_begins(&self, dst_topic: &str, partition: i32) -> Option<i64> {
+        self.first_mapped(dst_topic, partition).or_else(|| {
+            lock(&self.committed)
+                .get(&(Arc::from(dst_topic), partition))
+                .map(|p| p.src_next)
+        })
+    }
+
     pub fn translate(&self, dst_topic: &str, partition: i32, offset: i64) -> Option<i64> {
         let position = lock(&self.committed).get(&(Arc::from(dst_topic), partition)).copied()?;
         if offset > position.src_next {

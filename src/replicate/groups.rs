@@ -137,8 +137,10 @@ impl GroupSync {
                 }
                 let dt = topics.destination(&t);
                 // After a takeover from MirrorMaker 2, a group still reading
-                // what MM2 copied keeps the offsets MM2 translated for it.
-                if leave_earlier && ckpt.first_mapped(&dt, p).is_none_or(|first| o < first) {
+                // what MM2 copied keeps the offsets MM2 translated for it; one
+                // at or past MM2's position is strait's to translate, also where
+                // MM2 had copied everything (a drained group on a quiet topic).
+                if leave_earlier && ckpt.copy_begins(&dt, p).is_none_or(|first| o < first) {
                     continue;
                 }
                 let Some(mut d) = ckpt.translate(&dt, p, o) else {
