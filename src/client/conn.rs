@@ -154,6 +154,8 @@ pub struct Connection {
     /// Background tasks tied to this connection (re-authentication).
     extra_tasks: Mutex<Vec<AbortHandle>>,
     reauthentications: AtomicU64,
+    /// How long the ApiVersions exchange of the handshake took.
+    handshake: Duration,
 }
 
 impl Drop for Connection {
@@ -215,8 +217,11 @@ impl Connection {
             gate: tokio::sync::RwLock::new(()),
             extra_tasks: Mutex::new(Vec::new()),
             reauthentications: AtomicU64::new(0),
+            handshake: Duration::ZERO,
         };
+        let t = Instant::now();
         conn.versions = conn.negotiate_versions().await?;
+        conn.handshake = t.elapsed();
         Ok(conn)
     }
 
@@ -316,6 +321,14 @@ impl Connection {
             broker: self.shared.broker.clone(),
             source,
         })
+    }
+
+    /// The round trip of the handshake's ApiVersions exchange: a first
+    /// estimate, known without another request (at most the round trip plus
+    /// the broker's answer time; two of them for a broker older than
+    /// ApiVersions v3).
+    pub fn handshake_round_trip(&self) -> Duration {
+        self.handshake
     }
 
     /// The smallest of `tries` ApiVersions round trips on this connection: the

@@ -423,6 +423,22 @@ impl Client {
         crate::sync::read(&self.metadata)
     }
 
+    /// The leader of a partition in the cached metadata, while the cache is
+    /// not marked stale and knows topic `id` (not a topic of the same name
+    /// deleted since); `None` otherwise.
+    pub fn cached_leader(&self, topic: &str, partition: i32, id: uuid::Uuid) -> Option<i32> {
+        if self.stale.load(Ordering::Relaxed) {
+            return None;
+        }
+        let md = self.read_md();
+        if md.topics.get(topic).is_none_or(|t| t.id != id) {
+            return None;
+        }
+        md.partition(topic, partition)
+            .filter(|p| p.leader >= 0 && p.error_code == 0)
+            .map(|p| p.leader)
+    }
+
     /// A copy of the cached metadata.
     pub fn cached_metadata(&self) -> Metadata {
         self.read_md().clone()

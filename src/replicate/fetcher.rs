@@ -84,6 +84,9 @@ pub struct Fetchers {
     parts: Mutex<HashMap<Key, SrcPart>>,
     /// Fetch loops running: (broker, lane).
     running: Mutex<HashSet<(i32, usize)>>,
+    /// Fetch loops whose last response carried no records (caught up, long
+    /// polling): they ask for little, so the busy ones get the budget.
+    idle: Mutex<HashSet<(i32, usize)>>,
     /// Fetch requests in flight per source broker.
     in_flight: Mutex<HashMap<i32, usize>>,
     /// Per source broker: its lanes and measured round trip ([`rtt_watch`]).
@@ -123,6 +126,7 @@ impl Fetchers {
             provenance,
             parts: Mutex::new(HashMap::new()),
             running: Mutex::new(HashSet::new()),
+            idle: Mutex::new(HashSet::new()),
             lanes: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),
             refresh: Notify::new(),
@@ -156,13 +160,17 @@ impl Fetchers {
     }
 
     /// Starts fetching a partition at `offset`.
-    pub fn add(&self, route: Route, topic_id: Uuid, offset: i64) {
+    pub fn add(self: &Arc<Self>, route: Route, topic_id: Uuid, offset: i64) {
         let key = (route.src_topic.clone(), route.partition);
+        // The leader the topic listing just read, if the cache has it: the
+        // first fetch goes out without another metadata round trip (150 ms
+        // across a WAN). A stale one answers NOT_LEADER and is looked up again.
+        let leader = self.src.cached_leader(&route.src_topic, route.partition, topic_id);
         self.lock().entry(key).or_insert(SrcPart {
             route,
             topic_id,
             next_offset: offset,
-            leader: -1,
+            leader: leader.unwrap_or(-1),
             high_watermark: -1,
             stopped: None,
             refetching: None,
@@ -170,7 +178,10 @@ impl Fetchers {
             bytes: 0,
             since: std::time::Instant::now(),
         });
-        self.refresh.notify_one();
+        match leader {
+            Some(node) => self.start_lanes(node),
+            None => self.refresh.notify_one(),
+        }
     }
 
     /// Stops fetching partitions (handed to another member). A response in
@@ -314,6 +325,34 @@ impl Fetchers {
     }
 
     /// Lanes of broker `node` (1 until its round trip was measured).
+    /// The most lane `lane` of `node` asks for: an idle lane (its last
+    /// response was empty) one partition's worth, at most an equal part of the
+    /// budget; a busy lane an equal part of what the idle ones leave, so the
+    /// partitions still catching up get the window (at the end of a catch-up
+    /// the last partitions ran at a seventh of the rate while seven caught-up
+    /// lanes held reservations for their long polls).
+    fn lane_share(&self, node: i32, lane: usize) -> usize {
+        let limit = self.budget.budget().limit();
+        let loops = crate::sync::lock(&self.running).len();
+        let idle = crate::sync::lock(&self.idle);
+        lanes::share(
+            limit,
+            loops,
+            idle.len(),
+            idle.contains(&(node, lane)),
+            self.settings.partition_max_bytes,
+        )
+    }
+
+    fn set_idle(&self, node: i32, lane: usize, idle: bool) {
+        let mut set = crate::sync::lock(&self.idle);
+        if idle {
+            set.insert((node, lane));
+        } else {
+            set.remove(&(node, lane));
+        }
+    }
+
     fn lane_count(&self, node: i32) -> usize {
         crate::sync::lock(&self.lanes).get(&node).map_or(1, |l| l.count)
     }
@@ -455,9 +494,7 @@ async fn fetch_loop(f: Arc<Fetchers>, node: i32, lane: usize) {
         // their fetches in flight together: a long poll waiting for data never
         // holds what another broker's fetch needs (one that took all that was
         // free starved a broker's partitions for 20 s on a busy machine).
-        let loops = crate::sync::lock(&f.running).len().max(1);
-        let per_lane = (f.budget.budget().limit() / loops).max(1);
-        let most = f.settings.max_bytes.min(per_lane);
+        let most = f.settings.max_bytes.min(f.lane_share(node, lane));
         let mut held = f
             .budget
             .reserve_up_to(f.settings.partition_max_bytes.min(most), most)
@@ -599,6 +636,7 @@ async fn fetch_loop(f: Arc<Fetchers>, node: i32, lane: usize) {
             .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
             .sum();
         held.shrink_to(record_bytes);
+        f.set_idle(node, lane, record_bytes == 0);
         let held = Arc::new(held);
         for t in resp.responses {
             let topic: Arc<str> = if by_id {
@@ -620,6 +658,7 @@ async fn fetch_loop(f: Arc<Fetchers>, node: i32, lane: usize) {
         drop(held);
     }
     crate::sync::lock(&f.running).remove(&(node, lane));
+    f.set_idle(node, lane, false);
     debug!(broker = node, lane, "fetcher stopped");
 }
 

@@ -25,6 +25,12 @@ pub(in crate::replicate) const PROBE_LANE: usize = 64;
 /// trip: the budget grows to this rate times the round trip (up to its
 /// ceiling), enough for a 10 Gbit/s-class link's share per broker.
 pub(in crate::replicate) const WAN_RATE: f64 = 400e6;
+/// Round trips a fetched byte holds budget for: one as its fetch's
+/// reservation, about one more buffered until the destination acknowledged it
+/// (the lanes' responses arrive together and are written one after another).
+/// At 150 ms, 400 MB/s × one round trip (74 MiB) kept the budget full at
+/// about 200 MB/s; with 128 MiB the destination was the bound (250 MB/s).
+const HELD_TRIPS: f64 = 2.0;
 
 /// A source broker's lanes.
 #[derive(Debug, Clone, Copy)]
@@ -37,6 +43,22 @@ pub(super) struct Lanes {
 /// [`RTT_PER_LANE`], up to [`MAX_LANES`].
 pub fn lanes_for(rtt: Duration) -> usize {
     ((rtt.as_secs_f64() / RTT_PER_LANE.as_secs_f64()).ceil() as usize).clamp(1, MAX_LANES)
+}
+
+/// The most one of `loops` fetch loops asks of a `limit`-byte budget when
+/// `idle` of them (`me_idle`: this one among them) had an empty last
+/// response: an idle loop one partition's worth (`partition_max`), at most an
+/// equal part; a busy one an equal part of what the idle ones leave, at least
+/// an equal part of the whole.
+pub(super) fn share(limit: usize, loops: usize, idle: usize, me_idle: bool, partition_max: usize) -> usize {
+    let loops = loops.max(1);
+    let equal = (limit / loops).max(1);
+    let idle_ask = partition_max.min(equal);
+    if me_idle {
+        return idle_ask;
+    }
+    let busy = loops.saturating_sub(idle).max(1);
+    (limit.saturating_sub(idle * idle_ask) / busy).max(equal)
 }
 
 /// The partitions of one broker that lane `lane` of `count` fetches: dealt in
@@ -61,23 +83,36 @@ pub(super) fn dealt<T>(mut of_broker: Vec<(Key, T)>, count: usize, lane: usize) 
 
 /// Measures broker `node`'s round trip every [`PROBE_EVERY`] and sizes its
 /// lanes and its share of the memory budget to it: one lane per
-/// [`RTT_PER_LANE`] (up to [`MAX_LANES`]), and [`WAN_RATE`] × round trip of
-/// bytes in flight; warns once when the socket receive buffers cannot hold
+/// [`RTT_PER_LANE`] (up to [`MAX_LANES`]), and [`WAN_RATE`] × [`HELD_TRIPS`]
+/// round trips of bytes in flight; warns once when the socket receive buffers cannot hold
 /// them ([`crate::client::sockbuf::warn_short_window`]). Runs while lane 0 of
 /// the broker runs.
 pub(super) async fn rtt_watch(f: Arc<Fetchers>, node: i32) {
     let key = format!("fetch-{:p}-{node}", Arc::as_ptr(&f));
+    let mut first = true;
     loop {
         if f.stopping.load(Ordering::SeqCst) || !crate::sync::lock(&f.running).contains(&(node, 0)) {
             f.budget.budget().want(&key, 0);
             return;
         }
-        let probe = async { f.src.broker_lane(node, PROBE_LANE).await.ok()?.round_trip(3).await };
+        // The first estimate is the probe connection's handshake, so a far
+        // broker gets its lanes one round trip after the start instead of
+        // four (three probes after the handshake took 0.45 s at 150 ms, a
+        // tenth of a 1 GB catch-up on one lane); later ones take the least of
+        // three probes.
+        let probe = async {
+            let conn = f.src.broker_lane(node, PROBE_LANE).await.ok()?;
+            if std::mem::take(&mut first) {
+                Some(conn.handshake_round_trip())
+            } else {
+                conn.round_trip(3).await
+            }
+        };
         if let Some(rtt) = probe.await {
             let count = lanes_for(rtt);
             let before = crate::sync::lock(&f.lanes).insert(node, Lanes { count, rtt });
             let want = if count > 1 {
-                (WAN_RATE * rtt.as_secs_f64()) as usize
+                (WAN_RATE * HELD_TRIPS * rtt.as_secs_f64()) as usize
             } else {
                 0
             };
@@ -125,6 +160,23 @@ pub(super) async fn rtt_watch(f: Arc<Fetchers>, node: i32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn caught_up_lanes_ask_little_and_leave_the_budget_to_busy_ones() {
+        const MIB: usize = 1 << 20;
+        // 128 MiB over 8 lanes, none idle: an equal part each.
+        assert_eq!(share(128 * MIB, 8, 0, false, 4 * MIB), 16 * MIB);
+        // 7 caught up: they ask 4 MiB each, the last busy lane the other 100 MiB.
+        assert_eq!(share(128 * MIB, 8, 7, true, 4 * MIB), 4 * MIB);
+        assert_eq!(share(128 * MIB, 8, 7, false, 4 * MIB), 100 * MIB);
+        // A small budget: an idle lane asks at most an equal part.
+        assert_eq!(share(16 * MIB, 8, 4, true, 4 * MIB), 2 * MIB);
+        assert_eq!(share(16 * MIB, 8, 4, false, 4 * MIB), 2 * MIB);
+        // One lane (a LAN): the whole budget while busy, one partition's worth idle.
+        assert_eq!(share(16 * MIB, 1, 0, false, 4 * MIB), 16 * MIB);
+        assert_eq!(share(16 * MIB, 1, 1, true, 4 * MIB), 4 * MIB);
+        assert_eq!(share(16 * MIB, 0, 0, false, 4 * MIB), 16 * MIB);
+    }
 
     #[test]
     fn partitions_are_dealt_evenly_and_each_to_one_lane() {
