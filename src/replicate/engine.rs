@@ -204,7 +204,7 @@ where
         let (all, name) = (res.checkpointers.clone(), res.reverse_flow.clone());
         move || name.as_ref().and_then(|n| crate::sync::lock(&all).get(n).cloned())
     };
-    let group_sync = groups::GroupSync::default();
+    let group_sync = groups::GroupSync::counted_in(metrics.clone());
     let handle = Handle {
         flow: Arc::from(cfg.name.as_str()),
         metrics: metrics.clone(),
@@ -338,23 +338,21 @@ where
     });
     let group_sync = Arc::new(group_sync);
     let group_task = cfg.groups.enabled().then(|| {
-        let (cfg, src, dst, ckpt, metrics, sync, reverse, membership) = (
+        let (cfg, src, dst, ckpt, sync, reverse, membership) = (
             cfg.clone(),
             src.clone(),
             dst.clone(),
             ckpt.clone(),
-            metrics.clone(),
             group_sync.clone(),
             reverse.clone(),
             membership.clone(),
         );
         tokio::spawn(every(cfg.groups.interval, stop_rx.clone(), move || {
-            let (cfg, src, dst, ckpt, metrics, sync, reverse, membership) = (
+            let (cfg, src, dst, ckpt, sync, reverse, membership) = (
                 cfg.clone(),
                 src.clone(),
                 dst.clone(),
                 ckpt.clone(),
-                metrics.clone(),
                 sync.clone(),
                 reverse(),
                 membership.clone(),
@@ -379,7 +377,7 @@ where
                     .sync_once(&cfg.groups, &cfg.topics, &src, &dst, &ckpt, reverse.as_deref())
                     .await
                 {
-                    Ok(n) => Metrics::add(&metrics.group_offsets_synced, n as u64),
+                    Ok(_) => {} // counted as written (GroupSync::counted_in)
                     Err(e) => warn!(error = %e, "group offset sync failed; will retry"),
                 }
             }
@@ -503,7 +501,7 @@ where
             .sync_once(&cfg.groups, &cfg.topics, &src, &dst, &ckpt, reverse.as_deref())
             .await
         {
-            Ok(n) => Metrics::add(&metrics.group_offsets_synced, n as u64),
+            Ok(_) => {}
             Err(e) => warn!(error = %e, "final group offset sync failed"),
         }
     }

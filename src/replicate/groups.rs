@@ -7,13 +7,14 @@
 //! moved backwards.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use kafka_protocol::messages::{DescribeGroupsRequest, GroupId, ListGroupsRequest};
 use kafka_protocol::protocol::StrBytes;
 use tracing::{debug, info, warn};
 
 use super::checkpoint::Checkpointer;
+use super::metrics::Metrics;
 use crate::client::{code, Client, ClientError, GroupOffset};
 use crate::config::{GroupSettings, TopicSettings};
 
@@ -29,6 +30,10 @@ type GroupPartition = (String, String, i32);
 pub struct GroupSync {
     /// Last synced (source offset, destination offset) per group partition.
     last: Mutex<HashMap<GroupPartition, (i64, i64)>>,
+    /// Counts every partition written in `strait_group_offsets_synced` as
+    /// soon as its commit succeeded: a round stopped mid-way (the engine drops
+    /// group sync at stop) keeps the count of what it wrote.
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// Group ids known to any broker of `client`'s cluster.
@@ -67,6 +72,14 @@ async fn is_inactive(client: &Client, group: &str) -> Result<bool, ClientError> 
 }
 
 impl GroupSync {
+    /// A group sync counting what it writes in `metrics`.
+    pub fn counted_in(metrics: Arc<Metrics>) -> Self {
+        Self {
+            metrics: Some(metrics),
+            ..Self::default()
+        }
+    }
+
     /// One sync round; returns the number of partitions written. `reverse`:
     /// the flow replicating the other way with identity names (two-way
     /// replication), whose copies interleave with the destination's own records.
@@ -205,6 +218,9 @@ impl GroupSync {
                 .collect();
             dst.commit_group_offsets(&group, &offsets).await?;
             let written = commit.len();
+            if let Some(m) = &self.metrics {
+                Metrics::add(&m.group_offsets_synced, written as u64);
+            }
             info!(
                 group,
                 partitions = commit.len(),
