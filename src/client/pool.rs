@@ -427,16 +427,27 @@ impl Client {
     /// not marked stale and knows topic `id` (not a topic of the same name
     /// deleted since); `None` otherwise.
     pub fn cached_leader(&self, topic: &str, partition: i32, id: uuid::Uuid) -> Option<i32> {
+        self.cached_partition(topic, partition, Some(id))
+            .filter(|p| p.leader >= 0 && p.error_code == 0)
+            .map(|p| p.leader)
+    }
+
+    /// A partition's cached metadata while the cache is not marked stale (and,
+    /// with `id`, names that topic id); `None` otherwise.
+    fn cached_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        id: Option<uuid::Uuid>,
+    ) -> Option<super::metadata::PartitionMetadata> {
         if self.stale.load(Ordering::Relaxed) {
             return None;
         }
         let md = self.read_md();
-        if md.topics.get(topic).is_none_or(|t| t.id != id) {
+        if id.is_some_and(|id| md.topics.get(topic).is_none_or(|t| t.id != id)) {
             return None;
         }
-        md.partition(topic, partition)
-            .filter(|p| p.leader >= 0 && p.error_code == 0)
-            .map(|p| p.leader)
+        md.partition(topic, partition).cloned()
     }
 
     /// A copy of the cached metadata.
@@ -472,12 +483,7 @@ impl Client {
     /// Leader broker id and leader epoch of a partition, refreshing the cache when
     /// it is stale or does not know the partition.
     pub async fn leader(&self, topic: &str, partition: i32) -> Result<(i32, i32)> {
-        let cached = if self.stale.load(Ordering::Relaxed) {
-            None
-        } else {
-            self.read_md().partition(topic, partition).cloned()
-        };
-        let p = match cached {
+        let p = match self.cached_partition(topic, partition, None) {
             Some(p) if p.leader >= 0 => p,
             _ => {
                 let md = self.refresh_metadata(Some(&[topic.to_string()])).await?;

@@ -324,7 +324,6 @@ impl Fetchers {
         out
     }
 
-    /// Lanes of broker `node` (1 until its round trip was measured).
     /// The most lane `lane` of `node` asks for: an idle lane (its last
     /// response was empty) one partition's worth, at most an equal part of the
     /// budget; a busy lane an equal part of what the idle ones leave, so the
@@ -353,6 +352,7 @@ impl Fetchers {
         }
     }
 
+    /// Lanes of broker `node` (1 until its round trip was measured).
     fn lane_count(&self, node: i32) -> usize {
         crate::sync::lock(&self.lanes).get(&node).map_or(1, |l| l.count)
     }

@@ -26,14 +26,14 @@ pub const SYNCED: &str = "strait:synced";
 type GroupPartition = (String, String, i32);
 
 /// Syncs group offsets of one replication.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct GroupSync {
     /// Last synced (source offset, destination offset) per group partition.
     last: Mutex<HashMap<GroupPartition, (i64, i64)>>,
     /// Counts every partition written in `strait_group_offsets_synced` as
     /// soon as its commit succeeded: a round stopped mid-way (the engine drops
     /// group sync at stop) keeps the count of what it wrote.
-    metrics: Option<Arc<Metrics>>,
+    metrics: Arc<Metrics>,
 }
 
 /// Group ids known to any broker of `client`'s cluster.
@@ -75,8 +75,8 @@ impl GroupSync {
     /// A group sync counting what it writes in `metrics`.
     pub fn counted_in(metrics: Arc<Metrics>) -> Self {
         Self {
-            metrics: Some(metrics),
-            ..Self::default()
+            last: Mutex::default(),
+            metrics,
         }
     }
 
@@ -218,9 +218,7 @@ impl GroupSync {
                 .collect();
             dst.commit_group_offsets(&group, &offsets).await?;
             let written = commit.len();
-            if let Some(m) = &self.metrics {
-                Metrics::add(&m.group_offsets_synced, written as u64);
-            }
+            Metrics::add(&self.metrics.group_offsets_synced, written as u64);
             info!(
                 group,
                 partitions = commit.len(),
